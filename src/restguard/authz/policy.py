@@ -1,0 +1,119 @@
+"""Routes in file order, the first whose path and method match decides; no match is 404.
+
+Path patterns: literal segments, ``{name}`` for exactly one non-empty segment, and a trailing
+``/**`` for the prefix itself and any depth below it. Patterns are matched against the output of
+``authz.paths.normalise_path`` only, so the policy and the upstream see the same path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from restguard.authz.paths import normalise_path
+from restguard.errors import InvalidRequest, NotFound
+
+# restguard's own endpoints on the gateway listener (CONTRACT "Authorization server endpoints").
+RESERVED_PREFIXES = ("/.well-known/", "/oauth2/", "/oauth1/")
+RESERVED_PATHS = ("/login", "/consent")
+
+AUTH_METHODS = ("api_key", "signature", "jwt", "oauth2", "oauth1")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+_PARAM = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+class PatternError(ValueError):
+    """A route pattern is not valid; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One compiled ``[[routes]]`` entry."""
+
+    index: int
+    path: str
+    methods: frozenset[str]
+    scopes: tuple[str, ...] = ()
+    public: bool = False
+    auth: tuple[str, ...] = AUTH_METHODS
+    rate_limit: tuple[int, float] | None = None  # (requests, per seconds)
+    forward_credentials: bool = False
+    _segments: tuple[str | None, ...] = ()
+    _subtree: bool = False
+
+    @property
+    def name(self) -> str:
+        """How the audit log and metrics name this route."""
+        return self.path
+
+    def matches_path(self, path: str) -> bool:
+        parts = path.split("/")[1:]
+        segments = self._segments
+        if len(parts) < len(segments) or (not self._subtree and len(parts) != len(segments)):
+            return False
+        for want, got in zip(segments, parts, strict=False):
+            if (want is None and got == "") or (want is not None and want != got):
+                return False
+        return True
+
+
+def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
+    """Compile a route path into (segments, subtree); literal segments must be normal form."""
+    if not pattern.startswith("/"):
+        raise PatternError("a route path starts with '/'")
+    subtree = pattern == "/**" or pattern.endswith("/**")
+    body = pattern[: -len("/**")] if subtree else pattern
+    if body == "":
+        return (), subtree
+    try:
+        normal = normalise_path(body.encode("ascii"))
+    except (InvalidRequest, UnicodeEncodeError) as exc:
+        raise PatternError(f"'{pattern}' is not a normalised path") from exc
+    # Braces are not path characters, so check params before the normaliser would refuse them.
+    segments: list[str | None] = []
+    for segment in body.split("/")[1:]:
+        if _PARAM.match(segment):
+            segments.append(None)
+        elif "{" in segment or "}" in segment or "*" in segment:
+            raise PatternError(
+                f"'{segment}' in '{pattern}': use {{name}} for a whole segment and a trailing /**"
+            )
+        else:
+            segments.append(segment)
+    if normal != body and "{" not in body:
+        raise PatternError(f"'{pattern}' is not in normal form; write '{normal}'")
+    return tuple(segments), subtree
+
+
+class Policy:
+    """An ordered list of routes. ``match`` is the whole authorization-by-path decision."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = tuple(routes)
+
+    def match(self, method: str, path: str) -> Route:
+        """The first route whose path and method match; ``NotFound`` (default deny) otherwise."""
+        for route in self.routes:
+            if method in route.methods and route.matches_path(path):
+                return route
+        raise NotFound(debug=f"no route for {method} {path}")
+
+    @staticmethod
+    def overlaps_reserved(route: Route) -> str | None:
+        """The reserved endpoint a route could capture, if any (a start-up error)."""
+        probes = (
+            *RESERVED_PATHS,
+            "/.well-known/jwks.json",
+            "/.well-known/oauth-authorization-server",
+            "/oauth2/token",
+            "/oauth1/request_token",
+        )
+        for probe in probes:
+            if route.matches_path(probe):
+                return probe
+        first = route.path.split("/")[1]
+        for reserved in (*RESERVED_PREFIXES, *RESERVED_PATHS):
+            if first == reserved.strip("/"):
+                return reserved + ("**" if reserved.endswith("/") else "")
+        return None

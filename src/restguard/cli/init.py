@@ -1,0 +1,128 @@
+"""``restguard init --dir DIR``: a commented starter config, the SQLite database, a master key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from restguard.cli.context import resolve
+from restguard.cli.output import success
+from restguard.keys.sealing import generate_master_key
+from restguard.store.sql import migrate
+
+TEMPLATE = """\
+# restguard configuration. Every key is optional unless marked; unknown keys are refused.
+# Reference: the README's "Configuration" section.
+
+[server]
+# The gateway listener: restguard's own endpoints, and every other path is matched
+# against [[routes]] below and, if allowed, proxied to [upstream].
+listen = "{listen}"
+# The issuer of the tokens restguard signs, and the base of its redirect URLs.
+public_url = "http://{listen}"
+# Proxies whose X-Forwarded-For is believed (addresses or CIDR networks). Empty: nobody's.
+trusted_proxies = []
+# Size caps, checked before anything is parsed.
+max_body_bytes = 10485760
+max_header_bytes = 16384
+# Failed credential checks allowed per client address before it gets 429.
+failed_attempts = "30/minute"
+
+[admin]
+# /healthz and /metrics. Keep it on loopback.
+listen = "{admin_listen}"
+
+[storage]
+# SQLite by default (relative paths are relative to this file); or postgresql://user@host/db
+database = "sqlite:///restguard.db"
+# e.g. redis://127.0.0.1:6379/0 when several instances share the work.
+redis = ""
+
+[keys]
+# Encrypts every stored secret that must be recoverable. Mode 0600; or set RESTGUARD_MASTER_KEY.
+master_key = "master.key"
+
+[audit]
+# One JSON line per decision (never a secret). "" turns the file off.
+path = "audit.log"
+
+[upstream]
+# The REST API restguard protects. It receives exactly the path the policy judged.
+url = "{upstream}"
+connect_timeout = "5s"
+timeout = "30s"
+pool_size = 100
+
+# Routes are tried in file order; the first whose path and method match decides.
+# A request that matches no route gets 404 and never reaches the upstream (default deny).
+# path: literal segments, {{param}} for one segment, a trailing /** for a subtree.
+# auth: which credential kinds the route accepts (default: all of them).
+{routes}"""
+
+DEFAULT_ROUTES = """\
+[[routes]]
+path = "/health"
+methods = ["GET"]
+public = true
+
+[[routes]]
+path = "/notes/**"
+methods = ["GET", "HEAD"]
+scopes = ["notes:read"]
+
+[[routes]]
+path = "/notes/**"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+scopes = ["notes:write"]
+"""
+
+
+def write_data_dir(
+    directory: Path,
+    *,
+    upstream: str = "http://127.0.0.1:9000",
+    listen: str = "127.0.0.1:8080",
+    admin_listen: str = "127.0.0.1:8081",
+    routes: str = DEFAULT_ROUTES,
+) -> Path:
+    """Create ``directory`` with restguard.toml, master.key and a migrated SQLite database.
+    Refuses to overwrite an existing config or key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "restguard.toml"
+    key = directory / "master.key"
+    for existing in (config, key):
+        if existing.exists():
+            raise click.ClickException(f"{existing} already exists; choose another --dir")
+    config.write_text(
+        TEMPLATE.format(listen=listen, admin_listen=admin_listen, upstream=upstream, routes=routes),
+        encoding="utf-8",
+    )
+    generate_master_key(key)
+    migrate("sqlite:///" + str(directory / "restguard.db"))
+    return config
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    metavar="DIR",
+    help="Where to write restguard.toml, master.key and restguard.db.",
+)
+@click.option(
+    "--upstream",
+    default="http://127.0.0.1:9000",
+    show_default=True,
+    help="The URL of the REST API to protect.",
+)
+def init(directory: str, upstream: str) -> None:
+    """Write a starter config, database and master key."""
+    config = write_data_dir(resolve(directory), upstream=upstream)
+    success(f"wrote {config}")
+    click.echo(f"  master key: {config.parent / 'master.key'} (mode 0600; back it up)")
+    click.echo(f"  database:   {config.parent / 'restguard.db'}")
+    click.echo("next:")
+    click.echo(f"  restguard apikey create --config {config} --name me --scope notes:read")
+    click.echo(f"  restguard serve --config {config}")

@@ -1,0 +1,183 @@
+"""API keys: ``rg_ak_<id>_<secret><checksum>``.
+
+* ``id``: 12 characters of ``[0-9a-z]``, public, the handle for revoke/rotate and the audit log.
+* ``secret``: 43 characters of base62 from ``secrets`` (256 bits).
+* ``checksum``: CRC32 of everything before it, 6 characters of base62, so secret scanners (and
+  restguard itself) can tell a real key from a typo without a database look-up.
+
+Keys are accepted only in ``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``, never in the
+query string. Only the SHA-256 digest is stored; checks are constant-time. Records are cached for
+at most ``cache_ttl`` seconds (revocation reaches every instance within one second).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import parse_qsl
+
+from restguard.clock import Clock
+from restguard.credentials.base import AuthContext, Credential
+from restguard.errors import AuthError, InvalidCredential, InvalidRequest
+from restguard.keys.hashing import digest_matches, token_digest
+from restguard.store.ports import ApiKeyRecord, ApiKeyStore
+from restguard.types import Principal, RequestView, verified_principal
+
+PREFIX = "rg_ak_"
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ID_LEN, _SECRET_LEN, _CHECK_LEN = 12, 43, 6
+_KEY = re.compile(r"^rg_ak_([0-9a-z]{12})_([0-9A-Za-z]{49})$")
+_QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
+MAX_KEY_CHARS = 128
+
+
+def _base62(value: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        out.append(_ALPHABET[rem])
+    return "".join(reversed(out))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode("ascii")), _CHECK_LEN)
+
+
+def new_key_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LEN))
+
+
+def generate_key(key_id: str | None = None) -> tuple[str, str]:
+    """A fresh (id, key). The key is shown once and never stored."""
+    key_id = key_id or new_key_id()
+    body = PREFIX + key_id + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
+    return key_id, body + _checksum(body)
+
+
+def parse_key(text: str) -> str:
+    """The key's id if ``text`` is well-formed with a valid checksum; InvalidRequest otherwise."""
+    m = _KEY.match(text)
+    if not m or _checksum(text[:-_CHECK_LEN]) != text[-_CHECK_LEN:]:
+        raise InvalidRequest("The API key is malformed.", debug="api key syntax or checksum")
+    return m.group(1)
+
+
+def new_record(
+    name: str, scopes: tuple[str, ...], now: datetime, expires_in: int | None
+) -> tuple[ApiKeyRecord, str]:
+    """A record to store and the key to show once."""
+    key_id, key = generate_key()
+    expires = now + timedelta(seconds=expires_in) if expires_in else None
+    return ApiKeyRecord(key_id, name, token_digest(key), scopes, now, expires), key
+
+
+def _refuse_in_query(query: bytes) -> None:
+    if not query:
+        return
+    text = query.decode("ascii", "replace")
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name.lower() in _QUERY_NAMES or PREFIX in value or PREFIX in name:
+            raise InvalidRequest(
+                "API keys are accepted only in the Authorization or X-API-Key header, "
+                "never in the URL. Revoke a key that was sent in a URL.",
+                debug="api key in query string",
+            )
+
+
+@dataclass
+class _Cached:
+    record: ApiKeyRecord
+    fetched: float
+
+
+class ApiKeyAuthenticator:
+    """Verifies restguard API keys against an ApiKeyStore."""
+
+    method = "api_key"
+
+    def __init__(
+        self,
+        store: ApiKeyStore,
+        clock: Clock,
+        *,
+        cache_ttl: float = 1.0,
+        cache_size: int = 10_000,
+        touch_interval: float = 60.0,
+    ) -> None:
+        if not 0 <= cache_ttl <= 1.0:
+            raise ValueError("cache_ttl must be within [0, 1] s: revocation must apply in 1 s")
+        self._store, self._clock = store, clock
+        self._ttl, self._size, self._touch_interval = cache_ttl, cache_size, touch_interval
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._touched: dict[str, float] = {}
+
+    def extract(self, view: RequestView) -> Credential | None:
+        _refuse_in_query(view.query)
+        auth = view.single_header(b"authorization")
+        header = view.single_header(b"x-api-key")
+        found: list[tuple[bytes, bytes]] = []
+        if auth is not None:
+            scheme, _, rest = auth.partition(b" ")
+            if scheme.lower() == b"apikey":
+                found.append((b"authorization", rest))
+        if header is not None:
+            found.append((b"x-api-key", header))
+        if not found:
+            return None
+        if len(found) > 1:
+            raise InvalidRequest("Send the API key in one header only.", debug="api key twice")
+        name, raw = found[0]
+        if len(raw) > MAX_KEY_CHARS:
+            raise InvalidRequest("The API key is malformed.", debug="api key too long")
+        try:
+            text = raw.decode("ascii").strip(" \t")
+        except UnicodeDecodeError:
+            raise InvalidRequest("The API key is malformed.", debug="api key not ascii") from None
+        return Credential(self.method, text, parse_key(text), (name,))
+
+    async def _record(self, key_id: str) -> ApiKeyRecord | None:
+        now = self._clock.monotonic()
+        hit = self._cache.get(key_id)
+        if hit is not None and now - hit.fetched < self._ttl:
+            return hit.record
+        record = await self._store.get(key_id)
+        if record is None:
+            self._cache.pop(key_id, None)
+            return None
+        self._cache[key_id] = _Cached(record, now)
+        self._cache.move_to_end(key_id)
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return record
+
+    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
+        key_id = credential.credential_id
+        record = await self._record(key_id)
+        if record is None:
+            raise InvalidCredential(debug="unknown api key id")
+        if not digest_matches(credential.secret, record.key_hash):
+            raise InvalidCredential(debug="api key secret mismatch")
+        if record.revoked_at is not None and record.revoked_at <= ctx.now:
+            raise InvalidCredential(debug="api key revoked")
+        if record.expires_at is not None and record.expires_at <= ctx.now:
+            raise InvalidCredential(debug="api key expired")
+        mono = self._clock.monotonic()
+        if mono - self._touched.get(key_id, -self._touch_interval) >= self._touch_interval:
+            await self._store.touch(key_id, ctx.now)
+            self._touched[key_id] = mono
+            if len(self._touched) > self._size:
+                self._touched.clear()
+        return verified_principal(
+            subject=record.name,
+            client_id=record.id,
+            scopes=set(record.scopes),
+            auth_method="api_key",
+        )
+
+    def challenge(self, error: AuthError | None) -> str:
+        return 'ApiKey realm="restguard"'

@@ -1,0 +1,49 @@
+"""The Authenticator interface every credential kind implements.
+
+``extract`` looks at syntax only (no store, no clock) and returns a Credential, None when the
+request carries no credential of this kind, or raises InvalidRequest when it carries a malformed
+one. ``authenticate`` proves the credential and returns a Principal, or raises an AuthError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from restguard.errors import AuthError
+from restguard.types import Principal, RequestView
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request presented. ``headers`` name the headers that carried it (stripped
+    before forwarding); ``credential_id`` is the public part, safe for the audit log."""
+
+    method: str
+    secret: str
+    credential_id: str
+    headers: tuple[bytes, ...]
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Credential({self.method!r}, {self.credential_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """What a verifier may know besides the credential."""
+
+    now: datetime
+    client: str
+
+
+class Authenticator(Protocol):
+    method: str
+
+    def extract(self, view: RequestView) -> Credential | None: ...
+
+    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal: ...
+
+    def challenge(self, error: AuthError | None) -> str:
+        """The ``WWW-Authenticate`` challenge for a 401 on a route that accepts this method."""
+        ...

@@ -1,0 +1,57 @@
+"""FastAPI integration: ``Depends(require_scopes("notes:read"))`` returns the ``Principal``.
+
+Call ``install(app, guard)`` once: it registers the error translator and, where the app is not
+already wrapped by ``GuardMiddleware``, lets the dependency run the guard itself. Either way the
+decision is the gateway's exact one (``Guard.decide``), and the scopes named here are required
+on top of the route's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from restguard.asgi import DECISION_KEY
+from restguard.edge.problem import problem
+from restguard.edge.view import view_from_scope
+from restguard.errors import AuthError
+from restguard.guard import Decision, Guard
+from restguard.guard import require_scopes as _check
+from restguard.types import Principal
+
+_GUARD_STATE = "restguard_guard"
+
+
+def install(app: FastAPI, guard: Guard) -> None:
+    """Make ``guard`` available to ``require_scopes`` and map AuthError to the contract's JSON."""
+    setattr(app.state, _GUARD_STATE, guard)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthError)
+        status, headers, body = problem(exc)
+        response = Response(body, status_code=status)
+        for name, value in headers:
+            if name != b"content-length":  # Response sets its own
+                response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+        return response
+
+    app.add_exception_handler(AuthError, handler)
+
+
+def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: the request's Principal, after the guard's decision and these scopes."""
+
+    async def dependency(request: Request) -> Principal:
+        decision = request.scope.get(DECISION_KEY)
+        if not isinstance(decision, Decision):
+            guard = getattr(request.app.state, _GUARD_STATE, None)
+            if not isinstance(guard, Guard):
+                raise RuntimeError("call restguard.fastapi.install(app, guard) first")
+            decision = await guard.decide(view_from_scope(request.scope))
+            request.scope[DECISION_KEY] = decision
+        _check(decision.principal, scopes)
+        return decision.principal
+
+    return dependency

@@ -1,0 +1,215 @@
+"""Streaming forward to the upstream over a pooled keep-alive HTTP/1.1 client (aiohttp).
+
+Header hygiene (CONTRACT "What the upstream receives"): hop-by-hop headers, every
+``X-Restguard-*`` header and the credential that was used are removed; identity headers are
+added. The upstream receives exactly the path the policy judged. Bodies stream both ways; the
+request body is capped at ``max_body_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from restguard.edge.asgi_send import send_problem
+from restguard.errors import AuthError, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from restguard.guard import Decision
+from restguard.types import RequestView
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+IdentityHeaders = Callable[[Decision], list[tuple[str, str]]]
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus proxy-* (RFC 9110 §11.7) and ``expect`` (handled here).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "expect",
+        "host",
+        "content-length",
+    }
+)
+# Response headers aiohttp/uvicorn manage themselves.
+_RESPONSE_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+    }
+)
+
+
+class Upstream:
+    """One pooled client to one upstream base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        timeout: float,
+        pool_size: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
+        )
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._pool_size,
+            keepalive_timeout=30,
+            enable_cleanup_closed=False,
+            ttl_dns_cache=60,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def upstream_headers(
+        self,
+        view: RequestView,
+        decision: Decision,
+        scope: dict[str, Any],
+        identity: IdentityHeaders,
+    ) -> CIMultiDict[str]:
+        """The request headers the upstream receives."""
+        connection_named: set[bytes] = set()
+        for name, value in view.headers:
+            if name == b"connection":
+                connection_named.update(t.strip(b" \t") for t in value.lower().split(b","))
+        drop = set(decision.credential_headers) if not decision.route.forward_credentials else set()
+        out: CIMultiDict[str] = CIMultiDict()
+        host = b""
+        for name, value in view.headers:
+            if name == b"host":
+                host = value
+            if (
+                name.decode("latin-1") in HOP_BY_HOP
+                or name in connection_named
+                or name.startswith(b"x-restguard-")
+                or name.startswith(b"proxy-")
+                or name in drop
+                or name
+                in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded")
+            ):
+                continue
+            out.add(name.decode("latin-1"), value.decode("latin-1"))
+        out["X-Forwarded-For"] = view.client
+        out["X-Forwarded-Proto"] = scope.get("scheme", "http")
+        if host:
+            out["X-Forwarded-Host"] = host.decode("latin-1")
+        for field, text in identity(decision):
+            out[field] = text
+        return out
+
+    async def forward(
+        self,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        view: RequestView,
+        decision: Decision,
+        identity: IdentityHeaders,
+    ) -> float:
+        """Forward one request and stream back the answer; returns upstream seconds."""
+        assert self._session is not None, "Upstream.start() was not awaited"
+        headers = self.upstream_headers(view, decision, scope, identity)
+        length_values = view.header_values(b"content-length")
+        chunked = any(b"chunked" in v.lower() for v in view.header_values(b"transfer-encoding"))
+        body: AsyncIterator[bytes] | bytes | None = None
+        if length_values:
+            length = int(length_values[0])  # llhttp already refused malformed/duplicate values
+            if length > self.max_body_bytes:
+                await send_problem(send, PayloadTooLarge(debug=f"content-length {length}"))
+                return 0.0
+            headers["Content-Length"] = str(length)
+            body = self._body(receive) if length else b""
+        elif chunked:
+            body = self._body(receive)
+        url = self.base_url + view.path + ("?" + view.query.decode("ascii") if view.query else "")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response_started = False
+        try:
+            async with self._session.request(
+                view.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
+            ) as resp:
+                out_headers = [
+                    (k.lower(), v)
+                    for k, v in resp.raw_headers
+                    if k.lower().decode("latin-1") not in _RESPONSE_DROP
+                ]
+                await send(
+                    {"type": "http.response.start", "status": resp.status, "headers": out_headers}
+                )
+                response_started = True
+                async for chunk in resp.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+        except AuthError as err:  # raised from the body generator (too large)
+            if response_started:
+                raise
+            await send_problem(send, err)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            if response_started:
+                raise
+            await send_problem(send, UpstreamTimeout(debug=repr(exc)))
+        except (aiohttp.ClientError, OSError) as exc:
+            if response_started:
+                raise
+            await send_problem(send, UpstreamError(debug=repr(exc)))
+        return loop.time() - started
+
+    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise UpstreamError(debug="client went away mid-body")
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                raise PayloadTooLarge(debug="streamed body over the limit")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return

@@ -1,0 +1,1 @@
+"""Key material: hashing of checked secrets, sealing of recoverable ones, own signing keys."""

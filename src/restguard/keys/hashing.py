@@ -1,0 +1,22 @@
+"""The one documented choice for secrets that only need checking.
+
+API keys carry 256 bits of randomness, so a slow password hash buys nothing against guessing and
+would cost milliseconds on every cache miss: they are stored as SHA-256 digests and compared in
+constant time (the approach GitHub and Stripe document for high-entropy tokens). Low-entropy
+secrets (user passwords) get a slow KDF in their own module when users arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of a high-entropy token, as stored."""
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def digest_matches(token: str, stored: bytes) -> bool:
+    """Constant-time check of ``token`` against a stored digest."""
+    return hmac.compare_digest(token_digest(token), stored)

@@ -1,0 +1,1 @@
+"""Storage: one small Protocol per artifact (ports.py) and the drivers behind them."""

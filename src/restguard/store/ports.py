@@ -1,0 +1,85 @@
+"""Storage ports: one Protocol per artifact. The core depends on these, never on a driver.
+
+Every method may raise ``BackendUnavailable`` (the driver failed: fail closed, 503). Writes are
+atomic: a failed write leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A stored API key. ``key_hash`` is SHA-256 of the whole key; the key itself is never kept.
+
+    ``revoked_at`` may lie in the future: that is a rotation grace period.
+    """
+
+    id: str
+    name: str
+    key_hash: bytes
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    """One of restguard's own signing keys. The private key is sealed by the master key."""
+
+    kid: str
+    alg: str
+    public_jwk: str
+    sealed_private: bytes
+    created_at: datetime
+    retired_at: datetime | None = None
+
+
+class ApiKeyStore(Protocol):
+    async def insert(self, record: ApiKeyRecord) -> None:
+        """Add a key; ``DuplicateRecord`` if the id exists."""
+        ...
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def list(self) -> list[ApiKeyRecord]:
+        """All keys, oldest first."""
+        ...
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+        ...
+
+    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
+        """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``."""
+        ...
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        """Record the last-used time."""
+        ...
+
+
+class SigningKeyStore(Protocol):
+    async def insert(self, record: SigningKeyRecord) -> None: ...
+
+    async def list(self) -> list[SigningKeyRecord]:
+        """All keys, newest first."""
+        ...
+
+
+class Store(Protocol):
+    """The set of stores one backend provides, and its health."""
+
+    api_keys: ApiKeyStore
+    signing_keys: SigningKeyStore
+
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the backend answers."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,76 @@
+"""Build the one synchronous SQLAlchemy engine a store or a migration runs on.
+
+Accepted URLs: ``sqlite:///ABSOLUTE/PATH`` (the embedded default) and
+``postgresql://user@host:port/db`` (also ``postgresql+psycopg://...``; psycopg 3 is the driver).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+ACCEPTED = "sqlite:///ABSOLUTE/PATH or postgresql://user@host:port/db"
+
+#: Applied to every new SQLite connection. ``busy_timeout`` comes first so that switching the
+#: journal to WAL waits for a concurrent starter instead of failing with "database is locked".
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+PG_CONNECT_TIMEOUT = 3
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 5
+PG_POOL_TIMEOUT = 5
+
+
+def parse_url(url: str) -> URL:
+    """Parse and normalise ``url``; ``ValueError`` unless it is one of the accepted forms."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; use {ACCEPTED}") from None
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        if parsed.database in (None, "", ":memory:") or parsed.host:
+            raise ValueError(f"a SQLite URL needs a file path; use {ACCEPTED}")
+        return parsed.set(drivername="sqlite")
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        if not parsed.database:
+            raise ValueError(f"a PostgreSQL URL needs a database name; use {ACCEPTED}")
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use {ACCEPTED}")
+
+
+def make_engine(url: str) -> Engine:
+    """Return an engine for ``url`` with the project's connection settings applied."""
+    parsed = parse_url(url)
+    if parsed.drivername == "sqlite":
+        engine = create_engine(
+            parsed, hide_parameters=True, connect_args={"check_same_thread": False}
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_engine(
+        parsed,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_timeout=PG_POOL_TIMEOUT,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()

@@ -1,0 +1,280 @@
+"""The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine.
+
+Each operation runs in a worker thread (``asyncio.to_thread``); each write is one transaction
+(``engine.begin()``), so a failed write leaves the store unchanged. Driver exceptions never leave
+this module: they become ``BackendUnavailable`` (503, fail closed) with the driver's message in
+the private ``debug`` text only.
+
+On SQLite every write transaction starts with its write statement, so it takes the write lock
+first (waiting up to ``busy_timeout``) and never has to upgrade a read snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from sqlalchemy import Connection, Engine, RowMapping, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from restguard.errors import BackendUnavailable
+from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
+from restguard.store.ports import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    SigningKeyRecord,
+    SigningKeyStore,
+    Store,
+)
+from restguard.store.sql.tables import api_keys, signing_keys, to_utc
+
+__all__ = ["SqlApiKeyStore", "SqlSigningKeyStore", "SqlStore"]
+
+T = TypeVar("T")
+
+#: Driver error codes of a primary-key or unique clash: PostgreSQL SQLSTATE, SQLite error name.
+_PG_UNIQUE_VIOLATION = "23505"
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
+
+
+async def _run(operation: str, work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread; translate what the driver raises at this port boundary."""
+    try:
+        return await asyncio.to_thread(work)
+    except IntegrityError:
+        raise StoreError("the record breaks a constraint of the store") from None
+    except (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise BackendUnavailable(
+            debug=f"store {operation} failed: {type(cause).__name__}: {cause}".strip()
+        ) from None
+    except StatementError as exc:
+        # A value our column types refused while binding parameters (a naive datetime).
+        if isinstance(exc.orig, ValueError | TypeError):
+            raise type(exc.orig)(str(exc.orig)) from None
+        raise
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION
+        or getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
+    )
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else to_utc(value)
+
+
+def _scopes_text(scopes: Iterable[str]) -> str:
+    scopes = tuple(scopes)
+    for scope in scopes:
+        if not scope or scope != scope.strip() or any(c.isspace() for c in scope):
+            raise ValueError(f"a scope must be a non-empty token without spaces: {scope!r}")
+    return " ".join(scopes)
+
+
+def _api_key_row(record: ApiKeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "key_hash": bytes(record.key_hash),
+        "scopes": _scopes_text(record.scopes),
+        "created_at": to_utc(record.created_at),
+        "expires_at": _utc_or_none(record.expires_at),
+        "revoked_at": _utc_or_none(record.revoked_at),
+        "last_used_at": _utc_or_none(record.last_used_at),
+    }
+
+
+def _api_key_record(row: RowMapping) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row["id"],
+        name=row["name"],
+        key_hash=bytes(row["key_hash"]),
+        scopes=tuple(row["scopes"].split()),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _signing_key_row(record: SigningKeyRecord) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "alg": record.alg,
+        "public_jwk": record.public_jwk,
+        "sealed_private": bytes(record.sealed_private),
+        "created_at": to_utc(record.created_at),
+        "retired_at": _utc_or_none(record.retired_at),
+    }
+
+
+def _signing_key_record(row: RowMapping) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid=row["kid"],
+        alg=row["alg"],
+        public_jwk=row["public_jwk"],
+        sealed_private=bytes(row["sealed_private"]),
+        created_at=row["created_at"],
+        retired_at=row["retired_at"],
+    )
+
+
+def _insert_row(conn: Connection, table: Any, row: dict[str, Any], what: str) -> None:
+    """Insert ``row``; ``DuplicateRecord`` on a primary-key clash (the transaction is then void)."""
+    try:
+        conn.execute(insert(table).values(**row))
+    except IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise DuplicateRecord(f"{what} already exists") from None
+        raise
+
+
+def _revoke_in(conn: Connection, key_id: str, at: datetime) -> ApiKeyRecord:
+    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent."""
+    col = api_keys.c.revoked_at
+    conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, or_(col.is_(None), col > at))
+        .values(revoked_at=at)
+    )
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None:
+        raise UnknownRecord(f"no API key has id {key_id!r}")
+    return _api_key_record(row)
+
+
+class SqlApiKeyStore(ApiKeyStore):
+    """``ApiKeyStore`` on the ``api_keys`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def insert(self, record: ApiKeyRecord) -> None:
+        row = _api_key_row(record)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, api_keys, row, f"API key {record.id!r}")
+
+        await _run("api_keys.insert", work)
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        def work() -> ApiKeyRecord | None:
+            with self._engine.connect() as conn:
+                query = select(api_keys).where(api_keys.c.id == key_id)
+                row = conn.execute(query).mappings().first()
+            return None if row is None else _api_key_record(row)
+
+        return await _run("api_keys.get", work)
+
+    async def list(self) -> builtins.list[ApiKeyRecord]:
+        """All keys, oldest first (by ``created_at``, then id)."""
+
+        def work() -> builtins.list[ApiKeyRecord]:
+            query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+            with self._engine.connect() as conn:
+                return [_api_key_record(row) for row in conn.execute(query).mappings()]
+
+        return await _run("api_keys.list", work)
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+        at = to_utc(at)
+
+        def work() -> ApiKeyRecord:
+            with self._engine.begin() as conn:
+                return _revoke_in(conn, key_id, at)
+
+        return await _run("api_keys.revoke", work)
+
+    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
+        """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``.
+
+        ``DuplicateRecord`` if ``new.id`` exists, ``UnknownRecord`` if ``old_id`` does not; in
+        both cases nothing changes.
+        """
+        row = _api_key_row(new)
+        at = to_utc(old_revoked_at)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, api_keys, row, f"API key {new.id!r}")
+                _revoke_in(conn, old_id, at)
+
+        await _run("api_keys.rotate", work)
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        """Record the last-used time. Never moves it backwards; an absent id is ignored."""
+        at = to_utc(at)
+        col = api_keys.c.last_used_at
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == key_id, or_(col.is_(None), col < at))
+                    .values(last_used_at=at)
+                )
+
+        await _run("api_keys.touch", work)
+
+
+class SqlSigningKeyStore(SigningKeyStore):
+    """``SigningKeyStore`` on the ``signing_keys`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def insert(self, record: SigningKeyRecord) -> None:
+        """Add a key; ``DuplicateRecord`` if the kid exists."""
+        row = _signing_key_row(record)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, signing_keys, row, f"signing key {record.kid!r}")
+
+        await _run("signing_keys.insert", work)
+
+    async def list(self) -> builtins.list[SigningKeyRecord]:
+        """All keys, newest first (by ``created_at``, then kid)."""
+
+        def work() -> builtins.list[SigningKeyRecord]:
+            query = select(signing_keys).order_by(
+                signing_keys.c.created_at.desc(), signing_keys.c.kid.desc()
+            )
+            with self._engine.connect() as conn:
+                return [_signing_key_record(row) for row in conn.execute(query).mappings()]
+
+        return await _run("signing_keys.list", work)
+
+
+class SqlStore(Store):
+    """The SQL backend: both stores on one engine, its health check, and its shutdown."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.api_keys: ApiKeyStore = SqlApiKeyStore(engine)
+        self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine)
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""
+
+        def work() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        await _run("ping", work)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,72 @@
+"""The schema as SQLAlchemy Core tables. Migrations (``migrations/versions``) create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Dialect, LargeBinary, MetaData, Table, Text
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back as a timezone-aware UTC ``datetime``.
+
+    PostgreSQL keeps it as ``timestamptz``; SQLite as naive UTC text, which sorts correctly.
+    Naive datetimes are refused on write: their meaning depends on the machine.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = to_utc(value)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Return ``value`` in UTC; ``ValueError`` if it is naive."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: pass a timezone-aware datetime (UTC)")
+    return value.astimezone(UTC)
+
+
+#: Constraint names match those the migrations create.
+metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("key_hash", LargeBinary, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated, in the order given
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", Text, primary_key=True),
+    Column("alg", Text, nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("sealed_private", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retired_at", UtcDateTime, nullable=True),
+)

@@ -1,0 +1,60 @@
+"""Framework-free values the core works on: RequestView in, Principal out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from restguard.errors import InvalidRequest
+
+_VERIFIER_SEAL = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A request as the core sees it: method, normalised path, raw query, headers.
+
+    ``headers`` holds (lower-cased name, value) pairs exactly as received, in order.
+    ``client`` is the client address after trusted-proxy handling.
+    """
+
+    method: str
+    path: str
+    query: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    client: str = ""
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        """All values of header ``name`` (lower-case), in order."""
+        return [v for k, v in self.headers if k == name]
+
+    def single_header(self, name: bytes) -> bytes | None:
+        """The one value of header ``name``; a repeated header is ambiguous and refused."""
+        values = self.header_values(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"The {name.decode()} header must not be repeated.")
+        return values[0] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request, as proven by a verifier. Only verifiers construct one."""
+
+    subject: str
+    client_id: str
+    scopes: frozenset[str]
+    auth_method: str
+    _seal: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._seal is not _VERIFIER_SEAL:
+            raise TypeError("a Principal is created by a verifier, not constructed directly")
+
+
+def verified_principal(
+    *, subject: str, client_id: str, scopes: frozenset[str] | set[str], auth_method: str
+) -> Principal:
+    """Create a Principal. For verifiers (credentials/*) and the anonymous public-route case."""
+    return Principal(subject, client_id, frozenset(scopes), auth_method, _VERIFIER_SEAL)
+
+
+ANONYMOUS = verified_principal(subject="", client_id="", scopes=frozenset(), auth_method="none")

@@ -1,0 +1,111 @@
+"""The one composition root: settings -> store, keys, authenticators, Guard.
+
+New credential kinds plug in here, in ``AUTHENTICATORS``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from restguard.audit import EventSink, JsonLinesAudit
+from restguard.authz.policy import Policy
+from restguard.authz.ratelimit import MemoryRateLimiter
+from restguard.clock import Clock, SystemClock
+from restguard.config import ConfigError, Settings
+from restguard.credentials.apikey import ApiKeyAuthenticator
+from restguard.credentials.base import Authenticator
+from restguard.guard import Guard
+from restguard.keys.sealing import Sealer, load_master_key
+from restguard.keys.signing import IdentityMinter, SigningKeys, load_signing_keys
+from restguard.store.ports import Store
+from restguard.store.sql import migrate, open_store
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What an authenticator factory may use (each takes only what it needs)."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    sealer: Sealer
+
+
+AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
+    "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock),
+}
+
+
+def check_routes_servable(settings: Settings) -> None:
+    """Every protected route must accept at least one method this build provides."""
+    for route in settings.routes:
+        if not route.public and not any(m in AUTHENTICATORS for m in route.auth):
+            raise ConfigError(
+                settings.file,
+                f"routes[{route.index}].auth",
+                f"none of {', '.join(route.auth)} is available in this version",
+                f"use one of {', '.join(AUTHENTICATORS)}",
+            )
+
+
+@dataclass
+class Runtime:
+    """Everything a running restguard holds; ``close`` releases it."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    sealer: Sealer
+    guard: Guard
+    keys: SigningKeys
+    minter: IdentityMinter
+    audit: JsonLinesAudit | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
+
+
+def open_store_for(settings: Settings, *, apply_migrations: bool = True) -> Store:
+    """The configured store, migrated to the current schema unless told otherwise."""
+    if apply_migrations:
+        migrate(settings.database_url)
+    return open_store(settings.database_url)
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sinks: Sequence[EventSink] = (),
+    apply_migrations: bool = True,
+) -> Runtime:
+    """Build the whole object graph from settings (migrating the database first)."""
+    check_routes_servable(settings)
+    clock = clock or SystemClock()
+    sealer = Sealer(load_master_key(settings.master_key_path))
+    store = open_store_for(settings, apply_migrations=apply_migrations)
+    closers: list[Callable[[], None]] = [store.close]
+    try:
+        keys = await load_signing_keys(store.signing_keys, sealer, clock)
+        audit = JsonLinesAudit(settings.audit_path) if settings.audit_path else None
+        if audit:
+            closers.append(audit.close)
+        parts = Parts(settings, store, clock, sealer)
+        authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
+        guard = Guard(
+            Policy(list(settings.routes)),
+            authenticators,
+            clock,
+            MemoryRateLimiter(),
+            sinks=[*([audit] if audit else []), *sinks],
+            failed_attempts=settings.server.failed_attempts,
+        )
+    except BaseException:
+        for closer in reversed(closers):
+            closer()
+        raise
+    minter = IdentityMinter(keys, settings.server.public_url, clock)
+    return Runtime(settings, clock, store, sealer, guard, keys, minter, audit, closers)

@@ -1,0 +1,365 @@
+"""The SQL store on SQLite and the real PostgreSQL: records, atomic writes, migrations, outages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from restguard.errors import BackendUnavailable
+from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.ports import ApiKeyRecord, SigningKeyRecord, Store
+from restguard.store.sql import SqlStore, make_engine, migrate, open_store, pending
+from restguard.store.sql.migrate import MIGRATIONS
+from restguard.store.sql.tables import metadata
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+CEST = timezone(timedelta(hours=2))
+HEADS = ScriptDirectory(str(MIGRATIONS)).get_heads()
+
+
+def api_key(key_id: str, created_at: datetime = T0, **fields: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=key_id,
+        name=fields.pop("name", f"key {key_id}"),
+        key_hash=fields.pop("key_hash", b"\x00\xff" + key_id.encode()),
+        scopes=fields.pop("scopes", ("read",)),
+        created_at=created_at,
+        **fields,
+    )
+
+
+def signing_key(kid: str, created_at: datetime) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid=kid,
+        alg="EdDSA",
+        public_jwk=json.dumps({"kty": "OKP", "crv": "Ed25519", "x": kid}),
+        sealed_private=b"\x01sealed\x00" + kid.encode(),
+        created_at=created_at,
+    )
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+async def test_api_key_round_trip_keeps_values_order_and_utc(store: SqlStore) -> None:
+    full = api_key(
+        "ak_full",
+        created_at=datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=CEST),  # 12:00:00.123456 UTC
+        scopes=("write", "admin", "read"),
+        expires_at=T0 + timedelta(days=30),
+        revoked_at=T0 + timedelta(days=1),
+        last_used_at=T0 + timedelta(seconds=5),
+    )
+    await store.api_keys.insert(full)
+
+    got = await store.api_keys.get("ak_full")
+
+    assert got == full
+    assert got is not None
+    assert got.scopes == ("write", "admin", "read")
+    for stamp in (got.created_at, got.expires_at, got.revoked_at, got.last_used_at):
+        assert stamp is not None
+        assert stamp.tzinfo is not None
+        assert stamp.utcoffset() == timedelta(0)
+    assert got.created_at == T0
+    assert await store.api_keys.get("absent") is None
+
+
+async def test_api_key_list_is_oldest_first_then_by_id(store: SqlStore) -> None:
+    newest = api_key("a_newest", T0 + timedelta(hours=1))
+    tie_b = api_key("b_tie", T0)
+    tie_a = api_key("a_tie", T0)
+    oldest = api_key("z_oldest", T0 - timedelta(microseconds=1), scopes=())
+    for record in (newest, tie_b, oldest, tie_a):
+        await store.api_keys.insert(record)
+
+    assert await store.api_keys.list() == [oldest, tie_a, tie_b, newest]
+
+
+async def test_naive_datetime_is_refused_and_nothing_is_written(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.api_keys.insert(api_key("naive", datetime(2024, 5, 1, 12)))
+    await store.api_keys.insert(api_key("ak"))
+    with pytest.raises(ValueError, match="naive"):
+        await store.api_keys.revoke("ak", datetime(2024, 5, 2))
+
+    assert [record.id for record in await store.api_keys.list()] == ["ak"]
+    assert (await store.api_keys.get("ak")) == api_key("ak")
+
+
+async def test_duplicate_insert_raises_and_keeps_the_first(store: SqlStore) -> None:
+    first = api_key("ak_dup", name="first")
+    await store.api_keys.insert(first)
+
+    with pytest.raises(DuplicateRecord):
+        await store.api_keys.insert(api_key("ak_dup", name="second", scopes=("admin",)))
+
+    assert await store.api_keys.get("ak_dup") == first
+    assert await store.api_keys.list() == [first]
+
+
+# --- revoke, rotate, touch -----------------------------------------------------------------------
+
+
+async def test_revoke_sets_and_keeps_an_earlier_time(store: SqlStore) -> None:
+    await store.api_keys.insert(api_key("ak"))
+    at = T0 + timedelta(days=2)
+
+    revoked = await store.api_keys.revoke("ak", at)
+    assert revoked.revoked_at == at
+
+    later = await store.api_keys.revoke("ak", at + timedelta(days=5))
+    assert later.revoked_at == at  # the earlier revocation stands
+
+    earlier = await store.api_keys.revoke("ak", (at - timedelta(hours=1)).astimezone(CEST))
+    assert earlier.revoked_at == at - timedelta(hours=1)  # an earlier time moves it forward
+    assert await store.api_keys.get("ak") == earlier
+
+
+async def test_revoke_unknown_id(store: SqlStore) -> None:
+    with pytest.raises(UnknownRecord):
+        await store.api_keys.revoke("absent", T0)
+    assert await store.api_keys.list() == []
+
+
+async def test_rotate_inserts_new_and_revokes_old(store: SqlStore) -> None:
+    old = api_key("ak_old")
+    new = api_key("ak_new", T0 + timedelta(days=1))
+    await store.api_keys.insert(old)
+    grace_end = T0 + timedelta(days=1, hours=1)
+
+    await store.api_keys.rotate("ak_old", new, grace_end)
+
+    assert await store.api_keys.get("ak_new") == new
+    got_old = await store.api_keys.get("ak_old")
+    assert got_old is not None
+    assert got_old.revoked_at == grace_end
+
+
+async def test_rotate_onto_an_existing_id_changes_nothing(store: SqlStore) -> None:
+    old = api_key("ak_old")
+    taken = api_key("ak_taken", name="already here")
+    await store.api_keys.insert(old)
+    await store.api_keys.insert(taken)
+
+    with pytest.raises(DuplicateRecord):
+        await store.api_keys.rotate("ak_old", api_key("ak_taken", name="new"), T0)
+
+    assert await store.api_keys.get("ak_old") == old  # still not revoked
+    assert await store.api_keys.get("ak_taken") == taken
+
+
+async def test_rotate_of_an_unknown_old_id_inserts_nothing(store: SqlStore) -> None:
+    with pytest.raises(UnknownRecord):
+        await store.api_keys.rotate("absent", api_key("ak_new"), T0)
+
+    assert await store.api_keys.get("ak_new") is None
+    assert await store.api_keys.list() == []
+
+
+async def test_touch_records_the_latest_use(store: SqlStore) -> None:
+    await store.api_keys.insert(api_key("ak"))
+
+    await store.api_keys.touch("ak", T0 + timedelta(minutes=5))
+    await store.api_keys.touch("ak", T0 + timedelta(minutes=1))  # late arrival: ignored
+    await store.api_keys.touch("absent", T0)  # no error, nothing created
+
+    got = await store.api_keys.get("ak")
+    assert got is not None
+    assert got.last_used_at == T0 + timedelta(minutes=5)
+    assert [record.id for record in await store.api_keys.list()] == ["ak"]
+
+
+# --- signing keys --------------------------------------------------------------------------------
+
+
+async def test_signing_keys_newest_first(store: SqlStore) -> None:
+    keys = [signing_key(f"kid{i}", T0 + timedelta(days=i)) for i in range(3)]
+    for record in (keys[1], keys[0], keys[2]):
+        await store.signing_keys.insert(record)
+
+    assert await store.signing_keys.list() == [keys[2], keys[1], keys[0]]
+    with pytest.raises(DuplicateRecord):
+        await store.signing_keys.insert(signing_key("kid1", T0))
+    assert await store.signing_keys.list() == [keys[2], keys[1], keys[0]]
+
+
+async def test_ping(store: SqlStore) -> None:
+    await store.ping()
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+def test_migrate_applies_once_then_nothing(database_url: str) -> None:
+    assert pending(database_url) == ["0001"]
+    assert migrate(database_url) == ["0001"]
+    assert migrate(database_url) == []
+    assert pending(database_url) == []
+
+
+def test_migrated_schema_matches_the_tables(database_url: str) -> None:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+CONCURRENT_MIGRATE = """
+import json, sys, time
+from restguard.store.sql import migrate
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(json.dumps(migrate(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> None:
+    start_at = str(time.time() + 2.0)  # every process imports first, then all start together
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_MIGRATE, database_url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+
+    assert sorted(results) == [[], [], [], ["0001"]]
+    assert pending(database_url) == []
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            tables = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert [row[0] for row in versions] == list(HEADS)
+    assert {"api_keys", "signing_keys"} <= tables
+
+
+# --- outages -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        "sqlite-directory-removed",
+        "sqlite-not-a-database",
+        pytest.param("postgresql-port-1", marks=pytest.mark.postgres),
+    ]
+)
+def down_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL whose backend cannot answer."""
+    if request.param == "sqlite-directory-removed":
+        directory = tmp_path / "data"
+        directory.mkdir()
+        url = f"sqlite:///{directory / 'restguard.db'}"
+        migrate(url)
+        shutil.rmtree(directory)
+        return url
+    if request.param == "sqlite-not-a-database":
+        path = tmp_path / "restguard.db"
+        path.write_bytes(b"this is not a SQLite database, " * 64)
+        return f"sqlite:///{path}"
+    return "postgresql://postgres@127.0.0.1:1/test"
+
+
+def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
+    return {
+        "ping": store.ping,
+        "api_keys.insert": lambda: store.api_keys.insert(api_key("ak")),
+        "api_keys.get": lambda: store.api_keys.get("ak"),
+        "api_keys.list": store.api_keys.list,
+        "api_keys.revoke": lambda: store.api_keys.revoke("ak", T0),
+        "api_keys.rotate": lambda: store.api_keys.rotate("ak", api_key("ak2"), T0),
+        "api_keys.touch": lambda: store.api_keys.touch("ak", T0),
+        "signing_keys.insert": lambda: store.signing_keys.insert(signing_key("kid", T0)),
+        "signing_keys.list": store.signing_keys.list,
+    }
+
+
+@pytest.fixture
+def down_store(down_url: str) -> Iterator[SqlStore]:
+    sql_store = open_store(down_url)
+    try:
+        yield sql_store
+    finally:
+        sql_store.close()
+
+
+async def test_every_port_method_fails_closed_when_the_backend_is_down(
+    down_store: SqlStore,
+) -> None:
+    for name, call in port_calls(down_store).items():
+        with pytest.raises(BackendUnavailable) as caught:
+            await call()
+        error = caught.value
+        assert error.status == 503, name
+        assert error.description == BackendUnavailable.default_description, name
+        assert "Error" in error.debug, (name, error.debug)  # names the driver error, privately
+        assert error.__cause__ is None, name
+        assert error.__suppress_context__, name
+
+
+def test_migrate_fails_closed_when_the_backend_is_down(down_url: str) -> None:
+    with pytest.raises(BackendUnavailable) as caught:
+        migrate(down_url)
+    assert caught.value.description == BackendUnavailable.default_description
+    assert caught.value.debug
+
+
+# --- URLs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("sqlite:////var/lib/restguard/restguard.db", "sqlite"),
+        ("postgresql://rg@db.example:5432/restguard", "postgresql+psycopg"),
+        ("postgresql+psycopg://rg@db.example:5432/restguard", "postgresql+psycopg"),
+    ],
+)
+def test_accepted_urls(url: str, driver: str) -> None:
+    engine = make_engine(url)
+    try:
+        assert engine.url.drivername == driver
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://rg@db.example/restguard",
+        "postgresql+psycopg2://rg@db.example/restguard",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "not a url",
+    ],
+)
+def test_rejected_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="postgresql://user@host:port/db"):
+        make_engine(url)
