@@ -59,18 +59,14 @@ class Route:
 
 
 def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
-    """Compile a route path into (segments, subtree); literal segments must be normal form."""
+    """Compile a route path into (segments, subtree); literal segments must be in the normal
+    form the path normaliser produces, or no request could ever match them."""
     if not pattern.startswith("/"):
         raise PatternError("a route path starts with '/'")
     subtree = pattern == "/**" or pattern.endswith("/**")
     body = pattern[: -len("/**")] if subtree else pattern
     if body == "":
         return (), subtree
-    try:
-        normal = normalise_path(body.encode("ascii"))
-    except (InvalidRequest, UnicodeEncodeError) as exc:
-        raise PatternError(f"'{pattern}' is not a normalised path") from exc
-    # Braces are not path characters, so check params before the normaliser would refuse them.
     segments: list[str | None] = []
     for segment in body.split("/")[1:]:
         if _PARAM.match(segment):
@@ -81,8 +77,15 @@ def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
             )
         else:
             segments.append(segment)
-    if normal != body and "{" not in body:
-        raise PatternError(f"'{pattern}' is not in normal form; write '{normal}'")
+    literal = "/" + "/".join("p" if s is None else s for s in segments)
+    try:
+        normal = normalise_path(literal.encode("ascii"))
+    except (InvalidRequest, UnicodeEncodeError) as exc:
+        raise PatternError(
+            f"'{pattern}' is not a valid path ({exc.args[0] if exc.args else exc})"
+        ) from None
+    if normal != literal or (subtree and literal.endswith("/")):
+        raise PatternError(f"'{pattern}' is not in normal form (dot segments, '//', encodings)")
     return tuple(segments), subtree
 
 

@@ -1,0 +1,30 @@
+"""The gateway end to end over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.harness import GatewayProcess
+
+
+def test_read_key_reads_and_cannot_write(gateway_on: GatewayProcess) -> None:
+    gw = gateway_on
+    key_id, key = gw.issue_key("notes:read", name="reader")
+    r = httpx.get(gw.url + "/notes/7?x=1", headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    seen = gw.upstream.last()
+    assert seen.target == b"/notes/7?x=1"
+    assert seen.header("X-Restguard-Subject") == "reader"
+    assert seen.header("X-Restguard-Client-Id") == key_id
+    assert seen.header("X-Restguard-Auth-Method") == "api_key"
+    assert seen.header("X-Restguard-Scopes") == "notes:read"
+    assert seen.header("X-API-Key") is None
+    before = len(gw.upstream.requests)
+    r = httpx.post(gw.url + "/notes/7", headers={"Authorization": "ApiKey " + key}, json={})
+    assert r.status_code == 403
+    assert r.json() == {
+        "error": "insufficient_scope",
+        "error_description": "The credential lacks a scope this route requires.",
+        "scope": "notes:write",
+    }
+    assert len(gw.upstream.requests) == before
