@@ -1,13 +1,13 @@
 """Shared fixtures. Database fixtures (SQLite and the real PostgreSQL) live in fixtures_db.py."""
 
-pytest_plugins = ["tests.fixtures_db"]
-
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness import GatewayProcess, RecordingUpstream
+
+pytest_plugins = ["tests.fixtures_db"]
 
 
 @pytest.fixture(scope="session")
