@@ -1,1 +1,13 @@
-"""restguard.client."""
+"""Client-side auth for calling a restguard-protected API (``pip install restguard[client]``).
+
+Each class is an ``httpx.Auth`` (sync and async clients) and also a ``requests`` auth callable::
+
+    httpx.get(url, auth=ApiKeyAuth(key))
+    requests.get(url, auth=ApiKeyAuth(key))
+"""
+
+from __future__ import annotations
+
+from restguard.client.apikey import ApiKeyAuth
+
+__all__ = ["ApiKeyAuth"]
