@@ -1,0 +1,5 @@
+"""``python -m restguard.cli``."""
+
+from restguard.cli.main import main
+
+main()
