@@ -84,7 +84,7 @@ def test_workers_share_the_listener_and_stop_on_sigint(tmp_path: Path) -> None:
         assert len(children.stdout.split()) >= 1
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

@@ -16,7 +16,9 @@ from restguard.credentials.apikey import parse_key
 class ApiKeyAuth(httpx.Auth):
     """Adds ``Authorization: ApiKey <key>`` (or ``X-API-Key`` with ``header="x-api-key"``)."""
 
-    def __init__(self, key: str, *, header: Literal["authorization", "x-api-key"] = "authorization"):
+    def __init__(
+        self, key: str, *, header: Literal["authorization", "x-api-key"] = "authorization"
+    ):
         parse_key(key)  # refuse a malformed key here, not as a 400 later
         self._key = key
         self._header = header
