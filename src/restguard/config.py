@@ -63,7 +63,8 @@ class Listen:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +161,15 @@ def _listen(r: _Reader, default: Listen) -> Listen:
 
 def _http_url(r: _Reader, name: str, default: str) -> str:
     text: str = r.get(name, str, default, '"http://127.0.0.1:9000"')
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise r.error(name, f"'{text}' is not an http(s) URL", 'write e.g. "http://127.0.0.1:9000"')
+    if (port is not None and not 0 < port < 65536) or text.rstrip("/").endswith(":"):
+        raise r.error(name, f"'{text}' has no valid port", "write a port from 1 to 65535")
     if parts.query or parts.fragment or parts.username:
         raise r.error(name, "must not carry a query, fragment or user info", "remove them")
     return text.rstrip("/")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
 from restguard.errors import InvalidRequest
-
-_VERIFIER_SEAL = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,18 +34,22 @@ class RequestView:
         return values[0] if values else None
 
 
+_minting = threading.local()
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who made a request, as proven by a verifier. Only verifiers construct one."""
+    """Who made a request, as proven by a verifier. Only ``verified_principal`` creates one:
+    direct construction and ``dataclasses.replace`` raise TypeError (tink's verified-token
+    idea: a value only the verifier can make)."""
 
     subject: str
     client_id: str
     scopes: frozenset[str]
     auth_method: str
-    _seal: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self._seal is not _VERIFIER_SEAL:
+        if not getattr(_minting, "active", False):
             raise TypeError("a Principal is created by a verifier, not constructed directly")
 
 
@@ -54,7 +57,11 @@ def verified_principal(
     *, subject: str, client_id: str, scopes: frozenset[str] | set[str], auth_method: str
 ) -> Principal:
     """Create a Principal. For verifiers (credentials/*) and the anonymous public-route case."""
-    return Principal(subject, client_id, frozenset(scopes), auth_method, _VERIFIER_SEAL)
+    _minting.active = True
+    try:
+        return Principal(subject, client_id, frozenset(scopes), auth_method)
+    finally:
+        _minting.active = False
 
 
 ANONYMOUS = verified_principal(subject="", client_id="", scopes=frozenset(), auth_method="none")

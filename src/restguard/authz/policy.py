@@ -16,6 +16,18 @@ from restguard.errors import InvalidRequest, NotFound
 # restguard's own endpoints on the gateway listener (CONTRACT "Authorization server endpoints").
 RESERVED_PREFIXES = ("/.well-known/", "/oauth2/", "/oauth1/")
 RESERVED_PATHS = ("/login", "/consent")
+RESERVED_ENDPOINTS = (
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+    "/oauth2/authorize",
+    "/oauth2/token",
+    "/oauth2/introspect",
+    "/oauth2/revoke",
+    "/oauth2/device_authorization",
+    "/oauth1/request_token",
+    "/oauth1/authorize",
+    "/oauth1/access_token",
+)
 
 AUTH_METHODS = ("api_key", "signature", "jwt", "oauth2", "oauth1")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -105,13 +117,7 @@ class Policy:
     @staticmethod
     def overlaps_reserved(route: Route) -> str | None:
         """The reserved endpoint a route could capture, if any (a start-up error)."""
-        probes = (
-            *RESERVED_PATHS,
-            "/.well-known/jwks.json",
-            "/.well-known/oauth-authorization-server",
-            "/oauth2/token",
-            "/oauth1/request_token",
-        )
+        probes = (*RESERVED_PATHS, *RESERVED_ENDPOINTS)
         for probe in probes:
             if route.matches_path(probe):
                 return probe

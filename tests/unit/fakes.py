@@ -1,0 +1,87 @@
+"""In-memory fakes of the storage ports, for unit tests of the core only.
+
+Storage itself is tested on the real databases in tests/integration/test_sql_store.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from restguard.credentials.apikey import new_record
+from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.ports import ApiKeyRecord, SigningKeyRecord
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class FakeApiKeyStore:
+    """Implements ``restguard.store.ports.ApiKeyStore`` in a dict; counts reads and touches."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ApiKeyRecord] = {}
+        self.gets = 0
+        self.touches: list[tuple[str, datetime]] = []
+
+    async def insert(self, record: ApiKeyRecord) -> None:
+        if record.id in self.records:
+            raise DuplicateRecord(record.id)
+        self.records[record.id] = record
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        self.gets += 1
+        return self.records.get(key_id)
+
+    async def list(self) -> list[ApiKeyRecord]:
+        return sorted(self.records.values(), key=lambda r: r.created_at)
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        if key_id not in self.records:
+            raise UnknownRecord(key_id)
+        rec = self.records[key_id]
+        if rec.revoked_at is None or rec.revoked_at > at:
+            rec = dataclasses.replace(rec, revoked_at=at)
+            self.records[key_id] = rec
+        return rec
+
+    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
+        await self.revoke(old_id, old_revoked_at)
+        await self.insert(new)
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        self.touches.append((key_id, at))
+        if key_id in self.records:
+            self.records[key_id] = dataclasses.replace(self.records[key_id], last_used_at=at)
+
+    # -- helpers for tests ---------------------------------------------------------------------
+
+    def add(
+        self,
+        *scopes: str,
+        name: str = "tester",
+        now: datetime = T0,
+        expires_in: int | None = None,
+        **fields: object,
+    ) -> tuple[ApiKeyRecord, str]:
+        """Store a fresh key and return (record, key)."""
+        record, key = new_record(name, tuple(scopes), now, expires_in)
+        if fields:
+            record = dataclasses.replace(record, **fields)  # type: ignore[arg-type]
+        self.records[record.id] = record
+        return record, key
+
+    def set(self, key_id: str, **fields: object) -> None:
+        self.records[key_id] = dataclasses.replace(self.records[key_id], **fields)  # type: ignore[arg-type]
+
+
+class FakeSigningKeyStore:
+    """Implements ``restguard.store.ports.SigningKeyStore`` in a list (newest first)."""
+
+    def __init__(self) -> None:
+        self.records: list[SigningKeyRecord] = []
+
+    async def insert(self, record: SigningKeyRecord) -> None:
+        self.records.append(record)
+
+    async def list(self) -> list[SigningKeyRecord]:
+        return sorted(self.records, key=lambda r: r.created_at, reverse=True)
