@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from restguard.edge.asgi_send import send_problem
-from restguard.edge.view import Network, view_from_scope
+from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError
 from restguard.guard import Guard
 
@@ -47,12 +47,20 @@ class GuardMiddleware:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
+        head = scope["method"] == "HEAD"
         try:
             view = view_from_scope(
                 scope, trusted_proxies=self.trusted_proxies, max_header_bytes=self.max_header_bytes
             )
+        except AuthError as err:
+            client = scope.get("client")
+            target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
+            self.guard.refused(scope["method"], target, client[0] if client else "", err)
+            await send_problem(send, err, head=head)
+            return
+        try:
             decision = await self.guard.decide(view)
         except AuthError as err:
-            await send_problem(send, err, head=scope["method"] == "HEAD")
+            await send_problem(send, err, head=head)
             return
         await self.app({**scope, DECISION_KEY: decision, VIEW_KEY: view}, receive, send)

@@ -28,6 +28,10 @@ from restguard.types import ANONYMOUS, Principal, RequestView
 METHOD_OVERRIDE_HEADERS = frozenset(
     {b"x-http-method-override", b"x-http-method", b"x-method-override"}
 )
+# Headers that ask a server to route another path than the one on the request line (IIS URL
+# Rewrite; honoured by older Symfony and Zend, CVE-2018-14773): the upstream would act on a path
+# the policy never judged.
+PATH_OVERRIDE_HEADERS = frozenset({b"x-original-url", b"x-rewrite-url"})
 # Headers a client must not be able to drop through ``Connection`` (RFC 9110 §7.6.1).
 PROTECTED_HEADERS = frozenset(
     {
@@ -64,6 +68,11 @@ def check_headers(view: RequestView) -> None:
         if name in METHOD_OVERRIDE_HEADERS:
             raise InvalidRequest(
                 "Method-override headers are not accepted; use the real HTTP method.",
+                debug=f"client sent {name!r}",
+            )
+        if name in PATH_OVERRIDE_HEADERS:
+            raise InvalidRequest(
+                "Path-override headers are not accepted; put the path in the request line.",
                 debug=f"client sent {name!r}",
             )
         if name == b"connection":
@@ -116,6 +125,7 @@ class Guard:
             route = self.policy.match(view.method, view.path)
             check_headers(view)
             if route.public:
+                await self._rate_limit(route, "addr:" + view.client)
                 decision = Decision(route, ANONYMOUS)
             else:
                 credential = self._extract(view, route)
@@ -164,13 +174,25 @@ class Guard:
             await self.limiter.hit(fail_key, limit, window, now)
             raise err.with_challenges(self._challenges(route, authenticator, err)) from None
         require_scopes(principal, route.scopes)
-        if route.rate_limit is not None:
-            limit, window = route.rate_limit
-            key = f"route:{route.index}:{principal.auth_method}:{principal.client_id}"
-            retry = await self.limiter.hit(key, limit, window, now)
-            if retry is not None:
-                raise RateLimited(retry, debug="route rate limit")
+        await self._rate_limit(route, f"{principal.auth_method}:{principal.client_id}")
         return Decision(route, principal, credential.headers)
+
+    async def _rate_limit(self, route: Route, who: str) -> None:
+        """The route's limit, per credential (per client address on public routes)."""
+        if route.rate_limit is None:
+            return
+        limit, window = route.rate_limit
+        now = self.clock.monotonic()
+        retry = await self.limiter.hit(f"route:{route.index}:{who}", limit, window, now)
+        if retry is not None:
+            raise RateLimited(retry, debug="route rate limit")
+
+    def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
+        """Record a request refused before it could be viewed (ambiguous path, header caps)."""
+        shown = target[:256].decode("ascii", "backslashreplace")
+        self._emit(
+            RequestView(method, shown, client=client), None, None, self.clock.monotonic(), None, err
+        )
 
     def _emit(
         self,

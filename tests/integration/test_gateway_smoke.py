@@ -28,3 +28,20 @@ def test_read_key_reads_and_cannot_write(gateway_on: GatewayProcess) -> None:
         "scope": "notes:write",
     }
     assert len(gw.upstream.requests) == before
+
+
+def test_refused_paths_are_audited_without_secrets(gateway: GatewayProcess) -> None:
+    from tests.harness import raw_request, status_of
+
+    _, key = gateway.issue_key("notes:read")
+    response = raw_request(
+        gateway.port,
+        b"GET /notes/a%2Fb HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key.encode() + b"\r\n\r\n",
+    )
+    assert status_of(response) == 400
+    assert gateway.upstream.requests == []
+    events = gateway.audit_events()
+    assert events[-1]["path"] == "/notes/a%2Fb"
+    assert events[-1]["outcome"] == "deny"
+    assert events[-1]["status"] == 400
+    assert key not in gateway.settings.audit_path.read_text()  # type: ignore[union-attr]
