@@ -308,9 +308,11 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
         else:  # FastAPI routes on the decoded path first: no endpoint, nothing runs
             assert r.status_code == 404
     assert embedded.calls == ["read 7", "write 7", "public"]
-    # one decision per request, whether the middleware or the dependency made it
-    # (the encoded-slash request is refused before a decision is made)
-    assert len(embedded.events) == 6
+    # one event per request, whether the middleware or the dependency decided it; the
+    # middleware also records the encoded-slash request it refused before any decision
+    assert len(embedded.events) == (7 if middleware else 6)
+    if middleware:
+        assert (embedded.events[-1].path, embedded.events[-1].status) == ("/notes/a%2Fb", 400)
 
 
 async def test_fastapi_routes_outside_the_policy_are_denied(embedded: Embedded) -> None:

@@ -3,9 +3,10 @@
 Rules (CONTRACT "Configuration"): percent-encoded unreserved characters are decoded (RFC 3986
 §6.2.2.2), other percent-encodings are kept with upper-case hex (§6.2.2.1), dot segments are
 resolved (§5.2.4). Anything ambiguous is refused instead of being "fixed up": encoded slashes,
-backslashes and dots, NUL and other control characters, ``;`` path parameters, empty segments,
-dot segments that climb above the root, raw non-ASCII bytes, and any request target that is not
-in origin-form (RFC 9112 §3.2.1: absolute-form, authority-form and ``*`` are refused).
+backslashes, dots and semicolons, NUL and other control characters, ``;`` path parameters, empty
+segments, dot segments that climb above the root, raw non-ASCII bytes, and any request target
+that is not in origin-form (RFC 9112 §3.2.1: absolute-form, authority-form and ``*`` are
+refused). A target over ``MAX_TARGET_BYTES`` gets 414 (RFC 9112 §3).
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ _QUERY_ALLOWED = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/?%")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # Percent-encodings that hide a path delimiter or a dot: refused, never decoded.
 _REFUSED_ENCODED = frozenset({0x2F, 0x5C, 0x2E, 0x00})
+# An encoded ";" too: servers that decode before splitting off path parameters read
+# "/public/..%3B/x" as "/public/..;/x" and then as "/x" (RFC 3986 §2.2: "%3B" and ";" differ).
+_ENCODED_SEMICOLON = 0x3B
+
+
+class TargetTooLong(InvalidRequest):
+    """414: RFC 9112 §3: a server that receives a request-target longer than any URI it wishes
+    to parse MUST respond with a 414 (URI Too Long) status code."""
+
+    status = 414
 
 
 def _bad(reason: str) -> InvalidRequest:
@@ -44,6 +55,10 @@ def _normalise_segment_bytes(raw: bytes) -> str:
             value = _check_percent(raw, i)
             if value in _REFUSED_ENCODED:
                 raise _bad("encoded slash, backslash, dot or NUL")
+            if value < 0x20 or value == 0x7F:
+                raise _bad("encoded control character")
+            if value == _ENCODED_SEMICOLON:
+                raise _bad("encoded ';'")
             if value in _UNRESERVED:
                 out.append(value)
             else:
@@ -64,7 +79,7 @@ def _normalise_segment_bytes(raw: bytes) -> str:
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Split an origin-form request target into raw path and raw query; refuse other forms."""
     if len(target) > MAX_TARGET_BYTES:
-        raise _bad("request target too long")
+        raise TargetTooLong("The request target is too long.", debug="request target too long")
     if not target.startswith(b"/"):
         raise _bad("only origin-form request targets are accepted")
     path, sep, query = target.partition(b"?")

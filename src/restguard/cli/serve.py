@@ -38,6 +38,9 @@ def uvicorn_config(app: Any, *, http: Any = "httptools") -> uvicorn.Config:
         server_header=False,
         lifespan="on",
         loop="none",
+        # The client address comes from edge.view with [server] trusted_proxies only; uvicorn's
+        # own X-Forwarded-For handling (which trusts loopback by default) stays off.
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
 

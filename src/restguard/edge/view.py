@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,50 @@ from restguard.types import RequestView
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RAW_TARGET_KEY = "restguard.raw_target"
+# RFC 9110 §7.2: Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
+_HOST = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$")
+
+
+def check_framing(http_version: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse the Host and message-framing forms RFC 9112 requires a server to refuse, so the
+    upstream never has to guess which host or which body was meant."""
+    hosts = [v for k, v in headers if k == b"host"]
+    # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+    # request message that lacks a Host header field and to any that contains more than one Host
+    # header line or a Host header field with an invalid field value."
+    if len(hosts) > 1 or (http_version == "1.1" and not hosts):
+        raise InvalidRequest("Send exactly one Host header.", debug=f"{len(hosts)} Host headers")
+    if hosts and not _HOST.match(hosts[0]):
+        raise InvalidRequest("The Host header is not valid.", debug="invalid Host value")
+    codings = [
+        c.strip(b" \t").lower()
+        for k, v in headers
+        if k == b"transfer-encoding"
+        for c in v.split(b",")
+    ]
+    if not codings:
+        return
+    close = (("connection", "close"),)
+    # RFC 9112 §6.1: a server that receives an HTTP/1.0 message with Transfer-Encoding "MUST
+    # treat the message as if the framing is faulty ... and close the connection" (and HTTP/2
+    # and HTTP/3 forbid the field: RFC 9113 §8.2.2, RFC 9114 §4.2).
+    if http_version != "1.1":
+        raise InvalidRequest(
+            "Transfer-Encoding is accepted in HTTP/1.1 only.",
+            debug=f"TE in HTTP/{http_version}",
+            headers=close,
+        )
+    # RFC 9112 §6.3: with Transfer-Encoding and Content-Length together the server MAY reject,
+    # and MUST close the connection afterwards; chunked must be the final coding, or "the server
+    # MUST respond with the 400 (Bad Request) status code and then close the connection". Any
+    # other coding (gzip, identity ...) would reach the upstream undecoded under a plain
+    # "chunked": only exactly "chunked" is accepted (§6.1: unknown codings are refused).
+    if codings != [b"chunked"] or any(k == b"content-length" for k, _ in headers):
+        raise InvalidRequest(
+            "Only 'Transfer-Encoding: chunked' is accepted, without Content-Length.",
+            debug=f"transfer codings {codings!r}",
+            headers=close,
+        )
 
 
 def _trusted(address: str, proxies: Sequence[Network]) -> bool:
@@ -58,6 +103,7 @@ def view_from_scope(
         size += len(name) + len(value) + 4
     if size > max_header_bytes:
         raise HeadersTooLarge(debug=f"{size} header bytes")
+    check_framing(str(scope.get("http_version", "1.1")), headers)
     target = scope.get(RAW_TARGET_KEY)
     if target is not None:
         raw_path, query = split_target(target)

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from restguard.edge.asgi_send import send_problem
 from restguard.errors import AuthError, PayloadTooLarge, UpstreamError, UpstreamTimeout
@@ -39,6 +40,21 @@ HOP_BY_HOP = frozenset(
         "expect",
         "host",
         "content-length",
+    }
+)
+# Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
+# ones itself from what it verified, and drops look-alikes some frameworks believe.
+CLIENT_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"client-ip",
     }
 )
 # Response headers aiohttp/uvicorn manage themselves.
@@ -122,8 +138,7 @@ class Upstream:
                 or name.startswith(b"x-restguard-")
                 or name.startswith(b"proxy-")
                 or name in drop
-                or name
-                in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded")
+                or name in CLIENT_ADDRESS_HEADERS
             ):
                 continue
             out.add(name.decode("latin-1"), value.decode("latin-1"))
@@ -150,16 +165,30 @@ class Upstream:
         length_values = view.header_values(b"content-length")
         chunked = any(b"chunked" in v.lower() for v in view.header_values(b"transfer-encoding"))
         body: AsyncIterator[bytes] | bytes | None = None
+        # Errors raised inside the body generator reach us wrapped by aiohttp; keep the original.
+        body_errors: list[AuthError] = []
         if length_values:
             length = int(length_values[0])  # llhttp already refused malformed/duplicate values
             if length > self.max_body_bytes:
                 await send_problem(send, PayloadTooLarge(debug=f"content-length {length}"))
                 return 0.0
             headers["Content-Length"] = str(length)
-            body = self._body(receive) if length else b""
+            body = self._body(receive, body_errors) if length else b""
         elif chunked:
-            body = self._body(receive)
-        url = self.base_url + view.path + ("?" + view.query.decode("ascii") if view.query else "")
+            # No length announced: look at what has already arrived before the upstream is
+            # contacted, so a body already over the limit never reaches it at all.
+            first = await receive()
+            if first["type"] == "http.disconnect":
+                return 0.0
+            if len(first.get("body", b"")) > self.max_body_bytes:
+                await send_problem(send, PayloadTooLarge(debug="chunked body over the limit"))
+                return 0.0
+            body = self._body(receive, body_errors, first)
+        # encoded=True: the path and query go out byte for byte as judged. Without it yarl
+        # "requotes" them, e.g. "%3B" -> ";" and "%2F" -> "/" in the query, so the upstream would
+        # receive a different request than the policy decided on.
+        target = view.path + ("?" + view.query.decode("ascii") if view.query else "")
+        url = URL(self.base_url + target, encoded=True)
         loop = asyncio.get_running_loop()
         started = loop.time()
         response_started = False
@@ -188,28 +217,39 @@ class Upstream:
         except AuthError as err:  # raised from the body generator (too large)
             if response_started:
                 raise
-            await send_problem(send, err)
+            await send_problem(send, body_errors[0] if body_errors else err)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             if response_started:
                 raise
-            await send_problem(send, UpstreamTimeout(debug=repr(exc)))
+            await send_problem(
+                send, body_errors[0] if body_errors else UpstreamTimeout(debug=repr(exc))
+            )
         except (aiohttp.ClientError, OSError) as exc:
             if response_started:
                 raise
-            await send_problem(send, UpstreamError(debug=repr(exc)))
+            await send_problem(
+                send, body_errors[0] if body_errors else UpstreamError(debug=repr(exc))
+            )
         return loop.time() - started
 
-    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+    async def _body(
+        self, receive: Receive, errors: list[AuthError], first: dict[str, Any] | None = None
+    ) -> AsyncIterator[bytes]:
         seen = 0
+        message = first
         while True:
-            message = await receive()
+            if message is None:
+                message = await receive()
             if message["type"] == "http.disconnect":
-                raise UpstreamError(debug="client went away mid-body")
+                errors.append(UpstreamError(debug="client went away mid-body"))
+                raise errors[-1]
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_body_bytes:
-                raise PayloadTooLarge(debug="streamed body over the limit")
+                errors.append(PayloadTooLarge(debug="streamed body over the limit"))
+                raise errors[-1]
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 return
+            message = None

@@ -1,8 +1,10 @@
 """The gateway's HTTP/1.1 server: uvicorn on uvloop + httptools (llhttp), made strict.
 
 ``StrictHttpToolsProtocol`` keeps the raw request target (so absolute-form targets are refused
-rather than silently reduced to their path), caps the header block while it is parsed, and
-answers parse errors with the contract's JSON instead of plain text.
+rather than silently reduced to their path), caps the request target (414) and the header block
+(431) while they are parsed, answers parse errors with the contract's JSON instead of plain text,
+and never lets uvicorn believe ``X-Forwarded-For``/``X-Forwarded-Proto``: only
+``[server].trusted_proxies`` decides whose forwarding headers count (``edge/view.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from restguard.authz.paths import MAX_TARGET_BYTES
 from restguard.edge.view import RAW_TARGET_KEY
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -36,6 +40,16 @@ class StrictHttpToolsProtocol(HttpToolsProtocol):
 
     _rg_header_bytes = 0
     _rg_too_large = False
+    _rg_target_too_long = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn wraps the app in ProxyHeadersMiddleware by default, which rewrites the client
+        # address and scheme from X-Forwarded-For/-Proto for peers in $FORWARDED_ALLOW_IPS
+        # (127.0.0.1 unless set, "*" if an operator sets it so). That would let any such client
+        # choose its own address (failed-attempt limits, audit, the upstream's X-Forwarded-For).
+        if isinstance(self.app, ProxyHeadersMiddleware):
+            self.app = self.app.app
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -43,8 +57,10 @@ class StrictHttpToolsProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
-        if len(self.url) > self.max_header_bytes:
-            self._rg_too_large = True
+        if len(self.url) > MAX_TARGET_BYTES:
+            # RFC 9112 §3: a request-target longer than any URI the server wishes to parse MUST
+            # get 414 (URI Too Long).
+            self._rg_target_too_long = True
             raise _HeadersTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -60,7 +76,9 @@ class StrictHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """Called by uvicorn for every parse error (httptools wraps callback errors)."""
-        if self._rg_too_large:
+        if self._rg_target_too_long:
+            self._send_and_close(414, b"URI Too Long", "The request target is too long.")
+        elif self._rg_too_large:
             self._send_and_close(
                 431, b"Request Header Fields Too Large", "The request headers are too large."
             )

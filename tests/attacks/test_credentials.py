@@ -1,0 +1,300 @@
+"""Credential attacks: missing, malformed, guessed, revoked, expired, misplaced, duplicated and
+over-used API keys; and the identity the upstream receives (a JWT it can verify itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from click.testing import CliRunner
+
+from restguard.cli.main import cli
+from restguard.credentials.apikey import generate_key
+from restguard.store.sql import open_store
+from tests.attacks.conftest import Keys
+from tests.attacks.wire import (
+    api_key,
+    assert_forwarded,
+    assert_json_error,
+    assert_refused,
+    request,
+    send,
+)
+from tests.harness import GatewayProcess, RecordingUpstream
+
+
+def bearer_apikey(key: str) -> tuple[bytes, bytes]:
+    return (b"Authorization", b"ApiKey " + key.encode())
+
+
+def revoke_in_store(gw: GatewayProcess, key_id: str) -> None:
+    async def act() -> None:
+        store = open_store(gw.settings.database_url)
+        try:
+            await store.api_keys.revoke(key_id, datetime.now(UTC))
+        finally:
+            store.close()
+
+    asyncio.run(act())
+
+
+# --- missing and malformed ------------------------------------------------------------------------
+
+
+def test_missing_credential(gw: GatewayProcess, keys: Keys) -> None:
+    response = assert_refused(gw, request(b"/notes/1"), 401, "unauthorized")
+    assert response.header("WWW-Authenticate") == 'ApiKey realm="restguard"'
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+
+
+def test_empty_credential(gw: GatewayProcess, keys: Keys) -> None:
+    assert_refused(gw, request(b"/notes/1", (b"X-API-Key", b"")), 400)
+    assert_refused(gw, request(b"/notes/1", (b"Authorization", b"ApiKey ")), 400)
+    assert_forwarded(gw, request(b"/notes/1", bearer_apikey(keys.reader)), b"/notes/1")
+
+
+def _flip(key: str, index: int) -> str:
+    c = key[index]
+    return key[:index] + ("b" if c == "a" else "a") + key[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda k: "rg_xx_" + k[6:], id="wrong-prefix"),
+        pytest.param(lambda k: k[:-1], id="too-short"),
+        pytest.param(lambda k: k + "a", id="too-long"),
+        pytest.param(lambda k: _flip(k, 30), id="one-char-flipped-in-secret"),
+        pytest.param(lambda k: _flip(k, 8), id="one-char-flipped-in-id"),
+        pytest.param(lambda k: _flip(k, len(k) - 1), id="one-char-flipped-in-checksum"),
+        pytest.param(lambda k: k.upper(), id="upper-cased"),
+        pytest.param(lambda k: "x" * 5000, id="huge"),
+        pytest.param(lambda k: k[:20] + "\u00e9" + k[21:], id="non-ascii"),
+    ],
+)
+def test_malformed_api_key(gw: GatewayProcess, keys: Keys, mangle) -> None:
+    bad = mangle(keys.reader).encode("utf-8")
+    assert_refused(gw, request(b"/notes/1", (b"X-API-Key", bad)), 400)
+    assert_refused(gw, request(b"/notes/1", (b"Authorization", b"ApiKey " + bad)), 400)
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+
+
+# --- guessed, revoked, expired --------------------------------------------------------------------
+
+
+def test_unknown_key_id_with_valid_checksum(gw: GatewayProcess, keys: Keys) -> None:
+    _, forged = generate_key()
+    response = assert_refused(gw, request(b"/notes/1", api_key(forged)), 401, "invalid_token")
+    assert response.header("WWW-Authenticate") == 'ApiKey realm="restguard"'
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+
+
+def test_wrong_secret_for_known_id(gw: GatewayProcess, keys: Keys) -> None:
+    _, forged = generate_key(key_id=keys.writer_id)
+    assert forged != keys.writer and forged.split("_")[2] == keys.writer_id
+    assert_refused(gw, request(b"/notes/1", api_key(forged)), 401, "invalid_token")
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.writer)), b"/notes/1")
+
+
+def test_revoked_key(gw: GatewayProcess, keys: Keys) -> None:
+    key_id, key = gw.issue_key("notes:read", name="soon-revoked")
+    result = CliRunner().invoke(cli, ["apikey", "revoke", key_id, "--config", str(gw.config)])
+    assert result.exit_code == 0, result.output
+    assert_refused(gw, request(b"/notes/1", api_key(key)), 401, "invalid_token")
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+
+
+def test_expired_key(gw: GatewayProcess) -> None:
+    _, key = gw.issue_key("notes:read", name="short-lived", expires_in=1)
+    assert_forwarded(gw, request(b"/notes/1", api_key(key)), b"/notes/1")  # twin: still valid
+    time.sleep(1.2)
+    assert_refused(gw, request(b"/notes/1", api_key(key)), 401, "invalid_token")
+
+
+def test_revocation_takes_effect_within_one_second(gateway_on: GatewayProcess) -> None:
+    gw = gateway_on
+    key_id, key = gw.issue_key("notes:read", name="revoked-while-cached")
+    assert_forwarded(gw, request(b"/notes/1", api_key(key)), b"/notes/1")  # now cached
+    revoke_in_store(gw, key_id)
+    time.sleep(1.1)
+    assert_refused(gw, request(b"/notes/1", api_key(key)), 401, "invalid_token")
+    assert_refused(gw, request(b"/notes/1", bearer_apikey(key)), 401, "invalid_token")
+
+
+# --- misplaced and duplicated ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"api_key={k}", b"apikey={k}", b"X-API-Key={k}", b"anything={k}", b"a=1&token={k}&b=2"],
+)
+def test_key_in_query_string(gw: GatewayProcess, keys: Keys, query: bytes) -> None:
+    target = b"/notes/1?" + query.replace(b"{k}", keys.reader.encode())
+    # Even alongside a valid header key: a key in a URL leaks into logs, so it is never accepted
+    # and never forwarded.
+    assert_refused(gw, request(target), 400)
+    assert_refused(gw, request(target, api_key(keys.reader)), 400)
+    assert keys.reader not in gw.settings.audit_path.read_text()  # nor in the decision log
+    assert_forwarded(gw, request(b"/notes/1?a=1&b=2", api_key(keys.reader)), b"/notes/1?a=1&b=2")
+
+
+def test_key_in_both_headers(gw: GatewayProcess, keys: Keys) -> None:
+    data = request(b"/notes/1", api_key(keys.reader), bearer_apikey(keys.reader))
+    assert_refused(gw, data, 400)
+    data = request(b"/notes/1", api_key(keys.reader), bearer_apikey(keys.writer))
+    assert_refused(gw, data, 400)
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+    assert_forwarded(gw, request(b"/notes/1", bearer_apikey(keys.reader)), b"/notes/1")
+
+
+def test_repeated_api_key_header(gw: GatewayProcess, keys: Keys) -> None:
+    assert_refused(gw, request(b"/notes/1", api_key(keys.reader), api_key(keys.writer)), 400)
+    assert_refused(gw, request(b"/notes/1", api_key(keys.reader), api_key(keys.reader)), 400)
+    data = request(b"/notes/1", bearer_apikey(keys.reader), bearer_apikey(keys.writer))
+    assert_refused(gw, data, 400)
+    assert_forwarded(gw, request(b"/notes/1", api_key(keys.writer)), b"/notes/1")
+
+
+@pytest.mark.parametrize("scheme", [b"ApiKey", b"apikey", b"APIKEY", b"aPiKeY"])
+def test_authorization_scheme_is_case_insensitive(
+    gw: GatewayProcess, keys: Keys, scheme: bytes
+) -> None:
+    # RFC 9110 §11.1: auth schemes are case-insensitive. The twin of every Authorization attack.
+    data = request(b"/notes/1", (b"Authorization", scheme + b" " + keys.reader.encode()))
+    _, seen = assert_forwarded(gw, data, b"/notes/1")
+    assert seen.header("X-Restguard-Subject") == "reader"
+    assert seen.header("Authorization") is None
+
+
+def test_api_key_under_another_scheme(gw: GatewayProcess, keys: Keys) -> None:
+    for scheme in (b"Bearer", b"Basic", b"ApiKeys"):
+        data = request(b"/notes/1", (b"Authorization", scheme + b" " + keys.reader.encode()))
+        assert_refused(gw, data, 401, error=None)
+    assert_forwarded(gw, request(b"/notes/1", bearer_apikey(keys.reader)), b"/notes/1")
+
+
+# --- scopes ---------------------------------------------------------------------------------------
+
+
+def test_wrong_scope(gw: GatewayProcess, keys: Keys) -> None:
+    data = request(b"/notes/1", api_key(keys.reader), (b"Content-Length", b"2"), method=b"PUT")
+    response = assert_refused(gw, data + b"{}", 403, "insufficient_scope")
+    assert response.json()["scope"] == "notes:write"
+    data = request(b"/notes/1", api_key(keys.writer), (b"Content-Length", b"2"), method=b"PUT")
+    _, seen = assert_forwarded(gw, data + b"{}", b"/notes/1", method="PUT")
+    assert seen.body == b"{}"
+
+
+def test_key_without_scopes_on_scoped_route(gw: GatewayProcess, keys: Keys) -> None:
+    _, key = gw.issue_key(name="no-scopes")
+    response = assert_refused(gw, request(b"/notes/1", api_key(key)), 403, "insufficient_scope")
+    assert response.json()["scope"] == "notes:read"
+    # Twin: a route with no scopes takes it.
+    assert_forwarded(gw, request(b"/limited", api_key(key)), b"/limited")
+
+
+# --- what the upstream receives -------------------------------------------------------------------
+
+
+def test_credential_is_stripped_before_the_upstream(gw: GatewayProcess, keys: Keys) -> None:
+    for header in (api_key(keys.reader), bearer_apikey(keys.reader)):
+        _, seen = assert_forwarded(gw, request(b"/notes/1", header), b"/notes/1")
+        assert seen.header("X-API-Key") is None
+        assert seen.header("Authorization") is None
+        assert keys.reader.encode() not in b"".join(v for _, v in seen.headers)
+        assert keys.reader.encode() not in seen.target + seen.body
+
+
+def test_credential_is_kept_on_forward_credentials_route(gw: GatewayProcess, keys: Keys) -> None:
+    _, seen = assert_forwarded(gw, request(b"/fwd/x", api_key(keys.reader)), b"/fwd/x")
+    assert seen.header("X-API-Key") == keys.reader
+    _, seen = assert_forwarded(gw, request(b"/fwd/x", bearer_apikey(keys.reader)), b"/fwd/x")
+    assert seen.header("Authorization") == "ApiKey " + keys.reader
+    assert seen.header("X-Restguard-Subject") == "reader"
+
+
+def test_upstream_can_verify_identity_token(gw: GatewayProcess, keys: Keys) -> None:
+    _, seen = assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+    token = seen.header("X-Restguard-Identity")
+    assert token
+    jwks = httpx.get(gw.url + "/.well-known/jwks.json").json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    [key] = [k for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id == kid]
+    claims = jwt.decode(
+        token,
+        key=key,
+        algorithms=["EdDSA"],
+        issuer=gw.settings.server.public_url,
+        options={"require": ["iss", "sub", "iat", "exp", "jti"]},
+    )
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
+    assert claims["iss"] == gw.settings.server.public_url
+    assert claims["sub"] == "reader"
+    assert claims["client_id"] == keys.reader_id
+    assert claims["scope"] == "notes:read"
+    assert claims["auth_method"] == "api_key"
+    assert claims["jti"]
+    assert 0 < claims["exp"] - claims["iat"] <= 300
+    assert claims["iat"] <= time.time() + 5
+    # A forged token (signed by anyone else) does not verify against the gateway's JWKS.
+    forged = token.rsplit(".", 1)[0] + "." + "A" * 86
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(forged, key=key, algorithms=["EdDSA"], issuer=gw.settings.server.public_url)
+
+
+# --- brute force and rate limits (their own gateway: the limits are per client address) -----------
+
+
+@pytest.fixture
+def fresh_gw(tmp_path: Path, upstream: RecordingUpstream) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(tmp_path / "gw", upstream).start()
+    yield gateway
+    gateway.stop()
+
+
+def test_brute_force_is_blocked_after_failed_attempt_limit(fresh_gw: GatewayProcess) -> None:
+    gw = fresh_gw
+    key_id, key = gw.issue_key("notes:read", name="victim")
+    assert gw.settings.server.failed_attempts == (30, 60.0)  # the default: 30/minute
+    assert_forwarded(gw, request(b"/notes/1", api_key(key)), b"/notes/1")  # twin, before
+    for _ in range(30):
+        _, guess = generate_key(key_id=key_id)
+        assert_refused(gw, request(b"/notes/1", api_key(guess)), 401, "invalid_token")
+    _, guess = generate_key(key_id=key_id)
+    response = assert_refused(gw, request(b"/notes/1", api_key(guess)), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+    # Blocked even with the valid key: the client address is locked out, not the key.
+    response = assert_refused(gw, request(b"/notes/1", api_key(key)), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+
+
+def test_rate_limited_route(fresh_gw: GatewayProcess) -> None:
+    gw = fresh_gw
+    _, key = gw.issue_key(name="busy")
+    for _ in range(3):
+        assert_forwarded(gw, request(b"/limited", api_key(key)), b"/limited")
+    response = assert_refused(gw, request(b"/limited", api_key(key)), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+    assert len(gw.upstream.requests) == 3
+    # The limit is per credential: another key still gets through.
+    _, other = gw.issue_key(name="idle")
+    assert_forwarded(gw, request(b"/limited", api_key(other)), b"/limited")
+
+
+def test_refusals_are_json_never_plain_text(gw: GatewayProcess) -> None:
+    # A grab-bag sanity check over the parser-level refusals (uvicorn's default is text/plain).
+    for data in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /notes/1 HTTP/9.9\r\n\r\n",
+        b"\x16\x03\x01\x02\x00",  # a TLS ClientHello on the plain-text port
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 prior knowledge
+    ):
+        response = send(gw.port, data)
+        assert_json_error(response, 400, "invalid_request")
+    assert gw.upstream.requests == []
