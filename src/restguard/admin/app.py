@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from restguard.asgi import Receive, Scope, Send
+from restguard.edge.asgi_send import acknowledge_lifespan, send_json
 from restguard.errors import BackendUnavailable
 from restguard.observe import Metrics
 from restguard.store.ports import Store
+
+_PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class AdminApp:
@@ -18,56 +19,31 @@ class AdminApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].removeprefix("lifespan.")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await acknowledge_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        if path == "/healthz" and method in ("GET", "HEAD"):
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD") or path not in ("/healthz", "/metrics"):
+            await send_json(
+                send, 404, {"error": "not_found", "error_description": "No such admin endpoint."}
+            )
+        elif path == "/metrics":
+            await send_json(send, 200, self.metrics.render(), content_type=_PROMETHEUS, head=head)
+        else:
             try:
                 await self.store.ping()
-                await self._send(send, 200, b"application/json", json.dumps({"status": "ok"}))
             except BackendUnavailable:
-                await self._send(
+                await send_json(
                     send,
                     503,
-                    b"application/json",
-                    json.dumps(
-                        {
-                            "status": "unavailable",
-                            "error": "temporarily_unavailable",
-                            "error_description": "The store is not reachable.",
-                        }
-                    ),
+                    {
+                        "status": "unavailable",
+                        "error": "temporarily_unavailable",
+                        "error_description": "The store is not reachable.",
+                    },
+                    head=head,
                 )
-        elif path == "/metrics" and method in ("GET", "HEAD"):
-            await self._send(
-                send, 200, b"text/plain; version=0.0.4; charset=utf-8", self.metrics.render()
-            )
-        else:
-            await self._send(
-                send,
-                404,
-                b"application/json",
-                json.dumps({"error": "not_found", "error_description": "No such admin endpoint."}),
-            )
-
-    @staticmethod
-    async def _send(send: Send, status: int, ctype: bytes, body: str | bytes) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", ctype),
-                    (b"content-length", str(len(data)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+                return
+            await send_json(send, 200, {"status": "ok"}, head=head)

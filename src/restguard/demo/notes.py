@@ -9,6 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from restguard.edge.asgi_send import acknowledge_lifespan, send_json
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -24,12 +26,8 @@ class NotesApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].removeprefix("lifespan.")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await acknowledge_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         headers = dict(scope["headers"])
@@ -40,18 +38,7 @@ class NotesApp:
         status, body = await self._route(scope["method"], scope["path"], receive)
         if isinstance(body, dict):
             body = {**body, "seen_by_upstream": who}
-        data = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_json(send, status, body, head=scope["method"] == "HEAD")
 
     async def _route(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
         parts = path.strip("/").split("/")

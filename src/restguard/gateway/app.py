@@ -6,11 +6,9 @@ Requests for restguard's own endpoints are answered here; every other request go
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from restguard.asgi import DECISION_KEY, VIEW_KEY, GuardMiddleware, Receive, Scope, Send
 from restguard.config import Settings
+from restguard.edge.asgi_send import send_json
 from restguard.gateway.proxy import Upstream
 from restguard.guard import Decision
 from restguard.keys.signing import IdentityMinter
@@ -83,7 +81,13 @@ class GatewayApp:
             and scope.get("raw_path") == JWKS_PATH.encode()
             and scope["method"] in ("GET", "HEAD")
         ):
-            await self._json(send, 200, self.runtime.keys.jwks())
+            await send_json(
+                send,
+                200,
+                self.runtime.keys.jwks(),
+                cache=b"public, max-age=300",
+                head=scope["method"] == "HEAD",
+            )
             return
         await self.guarded(scope, receive, send)
 
@@ -104,19 +108,3 @@ class GatewayApp:
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @staticmethod
-    async def _json(send: Send, status: int, data: Any) -> None:
-        body = json.dumps(data).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"public, max-age=300"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

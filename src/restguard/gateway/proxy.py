@@ -25,23 +25,22 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 IdentityHeaders = Callable[[Decision], list[tuple[str, str]]]
 
-# RFC 9110 §7.6.1 hop-by-hop fields, plus proxy-* (RFC 9110 §11.7) and ``expect`` (handled here).
+# RFC 9110 §7.6.1 hop-by-hop fields and the proxy-* ones (§11.7): never forwarded either way.
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "expect",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
     }
 )
+# Request fields restguard sets itself for the upstream connection (framing, Host, Expect).
+_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"host", b"content-length"}
 # Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
 # ones itself from what it verified, and drops look-alikes some frameworks believe.
 CLIENT_ADDRESS_HEADERS = frozenset(
@@ -55,19 +54,6 @@ CLIENT_ADDRESS_HEADERS = frozenset(
         b"true-client-ip",
         b"x-client-ip",
         b"client-ip",
-    }
-)
-# Response headers aiohttp/uvicorn manage themselves.
-_RESPONSE_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
-        "proxy-authenticate",
     }
 )
 
@@ -133,7 +119,7 @@ class Upstream:
             if name == b"host":
                 host = value
             if (
-                name.decode("latin-1") in HOP_BY_HOP
+                name in _REQUEST_DROP
                 or name in connection_named
                 or name.startswith(b"x-restguard-")
                 or name.startswith(b"proxy-")
@@ -203,9 +189,7 @@ class Upstream:
                 chunked=None,
             ) as resp:
                 out_headers = [
-                    (k.lower(), v)
-                    for k, v in resp.raw_headers
-                    if k.lower().decode("latin-1") not in _RESPONSE_DROP
+                    (k.lower(), v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP
                 ]
                 await send(
                     {"type": "http.response.start", "status": resp.status, "headers": out_headers}
