@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -90,8 +91,10 @@ async def run_servers(
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.01)
-        if all(s.started for s in servers) and on_ready:
-            on_ready()
+        if all(s.started for s in servers):
+            settle_garbage_collector()
+            if on_ready:
+                on_ready()
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for s in servers:
@@ -103,6 +106,17 @@ async def run_servers(
                 raise click.ClickException(f"a listener failed: {t.exception()}")
     finally:
         runtime.close()
+
+
+def settle_garbage_collector() -> None:
+    """Move everything alive at start-up out of the collector's sight and collect less often.
+
+    Measured (bench/README.md): full collections over ~100k start-up objects that never die
+    cost ~20 us per request and caused 30-50 ms p99 pauses; freezing them removes both.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def install_loop() -> None:
