@@ -90,6 +90,34 @@ def client_address(
     return hops[0] if hops else peer
 
 
+def build_view(
+    method: str,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    http_version: str = "1.1",
+    peer: str = "",
+    trusted_proxies: Sequence[Network] = (),
+    max_header_bytes: int = 16 * 1024,
+) -> RequestView:
+    """The core's view of a request from its raw parts (lower-cased header names, the raw
+    request target); raise InvalidRequest (or a subclass) on anything ambiguous."""
+    size = 0
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+    if size > max_header_bytes:
+        raise HeadersTooLarge(debug=f"{size} header bytes")
+    check_framing(http_version, headers)
+    raw_path, query = split_target(target)
+    return RequestView(
+        method=method,
+        path=normalise_path(raw_path),
+        query=query,
+        headers=tuple(headers),
+        client=client_address(peer, headers, trusted_proxies),
+    )
+
+
 def view_from_scope(
     scope: Mapping[str, Any],
     *,
@@ -97,29 +125,20 @@ def view_from_scope(
     max_header_bytes: int = 16 * 1024,
 ) -> RequestView:
     """Build the core's view of an ASGI HTTP request; raise InvalidRequest on ambiguity."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    size = 0
-    for name, value in headers:
-        size += len(name) + len(value) + 4
-    if size > max_header_bytes:
-        raise HeadersTooLarge(debug=f"{size} header bytes")
-    check_framing(str(scope.get("http_version", "1.1")), headers)
     target = scope.get(RAW_TARGET_KEY)
-    if target is not None:
-        raw_path, query = split_target(target)
-    else:
+    if target is None:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        query = scope.get("query_string", b"")
         if b"?" in raw_path:
             raise InvalidRequest("The request path is not acceptable.", debug="? in raw_path")
-        raw_path, _ = split_target(raw_path)
-        _, query = split_target(b"/?" + query) if query else (b"", b"")
+        query = scope.get("query_string", b"")
+        target = raw_path + (b"?" + query if query else b"")
     client = scope.get("client")
-    peer = client[0] if client else ""
-    return RequestView(
-        method=scope["method"],
-        path=normalise_path(raw_path),
-        query=query,
-        headers=tuple(headers),
-        client=client_address(peer, headers, trusted_proxies),
+    return build_view(
+        scope["method"],
+        target,
+        scope["headers"],
+        http_version=str(scope.get("http_version", "1.1")),
+        peer=client[0] if client else "",
+        trusted_proxies=trusted_proxies,
+        max_header_bytes=max_header_bytes,
     )
