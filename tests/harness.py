@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httptools
+import uvloop
 
 from restguard.cli.init import write_data_dir
 from restguard.cli.serve import run_servers
@@ -231,7 +232,7 @@ class GatewayProcess:
         self.config = config
         self.settings: Settings = load(config)
         self.upstream = upstream
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()  # what `restguard serve` runs on
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -115,3 +115,11 @@ class UpstreamTimeout(AuthError):
     status = 504
     error = "gateway_timeout"
     default_description = "The upstream service did not answer in time."
+
+
+class ServerError(AuthError):
+    """500: restguard itself cannot complete the request safely (a bug or bad stored data)."""
+
+    status = 500
+    error = "server_error"
+    default_description = "restguard could not process the request."

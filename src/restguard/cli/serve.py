@@ -15,8 +15,8 @@ import uvicorn
 
 from restguard.admin.app import AdminApp
 from restguard.config import Listen, Settings
-from restguard.gateway.app import GatewayApp
-from restguard.gateway.server import protocol_for
+from restguard.gateway.http1 import make_gateway
+from restguard.gateway.identity import IdentityHeaders
 from restguard.observe import Metrics
 from restguard.wiring import open_runtime
 
@@ -47,13 +47,17 @@ def uvicorn_config(app: Any, *, http: Any = "httptools") -> uvicorn.Config:
 
 
 def bind(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket for ``listen`` (IPv4 or IPv6)."""
+    """A listening socket for ``listen`` (IPv4 or IPv6); a clear error if it is taken."""
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((listen.host, listen.port))
+    try:
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {listen}: {exc.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -70,41 +74,42 @@ async def run_servers(
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly."""
     metrics = Metrics()
     runtime = await open_runtime(settings, sinks=[metrics.observe_decision])
+    admin_task: asyncio.Task[None] | None = None
+    admin_server: _Server | None = None
+    gateway = None
     try:
-        gateway = GatewayApp(runtime, metrics)
-        gateway_http = protocol_for(settings.server.max_header_bytes)
-        servers = [_Server(uvicorn_config(gateway, http=gateway_http))]
-        sockets = [[gateway_socket or bind(settings.server.listen)]]
+        sock = gateway_socket or bind(settings.server.listen)
+        gateway = make_gateway(runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream)
+        await gateway.start(sock)
         if admin:
-            servers.append(_Server(uvicorn_config(AdminApp(runtime.store, metrics))))
-            sockets.append([bind(settings.admin_listen)])
+            admin_server = _Server(uvicorn_config(AdminApp(runtime.store, metrics)))
+            admin_task = asyncio.create_task(
+                admin_server.serve(sockets=[bind(settings.admin_listen)])
+            )
+            while not admin_server.started and not admin_task.done():
+                await asyncio.sleep(0.01)
+            if admin_task.done():
+                raise click.ClickException(f"the admin listener failed: {admin_task.exception()}")
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-        tasks = [
-            asyncio.create_task(s.serve(sockets=socks))
-            for s, socks in zip(servers, sockets, strict=True)
-        ]
-        while not all(s.started for s in servers):
-            if any(t.done() for t in tasks):
-                break
-            await asyncio.sleep(0.01)
-        if all(s.started for s in servers):
-            settle_garbage_collector()
-            if on_ready:
-                on_ready()
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for s in servers:
-            s.should_exit = True
-        waiter.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for t in tasks:
-            if t.exception() is not None:
-                raise click.ClickException(f"a listener failed: {t.exception()}")
+        settle_garbage_collector()
+        if on_ready:
+            on_ready()
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+        if admin_task is not None:
+            waiters.append(admin_task)  # type: ignore[arg-type]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        waiters[0].cancel()
     finally:
+        if admin_server is not None:
+            admin_server.should_exit = True
+        if gateway is not None:
+            await gateway.stop()
+        if admin_task is not None:
+            await asyncio.gather(admin_task, return_exceptions=True)
         runtime.close()
 
 

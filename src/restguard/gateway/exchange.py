@@ -1,0 +1,437 @@
+"""One request's way through the gateway: view -> guard -> upstream -> answer, streamed.
+
+The client connection (``gateway/http1.py``) feeds the request head and body in; the upstream
+connection (``gateway/upstream.py``) feeds the answer back. Header hygiene (CONTRACT "What the
+upstream receives") and framing are decided here; the decision itself is ``Guard.decide``,
+the same call the ASGI middleware makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from restguard.edge.problem import problem
+from restguard.edge.view import build_view
+from restguard.errors import (
+    AuthError,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from restguard.guard import Decision
+from restguard.types import RequestView
+
+if TYPE_CHECKING:
+    from restguard.gateway.http1 import ClientConnection
+    from restguard.gateway.upstream import UpstreamConnection
+
+# RFC 9110 §7.6.1 hop-by-hop fields and the proxy-* ones (§11.7): never forwarded either way.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+# Request fields restguard sets itself for the upstream connection (framing, Host, Expect).
+_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"host", b"content-length"}
+# Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
+# ones itself from what it verified, and drops look-alikes some frameworks believe.
+CLIENT_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"client-ip",
+    }
+)
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+_NO_BODY_STATUS = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BUFFER_HIGH = 64 * 1024  # request body held while the decision is pending, before pausing
+
+
+def _connection_tokens(
+    headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]],
+) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip(b" \t") for t in value.lower().split(b","))
+    return tokens
+
+
+class Exchange:
+    """One request and its answer."""
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        keep_alive: bool,
+        *,
+        content_length: int | None,
+        chunked: bool,
+    ) -> None:
+        self.client = client
+        self.gw = client.gw
+        self.method, self.target, self.headers = method, target, headers
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = any(
+            k == b"expect" and v.lower() == b"100-continue" for k, v in headers
+        )
+        self.body_complete = content_length in (None, 0) and not chunked
+        self._body: list[bytes] = []
+        self._buffered = 0
+        self._seen = 0
+        self._discard = False
+        self._upstream: UpstreamConnection | None = None
+        self._forwarding = False
+        self._head_sent = False
+        self._chunked_out = False
+        self._close_after = False
+        self._done: asyncio.Future[None] = self.gw.loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = 0.0
+        self.finished = False
+
+    # --- request body, fed by the client connection -----------------------------------------
+    def feed_body(self, data: bytes) -> None:
+        if self._discard or self.finished:
+            return
+        self._seen += len(data)
+        if self._seen > self.gw.max_body_bytes:
+            self._too_large()
+            return
+        if self._forwarding:
+            self._send_body(data)
+        else:
+            self._body.append(data)
+            self._buffered += len(data)
+            if self._buffered > _BUFFER_HIGH:
+                self.client.pause("buffer")
+
+    def body_done(self) -> None:
+        self.body_complete = True
+        if self._forwarding and self.chunked and self._upstream is not None:
+            self._upstream.write(b"0\r\n\r\n")
+
+    def _send_body(self, data: bytes) -> None:
+        assert self._upstream is not None
+        if self.chunked:
+            self._upstream.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self._upstream.write(data)
+
+    def _too_large(self) -> None:
+        self._discard = True
+        err = PayloadTooLarge(debug="streamed body over the limit")
+        if self._forwarding:
+            # The upstream holds an incomplete request: that connection is dropped. The client
+            # connection stays: llhttp still knows the body's framing, so the rest of it is
+            # read and discarded, never taken for a next request.
+            self._abort_upstream()
+        self._respond_error(err)
+
+    def body_failed(self, err: AuthError) -> None:
+        """The request body broke its framing: nothing more of it can be trusted."""
+        self._discard = True
+        self._close_after = True
+        self.keep_alive = False
+        if self._forwarding:
+            self._abort_upstream()
+        if self._head_sent:
+            self._finish()
+        else:
+            self._respond_error(err)
+
+    # --- the exchange ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Decide, forward, stream back. Every way out answers the client exactly once."""
+        gw = self.gw
+        self._started = gw.loop.time()
+        try:
+            if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
+                self._respond(
+                    200,
+                    [
+                        (b"content-type", b"application/json"),
+                        (b"cache-control", b"public, max-age=300"),
+                    ],
+                    gw.jwks_body(),
+                )
+                return
+            try:
+                view = build_view(
+                    self.method,
+                    self.target,
+                    self.headers,
+                    http_version=self.http_version,
+                    peer=self.client.peer,
+                    trusted_proxies=gw.trusted_proxies,
+                    max_header_bytes=gw.max_header_bytes,
+                )
+            except AuthError as err:
+                gw.guard.refused(self.method, self.target, self.client.peer, err)
+                raise
+            decision = await gw.guard.decide(view)
+            if self.finished:
+                return
+            if self.content_length is not None and self.content_length > gw.max_body_bytes:
+                raise PayloadTooLarge(debug=f"content-length {self.content_length}")
+            if self._discard:
+                return
+            await self._forward(view, decision)
+        except AuthError as err:
+            self._respond_error(err)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    async def _forward(self, view: RequestView, decision: Decision) -> None:
+        head = self._upstream_head(view, decision)
+        for attempt in (1, 2):
+            try:
+                self._upstream = await self.gw.pool.acquire()
+            except (OSError, TimeoutError) as exc:
+                raise UpstreamError(debug=f"connect: {exc!r}") from None
+            if self.finished:  # the client went away meanwhile
+                self.gw.pool.release(self._upstream)
+                return
+            self._upstream.sink = self
+            self._upstream.head_only = self.method == "HEAD"
+            self._upstream.write(head)
+            if self.expect_continue and not self.body_complete:
+                self.client.write(_CONTINUE)
+            self._forwarding = True
+            for chunk in self._body:
+                self._send_body(chunk)
+            self._body.clear()
+            if self._buffered:
+                self._buffered = 0
+                self.client.resume("buffer")
+            if self.body_complete and self.chunked:
+                self._upstream.write(b"0\r\n\r\n")
+            self._arm_timer()
+            try:
+                await self._done
+                return
+            except _StaleConnection:
+                # A reused keep-alive connection the upstream had already closed: one retry on
+                # a fresh connection when nothing of the request body was streamed yet.
+                if attempt == 2 or self._seen:
+                    raise UpstreamError(debug="upstream closed a kept-alive connection") from None
+                self._done = self.gw.loop.create_future()
+                self._forwarding = False
+
+    def _upstream_head(self, view: RequestView, decision: Decision) -> bytes:
+        gw = self.gw
+        tokens = _connection_tokens(view.headers)
+        drop = () if decision.route.forward_credentials else decision.credential_headers
+        target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")
+        lines = [
+            b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (view.method.encode(), target, gw.upstream_host)
+        ]
+        host = b""
+        for name, value in view.headers:
+            if name == b"host":
+                host = value
+            if (
+                name in _REQUEST_DROP
+                or name in tokens
+                or name in CLIENT_ADDRESS_HEADERS
+                or name.startswith((b"x-restguard-", b"proxy-"))
+                or name in drop
+            ):
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % view.client.encode())
+        if host:
+            lines.append(b"x-forwarded-host: %s\r\n" % host)
+        lines.append(gw.identity(decision))
+        if self.chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        elif self.content_length is not None:
+            lines.append(b"content-length: %d\r\n" % self.content_length)
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    # --- the answer, fed by the upstream connection ------------------------------------------
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> None:
+        if self.finished:
+            return
+        tokens = _connection_tokens(headers)
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+        length: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = value
+            elif name not in _RESPONSE_DROP and name not in tokens:
+                out.append(b"%s: %s\r\n" % (name, value))
+        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS
+        if length is not None and (no_body or not self._upstream_chunked(headers)):
+            out.append(b"content-length: %s\r\n" % length)
+        elif not no_body:
+            if self.http_version == "1.1":
+                self._chunked_out = True
+                out.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self._close_after = True
+        if not self.keep_alive or self._close_after:
+            out.append(b"connection: close\r\n")
+        out.append(b"\r\n")
+        self._head_sent = True
+        self.client.write(b"".join(out))
+
+    @staticmethod
+    def _upstream_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+        return any(k == b"transfer-encoding" for k, _ in headers)
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished or not data:
+            return
+        if self._chunked_out:
+            self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.client.write(data)
+
+    def response_done(self) -> None:
+        if self.finished:
+            return
+        if self._chunked_out:
+            self.client.write(b"0\r\n\r\n")
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            if self.body_complete:
+                self.gw.pool.release(upstream)
+            else:  # the upstream answered before reading the whole body: not reusable
+                upstream.close()
+                self.gw.pool.forget(upstream)
+        self.gw.observe_upstream(self.gw.loop.time() - self._started)
+        self._finish()
+
+    def upstream_failed(self, reason: str) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            self.gw.pool.forget(upstream)
+        if self.finished:
+            return
+        if not self._head_sent:
+            if upstream is not None and upstream.reused and not upstream.received_any:
+                if not self._done.done():
+                    self._done.set_exception(_StaleConnection())
+                return
+            self._respond_error(UpstreamError(debug=reason))
+        else:  # the answer was cut short: the client must see a broken connection too
+            self._close_after = True
+            self._finish()
+
+    def upstream_writable(self, writable: bool) -> None:
+        if writable:
+            self.client.resume("upstream")
+        else:
+            self.client.pause("upstream")
+
+    def client_writable(self, writable: bool) -> None:
+        if self._upstream is not None:
+            if writable:
+                self._upstream.resume_reading()
+            else:
+                self._upstream.pause_reading()
+
+    def client_lost(self) -> None:
+        """The client went away: abandon the upstream exchange."""
+        self._abort_upstream()
+        self.finished = True
+        if not self._done.done():
+            self._done.set_result(None)
+
+    # --- timers and endings ------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        assert self._upstream is not None
+        self._upstream.last_read = self.gw.loop.time()
+        self._timer = self.gw.loop.call_later(self.gw.read_timeout, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        upstream = self._upstream
+        if self.finished or upstream is None:
+            return
+        idle = self.gw.loop.time() - upstream.last_read
+        if idle < self.gw.read_timeout:
+            self._timer = self.gw.loop.call_later(self.gw.read_timeout - idle, self._check_timeout)
+            return
+        self._abort_upstream()
+        if self._head_sent:
+            self._close_after = True
+            self._finish()
+        else:
+            self._respond_error(UpstreamTimeout(debug=f"no answer in {self.gw.read_timeout}s"))
+
+    def _abort_upstream(self) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.close()
+            self.gw.pool.forget(upstream)
+
+    def _respond_error(self, err: AuthError) -> None:
+        if self.finished:
+            return
+        status, headers, body = problem(err)
+        if not self.body_complete:
+            self._discard = True
+            if self.expect_continue:
+                self._close_after = True  # the client may never send the announced body
+        if (b"connection", b"close") in headers:
+            self._close_after = True
+        framing = (b"content-length", b"connection")
+        self._respond(status, [h for h in headers if h[0] not in framing], body)
+
+    def _respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        reason = HTTPStatus(status).phrase.encode()
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        lines += [b"%s: %s\r\n" % (k, v) for k, v in headers]
+        lines.append(b"content-length: %d\r\n" % len(body))
+        if not self.keep_alive or self._close_after:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        self.client.write(b"".join(lines) + (b"" if self.method == "HEAD" else body))
+        self._head_sent = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        # Whatever this exchange paused the client's reading for no longer applies.
+        self._body.clear()
+        self._buffered = 0
+        self.client.resume("buffer")
+        self.client.resume("upstream")
+        if not self._done.done():
+            self._done.set_result(None)
+        self.client.exchange_finished(self, self.keep_alive and not self._close_after)
+
+
+class _StaleConnection(Exception):
+    """A reused upstream connection closed before answering."""
