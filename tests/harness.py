@@ -290,6 +290,8 @@ class GatewayProcess:
         return record.id, key
 
     def audit_events(self) -> list[dict[str, Any]]:
+        """The decision log, after the server's next batch write (every 0.25 s)."""
+        time.sleep(0.4)
         path = self.settings.audit_path
         assert path is not None
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -76,6 +76,7 @@ async def run_servers(
     runtime = await open_runtime(settings, sinks=[metrics.observe_decision])
     admin_task: asyncio.Task[None] | None = None
     admin_server: _Server | None = None
+    flusher: asyncio.Task[None] | None = None
     gateway = None
     try:
         sock = gateway_socket or bind(settings.server.listen)
@@ -96,6 +97,8 @@ async def run_servers(
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         settle_garbage_collector()
+        if runtime.audit is not None:
+            flusher = asyncio.create_task(_flush_every(runtime.audit.flush, 0.25))
         if on_ready:
             on_ready()
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
@@ -108,9 +111,17 @@ async def run_servers(
             admin_server.should_exit = True
         if gateway is not None:
             await gateway.stop()
+        if flusher is not None:
+            flusher.cancel()
         if admin_task is not None:
             await asyncio.gather(admin_task, return_exceptions=True)
         runtime.close()
+
+
+async def _flush_every(flush: Callable[[], None], seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        flush()
 
 
 def settle_garbage_collector() -> None:

@@ -222,6 +222,7 @@ class Exchange:
             self._upstream.write(head)
             if self.expect_continue and not self.body_complete:
                 self.client.write(_CONTINUE)
+                self.client.flush()
             self._forwarding = True
             for chunk in self._body:
                 self._send_body(chunk)
@@ -347,6 +348,10 @@ class Exchange:
             self._close_after = True
             self._finish()
 
+    def flush_output(self) -> None:
+        """End of one upstream read: send what it produced to the client in one write."""
+        self.client.flush()
+
     def upstream_writable(self, writable: bool) -> None:
         if writable:
             self.client.resume("upstream")
@@ -416,6 +421,7 @@ class Exchange:
             lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
         self.client.write(b"".join(lines) + (b"" if self.method == "HEAD" else body))
+        self.client.flush()
         self._head_sent = True
         self._finish()
 
@@ -423,6 +429,7 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.client.flush()
         # Whatever this exchange paused the client's reading for no longer applies.
         self._body.clear()
         self._buffered = 0

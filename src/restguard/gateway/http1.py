@@ -137,6 +137,7 @@ class ClientConnection(asyncio.Protocol):
         self._closing = False
         self._upgrade = False
         self._task: asyncio.Task[None] | None = None
+        self._out: list[bytes] = []
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -265,6 +266,14 @@ class ClientConnection(asyncio.Protocol):
                 self.resume("pipeline")
 
     def write(self, data: bytes) -> None:
+        """Queue ``data`` for the client; ``flush`` sends what is queued in one write."""
+        self._out.append(data)
+
+    def flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
@@ -298,6 +307,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self._closing = True
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 

@@ -32,6 +32,8 @@ class ResponseSink(Protocol):
 
     def upstream_writable(self, writable: bool) -> None: ...
 
+    def flush_output(self) -> None: ...
+
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to the upstream; events go to the current ``sink``."""
@@ -56,7 +58,8 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received_any = True
         self.last_read = self.pool.loop.time()
-        if self.sink is None:  # nothing asked for: the upstream is talking out of turn
+        sink = self.sink
+        if sink is None:  # nothing asked for: the upstream is talking out of turn
             self.close()
             return
         try:
@@ -69,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._skip_rest = False
             self._parser = httptools.HttpResponseParser(self)
             self._message_done()
+        sink.flush_output()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.forget(self)
