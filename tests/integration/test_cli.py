@@ -560,3 +560,22 @@ def test_help_and_version(runner: CliRunner) -> None:
     for command in ("quickstart", "init", "serve", "migrate", "apikey", "audit"):
         assert command in result.output
     assert "restguard, version" in invoke(runner, "--version").output
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "a\r\nX-Restguard-Subject: root", "tab\there", "x" * 201]
+)
+def test_apikey_name_that_could_break_headers_is_refused(name: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from restguard.cli.init import write_data_dir
+    from restguard.cli.main import cli
+
+    config = write_data_dir(tmp_path / "d")
+    result = CliRunner().invoke(
+        cli, ["apikey", "create", "--config", str(config), "--name", name, "--scope", "a"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--name" in result.output
+    listed = CliRunner().invoke(cli, ["apikey", "list", "--config", str(config), "--json"])
+    assert listed.output.strip() == "[]"

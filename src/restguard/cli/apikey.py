@@ -18,7 +18,7 @@ from restguard.cli.context import (
 )
 from restguard.cli.output import emit_json, iso, success, table
 from restguard.config import parse_duration, valid_scope
-from restguard.credentials.apikey import generate_key, new_record
+from restguard.credentials.apikey import check_name, generate_key, new_record
 from restguard.keys.hashing import token_digest
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
@@ -98,8 +98,10 @@ def create(
     name: str, scopes: tuple[str, ...], expires_in: int | None, config: str | None, as_json: bool
 ) -> None:
     """Create a key and print it once."""
-    if not name.strip():
-        raise click.BadParameter("must not be empty", param_hint="--name")
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
     settings = settings_from(config)
     record, key = new_record(name, scopes, datetime.now(UTC), expires_in)
 

@@ -67,10 +67,26 @@ def parse_key(text: str) -> str:
     return m.group(1)
 
 
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str) -> str:
+    """A key's name becomes ``X-Restguard-Subject``: printable, 1 to 200 characters, no control
+    characters (they could split a header block). ValueError says what is wrong."""
+    if not name.strip():
+        raise ValueError("must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"must be at most {MAX_NAME_CHARS} characters")
+    if not name.isprintable():
+        raise ValueError("must not contain control characters")
+    return name
+
+
 def new_record(
     name: str, scopes: tuple[str, ...], now: datetime, expires_in: int | None
 ) -> tuple[ApiKeyRecord, str]:
-    """A record to store and the key to show once."""
+    """A record to store and the key to show once; ValueError for a bad name."""
+    check_name(name)
     key_id, key = generate_key()
     expires = now + timedelta(seconds=expires_in) if expires_in else None
     return ApiKeyRecord(key_id, name, token_digest(key), scopes, now, expires), key

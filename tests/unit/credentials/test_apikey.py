@@ -385,3 +385,12 @@ def test_cache_ttl_over_one_second_is_refused(
 def test_challenge(auth: ApiKeyAuthenticator) -> None:
     assert auth.challenge(None) == 'ApiKey realm="restguard"'
     assert auth.challenge(InvalidCredential()) == 'ApiKey realm="restguard"'
+
+
+def test_identity_header_values_with_control_characters_fail_closed() -> None:
+    from restguard.errors import ServerError
+    from restguard.gateway.identity import _value
+
+    assert _value("reader ü") == "reader ü".encode()
+    with pytest.raises(ServerError):
+        _value("a\r\nX-Restguard-Subject: root")
