@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from restguard.audit import DecisionEvent
@@ -43,6 +45,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], Any] = {}
         self.upstream_seconds = Histogram(
             "restguard_upstream_seconds",
             "Time from forwarding to the end of the upstream answer.",
@@ -51,7 +54,11 @@ class Metrics:
         )
 
     def observe_decision(self, event: DecisionEvent) -> None:
-        self.decisions.labels(event.auth_method or "none", event.outcome, str(event.status)).inc()
+        key = (event.auth_method or "none", event.outcome, event.status)
+        child = self._children.get(key)
+        if child is None:  # labels() costs a lock and a lookup; keep the few children found
+            child = self._children[key] = self.decisions.labels(key[0], key[1], str(key[2]))
+        child.inc()
         self.decision_seconds.observe(event.duration_ms / 1000)
 
     def observe_upstream(self, seconds: float) -> None:

@@ -109,6 +109,7 @@ def _refuse_in_query(query: bytes) -> None:
 class _Cached:
     record: ApiKeyRecord
     fetched: float
+    principal: Principal
 
 
 class ApiKeyAuthenticator:
@@ -134,8 +135,16 @@ class ApiKeyAuthenticator:
 
     def extract(self, view: RequestView) -> Credential | None:
         _refuse_in_query(view.query)
-        auth = view.single_header(b"authorization")
-        header = view.single_header(b"x-api-key")
+        auth = header = None
+        for name, value in view.headers:  # one pass; a repeated field is ambiguous
+            if name == b"authorization":
+                if auth is not None:
+                    raise InvalidRequest("The authorization header must not be repeated.")
+                auth = value
+            elif name == b"x-api-key":
+                if header is not None:
+                    raise InvalidRequest("The x-api-key header must not be repeated.")
+                header = value
         found: list[tuple[bytes, bytes]] = []
         if auth is not None:
             scheme, _, rest = auth.partition(b" ")
@@ -156,26 +165,33 @@ class ApiKeyAuthenticator:
             raise InvalidRequest("The API key is malformed.", debug="api key not ascii") from None
         return Credential(self.method, text, parse_key(text), (name,))
 
-    async def _record(self, key_id: str) -> ApiKeyRecord | None:
+    async def _record(self, key_id: str) -> _Cached | None:
         now = self._clock.monotonic()
         hit = self._cache.get(key_id)
         if hit is not None and now - hit.fetched < self._ttl:
-            return hit.record
+            return hit
         record = await self._store.get(key_id)
         if record is None:
             self._cache.pop(key_id, None)
             return None
-        self._cache[key_id] = _Cached(record, now)
+        principal = verified_principal(
+            subject=record.name,
+            client_id=record.id,
+            scopes=set(record.scopes),
+            auth_method="api_key",
+        )
+        hit = self._cache[key_id] = _Cached(record, now, principal)
         self._cache.move_to_end(key_id)
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
-        return record
+        return hit
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
         key_id = credential.credential_id
-        record = await self._record(key_id)
-        if record is None:
+        hit = await self._record(key_id)
+        if hit is None:
             raise InvalidCredential(debug="unknown api key id")
+        record = hit.record
         if not digest_matches(credential.secret, record.key_hash):
             raise InvalidCredential(debug="api key secret mismatch")
         if record.revoked_at is not None and record.revoked_at <= ctx.now:
@@ -188,12 +204,7 @@ class ApiKeyAuthenticator:
             self._touched[key_id] = mono
             if len(self._touched) > self._size:
                 self._touched.clear()
-        return verified_principal(
-            subject=record.name,
-            client_id=record.id,
-            scopes=set(record.scopes),
-            auth_method="api_key",
-        )
+        return hit.principal  # verified above; the same object while the record is cached
 
     def challenge(self, error: AuthError | None) -> str:
         return 'ApiKey realm="restguard"'
