@@ -7,10 +7,11 @@ object per line to a file, which ``restguard audit [--follow]`` reads.
 from __future__ import annotations
 
 import json
+import json.encoder
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -30,12 +31,26 @@ class DecisionEvent:
     duration_ms: float
 
     def to_json(self) -> str:
-        """One compact JSON object (``dataclasses.asdict`` costs 4x this on the hot path)."""
-        return _ENCODER.encode({name: getattr(self, name) for name in _FIELDS})
+        """One compact JSON object, byte for byte what ``json.dumps(asdict(event),
+        separators=(",", ":"))`` gives, built with the json module's C string encoder
+        (the generic encoder cost ~5 us per request on the gateway's hot path)."""
+        s = _string
+        return (
+            f'{{"time":{s(self.time)},"method":{s(self.method)},"path":{s(self.path)},'
+            f'"route":{s(self.route)},"outcome":{s(self.outcome)},"status":{self.status:d},'
+            f'"error":{s(self.error)},"auth_method":{s(self.auth_method)},'
+            f'"credential_id":{s(self.credential_id)},"client":{s(self.client)},'
+            f'"detail":{s(self.detail)},"duration_ms":{float(self.duration_ms)!r}}}'
+        )
 
 
-_FIELDS = tuple(f.name for f in fields(DecisionEvent))
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+def _string(value: str | None) -> str:
+    return "null" if value is None else _encode_string(value)
+
+
+_encode_string: Callable[[str], str] = (
+    json.encoder.c_encode_basestring_ascii or json.encoder.py_encode_basestring_ascii  # type: ignore[attr-defined]
+)
 
 EventSink = Callable[[DecisionEvent], None]
 
