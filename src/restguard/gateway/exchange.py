@@ -211,7 +211,7 @@ class Exchange:
         head = self._upstream_head(view, decision)
         for attempt in (1, 2):
             try:
-                self._upstream = await self.gw.pool.acquire()
+                self._upstream = await self.gw.pool.acquire(fresh=attempt == 2)
             except (OSError, TimeoutError) as exc:
                 raise UpstreamError(debug=f"connect: {exc!r}") from None
             if self.finished:  # the client went away meanwhile
@@ -299,8 +299,7 @@ class Exchange:
                 out.append(b"transfer-encoding: chunked\r\n")
             else:
                 self._close_after = True
-        if not self.keep_alive or self._close_after:
-            out.append(b"connection: close\r\n")
+        out.append(self._connection_header())
         out.append(b"\r\n")
         self._head_sent = True
         self.client.write(b"".join(out))
@@ -417,13 +416,19 @@ class Exchange:
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         lines += [b"%s: %s\r\n" % (k, v) for k, v in headers]
         lines.append(b"content-length: %d\r\n" % len(body))
-        if not self.keep_alive or self._close_after:
-            lines.append(b"connection: close\r\n")
+        lines.append(self._connection_header())
         lines.append(b"\r\n")
         self.client.write(b"".join(lines) + (b"" if self.method == "HEAD" else body))
         self.client.flush()
         self._head_sent = True
         self._finish()
+
+    def _connection_header(self) -> bytes:
+        """``connection: close`` when this answer ends the connection; HTTP/1.0 clients are told
+        ``keep-alive`` when it stays open (RFC 9112 §9.3, persistence in 1.0 is opt-in)."""
+        if not self.keep_alive or self._close_after:
+            return b"connection: close\r\n"
+        return b"connection: keep-alive\r\n" if self.http_version == "1.0" else b""
 
     def _finish(self) -> None:
         if self.finished:

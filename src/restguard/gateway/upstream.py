@@ -64,6 +64,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("the upstream switched protocols (not supported)")
         except httptools.HttpParserError as exc:
             self._fail(f"malformed upstream response: {exc}")
         if self._skip_rest:
@@ -76,7 +78,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.forget(self)
-        if self.sink is not None:
+        if self.sink is None:
+            return
+        if self._close_delimited and exc is None:
+            # RFC 9112 §6.3 (7): without Content-Length or chunked coding the body ends when
+            # the server closes the connection; llhttp has no end-of-input call to say so.
+            self._keep_alive = False
+            sink = self.sink
+            self._message_done()
+            sink.flush_output()
+        else:
             self._fail("upstream closed the connection")
 
     def pause_writing(self) -> None:
@@ -89,6 +100,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self._close_delimited = False
         self._headers = []
         self._reason = b""
 
@@ -104,6 +116,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         assert self.sink is not None
         keep_alive = self._parser.should_keep_alive()
+        self._close_delimited = (
+            not self.head_only
+            and status not in (204, 304)
+            and not any(k in (b"content-length", b"transfer-encoding") for k, _ in self._headers)
+        )
         self.sink.response_head(status, self._reason, self._headers, keep_alive)
         if self.head_only:
             self._skip_rest = True
@@ -121,6 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # internals
     _keep_alive = False
+    _close_delimited = False
 
     def _message_done(self) -> None:
         sink, self.sink = self.sink, None
@@ -176,9 +194,14 @@ class UpstreamPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
-    async def acquire(self) -> UpstreamConnection:
+    async def acquire(self, *, fresh: bool = False) -> UpstreamConnection:
         """An idle connection, a new one, or the next one released. Raises OSError or
-        TimeoutError when the upstream cannot be reached in ``connect_timeout``."""
+        TimeoutError when the upstream cannot be reached in ``connect_timeout``. ``fresh``
+        skips (and closes) idle connections: after one went stale, its siblings likely are too."""
+        if fresh:
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
         while True:
             while self._idle:
                 conn = self._idle.pop()
