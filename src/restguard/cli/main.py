@@ -15,7 +15,7 @@ from restguard.cli.server import migrate, serve
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="restguard")
 def cli() -> None:
-    """restguard: secure any REST API with API keys, signed requests, JWT and OAuth.
+    """restguard: secure any REST API behind a default-deny gateway with API keys.
 
     Start with 'restguard quickstart', or 'restguard init --dir DIR' then 'restguard serve'.
     """

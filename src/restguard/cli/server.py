@@ -32,7 +32,7 @@ def _worker(settings: Settings, sock: socket.socket, admin: bool) -> None:
 @config_option
 @friendly
 def serve(workers: int, config: str | None) -> None:
-    """Run the gateway, the authorization server and the admin listener."""
+    """Run the gateway (policy, credentials, proxy, JWKS) and the admin listener."""
     settings = settings_from(config)
     apply_migrations(settings.database_url)
 
