@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.harness import GatewayProcess
 
@@ -45,3 +46,23 @@ def test_refused_paths_are_audited_without_secrets(gateway: GatewayProcess) -> N
     assert events[-1]["outcome"] == "deny"
     assert events[-1]["status"] == 400
     assert key not in gateway.settings.audit_path.read_text()  # type: ignore[union-attr]
+
+
+def test_an_unexpected_error_is_a_500_json_not_a_hung_connection(
+    gateway: GatewayProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from restguard.guard import Guard
+    from tests.harness import raw_request, status_of
+
+    async def broken(self: Guard, view: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Guard, "decide", broken)
+    monkeypatch.setattr(logging.getLogger("restguard.gateway"), "disabled", True)
+    response = raw_request(gateway.port, b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 500
+    assert b'"error": "server_error"' in response
+    assert b"boom" not in response
+    assert gateway.upstream.requests == []

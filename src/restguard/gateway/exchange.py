@@ -9,6 +9,7 @@ the same call the ASGI middleware makes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from restguard.edge.view import build_view
 from restguard.errors import (
     AuthError,
     PayloadTooLarge,
+    ServerError,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -61,6 +63,7 @@ CLIENT_ADDRESS_HEADERS = frozenset(
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
 _NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_log = logging.getLogger("restguard.gateway")
 _BUFFER_HIGH = 64 * 1024  # request body held while the decision is pending, before pausing
 
 
@@ -203,6 +206,11 @@ class Exchange:
             await self._forward(view, decision)
         except AuthError as err:
             self._respond_error(err)
+        except Exception:  # a bug: fail closed with a 500, never a hung connection
+            _log.exception("unexpected error while handling %s", self.method)
+            self._close_after = True
+            self._abort_upstream()
+            self._respond_error(ServerError(debug="unexpected error; see the server log"))
         finally:
             if self._timer is not None:
                 self._timer.cancel()
