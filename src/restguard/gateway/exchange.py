@@ -127,6 +127,8 @@ class Exchange:
             return
         if self._forwarding:
             self._send_body(data)
+            if self._upstream is not None:  # an upload in progress is not an idle upstream
+                self._upstream.last_read = self.gw.loop.time()
         else:
             self._body.append(data)
             self._buffered += len(data)
@@ -382,6 +384,8 @@ class Exchange:
     # --- timers and endings ------------------------------------------------------------------
     def _arm_timer(self) -> None:
         assert self._upstream is not None
+        if self._timer is not None:
+            self._timer.cancel()
         self._upstream.last_read = self.gw.loop.time()
         self._timer = self.gw.loop.call_later(self.gw.read_timeout, self._check_timeout)
 
