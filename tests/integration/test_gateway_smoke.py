@@ -66,3 +66,17 @@ def test_an_unexpected_error_is_a_500_json_not_a_hung_connection(
     assert b'"error": "server_error"' in response
     assert b"boom" not in response
     assert gateway.upstream.requests == []
+
+
+def test_http_parse_errors_are_audited(gateway: GatewayProcess) -> None:
+    from tests.harness import raw_request, status_of
+
+    response = raw_request(
+        gateway.port, b"GET /public/x HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"
+    )
+    assert status_of(response) == 400
+    response = raw_request(gateway.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 414
+    statuses = [e["status"] for e in gateway.audit_events()]
+    assert statuses[-2:] == [400, 414]
+    assert gateway.upstream.requests == []

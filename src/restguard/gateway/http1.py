@@ -167,6 +167,7 @@ class ClientConnection(asyncio.Protocol):
                 "The request is not valid HTTP/1.1.",
             )
             self._fatal(status, reason, text)
+            self._audit_parse_error(status, text)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gw.connections.discard(self)
@@ -290,6 +291,16 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # --- endings -----------------------------------------------------------------------------
+    def _audit_parse_error(self, status: int, description: str) -> None:
+        """Parse errors are decisions too: they go to the audit log and the metrics."""
+        err = InvalidRequest(description, debug="HTTP/1.1 parse error")
+        err.status = status
+        try:
+            method = self._parser.get_method().decode("ascii", "replace")
+        except httptools.HttpParserError:
+            method = "?"
+        self.gw.guard.refused(method, self._url, self.peer, err)
+
     def _fatal(self, status: int, reason: bytes, description: str) -> None:
         """A framing error: nothing after it can be trusted. The request it broke is answered
         with the error (or, if its answer already started, cut off); complete requests before
