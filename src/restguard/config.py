@@ -83,6 +83,7 @@ class UpstreamSettings:
     connect_timeout: float = 5.0
     timeout: float = 30.0
     pool_size: int = 100
+    ca_file: Path | None = None  # PEM certificates to trust for an https upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +227,20 @@ def _upstream(file: Path, table: Any) -> UpstreamSettings:
     pool = r.get("pool_size", int, d.pool_size, "a number of connections, e.g. 100")
     if pool <= 0:
         raise r.error("pool_size", "must be positive", "write e.g. 100")
+    ca_text = r.get("ca_file", str, "", '"upstream-ca.pem"')
+    ca_file = None
+    if ca_text:
+        ca_file = Path(ca_text) if Path(ca_text).is_absolute() else file.parent / ca_text
+        if not ca_file.is_file():
+            raise r.error(
+                "ca_file",
+                f"'{ca_file}' is not a file",
+                "give the path of a PEM file with the certificates to trust",
+            )
+        if not url.startswith("https://"):
+            raise r.error("ca_file", "only applies to an https upstream", "remove it or use https")
     r.finish()
-    return UpstreamSettings(url, connect, timeout, pool)
+    return UpstreamSettings(url, connect, timeout, pool, ca_file)
 
 
 def _route(file: Path, index: int, table: Any) -> Route:

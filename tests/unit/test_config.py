@@ -459,3 +459,20 @@ def test_parse_rate_refuses(text: str) -> None:
 )
 def test_valid_scope(scope: str, ok: bool) -> None:
     assert valid_scope(scope) is ok
+
+
+def test_upstream_ca_file_must_exist_and_needs_https(tmp_path: Path) -> None:
+    from restguard.config import ConfigError, load
+
+    config = tmp_path / "restguard.toml"
+    config.write_text('[upstream]\nurl = "https://127.0.0.1:9443"\nca_file = "nope.pem"\n')
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert err.value.key == "upstream.ca_file" and "nope.pem" in str(err.value)
+    (tmp_path / "ca.pem").write_text("x")
+    config.write_text('[upstream]\nurl = "http://127.0.0.1:9000"\nca_file = "ca.pem"\n')
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert "https" in err.value.problem
+    config.write_text('[upstream]\nurl = "https://127.0.0.1:9443"\nca_file = "ca.pem"\n')
+    assert load(config).upstream.ca_file == tmp_path / "ca.pem"

@@ -53,6 +53,8 @@ url = "{upstream}"
 connect_timeout = "5s"
 timeout = "30s"
 pool_size = 100
+# For an https upstream: certificates are verified against the system store, or this PEM file.
+# ca_file = "upstream-ca.pem"
 
 # Routes are tried in file order; the first whose path and method match decides.
 # A request that matches no route gets 404 and never reaches the upstream (default deny).

@@ -341,7 +341,11 @@ def make_gateway(
     """The Gateway for ``runtime``'s settings (must run inside the event loop)."""
     settings = runtime.settings
     parts = urlsplit(settings.upstream.url)
-    tls = ssl.create_default_context() if parts.scheme == "https" else None
+    tls = None
+    if parts.scheme == "https":
+        # Certificate and host name are verified (the system store, or [upstream] ca_file).
+        ca_file = settings.upstream.ca_file
+        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     return Gateway(
         runtime.guard,
         runtime.keys,
