@@ -2,8 +2,8 @@
 
 The client connection (``gateway/http1.py``) feeds the request head and body in; the upstream
 connection (``gateway/upstream.py``) feeds the answer back. Header hygiene (CONTRACT "What the
-upstream receives") and framing are decided here; the decision itself is ``Guard.decide``,
-the same call the ASGI middleware makes.
+upstream receives") is ``gateway/headers.py``; the decision itself is ``Guard.decide``, the
+same call the ASGI middleware makes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from restguard.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from restguard.gateway.headers import client_head, upstream_head
 from restguard.guard import Decision
 from restguard.types import RequestView
 
@@ -29,52 +30,9 @@ if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
     from restguard.gateway.upstream import UpstreamConnection
 
-# RFC 9110 §7.6.1 hop-by-hop fields and the proxy-* ones (§11.7): never forwarded either way.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-    }
-)
-# Request fields restguard sets itself for the upstream connection (framing, Host, Expect).
-_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"host", b"content-length"}
-# Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
-# ones itself from what it verified, and drops look-alikes some frameworks believe.
-CLIENT_ADDRESS_HEADERS = frozenset(
-    {
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"forwarded",
-        b"x-real-ip",
-        b"true-client-ip",
-        b"x-client-ip",
-        b"client-ip",
-    }
-)
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
-_NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _log = logging.getLogger("restguard.gateway")
 _BUFFER_HIGH = 64 * 1024  # request body held while the decision is pending, before pausing
-
-
-def _connection_tokens(
-    headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]],
-) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            tokens.update(t.strip(b" \t") for t in value.lower().split(b","))
-    return tokens
 
 
 class Exchange:
@@ -218,7 +176,15 @@ class Exchange:
                 self._timer.cancel()
 
     async def _forward(self, view: RequestView, decision: Decision) -> None:
-        head = self._upstream_head(view, decision)
+        gw = self.gw
+        head = upstream_head(
+            view,
+            decision,
+            upstream_host=gw.upstream_host,
+            identity=gw.identity(decision),
+            content_length=self.content_length,
+            chunked=self.chunked,
+        )
         for attempt in (1, 2):
             try:
                 self._upstream = await self.gw.pool.acquire(fresh=attempt == 2)
@@ -254,69 +220,27 @@ class Exchange:
                 self._done = self.gw.loop.create_future()
                 self._forwarding = False
 
-    def _upstream_head(self, view: RequestView, decision: Decision) -> bytes:
-        gw = self.gw
-        tokens = _connection_tokens(view.headers)
-        drop = () if decision.route.forward_credentials else decision.credential_headers
-        target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")
-        lines = [
-            b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (view.method.encode(), target, gw.upstream_host)
-        ]
-        host = b""
-        for name, value in view.headers:
-            if name == b"host":
-                host = value
-            if (
-                name in _REQUEST_DROP
-                or name in tokens
-                or name in CLIENT_ADDRESS_HEADERS
-                or name.startswith((b"x-restguard-", b"proxy-"))
-                or name in drop
-            ):
-                continue
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % view.client.encode())
-        if host:
-            lines.append(b"x-forwarded-host: %s\r\n" % host)
-        lines.append(gw.identity(decision))
-        if self.chunked:
-            lines.append(b"transfer-encoding: chunked\r\n")
-        elif self.content_length is not None:
-            lines.append(b"content-length: %d\r\n" % self.content_length)
-        lines.append(b"\r\n")
-        return b"".join(lines)
-
     # --- the answer, fed by the upstream connection ------------------------------------------
     def response_head(
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> None:
         if self.finished:
             return
-        tokens = _connection_tokens(headers)
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
-        length: bytes | None = None
-        for name, value in headers:
-            if name == b"content-length":
-                length = value
-            elif name not in _RESPONSE_DROP and name not in tokens:
-                out.append(b"%s: %s\r\n" % (name, value))
-        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS
-        if length is not None and (no_body or not self._upstream_chunked(headers)):
-            out.append(b"content-length: %s\r\n" % length)
-        elif not no_body:
-            if self.http_version == "1.1":
-                self._chunked_out = True
-                out.append(b"transfer-encoding: chunked\r\n")
-            else:
-                self._close_after = True
+        out, framing = client_head(
+            status,
+            reason,
+            headers,
+            no_body=self.method == "HEAD",
+            http_11=self.http_version == "1.1",
+        )
+        if framing == "chunked":
+            self._chunked_out = True
+        elif framing == "close":
+            self._close_after = True
         out.append(self._connection_header())
         out.append(b"\r\n")
         self._head_sent = True
         self.client.write(b"".join(out))
-
-    @staticmethod
-    def _upstream_chunked(headers: list[tuple[bytes, bytes]]) -> bool:
-        return any(k == b"transfer-encoding" for k, _ in headers)
 
     def response_body(self, data: bytes) -> None:
         if self.finished or not data:

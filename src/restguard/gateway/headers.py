@@ -1,0 +1,129 @@
+"""Header hygiene: what crosses the gateway (CONTRACT "What the upstream receives").
+
+``upstream_head`` builds the request head the upstream gets: exactly the judged path, hop-by-hop
+fields and what ``Connection`` names removed, client claims about addresses removed, the used
+credential removed (unless the route forwards it), ``X-Forwarded-*`` and the identity block
+added. ``client_head`` builds the answer's head for the client with its own framing.
+"""
+
+from __future__ import annotations
+
+from restguard.guard import Decision
+from restguard.types import RequestView
+
+# RFC 9110 §7.6.1 hop-by-hop fields and the proxy-* ones (§11.7): never forwarded either way.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+# Request fields restguard sets itself for the upstream connection (framing, Host, Expect).
+_REQUEST_DROP = HOP_BY_HOP | {b"expect", b"host", b"content-length"}
+# Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
+# ones itself from what it verified, and drops look-alikes some frameworks believe.
+CLIENT_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"client-ip",
+    }
+)
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+# RFC 9110 §6.4.1: 204 and 304 answers never carry content.
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def _connection_tokens(
+    headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]],
+) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip(b" \t") for t in value.lower().split(b","))
+    return tokens
+
+
+def upstream_head(
+    view: RequestView,
+    decision: Decision,
+    *,
+    upstream_host: bytes,
+    identity: bytes,
+    content_length: int | None,
+    chunked: bool,
+) -> bytes:
+    """The request line and header block sent to the upstream."""
+    tokens = _connection_tokens(view.headers)
+    drop = () if decision.route.forward_credentials else decision.credential_headers
+    target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")
+    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (view.method.encode(), target, upstream_host)]
+    host = b""
+    for name, value in view.headers:
+        if name == b"host":
+            host = value
+        if (
+            name in _REQUEST_DROP
+            or name in tokens
+            or name in CLIENT_ADDRESS_HEADERS
+            or name.startswith((b"x-restguard-", b"proxy-"))
+            or name in drop
+        ):
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % view.client.encode())
+    if host:
+        lines.append(b"x-forwarded-host: %s\r\n" % host)
+    lines.append(identity)
+    if chunked:
+        lines.append(b"transfer-encoding: chunked\r\n")
+    elif content_length is not None:
+        lines.append(b"content-length: %d\r\n" % content_length)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def client_head(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    no_body: bool,
+    http_11: bool,
+) -> tuple[list[bytes], str]:
+    """The status line and header lines for the client (without ``Connection`` and the blank
+    line), and how the body is framed: "length", "chunked", "close" or "none"."""
+    tokens = _connection_tokens(headers)
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+    length: bytes | None = None
+    upstream_chunked = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            upstream_chunked = True
+        elif name not in _RESPONSE_DROP and name not in tokens:
+            out.append(b"%s: %s\r\n" % (name, value))
+    no_body = no_body or status in _NO_BODY_STATUS
+    if length is not None and (no_body or not upstream_chunked):
+        out.append(b"content-length: %s\r\n" % length)
+        return out, "none" if no_body else "length"
+    if no_body:
+        return out, "none"
+    if http_11:
+        out.append(b"transfer-encoding: chunked\r\n")
+        return out, "chunked"
+    return out, "close"
