@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from restguard.edge.problem import problem
 from restguard.edge.view import build_view
@@ -23,8 +24,6 @@ from restguard.errors import (
     UpstreamTimeout,
 )
 from restguard.gateway.headers import client_head, upstream_head
-from restguard.guard import Decision
-from restguard.types import RequestView
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -70,7 +69,9 @@ class Exchange:
         self._head_sent = False
         self._chunked_out = False
         self._close_after = False
-        self._done: asyncio.Future[None] = self.gw.loop.create_future()
+        self._head = b""
+        self._retried = False
+        self._retry: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._started = 0.0
         self.finished = False
@@ -129,41 +130,13 @@ class Exchange:
 
     # --- the exchange ------------------------------------------------------------------------
     async def run(self) -> None:
-        """Decide, forward, stream back. Every way out answers the client exactly once."""
-        gw = self.gw
-        self._started = gw.loop.time()
+        """Decide and forward. Every way out answers the client exactly once; the answer itself
+        arrives through the upstream connection's callbacks (``response_*``), not in this task."""
+        await self._guarded(self._decide_and_forward())
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         try:
-            if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
-                self._respond(
-                    200,
-                    [
-                        (b"content-type", b"application/json"),
-                        (b"cache-control", b"public, max-age=300"),
-                    ],
-                    gw.jwks_body(),
-                )
-                return
-            try:
-                view = build_view(
-                    self.method,
-                    self.target,
-                    self.headers,
-                    http_version=self.http_version,
-                    peer=self.client.peer,
-                    trusted_proxies=gw.trusted_proxies,
-                    max_header_bytes=gw.max_header_bytes,
-                )
-            except AuthError as err:
-                gw.guard.refused(self.method, self.target, self.client.peer, err)
-                raise
-            decision = await gw.guard.decide(view)
-            if self.finished:
-                return
-            if self.content_length is not None and self.content_length > gw.max_body_bytes:
-                raise PayloadTooLarge(debug=f"content-length {self.content_length}")
-            if self._discard:
-                return
-            await self._forward(view, decision)
+            await work
         except AuthError as err:
             self._respond_error(err)
         except Exception:  # a bug: fail closed with a 500, never a hung connection
@@ -171,13 +144,36 @@ class Exchange:
             self._close_after = True
             self._abort_upstream()
             self._respond_error(ServerError(debug="unexpected error; see the server log"))
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
 
-    async def _forward(self, view: RequestView, decision: Decision) -> None:
+    async def _decide_and_forward(self) -> None:
         gw = self.gw
-        head = upstream_head(
+        self._started = gw.loop.time()
+        if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"public, max-age=300"),
+            ]
+            self._respond(200, headers, gw.jwks_body())
+            return
+        try:
+            view = build_view(
+                self.method,
+                self.target,
+                self.headers,
+                http_version=self.http_version,
+                peer=self.client.peer,
+                trusted_proxies=gw.trusted_proxies,
+                max_header_bytes=gw.max_header_bytes,
+            )
+        except AuthError as err:
+            gw.guard.refused(self.method, self.target, self.client.peer, err)
+            raise
+        decision = await gw.guard.decide(view)
+        if self.finished or self._discard:
+            return
+        if self.content_length is not None and self.content_length > gw.max_body_bytes:
+            raise PayloadTooLarge(debug=f"content-length {self.content_length}")
+        self._head = upstream_head(
             view,
             decision,
             upstream_host=gw.upstream_host,
@@ -185,40 +181,34 @@ class Exchange:
             content_length=self.content_length,
             chunked=self.chunked,
         )
-        for attempt in (1, 2):
-            try:
-                self._upstream = await self.gw.pool.acquire(fresh=attempt == 2)
-            except (OSError, TimeoutError) as exc:
-                raise UpstreamError(debug=f"connect: {exc!r}") from None
-            if self.finished:  # the client went away meanwhile
-                self.gw.pool.release(self._upstream)
-                return
-            self._upstream.sink = self
-            self._upstream.head_only = self.method == "HEAD"
-            self._upstream.write(head)
-            if self.expect_continue and not self.body_complete:
-                self.client.write(_CONTINUE)
-                self.client.flush()
-            self._forwarding = True
-            for chunk in self._body:
-                self._send_body(chunk)
-            self._body.clear()
-            if self._buffered:
-                self._buffered = 0
-                self.client.resume("buffer")
-            if self.body_complete and self.chunked:
-                self._upstream.write(b"0\r\n\r\n")
-            self._arm_timer()
-            try:
-                await self._done
-                return
-            except _StaleConnection:
-                # A reused keep-alive connection the upstream had already closed: one retry on
-                # a fresh connection when nothing of the request body was streamed yet.
-                if attempt == 2 or self._seen:
-                    raise UpstreamError(debug="upstream closed a kept-alive connection") from None
-                self._done = self.gw.loop.create_future()
-                self._forwarding = False
+        await self._forward(fresh=False)
+
+    async def _forward(self, *, fresh: bool) -> None:
+        """Send the head (and what arrived of the body) on a pooled connection."""
+        try:
+            upstream = await self.gw.pool.acquire(fresh=fresh)
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamError(debug=f"connect: {exc!r}") from None
+        if self.finished:  # the client went away meanwhile
+            self.gw.pool.release(upstream)
+            return
+        self._upstream = upstream
+        upstream.sink = self
+        upstream.head_only = self.method == "HEAD"
+        upstream.write(self._head)
+        if self.expect_continue and not self.body_complete:
+            self.client.write(_CONTINUE)
+            self.client.flush()
+        self._forwarding = True
+        for chunk in self._body:
+            self._send_body(chunk)
+        self._body.clear()
+        if self._buffered:
+            self._buffered = 0
+            self.client.resume("buffer")
+        if self.body_complete and self.chunked:
+            upstream.write(b"0\r\n\r\n")
+        self._arm_timer()
 
     # --- the answer, fed by the upstream connection ------------------------------------------
     def response_head(
@@ -272,9 +262,19 @@ class Exchange:
         if self.finished:
             return
         if not self._head_sent:
-            if upstream is not None and upstream.reused and not upstream.received_any:
-                if not self._done.done():
-                    self._done.set_exception(_StaleConnection())
+            if (
+                upstream is not None
+                and upstream.reused
+                and not upstream.received_any
+                and not self._retried
+                and not self._seen
+            ):
+                # A reused keep-alive connection the upstream had already closed: one retry on
+                # a fresh connection, when nothing of the request body was streamed yet.
+                self._retried = True
+                self._forwarding = False
+                # (the loop keeps only weak references to tasks: hold this one)
+                self._retry = self.gw.loop.create_task(self._guarded(self._forward(fresh=True)))
                 return
             self._respond_error(UpstreamError(debug=reason))
         else:  # the answer was cut short: the client must see a broken connection too
@@ -302,8 +302,8 @@ class Exchange:
         """The client went away: abandon the upstream exchange."""
         self._abort_upstream()
         self.finished = True
-        if not self._done.done():
-            self._done.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
 
     # --- timers and endings ------------------------------------------------------------------
     def _arm_timer(self) -> None:
@@ -376,10 +376,6 @@ class Exchange:
         self._buffered = 0
         self.client.resume("buffer")
         self.client.resume("upstream")
-        if not self._done.done():
-            self._done.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
         self.client.exchange_finished(self, self.keep_alive and not self._close_after)
-
-
-class _StaleConnection(Exception):
-    """A reused upstream connection closed before answering."""
