@@ -3,12 +3,21 @@
 The hot path only bumps plain integers (a labelled ``prometheus_client`` counter plus a
 histogram cost ~4 us per request on the gateway, measured in bench/); the values are turned
 into metric families when ``/metrics`` is scraped. Everything runs on the one event loop.
+
+With ``restguard serve --workers N`` each worker without the admin listener writes a
+``snapshot`` to a shared directory every second (``publish_snapshots``); the admin process adds
+them to its own when scraped (``Metrics(peers=...)``), so ``/metrics`` covers every worker.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -30,6 +39,16 @@ class _Histogram:
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
 
+    def add(self, counts: list[int], total: float) -> None:
+        if len(counts) == len(self.counts):
+            self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+            self.total += total
+
+    def copy(self) -> _Histogram:
+        other = _Histogram(self.bounds)
+        other.add(self.counts, self.total)
+        return other
+
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
@@ -45,7 +64,8 @@ class _Histogram:
 class Metrics(Collector):
     """One per process; ``observe_decision`` is a decision-event sink."""
 
-    def __init__(self) -> None:
+    def __init__(self, peers: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self.peers = peers
         self.decisions: dict[tuple[str, str, int], int] = {}
         self.decision_seconds = _Histogram(LATENCY_BUCKETS)
         self.upstream_seconds = _Histogram(LATENCY_BUCKETS)
@@ -60,22 +80,65 @@ class Metrics(Collector):
     def observe_upstream(self, seconds: float) -> None:
         self.upstream_seconds.observe(seconds)
 
+    def snapshot(self) -> dict[str, Any]:
+        """This process's values, JSON-ready, for the admin process to add up."""
+        return {
+            "decisions": [[*key, count] for key, count in self.decisions.items()],
+            "decision_seconds": [self.decision_seconds.counts, self.decision_seconds.total],
+            "upstream_seconds": [self.upstream_seconds.counts, self.upstream_seconds.total],
+        }
+
+    def _totals(self) -> tuple[dict[tuple[str, str, int], int], _Histogram, _Histogram]:
+        decisions = dict(self.decisions)
+        decided, upstream = self.decision_seconds.copy(), self.upstream_seconds.copy()
+        for snap in self.peers() if self.peers else []:
+            try:
+                for method, outcome, status, count in snap["decisions"]:
+                    key = (str(method), str(outcome), int(status))
+                    decisions[key] = decisions.get(key, 0) + int(count)
+                decided.add(*snap["decision_seconds"])
+                upstream.add(*snap["upstream_seconds"])
+            except (KeyError, TypeError, ValueError):
+                continue  # a snapshot from another version: left out, never fatal
+        return decisions, decided, upstream
+
     def collect(self) -> Iterator[Metric]:
+        decisions, decided, upstream = self._totals()
         counter = CounterMetricFamily(
             "restguard_decisions",
             "Decisions by auth method and outcome.",
             labels=("auth_method", "outcome", "status"),
         )
-        for (method, outcome, status), count in sorted(self.decisions.items()):
+        for (method, outcome, status), count in sorted(decisions.items()):
             counter.add_metric((method, outcome, str(status)), count)
         yield counter
-        yield self.decision_seconds.family(
-            "restguard_decision_seconds", "Time to decide a request."
-        )
-        yield self.upstream_seconds.family(
+        yield decided.family("restguard_decision_seconds", "Time to decide a request.")
+        yield upstream.family(
             "restguard_upstream_seconds",
             "Time from forwarding to the end of the upstream answer.",
         )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def write_snapshot(metrics: Metrics, directory: Path) -> None:
+    """Replace this process's snapshot file in ``directory`` (atomically)."""
+    final = directory / f"{os.getpid()}.json"
+    temp = final.with_suffix(".tmp")
+    temp.write_text(json.dumps(metrics.snapshot()), encoding="utf-8")
+    os.replace(temp, final)
+
+
+def read_snapshots(directory: Path) -> list[dict[str, Any]]:
+    """Every other process's latest snapshot in ``directory``."""
+    own = f"{os.getpid()}.json"
+    snaps = []
+    for path in directory.glob("*.json"):
+        if path.name == own:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                snaps.append(data)
+    return snaps

@@ -80,6 +80,17 @@ def test_workers_share_the_listener_and_stop_on_sigint(tmp_path: Path) -> None:
         statuses = {httpx.get(f"http://127.0.0.1:{port}/nothing").status_code for _ in range(20)}
         assert statuses == {404}
         assert httpx.get(f"http://127.0.0.1:{admin}/healthz").json() == {"status": "ok"}
+        # /metrics counts every worker's decisions (the others publish every second):
+        # the 20 above plus the one that found the server up
+        line = 'restguard_decisions_total{auth_method="none",outcome="deny",status="404"} '
+        deadline = time.monotonic() + 5
+        while True:
+            text = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+            counted = [float(x.split()[-1]) for x in text.splitlines() if x.startswith(line)]
+            if counted == [21.0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counted == [21.0]
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
         assert len(children.stdout.split()) >= 1
     finally:

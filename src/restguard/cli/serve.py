@@ -8,6 +8,7 @@ import gc
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,7 +18,7 @@ from restguard.admin.app import AdminApp
 from restguard.config import Listen, Settings
 from restguard.gateway.http1 import make_gateway
 from restguard.gateway.identity import IdentityHeaders
-from restguard.observe import Metrics
+from restguard.observe import Metrics, read_snapshots, write_snapshot
 from restguard.wiring import open_runtime
 
 
@@ -70,13 +71,20 @@ async def run_servers(
     admin: bool = True,
     on_ready: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
+    metrics_dir: Path | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly."""
-    metrics = Metrics()
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
+
+    ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
+    the others write theirs there every second."""
+    metrics = Metrics(
+        peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
+    )
     runtime = await open_runtime(settings, sinks=[metrics.observe_decision])
     admin_task: asyncio.Task[None] | None = None
     admin_server: _Server | None = None
     flusher: asyncio.Task[None] | None = None
+    publisher: asyncio.Task[None] | None = None
     gateway = None
     try:
         sock = gateway_socket or bind(settings.server.listen)
@@ -99,6 +107,11 @@ async def run_servers(
         settle_garbage_collector()
         if runtime.audit is not None:
             flusher = asyncio.create_task(_flush_every(runtime.audit.flush, 0.25))
+        if metrics_dir is not None and not admin:
+            directory = metrics_dir
+            publisher = asyncio.create_task(
+                _flush_every(lambda: write_snapshot(metrics, directory), 1.0)
+            )
         if on_ready:
             on_ready()
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
@@ -113,6 +126,8 @@ async def run_servers(
             await gateway.stop()
         if flusher is not None:
             flusher.cancel()
+        if publisher is not None:
+            publisher.cancel()
         if admin_task is not None:
             await asyncio.gather(admin_task, return_exceptions=True)
         runtime.close()

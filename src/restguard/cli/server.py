@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -16,9 +19,9 @@ from restguard.config import Settings
 from restguard.store.sql import migrate as apply_migrations
 
 
-def _worker(settings: Settings, sock: socket.socket, admin: bool) -> None:
+def _worker(settings: Settings, sock: socket.socket, metrics_dir: Path) -> None:
     install_loop()
-    asyncio.run(run_servers(settings, gateway_socket=sock, admin=admin))
+    asyncio.run(run_servers(settings, gateway_socket=sock, admin=False, metrics_dir=metrics_dir))
 
 
 @click.command()
@@ -27,7 +30,8 @@ def _worker(settings: Settings, sock: socket.socket, admin: bool) -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Gateway processes sharing the listener (the admin listener runs in the first).",
+    help="Gateway processes sharing the listener (the admin listener runs in the first and "
+    "its /metrics covers them all).",
 )
 @config_option
 @friendly
@@ -46,21 +50,25 @@ def serve(workers: int, config: str | None) -> None:
         asyncio.run(run_servers(settings, on_ready=ready))
         return
     sock = bind(settings.server.listen)
+    metrics_dir = Path(tempfile.mkdtemp(prefix="restguard-metrics-"))
     ctx = multiprocessing.get_context("fork")
     children = [
-        ctx.Process(target=_worker, args=(settings, sock, False), daemon=True)
+        ctx.Process(target=_worker, args=(settings, sock, metrics_dir), daemon=True)
         for _ in range(workers - 1)
     ]
     for child in children:
         child.start()
     try:
-        asyncio.run(run_servers(settings, gateway_socket=sock, on_ready=ready))
+        asyncio.run(
+            run_servers(settings, gateway_socket=sock, on_ready=ready, metrics_dir=metrics_dir)
+        )
     finally:
         for child in children:
             if child.pid:
                 os.kill(child.pid, 15)
         for child in children:
             child.join(10)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @click.command()
