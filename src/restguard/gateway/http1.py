@@ -22,14 +22,16 @@ import json
 import socket
 import ssl
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
-from restguard.authz.paths import MAX_TARGET_BYTES
+from restguard.authz.paths import MAX_TARGET_BYTES, TargetTooLong
+from restguard.edge.problem import problem
 from restguard.edge.view import Network
-from restguard.errors import InvalidRequest
+from restguard.errors import AuthError, HeadersTooLarge, InvalidRequest
 from restguard.gateway.exchange import Exchange
 from restguard.gateway.upstream import UpstreamPool
 from restguard.guard import Decision, Guard
@@ -37,12 +39,12 @@ from restguard.keys.signing import SigningKeys
 from restguard.wiring import Runtime
 
 
-def _json_error(status: int, reason: bytes, description: str) -> bytes:
-    body = json.dumps({"error": "invalid_request", "error_description": description}).encode()
-    return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"cache-control: no-store\r\nconnection: close\r\n\r\n" % (status, reason, len(body))
-    ) + body
+def _error_response(err: AuthError) -> bytes:
+    """A complete answer that closes the connection, through the one error translator."""
+    status, headers, body = problem(err)
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+    head += [b"%s: %s\r\n" % (k, v) for k, v in headers]
+    return b"".join(head) + b"connection: close\r\n\r\n" + body
 
 
 class _TooLarge(Exception):
@@ -129,7 +131,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._in_head = False
-        self._too_large: tuple[int, bytes, str] | None = None
+        self._too_large: AuthError | None = None
         self._parsing: Exchange | None = None
         self._active: Exchange | None = None
         self._queue: collections.deque[Exchange] = collections.deque()
@@ -161,13 +163,11 @@ class ClientConnection(asyncio.Protocol):
                 self._parsing.keep_alive = False
                 self._parsing = None
         except httptools.HttpParserError:
-            status, reason, text = self._too_large or (
-                400,
-                b"Bad Request",
-                "The request is not valid HTTP/1.1.",
+            err = self._too_large or InvalidRequest(
+                "The request is not valid HTTP/1.1.", debug="HTTP/1.1 parse error"
             )
-            self._fatal(status, reason, text)
-            self._audit_parse_error(status, text)
+            self._fatal(err)
+            self._audit_parse_error(err)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gw.connections.discard(self)
@@ -197,7 +197,9 @@ class ClientConnection(asyncio.Protocol):
         if len(self._url) > MAX_TARGET_BYTES:
             # RFC 9112 §3: a request-target longer than any URI the server wishes to parse
             # MUST get 414 (URI Too Long).
-            self._too_large = (414, b"URI Too Long", "The request target is too long.")
+            self._too_large = TargetTooLong(
+                "The request target is too long.", debug="request target too long"
+            )
             raise _TooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -205,11 +207,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.gw.max_header_bytes:
-            self._too_large = (
-                431,
-                b"Request Header Fields Too Large",
-                "The request headers are too large.",
-            )
+            self._too_large = HeadersTooLarge(debug="header block over the limit")
             raise _TooLarge
         self._headers.append((name.lower(), value))
 
@@ -291,29 +289,27 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # --- endings -----------------------------------------------------------------------------
-    def _audit_parse_error(self, status: int, description: str) -> None:
+    def _audit_parse_error(self, err: AuthError) -> None:
         """Parse errors are decisions too: they go to the audit log and the metrics."""
-        err = InvalidRequest(description, debug="HTTP/1.1 parse error")
-        err.status = status
         try:
             method = self._parser.get_method().decode("ascii", "replace")
         except httptools.HttpParserError:
             method = "?"
         self.gw.guard.refused(method, self._url, self.peer, err)
 
-    def _fatal(self, status: int, reason: bytes, description: str) -> None:
+    def _fatal(self, err: AuthError) -> None:
         """A framing error: nothing after it can be trusted. The request it broke is answered
         with the error (or, if its answer already started, cut off); complete requests before
         it are still answered; then the connection closes."""
         self._closing = True
         broken, self._parsing = self._parsing, None
         if broken is not None and broken is self._active:
-            broken.body_failed(InvalidRequest(description, debug="framing error in the body"))
+            broken.body_failed(err)
             return
         if broken is not None and broken in self._queue:
             self._queue.remove(broken)
         if self._active is None and not self._queue:
-            self.write(_json_error(status, reason, description))
+            self.write(_error_response(err))
             self._close()
 
     def _close(self) -> None:
