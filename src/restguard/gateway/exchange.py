@@ -337,6 +337,11 @@ class Exchange:
     def _respond_error(self, err: AuthError) -> None:
         if self.finished:
             return
+        if self._head_sent:  # an answer is already under way: cut it off, never splice a second
+            self._close_after = True
+            self._abort_upstream()
+            self._finish()
+            return
         status, headers, body = problem(err)
         if not self.body_complete:
             self._discard = True
