@@ -8,13 +8,14 @@ and never reach the app. WebSocket connections are refused: the policy covers HT
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from restguard.edge.asgi_send import send_problem
 from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError
-from restguard.guard import Guard
+from restguard.guard import Decision, Guard
+from restguard.types import RequestView
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -47,20 +48,35 @@ class GuardMiddleware:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
-        head = scope["method"] == "HEAD"
         try:
-            view = view_from_scope(
-                scope, trusted_proxies=self.trusted_proxies, max_header_bytes=self.max_header_bytes
+            view, decision = await decide_scope(
+                self.guard,
+                scope,
+                trusted_proxies=self.trusted_proxies,
+                max_header_bytes=self.max_header_bytes,
             )
         except AuthError as err:
-            client = scope.get("client")
-            target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
-            self.guard.refused(scope["method"], target, client[0] if client else "", err)
-            await send_problem(send, err, head=head)
-            return
-        try:
-            decision = await self.guard.decide(view)
-        except AuthError as err:
-            await send_problem(send, err, head=head)
+            await send_problem(send, err, head=scope["method"] == "HEAD")
             return
         await self.app({**scope, DECISION_KEY: decision, VIEW_KEY: view}, receive, send)
+
+
+async def decide_scope(
+    guard: Guard,
+    scope: Mapping[str, Any],
+    *,
+    trusted_proxies: Sequence[Network] = (),
+    max_header_bytes: int = 16 * 1024,
+) -> tuple[RequestView, Decision]:
+    """The guard's decision for an ASGI request, or AuthError. Requests refused before a view
+    could be built (ambiguous path, oversized headers) are recorded as decisions too."""
+    try:
+        view = view_from_scope(
+            scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
+        )
+    except AuthError as err:
+        client = scope.get("client")
+        target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
+        guard.refused(scope["method"], target, client[0] if client else "", err)
+        raise
+    return view, await guard.decide(view)

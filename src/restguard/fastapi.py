@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from restguard.asgi import DECISION_KEY
+from restguard.asgi import DECISION_KEY, decide_scope
 from restguard.edge.problem import problem
-from restguard.edge.view import view_from_scope
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
 from restguard.guard import require_scopes as _check
@@ -49,7 +48,7 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
             guard = getattr(request.app.state, _GUARD_STATE, None)
             if not isinstance(guard, Guard):
                 raise RuntimeError("call restguard.fastapi.install(app, guard) first")
-            decision = await guard.decide(view_from_scope(request.scope))
+            _, decision = await decide_scope(guard, request.scope)
             request.scope[DECISION_KEY] = decision
         _check(decision.principal, scopes)
         return decision.principal

@@ -188,8 +188,9 @@ class Guard:
             raise RateLimited(retry, debug="route rate limit")
 
     def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
-        """Record a request refused before it could be viewed (ambiguous path, header caps)."""
-        shown = target[:256].decode("ascii", "backslashreplace")
+        """Record a request refused before it could be viewed (ambiguous path, header caps).
+        Only the path is kept: a query string may carry a secret (an API key sent in a URL)."""
+        shown = target.partition(b"?")[0][:256].decode("ascii", "backslashreplace")
         self._emit(
             RequestView(method, shown, client=client), None, None, self.clock.monotonic(), None, err
         )

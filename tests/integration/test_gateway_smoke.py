@@ -80,3 +80,15 @@ def test_http_parse_errors_are_audited(gateway: GatewayProcess) -> None:
     statuses = [e["status"] for e in gateway.audit_events()]
     assert statuses[-2:] == [400, 414]
     assert gateway.upstream.requests == []
+
+
+def test_a_refused_request_keeps_its_query_out_of_the_audit_log(gateway: GatewayProcess) -> None:
+    from tests.harness import raw_request, status_of
+
+    _, key = gateway.issue_key("notes:read")
+    target = b"/notes/a%2Fb?api_key=" + key.encode()
+    response = raw_request(gateway.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 400
+    events = gateway.audit_events()
+    assert events[-1]["path"] == "/notes/a%2Fb"
+    assert key not in gateway.settings.audit_path.read_text()  # type: ignore[union-attr]
