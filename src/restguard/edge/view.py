@@ -98,15 +98,15 @@ def build_view(
     http_version: str = "1.1",
     peer: str = "",
     trusted_proxies: Sequence[Network] = (),
-    max_header_bytes: int = 16 * 1024,
+    max_header_bytes: int | None = 16 * 1024,
 ) -> RequestView:
     """The core's view of a request from its raw parts (lower-cased header names, the raw
-    request target); raise InvalidRequest (or a subclass) on anything ambiguous."""
-    size = 0
-    for name, value in headers:
-        size += len(name) + len(value) + 4
-    if size > max_header_bytes:
-        raise HeadersTooLarge(debug=f"{size} header bytes")
+    request target); raise InvalidRequest (or a subclass) on anything ambiguous.
+    ``max_header_bytes=None``: the server already capped the header block while parsing."""
+    if max_header_bytes is not None:
+        size = sum(len(name) + len(value) + 4 for name, value in headers)
+        if size > max_header_bytes:
+            raise HeadersTooLarge(debug=f"{size} header bytes")
     check_framing(http_version, headers)
     raw_path, query = split_target(target)
     return RequestView(

@@ -163,7 +163,7 @@ class Exchange:
                 http_version=self.http_version,
                 peer=self.client.peer,
                 trusted_proxies=gw.trusted_proxies,
-                max_header_bytes=gw.max_header_bytes,
+                max_header_bytes=None,  # capped while parsing (http1.on_header)
             )
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)

@@ -91,12 +91,9 @@ class Gateway:
         self.observe_upstream = observe_upstream
         self.connections: set[ClientConnection] = set()
         self._server: asyncio.base_events.Server | None = None
-        self._jwks: tuple[int, bytes] | None = None
 
     def jwks_body(self) -> bytes:
-        if self._jwks is None or self._jwks[0] != id(self.keys):
-            self._jwks = (id(self.keys), json.dumps(self.keys.jwks()).encode())
-        return self._jwks[1]
+        return json.dumps(self.keys.jwks()).encode()
 
     async def start(self, sock: socket.socket) -> None:
         self._server = await self.loop.create_server(
@@ -321,7 +318,7 @@ class ClientConnection(asyncio.Protocol):
     def close_when_idle(self) -> None:
         if self._active is None:
             self._close()
-        elif self._active is not None:
+        else:
             self._active.keep_alive = False
 
     def abort(self) -> None:
