@@ -245,13 +245,11 @@ class Exchange:
             return
         if self._chunked_out:
             self.client.write(b"0\r\n\r\n")
-        upstream, self._upstream = self._upstream, None
-        if upstream is not None:
-            if self.body_complete:
-                self.gw.pool.release(upstream)
-            else:  # the upstream answered before reading the whole body: not reusable
-                upstream.close()
-                self.gw.pool.forget(upstream)
+        if self.body_complete and self._upstream is not None:
+            self.gw.pool.release(self._upstream)
+            self._upstream = None
+        else:  # the upstream answered before reading the whole body: not reusable
+            self._abort_upstream()
         self.gw.observe_upstream(self.gw.loop.time() - self._started)
         self._finish()
 
