@@ -30,11 +30,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-def uvicorn_config(app: Any, *, http: Any = "httptools") -> uvicorn.Config:
-    """uvicorn settings shared by every listener: quiet, no server header, our loop."""
+def uvicorn_config(app: Any) -> uvicorn.Config:
+    """uvicorn settings for the admin listener and the demo upstream: quiet, no server header,
+    our loop. (The gateway listener is restguard's own: gateway/http1.py.)"""
     return uvicorn.Config(
         app,
-        http=http,
+        http="httptools",
         log_level="warning",
         access_log=False,
         server_header=False,

@@ -73,7 +73,7 @@ class Exchange:
         self._retried = False
         self._retry: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._started = 0.0
+        self._forwarded_at = 0.0
         self.finished = False
 
     # --- request body, fed by the client connection -----------------------------------------
@@ -147,7 +147,6 @@ class Exchange:
 
     async def _decide_and_forward(self) -> None:
         gw = self.gw
-        self._started = gw.loop.time()
         if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
             headers = [
                 (b"content-type", b"application/json"),
@@ -193,6 +192,7 @@ class Exchange:
             self.gw.pool.release(upstream)
             return
         self._upstream = upstream
+        self._forwarded_at = self.gw.loop.time()
         upstream.sink = self
         upstream.head_only = self.method == "HEAD"
         upstream.write(self._head)
@@ -250,7 +250,7 @@ class Exchange:
             self._upstream = None
         else:  # the upstream answered before reading the whole body: not reusable
             self._abort_upstream()
-        self.gw.observe_upstream(self.gw.loop.time() - self._started)
+        self.gw.observe_upstream(self.gw.loop.time() - self._forwarded_at)
         self._finish()
 
     def upstream_failed(self, reason: str) -> None:
