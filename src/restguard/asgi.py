@@ -4,18 +4,25 @@ The wrapped app receives only allowed requests; the decision is in ``scope["rest
 (``restguard.guard.Decision``, with ``.principal``) and the judged request in
 ``scope["restguard.view"]``. Refused requests get the contract's JSON error
 and never reach the app. WebSocket connections are refused: the policy covers HTTP only.
+
+The app sees what was judged: the path as sent (dot segments are refused, not resolved), the
+headers less invalid names and client-sent ``X-Restguard-*``, and form bodies (urlencoded and
+multipart), which are read whole before the decision so that a ``_method`` field is refused,
+then replayed to the app.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from restguard.edge.asgi_send import send_problem
 from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
-from restguard.errors import AuthError
+from restguard.errors import AuthError, PayloadTooLarge
 from restguard.guard import Decision, Guard
 from restguard.types import RequestView
+from restguard.wire.forms import MULTIPART, URLENCODED, content_type
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -35,10 +42,12 @@ class GuardMiddleware:
         *,
         trusted_proxies: Sequence[Network] = (),
         max_header_bytes: int = 16 * 1024,
+        max_body_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.app, self.guard = app, guard
         self.trusted_proxies = tuple(trusted_proxies)
         self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -49,16 +58,65 @@ class GuardMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         try:
+            body = None
+            if is_form(scope):
+                body = await read_body(receive, self.max_body_bytes)
+                if body is None:  # the client went away
+                    return
+                receive = replay(body, receive)
             view, decision = await decide_scope(
                 self.guard,
                 scope,
                 trusted_proxies=self.trusted_proxies,
                 max_header_bytes=self.max_header_bytes,
+                body=body,
             )
         except AuthError as err:
             await send_problem(send, err, head=scope["method"] == "HEAD")
             return
-        await self.app({**scope, DECISION_KEY: decision, VIEW_KEY: view}, receive, send)
+        judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
+        await self.app(judged, receive, send)
+
+
+def is_form(scope: Mapping[str, Any]) -> bool:
+    """Whether the request carries a form body (urlencoded or multipart). A malformed or
+    repeated Content-Type is left to the decision, which refuses it."""
+    try:
+        kind, _ = content_type(scope["headers"])
+    except AuthError:
+        return False
+    return kind in (URLENCODED, MULTIPART)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body (PayloadTooLarge over ``limit``), or None if the client left."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(debug="form body over the limit")
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app ``body`` (already read), then the real events."""
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 async def decide_scope(
@@ -67,9 +125,11 @@ async def decide_scope(
     *,
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int = 16 * 1024,
+    body: bytes | None = None,
 ) -> tuple[RequestView, Decision]:
     """The guard's decision for an ASGI request, or AuthError. Requests refused before a view
-    could be built (ambiguous path, oversized headers) are recorded as decisions too."""
+    could be built (ambiguous path, oversized headers) are recorded as decisions too.
+    ``body``: the complete body, when it was read before the decision (form bodies)."""
     try:
         view = view_from_scope(
             scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
@@ -79,4 +139,6 @@ async def decide_scope(
         target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
         guard.refused(scope["method"], target, client[0] if client else "", err)
         raise
+    if body is not None:
+        view = replace(view, body=body)
     return view, await guard.decide(view)

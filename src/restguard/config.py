@@ -21,8 +21,8 @@ from restguard.authz.policy import compile_pattern as _compile
 CONFIG_ENV = "RESTGUARD_CONFIG"
 DEFAULT_CONFIG = "restguard.toml"
 
-_DURATION = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^([1-9][0-9]{0,8})(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^([1-9][0-9]{0,8})/(second|minute|hour|day)$")
 _RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _SCOPE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 §3.3 scope-token
@@ -36,12 +36,15 @@ class ConfigError(Exception):
         super().__init__(f"{file}: {key}: {problem}. Fix: {fix}")
 
 
-def parse_duration(text: str) -> int:
-    """'30d' -> seconds. A number with s, m, h or d; ValueError otherwise."""
+def parse_duration(text: str) -> float:
+    """'30d' -> seconds, '250ms' -> 0.25. A number with ms, s, m, h or d; ValueError otherwise."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise ValueError(f"'{text}' is not a duration; write a number with s, m, h or d, e.g. 30d")
-    return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        raise ValueError(
+            f"'{text}' is not a duration; write a number with ms, s, m, h or d, e.g. 30d"
+        )
+    unit = _DURATION_UNITS[m.group(2)]
+    return int(m.group(1)) * unit if unit >= 1 else int(m.group(1)) / 1000
 
 
 def parse_rate(text: str) -> tuple[int, float]:
@@ -75,6 +78,14 @@ class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_header_bytes: int = 16 * 1024
     failed_attempts: tuple[int, float] = (30, 60.0)
+    # Slow clients (nginx's client_header_timeout, keepalive_timeout, client_body_timeout;
+    # Apache mod_reqtimeout's minimum body rate).
+    client_header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    client_body_timeout: float = 15.0
+    client_body_min_rate: int = 1024
+    max_connections: int = 4096
+    body_buffer_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,7 @@ class UpstreamSettings:
     timeout: float = 30.0
     pool_size: int = 100
     ca_file: Path | None = None  # PEM certificates to trust for an https upstream
+    queue_timeout: float = 5.0  # waiting for a free pooled connection, then 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +188,18 @@ def _http_url(r: _Reader, name: str, default: str) -> str:
 
 
 def _seconds(r: _Reader, name: str, default: float) -> float:
-    text = r.get(name, str, f"{int(default)}s", '"30s"')
+    text = r.get(name, str, f"{round(default * 1000)}ms", '"30s"')
     try:
         return float(parse_duration(text))
     except ValueError as exc:
         raise r.error(name, str(exc), 'write e.g. "30s"') from None
+
+
+def _positive(r: _Reader, name: str, default: int, what: str) -> int:
+    value: int = r.get(name, int, default, f"a positive number of {what}")
+    if value <= 0:
+        raise r.error(name, "must be positive", f"write a positive number of {what}")
+    return value
 
 
 def _server(file: Path, table: Any) -> ServerSettings:
@@ -198,18 +217,31 @@ def _server(file: Path, table: Any) -> ServerSettings:
                 f"'{text}' is not an address or network",
                 'write addresses or CIDR networks, e.g. ["10.0.0.5", "10.1.0.0/16"]',
             ) from None
-    body = r.get("max_body_bytes", int, d.max_body_bytes, "a positive number of bytes")
-    head = r.get("max_header_bytes", int, d.max_header_bytes, "a positive number of bytes")
-    for name, value in (("max_body_bytes", body), ("max_header_bytes", head)):
-        if value <= 0:
-            raise r.error(name, "must be positive", "write a positive number of bytes")
+    body = _positive(r, "max_body_bytes", d.max_body_bytes, "bytes")
+    head = _positive(r, "max_header_bytes", d.max_header_bytes, "bytes")
     failed = r.get("failed_attempts", str, "30/minute", '"30/minute"')
     try:
         failed_rate = parse_rate(failed)
     except ValueError as exc:
         raise r.error("failed_attempts", str(exc), 'write e.g. "30/minute"') from None
+    settings = ServerSettings(
+        listen,
+        public_url,
+        tuple(proxies),
+        body,
+        head,
+        failed_rate,
+        client_header_timeout=_seconds(r, "client_header_timeout", d.client_header_timeout),
+        keepalive_timeout=_seconds(r, "keepalive_timeout", d.keepalive_timeout),
+        client_body_timeout=_seconds(r, "client_body_timeout", d.client_body_timeout),
+        client_body_min_rate=_positive(
+            r, "client_body_min_rate", d.client_body_min_rate, "bytes per second"
+        ),
+        max_connections=_positive(r, "max_connections", d.max_connections, "connections"),
+        body_buffer_bytes=_positive(r, "body_buffer_bytes", d.body_buffer_bytes, "bytes"),
+    )
     r.finish()
-    return ServerSettings(listen, public_url, tuple(proxies), body, head, failed_rate)
+    return settings
 
 
 def _upstream(file: Path, table: Any) -> UpstreamSettings:
@@ -224,9 +256,8 @@ def _upstream(file: Path, table: Any) -> UpstreamSettings:
         )
     connect = _seconds(r, "connect_timeout", d.connect_timeout)
     timeout = _seconds(r, "timeout", d.timeout)
-    pool = r.get("pool_size", int, d.pool_size, "a number of connections, e.g. 100")
-    if pool <= 0:
-        raise r.error("pool_size", "must be positive", "write e.g. 100")
+    pool = _positive(r, "pool_size", d.pool_size, "connections, e.g. 100")
+    queue = _seconds(r, "queue_timeout", d.queue_timeout)
     ca_text = r.get("ca_file", str, "", '"upstream-ca.pem"')
     ca_file = None
     if ca_text:
@@ -240,7 +271,7 @@ def _upstream(file: Path, table: Any) -> UpstreamSettings:
         if not url.startswith("https://"):
             raise r.error("ca_file", "only applies to an https upstream", "remove it or use https")
     r.finish()
-    return UpstreamSettings(url, connect, timeout, pool, ca_file)
+    return UpstreamSettings(url, connect, timeout, pool, ca_file, queue)
 
 
 def _route(file: Path, index: int, table: Any) -> Route:
@@ -264,6 +295,13 @@ def _route(file: Path, index: int, table: Any) -> Route:
                 f"'{m}' is not a supported method",
                 f"use upper-case names from {', '.join(HTTP_METHODS)}",
             )
+    if "HEAD" in methods and "GET" not in methods:
+        # A HEAD request is decided exactly as GET (frameworks run the GET handler for it).
+        raise r.error(
+            "methods",
+            "HEAD is decided as GET, so a route cannot allow HEAD without GET",
+            'add "GET" to the list, or remove "HEAD"',
+        )
     public = r.get("public", bool, False, "true or false")
     scopes = r.strings("scopes", (), '["notes:read"]')
     for s in scopes:

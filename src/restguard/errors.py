@@ -51,6 +51,25 @@ class PayloadTooLarge(AuthError):
     default_description = "The request body is too large."
 
 
+class RequestTimeout(AuthError):
+    """408: the client did not send its request head or body in time (slow client)."""
+
+    status = 408
+    error = "invalid_request"
+    default_description = "The request was not received in time."
+
+    def __init__(self, description: str | None = None, *, debug: str = "") -> None:
+        super().__init__(description, debug=debug, headers=(("connection", "close"),))
+
+
+class VersionNotSupported(AuthError):
+    """505: RFC 9110 §15.6.6; restguard speaks HTTP/1.0 and HTTP/1.1 only."""
+
+    status = 505
+    error = "invalid_request"
+    default_description = "Only HTTP/1.0 and HTTP/1.1 are supported."
+
+
 class MissingCredential(AuthError):
     """401 with no error code in the challenge (RFC 6750 §3.1: no credentials presented)."""
 
@@ -103,6 +122,18 @@ class BackendUnavailable(AuthError):
     status = 503
     error = "temporarily_unavailable"
     default_description = "A backend needed to decide this request is unavailable."
+
+
+class Overloaded(AuthError):
+    """503 with Retry-After: too many client connections, or no upstream connection free in
+    time. Nothing is forwarded."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    default_description = "The gateway is busy; retry shortly."
+
+    def __init__(self, description: str | None = None, *, debug: str = "") -> None:
+        super().__init__(description, debug=debug, headers=(("retry-after", "1"),))
 
 
 class UpstreamError(AuthError):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from restguard.asgi import DECISION_KEY, decide_scope
+from restguard.asgi import DECISION_KEY, decide_scope, is_form
 from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
@@ -48,7 +48,9 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
             guard = getattr(request.app.state, _GUARD_STATE, None)
             if not isinstance(guard, Guard):
                 raise RuntimeError("call restguard.fastapi.install(app, guard) first")
-            _, decision = await decide_scope(guard, request.scope)
+            # Form bodies are judged too (a _method field); Starlette caches what it reads.
+            body = await request.body() if is_form(request.scope) else None
+            _, decision = await decide_scope(guard, request.scope, body=body)
             request.scope[DECISION_KEY] = decision
         _check(decision.principal, scopes)
         return decision.principal

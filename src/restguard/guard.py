@@ -6,8 +6,10 @@ else, so they cannot disagree. The guard never reads the clock or the network it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
@@ -22,7 +24,9 @@ from restguard.errors import (
     MissingCredential,
     RateLimited,
 )
+from restguard.tokens import QUERY_NAMES, contains_credential, redact
 from restguard.types import ANONYMOUS, Principal, RequestView
+from restguard.wire.forms import check_form_body, check_params
 
 # Headers that ask a server to act on another method than the one on the request line.
 METHOD_OVERRIDE_HEADERS = frozenset(
@@ -32,26 +36,12 @@ METHOD_OVERRIDE_HEADERS = frozenset(
 # Rewrite; honoured by older Symfony and Zend, CVE-2018-14773): the upstream would act on a path
 # the policy never judged.
 PATH_OVERRIDE_HEADERS = frozenset({b"x-original-url", b"x-rewrite-url"})
-# Headers a client must not be able to drop through ``Connection`` (RFC 9110 §7.6.1).
-PROTECTED_HEADERS = frozenset(
-    {
-        b"authorization",
-        b"x-api-key",
-        b"signature",
-        b"signature-input",
-        b"content-digest",
-        b"host",
-        b"content-length",
-        b"content-type",
-        b"cookie",
-    }
-)
-IDENTITY_PREFIX = b"x-restguard-"
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """An allowed request: the route, who, and which headers carried the credential."""
+    """An allowed request: the route, who, and which headers carried restguard credentials
+    (removed before forwarding unless the route forwards credentials)."""
 
     route: Route
     principal: Principal
@@ -59,12 +49,9 @@ class Decision:
 
 
 def check_headers(view: RequestView) -> None:
-    """Refuse headers that would make the upstream see something other than what was judged."""
-    for name, value in view.headers:
-        if name.startswith(IDENTITY_PREFIX):
-            raise InvalidRequest(
-                "X-Restguard-* headers are set by restguard only.", debug=f"client sent {name!r}"
-            )
+    """Refuse headers that would make the upstream act on another method or path than the one
+    judged. (Names are already clean: ``edge.view`` dropped invalid names and X-Restguard-*.)"""
+    for name, _ in view.headers:
         if name in METHOD_OVERRIDE_HEADERS:
             raise InvalidRequest(
                 "Method-override headers are not accepted; use the real HTTP method.",
@@ -75,14 +62,22 @@ def check_headers(view: RequestView) -> None:
                 "Path-override headers are not accepted; put the path in the request line.",
                 debug=f"client sent {name!r}",
             )
-        if name == b"connection":
-            for token in value.lower().split(b","):
-                token = token.strip(b" \t")
-                if token.startswith(IDENTITY_PREFIX) or token in PROTECTED_HEADERS:
-                    raise InvalidRequest(
-                        "The Connection header names a header restguard relies on.",
-                        debug=f"Connection: {token!r}",
-                    )
+
+
+def check_query(query: bytes) -> None:
+    """Refuse a query that carries a restguard credential (URLs end up in logs, histories and
+    Referer headers) or a ``_method`` override — on every route, public and unmatched ones too."""
+    if not query:
+        return
+    check_params(query, "query")
+    text = query.decode("latin-1")
+    names = (unquote_plus(p.partition("=")[0]).strip().lower() for p in re.split("[&;]", text))
+    if contains_credential(unquote_plus(text)) or any(n in QUERY_NAMES for n in names):
+        raise InvalidRequest(
+            "Credentials are accepted only in headers, never in the URL. "
+            "Revoke a key that was sent in a URL.",
+            debug="credential in query string",
+        )
 
 
 def require_scopes(principal: Principal, scopes: Sequence[str]) -> None:
@@ -122,60 +117,88 @@ class Guard:
         route: Route | None = None
         credential: Credential | None = None
         try:
+            check_query(view.query)
             route = self.policy.match(view.method, view.path)
             check_headers(view)
+            if view.body is not None:
+                check_form_body(view.headers, view.body)
+            strip = self._carriers(view)
             if route.public:
                 await self._rate_limit(route, "addr:" + view.client)
-                decision = Decision(route, ANONYMOUS)
+                decision = Decision(route, ANONYMOUS, strip)
             else:
-                credential = self._extract(view, route)
-                decision = await self._authorize(view, route, credential)
+                await self._check_lockout(view)
+                try:
+                    credential = self._extract(view, route)
+                    ctx = AuthContext(self.clock.now(), view.client)
+                    authenticator = self.authenticators[credential.method]
+                    try:
+                        principal = await authenticator.authenticate(credential, ctx)
+                    except InvalidCredential as err:
+                        raise err.with_challenges(
+                            self._challenges(route, credential.method, err)
+                        ) from None
+                except (MissingCredential, InvalidCredential):
+                    await self._failed_attempt(view)
+                    raise
+                require_scopes(principal, route.scopes)
+                await self._rate_limit(route, f"{principal.auth_method}:{principal.client_id}")
+                decision = Decision(route, principal, strip)
         except AuthError as err:
             self._emit(view, route, credential, started, None, err)
             raise
         self._emit(view, route, credential, started, decision.principal, None)
         return decision
 
+    def _carriers(self, view: RequestView) -> tuple[bytes, ...]:
+        """Every header carrying a restguard credential of any kind, used or not."""
+        found: tuple[bytes, ...] = ()
+        for a in self.authenticators.values():
+            found += a.carriers(view)
+        return found
+
     def _challenges(
-        self, route: Route, failed: Authenticator | None = None, err: AuthError | None = None
+        self, route: Route, failed: str | None = None, err: AuthError | None = None
     ) -> tuple[str, ...]:
         """One ``WWW-Authenticate`` challenge per method the route accepts."""
         return tuple(
-            a.challenge(err if a is failed else None)
+            a.challenge(err if m == failed else None)
             for m in route.auth
             if (a := self.authenticators.get(m)) is not None
         )
 
+    # Every 401 counts toward the client address's failed-attempt limit, checked first
+    # (CONTRACT: per address, never per credential, so no stranger can lock an owner out).
+    async def _check_lockout(self, view: RequestView) -> None:
+        limit, window = self.failed_attempts
+        now = self.clock.monotonic()
+        retry = await self.limiter.blocked("fail:" + view.client, limit, window, now)
+        if retry is not None:
+            raise RateLimited(retry, debug="too many failed attempts from this client")
+
+    async def _failed_attempt(self, view: RequestView) -> None:
+        limit, window = self.failed_attempts
+        await self.limiter.hit("fail:" + view.client, limit, window, self.clock.monotonic())
+
     def _extract(self, view: RequestView, route: Route) -> Credential:
-        """The one credential the request presents for this route (syntax only)."""
-        found = [
-            c
-            for m in route.auth
-            if (a := self.authenticators.get(m)) is not None and (c := a.extract(view)) is not None
-        ]
+        """The one credential the request presents for this route (syntax only). A malformed
+        credential is an invalid one (401, RFC 6750 §3.1 "invalid_token")."""
+        found = []
+        for method in route.auth:
+            authenticator = self.authenticators.get(method)
+            if authenticator is None:
+                continue
+            try:
+                credential = authenticator.extract(view)
+            except InvalidCredential as err:
+                raise err.with_challenges(self._challenges(route, method, err)) from None
+            if credential is not None:
+                found.append(credential)
         if len(found) > 1:
             raise InvalidRequest("Send one credential per request.", debug="several credentials")
         if not found:
             raise MissingCredential(debug="no credential").with_challenges(self._challenges(route))
         return found[0]
-
-    async def _authorize(self, view: RequestView, route: Route, credential: Credential) -> Decision:
-        fail_key = "fail:" + view.client
-        limit, window = self.failed_attempts
-        now = self.clock.monotonic()
-        retry = await self.limiter.blocked(fail_key, limit, window, now)
-        if retry is not None:
-            raise RateLimited(retry, debug="too many failed attempts from this client")
-        ctx = AuthContext(self.clock.now(), view.client)
-        authenticator = self.authenticators[credential.method]
-        try:
-            principal = await authenticator.authenticate(credential, ctx)
-        except InvalidCredential as err:
-            await self.limiter.hit(fail_key, limit, window, now)
-            raise err.with_challenges(self._challenges(route, authenticator, err)) from None
-        require_scopes(principal, route.scopes)
-        await self._rate_limit(route, f"{principal.auth_method}:{principal.client_id}")
-        return Decision(route, principal, credential.headers)
 
     async def _rate_limit(self, route: Route, who: str) -> None:
         """The route's limit, per credential (per client address on public routes)."""
@@ -209,7 +232,7 @@ class Guard:
         event = DecisionEvent(
             time=self.clock.now().isoformat(timespec="milliseconds"),
             method=view.method,
-            path=view.path,
+            path=redact(view.path),
             route=route.name if route else None,
             outcome="deny" if err else "allow",
             status=err.status if err else 200,
@@ -218,7 +241,7 @@ class Guard:
             or (credential.method if credential else None),
             credential_id=credential.credential_id if credential else None,
             client=view.client,
-            detail=err.debug if err else None,
+            detail=redact(err.debug) if err else None,
             duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
         )
         for sink in self.sinks:

@@ -12,8 +12,12 @@ from restguard.errors import InvalidRequest
 class RequestView:
     """A request as the core sees it: method, normalised path, raw query, headers.
 
-    ``headers`` holds (lower-cased name, value) pairs exactly as received, in order.
-    ``client`` is the client address after trusted-proxy handling.
+    ``headers`` holds (lower-cased name, value) pairs as received, in order, less the ones
+    removed before any decision (names other than letters, digits and ``-``; client-sent
+    ``X-Restguard-*``). ``client`` is the client address after trusted-proxy handling;
+    ``via_trusted_proxy`` says whether the peer was one of ``[server] trusted_proxies``.
+    ``body`` is the complete body when the adapter read it before the decision (form bodies),
+    else None: the body then streams after the decision.
     """
 
     method: str
@@ -21,6 +25,8 @@ class RequestView:
     query: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     client: str = ""
+    via_trusted_proxy: bool = False
+    body: bytes | None = None
 
     def header_values(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (lower-case), in order."""

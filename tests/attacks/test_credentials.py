@@ -18,6 +18,7 @@ from restguard.cli.main import cli
 from restguard.credentials.apikey import generate_key
 from restguard.store.sql import open_store
 from tests.attacks.conftest import Keys
+from tests.attacks.sockets import send_from
 from tests.attacks.wire import (
     api_key,
     assert_forwarded,
@@ -31,6 +32,27 @@ from tests.harness import GatewayProcess, RecordingUpstream
 
 def bearer_apikey(key: str) -> tuple[bytes, bytes]:
     return (b"Authorization", b"ApiKey " + key.encode())
+
+
+def bearer(key: str) -> tuple[bytes, bytes]:
+    """``Authorization: Bearer rg_ak_...``: the prefix tells an API key from a JWT."""
+    return (b"Authorization", b"Bearer " + key.encode())
+
+
+@pytest.fixture(scope="module")
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream
+) -> Iterator[GatewayProcess]:
+    """This module's shared gateway, with a failed-attempt limit its many deliberate 401s
+    (every 401 counts toward the lockout) cannot reach; the lockout itself is tested on a
+    gateway with the default limit (``fresh_gw``)."""
+    gateway = GatewayProcess(
+        tmp_path_factory.mktemp("credentials") / "gw",
+        upstream,
+        extra={"failed_attempts": '"10000/minute"'},
+    ).start()
+    yield gateway
+    gateway.stop()
 
 
 def revoke_in_store(gw: GatewayProcess, key_id: str) -> None:
@@ -54,8 +76,14 @@ def test_missing_credential(gw: GatewayProcess, keys: Keys) -> None:
 
 
 def test_empty_credential(gw: GatewayProcess, keys: Keys) -> None:
-    assert_refused(gw, request(b"/notes/1", (b"X-API-Key", b"")), 400)
-    assert_refused(gw, request(b"/notes/1", (b"Authorization", b"ApiKey ")), 400)
+    # An empty key is either a malformed request (400) or a malformed credential (401
+    # invalid_token): the contract allows both readings; it is never forwarded.
+    for header in ((b"X-API-Key", b""), (b"Authorization", b"ApiKey ")):
+        response = send(gw.port, request(b"/notes/1", header))
+        assert response.status in (400, 401), response.status
+        expected = "invalid_request" if response.status == 400 else "invalid_token"
+        assert_json_error(response, response.status, expected)
+    assert gw.upstream.requests == []
     assert_forwarded(gw, request(b"/notes/1", bearer_apikey(keys.reader)), b"/notes/1")
 
 
@@ -79,9 +107,15 @@ def _flip(key: str, index: int) -> str:
     ],
 )
 def test_malformed_api_key(gw: GatewayProcess, keys: Keys, mangle) -> None:
+    # CONTRACT: a key of the wrong shape, too long, not ASCII or with a bad checksum is an
+    # invalid credential (RFC 6750 invalid_token covers malformed tokens): 401 with the
+    # ApiKey challenge, not 400.
     bad = mangle(keys.reader).encode("utf-8")
-    assert_refused(gw, request(b"/notes/1", (b"X-API-Key", bad)), 400)
-    assert_refused(gw, request(b"/notes/1", (b"Authorization", b"ApiKey " + bad)), 400)
+    for header in ((b"X-API-Key", bad), (b"Authorization", b"ApiKey " + bad)):
+        response = assert_refused(gw, request(b"/notes/1", header), 401, "invalid_token")
+        assert response.header("WWW-Authenticate") == 'ApiKey realm="restguard"'
+    # As a Bearer token it is an invalid (or, without the rg_ak_ prefix, an unknown) credential.
+    assert_refused(gw, request(b"/notes/1", (b"Authorization", b"Bearer " + bad)), 401, None)
     assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
 
 
@@ -172,8 +206,24 @@ def test_authorization_scheme_is_case_insensitive(
     assert seen.header("Authorization") is None
 
 
+def test_api_key_as_bearer_token(gw: GatewayProcess, keys: Keys) -> None:
+    # CONTRACT: Authorization: Bearer rg_ak_... is an API key (the prefix tells it from a JWT).
+    _, seen = assert_forwarded(gw, request(b"/notes/1", bearer(keys.reader)), b"/notes/1")
+    assert seen.header("X-Restguard-Subject") == "reader"
+    assert seen.header("X-Restguard-Auth-Method") == "api_key"
+    assert seen.header("Authorization") is None
+    # The scheme is case-insensitive (RFC 9110 §11.1) and the key still has to be valid.
+    data = request(b"/notes/1", (b"Authorization", b"bEaReR " + keys.reader.encode()))
+    assert_forwarded(gw, data, b"/notes/1")
+    _, forged = generate_key(key_id=keys.reader_id)
+    response = assert_refused(gw, request(b"/notes/1", bearer(forged)), 401, "invalid_token")
+    assert response.header("WWW-Authenticate")
+    # Bearer and another header at once are two credentials: 400.
+    assert_refused(gw, request(b"/notes/1", bearer(keys.reader), api_key(keys.reader)), 400)
+
+
 def test_api_key_under_another_scheme(gw: GatewayProcess, keys: Keys) -> None:
-    for scheme in (b"Bearer", b"Basic", b"ApiKeys"):
+    for scheme in (b"Basic", b"ApiKeys", b"Token"):
         data = request(b"/notes/1", (b"Authorization", scheme + b" " + keys.reader.encode()))
         assert_refused(gw, data, 401, error=None)
     assert_forwarded(gw, request(b"/notes/1", bearer_apikey(keys.reader)), b"/notes/1")
@@ -203,7 +253,7 @@ def test_key_without_scopes_on_scoped_route(gw: GatewayProcess, keys: Keys) -> N
 
 
 def test_credential_is_stripped_before_the_upstream(gw: GatewayProcess, keys: Keys) -> None:
-    for header in (api_key(keys.reader), bearer_apikey(keys.reader)):
+    for header in (api_key(keys.reader), bearer_apikey(keys.reader), bearer(keys.reader)):
         _, seen = assert_forwarded(gw, request(b"/notes/1", header), b"/notes/1")
         assert seen.header("X-API-Key") is None
         assert seen.header("Authorization") is None
@@ -217,6 +267,8 @@ def test_credential_is_kept_on_forward_credentials_route(gw: GatewayProcess, key
     _, seen = assert_forwarded(gw, request(b"/fwd/x", bearer_apikey(keys.reader)), b"/fwd/x")
     assert seen.header("Authorization") == "ApiKey " + keys.reader
     assert seen.header("X-Restguard-Subject") == "reader"
+    _, seen = assert_forwarded(gw, request(b"/fwd/x", bearer(keys.reader)), b"/fwd/x")
+    assert seen.header("Authorization") == "Bearer " + keys.reader
 
 
 def test_upstream_can_verify_identity_token(gw: GatewayProcess, keys: Keys) -> None:
@@ -272,6 +324,55 @@ def test_brute_force_is_blocked_after_failed_attempt_limit(fresh_gw: GatewayProc
     # Blocked even with the valid key: the client address is locked out, not the key.
     response = assert_refused(gw, request(b"/notes/1", api_key(key)), 429, "rate_limited")
     assert int(response.header("Retry-After") or 0) >= 1
+    assert_other_address_unaffected(gw, key)
+
+
+def assert_other_address_unaffected(gw: GatewayProcess, key: str) -> None:
+    """CONTRACT: nothing a stranger does refuses a credential's valid use from another address
+    (127.0.0.2 is another client on loopback)."""
+    before = len(gw.upstream.requests)
+    response = send_from(gw.port, request(b"/notes/1", api_key(key)), "127.0.0.2")
+    assert response.status == 200, (response.status, response.body[:200])
+    assert len(gw.upstream.requests) == before + 1
+
+
+MALFORMED_KEYS = [
+    lambda k, i: k[:-1],
+    lambda k, i: k + "a",
+    lambda k, i: _flip(k, len(k) - 1 - i % 6),  # bad checksum
+    lambda k, i: "rg_xx_" + k[6:],
+    lambda k, i: f"garbage-{i}",
+    lambda k, i: k.upper(),
+    lambda k, i: "x" * (200 + i),
+]
+
+
+def test_malformed_keys_count_toward_the_lockout(fresh_gw: GatewayProcess) -> None:
+    # CONTRACT: every 401 counts, so a stream of garbage keys ends in 429 like one of guesses.
+    gw = fresh_gw
+    _, key = gw.issue_key("notes:read", name="victim")
+    assert_forwarded(gw, request(b"/notes/1", api_key(key)), b"/notes/1")  # twin, before
+    for i in range(30):
+        bad = MALFORMED_KEYS[i % len(MALFORMED_KEYS)](key, i)
+        header = api_key(bad) if i % 2 else bearer_apikey(bad)
+        assert_refused(gw, request(b"/notes/1", header), 401, "invalid_token")
+    response = assert_refused(gw, request(b"/notes/1", api_key("garbage")), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+    response = assert_refused(gw, request(b"/notes/1", api_key(key)), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+    assert_other_address_unaffected(gw, key)
+
+
+def test_missing_credentials_count_toward_the_lockout(fresh_gw: GatewayProcess) -> None:
+    # CONTRACT: every 401 counts, "missing" ones too (a scanner probing protected routes).
+    gw = fresh_gw
+    _, key = gw.issue_key("notes:read", name="victim")
+    assert_forwarded(gw, request(b"/notes/1", api_key(key)), b"/notes/1")  # twin, before
+    for i in range(30):
+        assert_refused(gw, request(b"/notes/%d" % i), 401, "unauthorized")
+    response = assert_refused(gw, request(b"/notes/1", api_key(key)), 429, "rate_limited")
+    assert int(response.header("Retry-After") or 0) >= 1
+    assert_other_address_unaffected(gw, key)
 
 
 def test_rate_limited_route(fresh_gw: GatewayProcess) -> None:
@@ -291,10 +392,14 @@ def test_refusals_are_json_never_plain_text(gw: GatewayProcess) -> None:
     # A grab-bag sanity check over the parser-level refusals (uvicorn's default is text/plain).
     for data in (
         b"GARBAGE\r\n\r\n",
-        b"GET /notes/1 HTTP/9.9\r\n\r\n",
         b"\x16\x03\x01\x02\x00",  # a TLS ClientHello on the plain-text port
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 prior knowledge
     ):
         response = send(gw.port, data)
         assert_json_error(response, 400, "invalid_request")
+    # Versions other than 1.0 and 1.1 get 505 (test_http_versions.py); the HTTP/2 preface is
+    # also a malformed request line, so either refusal is right for it.
+    assert_json_error(send(gw.port, b"GET /notes/1 HTTP/9.9\r\n\r\n"), 505)
+    response = send(gw.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # HTTP/2 prior knowledge
+    assert response.status in (400, 505), response.status
+    assert_json_error(response, response.status)
     assert gw.upstream.requests == []

@@ -3,6 +3,7 @@ addresses, oversized and malformed header blocks, Host confusion."""
 
 from __future__ import annotations
 
+import jwt
 import pytest
 
 from tests.attacks.conftest import Keys
@@ -14,31 +15,64 @@ from tests.attacks.wire import (
     request,
     send,
 )
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, Received
 
 # --- forged identity headers ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        (b"X-Restguard-Subject", b"admin"),
-        (b"X-Restguard-Identity", b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."),
-        (b"x-ReStGuArD-scopes", b"notes:write admin"),
-        (b"X-Restguard-Client-Id", b"root"),
-        (b"X-Restguard-Auth-Method", b"oauth2"),
-    ],
-    ids=["subject", "identity", "mixed-case-scopes", "client-id", "auth-method"],
-)
-def test_client_sent_identity_header(gw: GatewayProcess, keys: Keys, header: tuple) -> None:
-    assert_refused(gw, request(b"/notes/1", api_key(keys.reader), header), 400)
-    # Also on a public route, where no credential is checked at all.
-    assert_refused(gw, request(b"/public/x", header), 400)
-    _, seen = assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+IDENTITY_FORGERIES = [
+    (b"X-Restguard-Subject", b"admin"),
+    (b"X-Restguard-Identity", b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."),
+    (b"x-ReStGuArD-scopes", b"notes:write admin"),
+    (b"X-Restguard-Client-Id", b"root"),
+    (b"X-Restguard-Auth-Method", b"oauth2"),
+]
+
+
+def assert_identity_is_restguards(seen: Received, keys: Keys) -> None:
+    """The identity block the upstream got is restguard's own, once, for the "reader" key."""
     assert seen.header("X-Restguard-Subject") == "reader"
     assert seen.header("X-Restguard-Client-Id") == keys.reader_id
     assert seen.header("X-Restguard-Scopes") == "notes:read"
     assert seen.header("X-Restguard-Auth-Method") == "api_key"
+    token = seen.header("X-Restguard-Identity")
+    assert token and jwt.get_unverified_header(token)["alg"] == "EdDSA"
+
+
+@pytest.mark.parametrize(
+    "header",
+    IDENTITY_FORGERIES,
+    ids=["subject", "identity", "mixed-case-scopes", "client-id", "auth-method"],
+)
+def test_client_sent_identity_header_is_removed(
+    gw: GatewayProcess, keys: Keys, header: tuple[bytes, bytes]
+) -> None:
+    # CONTRACT: a client-sent X-Restguard-* header is removed, not refused: the request is still
+    # decided and, if allowed, forwarded without it (chained gateways keep working).
+    data = request(b"/notes/1", api_key(keys.reader), header)
+    _, seen = assert_forwarded(gw, data, b"/notes/1")
+    assert_identity_is_restguards(seen, keys)
+    assert header[1] not in [v for _, v in seen.headers]
+    # Public route: forwarded, and no X-Restguard-* at all (there is no identity to add).
+    _, seen = assert_forwarded(gw, request(b"/public/x", header), b"/public/x")
+    assert not {n for n in seen.header_names() if n.startswith("x-restguard-")}
+    assert header[1] not in b"".join(v for _, v in seen.headers)
+    # Still decided as if it were absent: no credential is 401, a forged scope grants nothing.
+    assert_refused(gw, request(b"/notes/1", header), 401, "unauthorized")
+    forged_scopes = (b"X-Restguard-Scopes", b"notes:write")
+    put = request(
+        b"/notes/1",
+        api_key(keys.reader),
+        header,
+        forged_scopes,
+        (b"Content-Length", b"2"),
+        method=b"PUT",
+        body=b"{}",
+    )
+    assert_refused(gw, put, 403, "insufficient_scope")
+    # Twin: the same request without the forged header, the same identity.
+    _, seen = assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+    assert_identity_is_restguards(seen, keys)
 
 
 def test_public_route_forwards_no_identity(gw: GatewayProcess) -> None:
@@ -62,24 +96,81 @@ def test_public_route_forwards_no_identity(gw: GatewayProcess) -> None:
         b"Content-Length",
     ],
 )
-def test_connection_names_a_protected_header(gw: GatewayProcess, keys: Keys, named: bytes) -> None:
-    # A proxy drops what Connection names: the credential (or the identity the gateway adds)
-    # would vanish between the decision and the upstream.
-    assert_refused(gw, request(b"/notes/1", api_key(keys.reader), (b"Connection", named)), 400)
+def test_connection_naming_a_protected_header_is_ignored(
+    gw: GatewayProcess, keys: Keys, named: bytes
+) -> None:
+    # CONTRACT: that token is ignored and the request goes on: the credential is still the one
+    # decided on, and the identity restguard adds still reaches the upstream.
+    data = request(b"/notes/1", api_key(keys.reader), (b"Connection", named))
+    _, seen = assert_forwarded(gw, data, b"/notes/1")
+    assert_identity_is_restguards(seen, keys)
+    assert seen.header("Host")  # restguard's Host for the upstream
+    assert seen.header("X-Forwarded-Host") == "gateway.test"
+    assert seen.header("X-API-Key") is None  # the used credential is still removed
+    assert seen.header("Authorization") is None
+    assert (seen.header("Connection") or "keep-alive").lower() in ("keep-alive", "close")
+    # Without the credential the same request is decided as unauthenticated.
+    assert_refused(gw, request(b"/notes/1", (b"Connection", named)), 401, "unauthorized")
     assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
 
 
-def test_connection_names_a_protected_header_in_a_second_field(
+def test_connection_naming_a_protected_header_in_a_second_field(
     gw: GatewayProcess, keys: Keys
 ) -> None:
     data = request(
         b"/notes/1",
         api_key(keys.reader),
         (b"Connection", b"keep-alive"),
-        (b"Connection", b"x-api-key"),
+        (b"Connection", b"x-api-key, x-restguard-subject"),
     )
-    assert_refused(gw, data, 400)
+    _, seen = assert_forwarded(gw, data, b"/notes/1")
+    assert_identity_is_restguards(seen, keys)
     assert_forwarded(gw, request(b"/notes/1", api_key(keys.reader)), b"/notes/1")
+
+
+def test_connection_cannot_strip_a_forwarded_credential(gw: GatewayProcess, keys: Keys) -> None:
+    # On a forward_credentials route the credential reaches the upstream even when Connection
+    # names it: the token is ignored, not obeyed.
+    for header, named in (
+        (api_key(keys.reader), b"X-API-Key"),
+        ((b"Authorization", b"ApiKey " + keys.reader.encode()), b"authorization"),
+    ):
+        data = request(b"/fwd/x", header, (b"Connection", b"keep-alive, " + named))
+        _, seen = assert_forwarded(gw, data, b"/fwd/x")
+        assert seen.header(header[0].decode()) == header[1].decode()
+        assert seen.header("X-Restguard-Subject") == "reader"
+        # Twin: without the Connection header, the same.
+        _, seen = assert_forwarded(gw, request(b"/fwd/x", header), b"/fwd/x")
+        assert seen.header(header[0].decode()) == header[1].decode()
+
+
+def test_connection_cannot_strip_body_framing_or_type(gw: GatewayProcess, keys: Keys) -> None:
+    body = b'{"text": "kept"}'
+    for named in (b"Content-Length", b"content-type", b"Content-Length, Content-Type"):
+        data = request(
+            b"/notes/1",
+            api_key(keys.writer),
+            (b"Connection", named),
+            (b"Content-Type", b"application/json"),
+            (b"Content-Length", b"%d" % len(body)),
+            method=b"POST",
+            body=body,
+        )
+        _, seen = assert_forwarded(gw, data, b"/notes/1", method="POST")
+        assert seen.body == body
+        assert seen.header("Content-Length") == str(len(body))
+        assert seen.header("Content-Type") == "application/json"
+    # Twin: the same POST without Connection.
+    data = request(
+        b"/notes/1",
+        api_key(keys.writer),
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", b"%d" % len(body)),
+        method=b"POST",
+        body=body,
+    )
+    _, seen = assert_forwarded(gw, data, b"/notes/1", method="POST")
+    assert seen.body == body
 
 
 def test_connection_named_header_is_stripped(gw: GatewayProcess, keys: Keys) -> None:

@@ -59,10 +59,20 @@ def test_method_not_allowed_on_route(
     assert_forwarded(gw, request(target, api_key(keys.writer)), target)
 
 
-def test_head_on_get_only_route(gw: GatewayProcess, keys: Keys) -> None:
-    # HEAD is only allowed where the policy lists it: /fwd/** is GET-only.
-    assert_refused(gw, request(b"/fwd/x", api_key(keys.reader), method=b"HEAD"), 404, head=True)
-    # Twin: /notes/** lists HEAD; the upstream receives a HEAD (not a GET) and no body comes back.
+def test_head_is_decided_as_get(gw: GatewayProcess, keys: Keys) -> None:
+    # Frameworks run the GET handler for HEAD, so HEAD is decided exactly as GET: refused where
+    # GET would be (no GET route for /admin; /notes/1 needs a credential) ...
+    assert_refused(gw, request(b"/admin", api_key(keys.reader), method=b"HEAD"), 404, head=True)
+    assert_refused(gw, request(b"/notes/1", method=b"HEAD"), 401, head=True)
+    # ... and allowed where GET is, on a route that does not list HEAD (/fwd/** is GET-only).
+    assert_forwarded(
+        gw,
+        request(b"/fwd/x", api_key(keys.reader), method=b"HEAD"),
+        b"/fwd/x",
+        head=True,
+        method="HEAD",
+    )
+    # The upstream receives a HEAD (not a GET) and no body comes back.
     response, seen = assert_forwarded(
         gw,
         request(b"/notes/a/b", api_key(keys.reader), method=b"HEAD"),

@@ -40,10 +40,9 @@ def test_unknown_path_without_credential_is_still_404(gw: GatewayProcess, keys: 
     assert_forwarded(gw, request(b"/public/users"), b"/public/users")
 
 
-def test_case_variant_does_not_match_route(gw: GatewayProcess, keys: Keys) -> None:
-    refused_with_twin(
-        gw, keys.reader, b"/NOTES/1", 404, b"/notes/1", b"/notes/1", error="not_found"
-    )
+def test_case_variant_of_a_route_is_ambiguous(gw: GatewayProcess, keys: Keys) -> None:
+    # Case-insensitive upstream routers (Express, ASP.NET) would run /notes/{id}'s handler.
+    refused_with_twin(gw, keys.reader, b"/NOTES/1", 400, b"/notes/1", b"/notes/1")
 
 
 def test_traversal_into_a_non_route(gw: GatewayProcess, keys: Keys) -> None:
@@ -115,7 +114,9 @@ def test_double_slash(gw: GatewayProcess, keys: Keys, target: bytes) -> None:
 def test_normalised_dot_segment_twin(gw: GatewayProcess, keys: Keys) -> None:
     # The upstream receives the resolved path, the one the policy judged.
     assert_forwarded(gw, request(b"/notes/a/./b", api_key(keys.reader)), b"/notes/a/b")
-    assert_forwarded(gw, request(b"/notes/a/b/..", api_key(keys.reader)), b"/notes/a/")
+    assert_forwarded(gw, request(b"/notes/a/b/c/..", api_key(keys.reader)), b"/notes/a/b/")
+    # (/notes/a/ would be ambiguous: lenient routers give it to /notes/{id}, an earlier route.)
+    assert_refused(gw, request(b"/notes/a/b/..", api_key(keys.reader)), 400)
 
 
 # --- path parameters ------------------------------------------------------------------------------

@@ -55,7 +55,13 @@ def early_upstream() -> Iterator[int]:
 def test_body_over_the_limit_after_the_answer_started_cuts_the_connection(
     tmp_path: Path, upstream: RecordingUpstream, early_upstream: int
 ) -> None:
-    gw = GatewayProcess(tmp_path / "gw", upstream, routes=ROUTES, extra={"max_body_bytes": "1024"})
+    # body_buffer_bytes = 1: the head goes upstream at once, so the upstream can answer early.
+    gw = GatewayProcess(
+        tmp_path / "gw",
+        upstream,
+        routes=ROUTES,
+        extra={"max_body_bytes": "1024", "body_buffer_bytes": "1"},
+    )
     gw.config.write_text(
         gw.config.read_text().replace(upstream.url, f"http://127.0.0.1:{early_upstream}")
     )

@@ -93,7 +93,7 @@ def test_requests_refusals_are_json(gateway: GatewayProcess, session: requests.S
     for method, path, headers, status in [
         ("GET", "/admin", {"X-API-Key": key}, 404),
         ("POST", "/notes/7", {"X-API-Key": key}, 403),
-        ("GET", "/notes/7", {"X-API-Key": key + "x"}, 400),
+        ("GET", "/notes/7", {"X-API-Key": key + "x"}, 401),  # malformed: invalid_token
         ("GET", "/notes/7?api_key=" + key, {}, 400),
     ]:
         r = session.request(method, gateway.url + path, headers=headers)

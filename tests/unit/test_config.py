@@ -25,6 +25,12 @@ trusted_proxies = ["10.0.0.5", "10.1.0.0/16", "::1"]
 max_body_bytes = 2048
 max_header_bytes = 4096
 failed_attempts = "5/second"
+client_header_timeout = "2500ms"
+keepalive_timeout = "2m"
+client_body_timeout = "20s"
+client_body_min_rate = 512
+max_connections = 100
+body_buffer_bytes = 1024
 
 [admin]
 listen = "[::1]:9090"
@@ -44,6 +50,7 @@ url = "https://api.internal:8443"
 connect_timeout = "2s"
 timeout = "1m"
 pool_size = 7
+queue_timeout = "250ms"
 
 [[routes]]
 path = "/health"
@@ -94,6 +101,10 @@ def test_full_config_loads(tmp_path: Path) -> None:
     assert s.audit_path == path.parent / "logs" / "audit.log"
     assert s.upstream.url == "https://api.internal:8443"
     assert (s.upstream.connect_timeout, s.upstream.timeout, s.upstream.pool_size) == (2, 60, 7)
+    assert s.upstream.queue_timeout == 0.25
+    assert (s.server.client_header_timeout, s.server.keepalive_timeout) == (2.5, 120)
+    assert (s.server.client_body_timeout, s.server.client_body_min_rate) == (20, 512)
+    assert (s.server.max_connections, s.server.body_buffer_bytes) == (100, 1024)
 
     health, note, files = s.routes
     assert [r.index for r in s.routes] == [0, 1, 2]
@@ -120,6 +131,13 @@ def test_empty_config_gives_defaults(tmp_path: Path) -> None:
     assert (s.upstream.connect_timeout, s.upstream.timeout) == (5.0, 30.0)
     assert s.server.max_body_bytes == 10 * 1024 * 1024
     assert s.server.failed_attempts == (30, 60.0)
+    assert s.server.client_header_timeout == 10.0
+    assert s.server.keepalive_timeout == 75.0
+    assert s.server.client_body_timeout == 15.0
+    assert s.server.client_body_min_rate == 1024
+    assert s.server.max_connections == 4096
+    assert s.server.body_buffer_bytes == 65536
+    assert s.upstream.queue_timeout == 5.0
     assert s.routes == ()
     assert s.audit_path == path.parent / "audit.log"
     assert s.master_key_path == path.parent / "master.key"
@@ -254,6 +272,22 @@ MISTAKES = [
         "routes[0].rate_limit",
         "100/minute",
     ),
+    # slow-client settings
+    ("[server]\nclient_header_timeout = 10\n", "server.client_header_timeout", "wrong type"),
+    ('[server]\nclient_header_timeout = "0s"\n', "server.client_header_timeout", "30s"),
+    ('[server]\nkeepalive_timeout = "75"\n', "server.keepalive_timeout", "30s"),
+    ('[server]\nclient_body_timeout = "1.5s"\n', "server.client_body_timeout", "30s"),
+    ('[server]\nclient_body_timeout = "0ms"\n', "server.client_body_timeout", "30s"),
+    ("[server]\nclient_body_min_rate = 0\n", "server.client_body_min_rate", "positive"),
+    ('[server]\nclient_body_min_rate = "1k"\n', "server.client_body_min_rate", "wrong type"),
+    ("[server]\nmax_connections = -1\n", "server.max_connections", "positive"),
+    ("[server]\nmax_connections = true\n", "server.max_connections", "wrong type"),
+    ("[server]\nbody_buffer_bytes = 0\n", "server.body_buffer_bytes", "positive"),
+    ('[upstream]\nqueue_timeout = "5"\n', "upstream.queue_timeout", "30s"),
+    ("[upstream]\nqueue_timeout = 5\n", "upstream.queue_timeout", "wrong type"),
+    # HEAD is decided as GET: a route cannot allow HEAD alone
+    ('[[routes]]\npath = "/x"\nmethods = ["HEAD"]\n', "routes[0].methods", "GET"),
+    ('[[routes]]\npath = "/x"\nmethods = ["POST", "HEAD"]\n', "routes[0].methods", "HEAD"),
     # numbers out of range
     ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes", "positive"),
     ("[server]\nmax_header_bytes = -1\n", "server.max_header_bytes", "positive"),
@@ -408,18 +442,75 @@ def test_upstream_url_with_bad_port(tmp_path: Path, port: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1), ("30s", 30), ("5m", 300), ("1h", 3600), ("30d", 2592000), (" 2h ", 7200)],
+    [
+        ("1s", 1),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("30d", 2592000),
+        (" 2h ", 7200),
+        ("1ms", 0.001),
+        ("250ms", 0.25),
+        ("1500ms", 1.5),
+        ("999999999ms", 999999.999),
+        ("100ms", 0.1),
+    ],
 )
-def test_parse_duration(text: str, seconds: int) -> None:
+def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize(
-    "text", ["", "30", "s", "0s", "-1s", "1.5h", "10x", "1w", "30 d", "1S", "1000000000s", "0030s"]
+    "text",
+    [
+        "",
+        "30",
+        "s",
+        "0s",
+        "-1s",
+        "1.5h",
+        "10x",
+        "1w",
+        "30 d",
+        "1S",
+        "1000000000s",
+        "0030s",
+        "ms",
+        "0ms",
+        "1.5ms",
+        "1MS",
+        "1 ms",
+        "1us",
+        "1000000000ms",
+    ],
 )
 def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="s, m, h or d"):
+    with pytest.raises(ValueError, match="ms, s, m, h or d"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("key", "table"),
+    [
+        ("client_header_timeout", "server"),
+        ("keepalive_timeout", "server"),
+        ("client_body_timeout", "server"),
+        ("connect_timeout", "upstream"),
+        ("timeout", "upstream"),
+        ("queue_timeout", "upstream"),
+    ],
+)
+@pytest.mark.parametrize(("text", "seconds"), [("750ms", 0.75), ("3s", 3), ("2m", 120)])
+def test_every_duration_setting_accepts_every_unit(
+    tmp_path: Path, key: str, table: str, text: str, seconds: float
+) -> None:
+    s = load(write(tmp_path, f'[{table}]\n{key} = "{text}"\n'))
+    assert getattr(getattr(s, table), key) == seconds
+
+
+def test_a_route_may_allow_head_with_get(tmp_path: Path) -> None:
+    s = load(write(tmp_path, '[[routes]]\npath = "/x"\nmethods = ["HEAD", "GET"]\n'))
+    assert s.routes[0].methods == frozenset({"GET", "HEAD"})
 
 
 @pytest.mark.parametrize(
@@ -476,3 +567,21 @@ def test_upstream_ca_file_must_exist_and_needs_https(tmp_path: Path) -> None:
     assert "https" in err.value.problem
     config.write_text('[upstream]\nurl = "https://127.0.0.1:9443"\nca_file = "ca.pem"\n')
     assert load(config).upstream.ca_file == tmp_path / "ca.pem"
+
+
+def test_the_init_template_states_the_defaults(tmp_path: Path) -> None:
+    from restguard.cli.init import DEFAULT_ROUTES, TEMPLATE
+    from restguard.config import ServerSettings, UpstreamSettings
+
+    text = TEMPLATE.format(
+        listen="127.0.0.1:8080",
+        admin_listen="127.0.0.1:8081",
+        upstream="http://127.0.0.1:9000",
+        routes=DEFAULT_ROUTES,
+    )
+    s = load(write(tmp_path, text))
+    assert s.server == ServerSettings()
+    assert s.upstream == UpstreamSettings()
+    for key in ("client_header_timeout", "keepalive_timeout", "client_body_timeout"):
+        assert f"\n{key} = " in text  # written out, not only defaulted
+    assert "\nqueue_timeout = " in text

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from restguard.audit import DecisionEvent
-from restguard.authz.policy import Policy, Route, compile_pattern
+from restguard.authz.policy import AmbiguousPath, Policy, Route, compile_pattern
 from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import FixedClock
 from restguard.credentials.apikey import ApiKeyAuthenticator, generate_key
@@ -21,7 +21,7 @@ from restguard.errors import (
     NotFound,
     RateLimited,
 )
-from restguard.guard import Decision, Guard, check_headers
+from restguard.guard import Decision, Guard, check_headers, check_query
 from restguard.types import ANONYMOUS, Principal, RequestView, verified_principal
 from tests.unit.fakes import T0, FakeApiKeyStore
 
@@ -34,12 +34,23 @@ class BearerStub:
 
     method = "jwt"
 
-    def extract(self, view: RequestView) -> Credential | None:
+    @staticmethod
+    def _token(view: RequestView) -> bytes | None:
         value = view.single_header(b"authorization")
         if value is None or not value.startswith(b"Bearer "):
             return None
-        token = value[len(b"Bearer ") :].decode()
-        return Credential(self.method, token, "bearer:" + token[:4], (b"authorization",))
+        token = value[len(b"Bearer ") :]
+        return None if token.startswith(b"rg_ak_") else token  # an API key, not a JWT
+
+    def extract(self, view: RequestView) -> Credential | None:
+        token = self._token(view)
+        if token is None:
+            return None
+        text = token.decode()
+        return Credential(self.method, text, "bearer:" + text[:4], (b"authorization",))
+
+    def carriers(self, view: RequestView) -> tuple[bytes, ...]:
+        return (b"authorization",) if self._token(view) is not None else ()
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
         if not credential.secret.startswith("good-"):
@@ -282,7 +293,7 @@ async def test_deny_events_never_carry_the_secret(env: Env) -> None:
         "/notes/{id}",
     )
     assert (notfound.route, notfound.credential_id) == (None, None)
-    assert badreq.detail == "api key in query string"
+    assert badreq.detail == "credential in query string"
     for event in env.events:
         text = event.to_json()
         for part in secret_parts:
@@ -332,13 +343,65 @@ async def test_lockout_does_not_consult_the_store(env: Env) -> None:
     assert env.keys.gets == gets
 
 
-async def test_successes_and_malformed_keys_do_not_count_as_failures(env: Env) -> None:
+async def test_successes_and_non_401_refusals_do_not_count_as_failures(env: Env) -> None:
     _, good = env.keys.add("notes:read")
     for _ in range(10):
         await env.decide("GET", "/notes/1", ("X-API-Key", good))
-        await env.refused(InvalidRequest, "GET", "/notes/1", ("X-API-Key", "rg_ak_typo"))
-        await env.refused(InsufficientScope, "POST", "/notes/1", ("X-API-Key", good))
+        await env.refused(InsufficientScope, "POST", "/notes/1", ("X-API-Key", good))  # 403
+        await env.refused(NotFound, "GET", "/nope", ("X-API-Key", "rg_ak_typo"))  # 404
+        await env.refused(  # 400: two credentials
+            InvalidRequest,
+            "GET",
+            "/notes/1",
+            ("X-API-Key", good),
+            ("Authorization", "Bearer good-alice"),
+        )
+        await env.refused(  # 400: a repeated credential header
+            InvalidRequest, "GET", "/notes/1", ("X-API-Key", good), ("X-API-Key", good)
+        )
+        await env.refused(InvalidRequest, "GET", "/notes/1", query=b"api_key=x")  # 400
     await env.decide("GET", "/notes/1", ("X-API-Key", good))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        (),  # missing credential
+        (("X-API-Key", "rg_ak_typo"),),  # malformed
+        (("Authorization", "ApiKey "),),  # malformed: empty
+        (("Authorization", "Bearer rg_ak_typo"),),  # malformed, in a Bearer header
+        (("X-API-Key", "x" * 200),),  # too long
+        (("Authorization", "Bearer wrong"),),  # refused by another method
+    ],
+    ids=["missing", "malformed", "empty", "bearer-malformed", "too-long", "jwt-invalid"],
+)
+async def test_every_401_counts_toward_the_lockout(
+    env: Env, failure: tuple[tuple[str, str], ...]
+) -> None:
+    _, good = env.keys.add("notes:read")
+    for _ in range(3):
+        err = await env.refused(AuthError, "GET", "/notes/1", *failure)
+        assert err.status == 401
+    err = await env.refused(RateLimited, "GET", "/notes/1", ("X-API-Key", good))
+    assert err.headers == (("retry-after", "20"),)
+    # the lockout is checked before the credential is even looked at
+    await env.refused(RateLimited, "GET", "/notes/1", *failure)
+    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="192.0.2.99")
+
+
+async def test_mixed_401s_add_up(env: Env) -> None:
+    _, unknown = generate_key()
+    await env.refused(MissingCredential, "GET", "/notes/1")
+    await env.refused(InvalidCredential, "GET", "/notes/1", ("X-API-Key", "rg_ak_typo"))
+    await env.refused(InvalidCredential, "GET", "/notes/1", ("X-API-Key", unknown))
+    await env.refused(RateLimited, "GET", "/notes/1")
+
+
+async def test_public_routes_stay_open_to_a_locked_out_client(env: Env) -> None:
+    for _ in range(3):
+        await env.refused(MissingCredential, "GET", "/notes/1")
+    await env.refused(RateLimited, "GET", "/notes/1")
+    assert (await env.decide("GET", "/public/x")).principal is ANONYMOUS
 
 
 async def test_route_rate_limit_is_per_credential(env: Env) -> None:
@@ -377,23 +440,12 @@ def hv(*headers: tuple[bytes, bytes]) -> RequestView:
 @pytest.mark.parametrize(
     "headers",
     [
-        ((b"x-restguard-subject", b"admin"),),
-        ((b"x-restguard-identity", b"x"),),
-        ((b"x-restguard-", b""),),
         ((b"x-http-method-override", b"DELETE"),),
         ((b"x-http-method", b"PUT"),),
         ((b"x-method-override", b"PATCH"),),
         ((b"x-original-url", b"/admin"),),
         ((b"x-rewrite-url", b"/admin"),),
-        ((b"connection", b"close, Authorization"),),
-        ((b"connection", b"x-api-key"),),
-        ((b"connection", b"keep-alive,X-Restguard-Subject"),),
-        ((b"connection", b"Signature-Input"),),
-        ((b"connection", b"content-digest"),),
-        ((b"connection", b" Host\t"),),
-        ((b"connection", b"content-length"),),
-        ((b"connection", b"cookie"),),
-        ((b"accept", b"*/*"), (b"connection", b"close"), (b"connection", b"content-type")),
+        ((b"accept", b"*/*"), (b"x-http-method-override", b"")),
     ],
 )
 def test_check_headers_refuses(headers: tuple[tuple[bytes, bytes], ...]) -> None:
@@ -411,13 +463,338 @@ def test_check_headers_refuses(headers: tuple[tuple[bytes, bytes], ...]) -> None
         ((b"x-restguardsubject", b"not the prefix"),),
         ((b"authorization", b"ApiKey x"),),
         ((b"accept", b"x-restguard-subject"),),
+        # Connection naming a header restguard relies on: the token is ignored when forwarding
+        # (gateway.headers), the request goes on
+        ((b"connection", b"close, Authorization"),),
+        ((b"connection", b"x-api-key"),),
+        ((b"connection", b"keep-alive,X-Restguard-Subject"),),
+        ((b"connection", b" Host\t"),),
+        ((b"connection", b"content-length"),),
+        # client-sent X-Restguard-* are removed before the decision (edge.view), not refused
+        ((b"x-restguard-subject", b"admin"),),
     ],
 )
 def test_check_headers_accepts(headers: tuple[tuple[bytes, bytes], ...]) -> None:
     check_headers(hv(*headers))
 
 
-async def test_guard_refuses_identity_headers_even_on_public_routes(env: Env) -> None:
-    err = await env.refused(InvalidRequest, "GET", "/public/x", ("X-Restguard-Subject", "admin"))
-    assert "X-Restguard" in err.description
+async def test_guard_does_not_refuse_identity_headers(env: Env) -> None:
+    # Removing them is the view's job (edge.view.clean_headers); the guard never sees them from
+    # a real adapter, and does not turn them into a 400 if it does.
+    decision = await env.decide("GET", "/public/x", ("X-Restguard-Subject", "admin"))
+    assert decision.principal is ANONYMOUS
+    assert env.events[-1].status == 200
+
+
+async def test_guard_refuses_method_override_headers_on_every_matched_route(env: Env) -> None:
+    err = await env.refused(
+        InvalidRequest, "GET", "/public/x", ("X-HTTP-Method-Override", "DELETE")
+    )
+    assert "Method-override" in err.description
     assert env.events[-1].status == 400
+
+
+# --- credentials in the query string: refused on every route -------------------------------------
+
+QUERIES_WITH_CREDENTIALS = [
+    b"api_key=x",
+    b"apikey=x",
+    b"API-KEY=x",
+    b"x-api-key=",
+    b"a=1&Api_Key=abc",
+    b"api%5Fkey=x",  # the name is percent-decoded
+    b"+api_key=x",  # and plus-decoded, then stripped
+    b"token={key}",
+    b"{key}",
+    b"a=1&b={key}",
+    b"a={key}&b=1",
+    b"{key}=1",  # in a name
+    b"t=Bearer+{key}",
+    b"t=Bearer%20{key}",
+    b"t={key_5f}",  # "_" written as %5F
+    b"t={key_5f_lower}",
+    b"t=rg_ak_",  # the prefix alone is enough
+    b"t=x{key}",  # glued to other text
+    b"t=%22{key}%22",
+]
+
+
+def _fill(query: bytes, key: str) -> bytes:
+    return (
+        query.replace(b"{key}", key.encode())
+        .replace(b"{key_5f}", key.replace("_", "%5F").encode())
+        .replace(b"{key_5f_lower}", key.replace("_", "%5f").encode())
+    )
+
+
+@pytest.mark.parametrize("query", QUERIES_WITH_CREDENTIALS)
+def test_check_query_refuses_credentials(query: bytes) -> None:
+    _, key = generate_key()
+    with pytest.raises(InvalidRequest, match="never in the URL") as caught:
+        check_query(_fill(query, key))
+    assert caught.value.debug == "credential in query string"
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"",
+        b"page=2&key_name=x",
+        b"api_key_id=7",  # not one of the names
+        b"q=rg&r=ak",
+        b"q=rg_a_b",
+        b"q=org",
+        b"sort=-created_at",
+    ],
+)
+def test_check_query_accepts(query: bytes) -> None:
+    check_query(query)
+
+
+@pytest.mark.parametrize(
+    "query", [b"_method=DELETE", b"a=1&_METHOD=PUT", b"%5Fmethod=DELETE", b"a=1;_method=x"]
+)
+def test_check_query_refuses_method_override(query: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="_method") as caught:
+        check_query(query)
+    assert caught.value.debug == "_method in query"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/public/x", ()),  # public
+        ("GET", "/unknown", ()),  # unmatched: 400, not 404
+        ("DELETE", "/notes/1", ()),  # no route for the method
+        ("GET", "/notes/1", (("X-API-Key", "{key}"),)),  # would be allowed otherwise
+    ],
+)
+async def test_a_credential_in_the_query_is_refused_on_every_route(
+    env: Env, method: str, path: str, headers: tuple[tuple[str, str], ...]
+) -> None:
+    _, key = env.keys.add("notes:read")
+    filled = tuple((n, v.format(key=key)) for n, v in headers)
+    err = await env.refused(InvalidRequest, method, path, *filled, query=b"api_key=" + key.encode())
+    assert err.debug == "credential in query string"
+    event = env.events[-1]
+    assert (event.status, event.route, event.credential_id) == (400, None, None)
+    assert env.keys.gets == 0
+    assert key not in event.to_json()
+
+
+async def test_method_override_in_the_query_is_refused_on_public_routes(env: Env) -> None:
+    await env.refused(InvalidRequest, "POST", "/public/x", query=b"_method=DELETE")
+
+
+# --- Authorization: Bearer rg_ak_... and malformed keys ------------------------------------------
+
+
+async def test_bearer_api_key_is_accepted(env: Env) -> None:
+    record, key = env.keys.add("notes:read")
+    decision = await env.decide("GET", "/notes/1", ("Authorization", "Bearer " + key))
+    assert decision.principal.client_id == record.id
+    assert decision.principal.auth_method == "api_key"
+    assert decision.credential_headers == (b"authorization",)
+    # on a route accepting api_key only, too
+    _, writer = env.keys.add("notes:write")
+    decision = await env.decide("POST", "/notes/1", ("Authorization", "Bearer " + writer))
+    assert decision.principal.auth_method == "api_key"
+
+
+async def test_bearer_api_key_on_a_route_without_api_key_is_missing(env: Env) -> None:
+    _, key = env.keys.add("notes:read")
+    err = await env.refused(
+        MissingCredential, "GET", "/jwt-only", ("Authorization", "Bearer " + key)
+    )
+    assert err.challenges == (BEARER_CHALLENGE,)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-API-Key", "rg_ak_typo"),
+        ("X-API-Key", "not a key at all"),
+        ("Authorization", "ApiKey rg_ak_typo"),
+        ("Authorization", "Bearer rg_ak_typo"),
+        ("X-API-Key", "rg_ak_\u00e9"),
+    ],
+)
+async def test_malformed_key_is_an_invalid_credential_with_challenges(
+    env: Env, header: tuple[str, str]
+) -> None:
+    err = await env.refused(InvalidCredential, "GET", "/notes/1", header)
+    assert (err.status, err.error) == (401, "invalid_token")
+    assert err.challenges == (API_KEY_CHALLENGE, BEARER_CHALLENGE)
+    assert env.keys.gets == 0  # refused on syntax alone
+    event = env.events[-1]
+    assert (event.status, event.error, event.credential_id) == (401, "invalid_token", None)
+    assert event.detail is not None and "api key" in event.detail
+
+
+async def test_malformed_key_on_a_route_not_accepting_api_keys_is_missing(env: Env) -> None:
+    err = await env.refused(MissingCredential, "GET", "/jwt-only", ("X-API-Key", "rg_ak_typo"))
+    assert err.challenges == (BEARER_CHALLENGE,)
+
+
+# --- credential_headers: every carrier, on every route -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((), set()),
+        ((("X-API-Key", "{key}"),), {b"x-api-key"}),
+        ((("X-API-Key", "garbage"),), {b"x-api-key"}),
+        ((("Authorization", "ApiKey {key}"),), {b"authorization"}),
+        ((("Authorization", "Bearer {key}"),), {b"authorization"}),
+        ((("Authorization", "Bearer good-alice"),), {b"authorization"}),
+        ((("Authorization", "Basic dXNlcjpwdw=="),), set()),
+        ((("X-API-Key", "{key}"), ("Authorization", "Bearer x")), {b"x-api-key", b"authorization"}),
+    ],
+)
+async def test_public_routes_report_every_credential_carrier(
+    env: Env, headers: tuple[tuple[str, str], ...], expected: set[bytes]
+) -> None:
+    _, key = generate_key()
+    filled = tuple((n, v.format(key=key)) for n, v in headers)
+    decision = await env.decide("POST", "/public/x", *filled)
+    assert decision.principal is ANONYMOUS
+    assert set(decision.credential_headers) == expected
+    assert env.keys.gets == 0  # reported, never checked
+
+
+async def test_credential_headers_include_carriers_of_every_method(env: Env) -> None:
+    # A JWT is the credential used; an API key header rides along: both are carriers (the
+    # upstream gets neither unless the route forwards credentials).
+    _, key = env.keys.add("notes:read")
+    decision = await env.decide(
+        "GET", "/jwt-only", ("Authorization", "Bearer good-alice"), ("X-API-Key", key)
+    )
+    assert decision.principal.auth_method == "jwt"
+    # the route does not accept api_key, and the key is never checked: still a carrier
+    assert set(decision.credential_headers) == {b"authorization", b"x-api-key"}
+    assert env.keys.gets == 0
+
+
+async def test_credential_headers_survive_a_repeated_header_on_public_routes(env: Env) -> None:
+    decision = await env.decide("GET", "/public/x", ("X-API-Key", "a"), ("X-API-Key", "b"))
+    assert {b"x-api-key", b"authorization"} <= set(decision.credential_headers)
+
+
+# --- HEAD, ambiguous paths ------------------------------------------------------------------------
+
+
+async def test_head_is_decided_as_get(env: Env) -> None:
+    _, key = env.keys.add("notes:read")
+    decision = await env.decide("HEAD", "/notes/1", ("X-API-Key", key))
+    assert decision.route.index == 2
+    assert env.events[-1].method == "HEAD"
+    await env.refused(MissingCredential, "HEAD", "/notes/1")
+
+
+@pytest.mark.parametrize("path", ["/Notes/1", "/notes/1/", "/LIMITED", "/multi/"])
+async def test_ambiguous_path_is_a_bad_request(env: Env, path: str) -> None:
+    _, key = env.keys.add("notes:read", "a", "b")
+    err = await env.refused(AmbiguousPath, "GET", path, ("X-API-Key", key))
+    assert err.status == 400
+    assert env.keys.gets == 0
+    assert (env.events[-1].status, env.events[-1].route) == (400, None)
+
+
+# --- form bodies read before the decision ---------------------------------------------------------
+
+FORM = ("Content-Type", "application/x-www-form-urlencoded")
+MULTIPART_TYPE = ("Content-Type", "multipart/form-data; boundary=XyZ")
+
+
+def multipart(*names: str) -> bytes:
+    parts = [
+        b'--XyZ\r\nContent-Disposition: form-data; name="%s"\r\n\r\nv\r\n' % n.encode()
+        for n in names
+    ]
+    return b"".join(parts) + b"--XyZ--\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (FORM, b"_method=DELETE"),
+        (FORM, b"a=1&_Method=PUT"),
+        (MULTIPART_TYPE, multipart("a", "_method")),
+        (MULTIPART_TYPE, multipart("_METHOD")),
+    ],
+)
+async def test_method_override_in_a_form_body_is_refused(
+    env: Env, content_type: tuple[str, str], body: bytes
+) -> None:
+    view = RequestView(
+        "POST",
+        "/public/x",
+        b"",
+        ((b"content-type", content_type[1].encode()),),
+        "192.0.2.1",
+        body=body,
+    )
+    with pytest.raises(InvalidRequest, match="_method"):
+        await env.guard.decide(view)
+    assert env.events[-1].detail == "_method in form body"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (FORM, b"a=1&method=DELETE"),
+        (MULTIPART_TYPE, multipart("a", "method")),
+        (("Content-Type", "text/plain"), b"_method=DELETE"),  # not a form: nobody parses it so
+    ],
+)
+async def test_ordinary_form_bodies_are_allowed(
+    env: Env, content_type: tuple[str, str], body: bytes
+) -> None:
+    view = RequestView(
+        "POST",
+        "/public/x",
+        b"",
+        ((b"content-type", content_type[1].encode()),),
+        "192.0.2.1",
+        body=body,
+    )
+    assert (await env.guard.decide(view)).principal is ANONYMOUS
+
+
+async def test_a_body_that_was_not_read_is_not_judged(env: Env) -> None:
+    # body=None: the body streams after the decision (the gateway's multipart gate checks it).
+    view = RequestView("POST", "/public/x", b"", ((b"content-type", FORM[1].encode()),))
+    assert (await env.guard.decide(view)).principal is ANONYMOUS
+
+
+# --- audit fields are redacted --------------------------------------------------------------------
+
+
+async def test_audit_path_and_detail_never_carry_a_key(env: Env) -> None:
+    _, key = env.keys.add("notes:read")
+    secret = key.rsplit("_", 1)[1]
+    await env.decide("GET", "/public/" + key)  # allowed: path redacted
+    await env.refused(NotFound, "GET", "/nope/" + key)  # detail names the path
+    await env.refused(NotFound, "GET", "/nope/" + key.replace("_", "%5F"))
+    await env.refused(AmbiguousPath, "GET", "/Notes/" + key)
+    await env.decide("GET", "/public/Bearer%20" + key)  # glued to a kept percent-encoding
+    allowed, notfound, encoded, ambiguous, glued = env.events
+    assert allowed.path == "/public/rg_ak_[redacted]"
+    assert notfound.path == "/nope/rg_ak_[redacted]"
+    assert notfound.detail == "no route for GET /nope/rg_ak_[redacted]"
+    assert encoded.path == "/nope/rg_ak_[redacted]"
+    assert ambiguous.detail is not None and "rg_ak_[redacted]" in ambiguous.detail
+    assert glued.path == "/public/Bearer%20rg_ak_[redacted]"
+    for event in env.events:
+        assert secret not in event.to_json()
+
+
+def test_refused_before_a_view_is_redacted_too(env: Env) -> None:
+    _, key = generate_key()
+    env.guard.refused(
+        "GET", b"/a/" + key.encode() + b"/%zz?api_key=x", "192.0.2.1", InvalidRequest()
+    )
+    (event,) = env.events
+    assert event.path == "/a/rg_ak_[redacted]/%zz"

@@ -95,8 +95,10 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return path, query if sep else b""
 
 
-def normalise_path(raw_path: bytes) -> str:
-    """Normalise a raw (still percent-encoded) path; raise InvalidRequest when ambiguous."""
+def normalise_path(raw_path: bytes, *, refuse_dot_segments: bool = False) -> str:
+    """Normalise a raw (still percent-encoded) path; raise InvalidRequest when ambiguous.
+    ``refuse_dot_segments``: refuse "." and ".." segments instead of resolving them (embedded
+    mode, where the app routes on the path as sent, not on the resolved one)."""
     if not raw_path.startswith(b"/"):
         raise _bad("path must start with '/'")
     normalised = _normalise_segment_bytes(raw_path)
@@ -104,6 +106,8 @@ def normalise_path(raw_path: bytes) -> str:
     out: list[str] = []
     last = len(segments) - 1
     for index, segment in enumerate(segments):
+        if refuse_dot_segments and segment in (".", ".."):
+            raise _bad("dot segment")
         if segment == ".":
             if index == last:
                 out.append("")

@@ -3,6 +3,12 @@
 Path patterns: literal segments, ``{name}`` for exactly one non-empty segment, and a trailing
 ``/**`` for the prefix itself and any depth below it. Patterns are matched against the output of
 ``authz.paths.normalise_path`` only, so the policy and the upstream see the same path.
+
+Upstream routers are often more lenient than the policy: Express, ASP.NET and many others ignore
+letter case, and Express and Flask-style "strict_slashes=False" routes ignore one trailing
+slash. A path that matches an earlier route only under those equivalences would be judged by one
+route and handled by another's handler upstream, so it is refused (400) rather than guessed at.
+A HEAD request is decided exactly as GET: frameworks run the GET handler for it.
 """
 
 from __future__ import annotations
@@ -53,15 +59,29 @@ class Route:
     forward_credentials: bool = False
     _segments: tuple[str | None, ...] = ()
     _subtree: bool = False
+    _folded: tuple[str | None, ...] = ()  # literal segments, lower-cased
 
     @property
     def name(self) -> str:
         """How the audit log and metrics name this route."""
         return self.path
 
+    def __post_init__(self) -> None:
+        folded = tuple(None if s is None else s.lower() for s in self._segments)
+        if folded and folded[-1] == "":  # a pattern's trailing slash folds away too
+            folded = folded[:-1]
+        object.__setattr__(self, "_folded", folded)
+
     def matches_path(self, path: str) -> bool:
+        return self._matches(path, self._segments)
+
+    def matches_folded(self, folded_path: str) -> bool:
+        """Whether a path already lower-cased (and stripped of one trailing slash) would match
+        if letter case did not count (see ``fold_path``)."""
+        return self._matches(folded_path, self._folded)
+
+    def _matches(self, path: str, segments: tuple[str | None, ...]) -> bool:
         parts = path.split("/")[1:]
-        segments = self._segments
         if len(parts) < len(segments) or (not self._subtree and len(parts) != len(segments)):
             return False
         for want, got in zip(segments, parts, strict=False):
@@ -101,6 +121,16 @@ def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
     return tuple(segments), subtree
 
 
+def fold_path(path: str) -> str:
+    """``path`` as a lenient router sees it: lower-cased, one trailing slash removed."""
+    folded = path.lower()
+    return folded[:-1] if len(folded) > 1 and folded.endswith("/") else folded
+
+
+class AmbiguousPath(InvalidRequest):
+    """400: the path matches an earlier route only when case or a trailing slash is ignored."""
+
+
 class Policy:
     """An ordered list of routes. ``match`` is the whole authorization-by-path decision."""
 
@@ -108,10 +138,25 @@ class Policy:
         self.routes = tuple(routes)
 
     def match(self, method: str, path: str) -> Route:
-        """The first route whose path and method match; ``NotFound`` (default deny) otherwise."""
+        """The first route whose path and method match; ``NotFound`` (default deny) otherwise.
+        Raises ``AmbiguousPath`` when an earlier route (any method) matches the path only
+        under a lenient router's equivalences (case, one trailing slash)."""
+        if method == "HEAD":
+            method = "GET"
+        folded: str | None = None
         for route in self.routes:
-            if method in route.methods and route.matches_path(path):
-                return route
+            if route.matches_path(path):
+                if method in route.methods:
+                    return route
+                continue
+            if folded is None:
+                folded = fold_path(path)
+            if route.matches_folded(folded):
+                raise AmbiguousPath(
+                    "The path differs from a configured route only in letter case or a "
+                    "trailing slash; send the route's exact path.",
+                    debug=f"{path} folds onto route {route.path}",
+                )
         raise NotFound(debug=f"no route for {method} {path}")
 
     @staticmethod

@@ -23,14 +23,19 @@ from restguard.keys.hashing import token_digest
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
 
+MAX_DURATION = 100 * 365 * 86400.0  # beyond this a date no longer fits a datetime
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if seconds > MAX_DURATION:
+        raise click.BadParameter(f"'{value}' is too long; at most 36500d")
+    return seconds
 
 
 def _scopes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -95,7 +100,7 @@ def apikey() -> None:
 @json_option
 @friendly
 def create(
-    name: str, scopes: tuple[str, ...], expires_in: int | None, config: str | None, as_json: bool
+    name: str, scopes: tuple[str, ...], expires_in: float | None, config: str | None, as_json: bool
 ) -> None:
     """Create a key and print it once."""
     try:
@@ -178,7 +183,7 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
 @config_option
 @json_option
 @friendly
-def rotate(key_id: str, grace: int | None, config: str | None, as_json: bool) -> None:
+def rotate(key_id: str, grace: float | None, config: str | None, as_json: bool) -> None:
     """Replace a key with a new one (same name, scopes and expiry)."""
     settings = settings_from(config)
     now = datetime.now(UTC)

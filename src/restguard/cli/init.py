@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -26,8 +27,19 @@ trusted_proxies = []
 # Size caps, checked before anything is parsed.
 max_body_bytes = 10485760
 max_header_bytes = 16384
-# Failed credential checks allowed per client address before it gets 429.
+# Failed credential checks (every 401) allowed per client address before it gets 429.
 failed_attempts = "30/minute"
+# Slow clients: the request head must arrive within client_header_timeout; an idle keep-alive
+# connection is closed after keepalive_timeout; a request body may pause at most
+# client_body_timeout and must average client_body_min_rate bytes/s after that (else 408).
+client_header_timeout = "10s"
+keepalive_timeout = "75s"
+client_body_timeout = "15s"
+client_body_min_rate = 1024
+# Concurrent client connections (503 beyond), and the request body read before an upstream
+# connection is taken (so slow senders of small bodies hold none).
+max_connections = 4096
+body_buffer_bytes = 65536
 
 [admin]
 # /healthz and /metrics. Keep it on loopback.
@@ -53,6 +65,8 @@ url = "{upstream}"
 connect_timeout = "5s"
 timeout = "30s"
 pool_size = 100
+# Waiting this long for a free pooled connection gives 503 with Retry-After.
+queue_timeout = "5s"
 # For an https upstream: certificates are verified against the system store, or this PEM file.
 # ca_file = "upstream-ca.pem"
 
@@ -90,16 +104,19 @@ def write_data_dir(
 ) -> Path:
     """Create ``directory`` with restguard.toml, master.key and a migrated SQLite database.
     Refuses to overwrite an existing config or key."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = directory / "restguard.toml"
     key = directory / "master.key"
     for existing in (config, key):
         if existing.exists():
             raise click.ClickException(f"{existing} already exists; choose another --dir")
-    config.write_text(
-        TEMPLATE.format(listen=listen, admin_listen=admin_listen, upstream=upstream, routes=routes),
-        encoding="utf-8",
+    # CONTRACT: every file in the data directory is readable by its owner only.
+    text = TEMPLATE.format(
+        listen=listen, admin_listen=admin_listen, upstream=upstream, routes=routes
     )
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
     generate_master_key(key)
     migrate("sqlite:///" + str(directory / "restguard.db"))
     return config

@@ -16,8 +16,8 @@ import uvicorn
 
 from restguard.admin.app import AdminApp
 from restguard.config import Listen, Settings
-from restguard.gateway.http1 import make_gateway
 from restguard.gateway.identity import IdentityHeaders
+from restguard.gateway.server import make_gateway
 from restguard.observe import Metrics, read_snapshots, write_snapshot
 from restguard.wiring import open_runtime
 

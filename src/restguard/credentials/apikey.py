@@ -5,9 +5,11 @@
 * ``checksum``: CRC32 of everything before it, 6 characters of base62, so secret scanners (and
   restguard itself) can tell a real key from a typo without a database look-up.
 
-Keys are accepted only in ``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``, never in the
-query string. Only the SHA-256 digest is stored; checks are constant-time. Records are cached for
-at most ``cache_ttl`` seconds (revocation reaches every instance within one second).
+Keys are accepted in ``Authorization: ApiKey <key>``, ``Authorization: Bearer <key>`` (what
+Stripe, GitHub and Unkey users send; the ``rg_ak_`` prefix tells a key from a JWT or an OAuth
+token) and ``X-API-Key: <key>``; never in the query string (the guard refuses that on every
+route). Only the SHA-256 digest is stored; checks are constant-time. Records are cached for at
+most ``cache_ttl`` seconds (revocation reaches every instance within one second).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import parse_qsl
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
@@ -32,8 +33,8 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_LEN, _SECRET_LEN, _CHECK_LEN = 12, 43, 6
 _KEY = re.compile(r"^rg_ak_([0-9a-z]{12})_([0-9A-Za-z]{49})$")
-_QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
 MAX_KEY_CHARS = 128
+_BEARER_KEY = b"rg_ak_"
 
 
 def _base62(value: int, width: int) -> str:
@@ -60,10 +61,11 @@ def generate_key(key_id: str | None = None) -> tuple[str, str]:
 
 
 def parse_key(text: str) -> str:
-    """The key's id if ``text`` is well-formed with a valid checksum; InvalidRequest otherwise."""
+    """The key's id if ``text`` is well-formed with a valid checksum; InvalidCredential (401)
+    otherwise: a malformed key is an invalid credential, like a wrong one."""
     m = _KEY.match(text)
     if not m or _checksum(text[:-_CHECK_LEN]) != text[-_CHECK_LEN:]:
-        raise InvalidRequest("The API key is malformed.", debug="api key syntax or checksum")
+        raise InvalidCredential(debug="api key syntax or checksum")
     return m.group(1)
 
 
@@ -83,26 +85,13 @@ def check_name(name: str) -> str:
 
 
 def new_record(
-    name: str, scopes: tuple[str, ...], now: datetime, expires_in: int | None
+    name: str, scopes: tuple[str, ...], now: datetime, expires_in: float | None
 ) -> tuple[ApiKeyRecord, str]:
     """A record to store and the key to show once; ValueError for a bad name."""
     check_name(name)
     key_id, key = generate_key()
     expires = now + timedelta(seconds=expires_in) if expires_in else None
     return ApiKeyRecord(key_id, name, token_digest(key), scopes, now, expires), key
-
-
-def _refuse_in_query(query: bytes) -> None:
-    if not query:
-        return
-    text = query.decode("ascii", "replace")
-    for name, value in parse_qsl(text, keep_blank_values=True):
-        if name.lower() in _QUERY_NAMES or PREFIX in value or PREFIX in name:
-            raise InvalidRequest(
-                "API keys are accepted only in the Authorization or X-API-Key header, "
-                "never in the URL. Revoke a key that was sent in a URL.",
-                debug="api key in query string",
-            )
 
 
 @dataclass
@@ -133,8 +122,9 @@ class ApiKeyAuthenticator:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._touched: dict[str, float] = {}
 
-    def extract(self, view: RequestView) -> Credential | None:
-        _refuse_in_query(view.query)
+    @staticmethod
+    def _find(view: RequestView) -> list[tuple[bytes, bytes]]:
+        """(header name, raw key) for every place the request carries an API key."""
         auth = header = None
         for name, value in view.headers:  # one pass; a repeated field is ambiguous
             if name == b"authorization":
@@ -147,22 +137,35 @@ class ApiKeyAuthenticator:
                 header = value
         found: list[tuple[bytes, bytes]] = []
         if auth is not None:
-            scheme, _, rest = auth.partition(b" ")
-            if scheme.lower() == b"apikey":
+            # RFC 9110 §11.4 separates the scheme with SP; lenient servers also take a tab.
+            scheme, _, rest = auth.replace(b"\t", b" ").partition(b" ")
+            scheme = scheme.lower()
+            rest = rest.strip(b" ")
+            if scheme == b"apikey" or (scheme == b"bearer" and rest.startswith(_BEARER_KEY)):
                 found.append((b"authorization", rest))
         if header is not None:
             found.append((b"x-api-key", header))
+        return found
+
+    def carriers(self, view: RequestView) -> tuple[bytes, ...]:
+        try:
+            return tuple(name for name, _ in self._find(view))
+        except InvalidRequest:  # a repeated header: both kinds are stripped, whatever they hold
+            return (b"authorization", b"x-api-key")
+
+    def extract(self, view: RequestView) -> Credential | None:
+        found = self._find(view)
         if not found:
             return None
         if len(found) > 1:
             raise InvalidRequest("Send the API key in one header only.", debug="api key twice")
         name, raw = found[0]
         if len(raw) > MAX_KEY_CHARS:
-            raise InvalidRequest("The API key is malformed.", debug="api key too long")
+            raise InvalidCredential(debug="api key too long")
         try:
             text = raw.decode("ascii").strip(" \t")
         except UnicodeDecodeError:
-            raise InvalidRequest("The API key is malformed.", debug="api key not ascii") from None
+            raise InvalidCredential(debug="api key not ascii") from None
         return Credential(self.method, text, parse_key(text), (name,))
 
     async def _record(self, key_id: str) -> _Cached | None:

@@ -1,8 +1,12 @@
 """The Authenticator interface every credential kind implements.
 
 ``extract`` looks at syntax only (no store, no clock) and returns a Credential, None when the
-request carries no credential of this kind, or raises InvalidRequest when it carries a malformed
-one. ``authenticate`` proves the credential and returns a Principal, or raises an AuthError.
+request carries no credential of this kind, raises InvalidCredential when it carries a malformed
+one (401: RFC 6750 §3.1 "invalid_token" covers malformed tokens) and InvalidRequest when the
+*request* is malformed (a credential header repeated, the credential sent twice).
+``authenticate`` proves the credential and returns a Principal, or raises an AuthError.
+``carriers`` names the headers that carry a credential of this kind, used or not: they are
+removed before forwarding on every route (public ones too) unless the route forwards them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class Authenticator(Protocol):
     method: str
 
     def extract(self, view: RequestView) -> Credential | None: ...
+
+    def carriers(self, view: RequestView) -> tuple[bytes, ...]: ...
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal: ...
 

@@ -1,4 +1,12 @@
-"""ASGI scope -> RequestView: the one translation from a server's request to the core's view."""
+"""Raw request parts (or an ASGI scope) -> RequestView: the one translation to the core's view.
+
+Header names are the first thing judged. nginx drops names with anything but letters, digits
+and ``-`` by default (``ignore_invalid_headers``, ``underscores_in_headers off``); restguard does
+the same, before the decision, because CGI/WSGI upstreams fold ``X_Restguard_Subject``,
+``X-Restguard_Subject`` and ``X-Restguard-Subject`` into one ``HTTP_X_RESTGUARD_SUBJECT``. Every
+rule on names after that sees only ``[0-9a-z-]`` names. Client-sent ``X-Restguard-*`` headers
+are removed here too (CONTRACT: removed, not refused): only restguard sets them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, unquote
 
 from restguard.authz.paths import normalise_path, split_target
 from restguard.errors import HeadersTooLarge, InvalidRequest
@@ -15,6 +24,28 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RAW_TARGET_KEY = "restguard.raw_target"
 # RFC 9110 §7.2: Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
 _HOST = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$")
+
+
+IDENTITY_PREFIX = b"x-restguard-"
+_NAME_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+
+
+def valid_header_name(name: bytes) -> bool:
+    """Letters, digits and ``-`` only (nginx's default rule)."""
+    return bool(name) and not name.translate(None, _NAME_CHARS)
+
+
+def clean_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with lower-cased names, less invalid names and client-sent identity headers."""
+    out = []
+    for name, value in headers:
+        if name.translate(None, _NAME_CHARS) or not name:
+            continue
+        name = name.lower()
+        if name.startswith(IDENTITY_PREFIX):
+            continue
+        out.append((name, value))
+    return out
 
 
 def check_framing(http_version: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -74,6 +105,12 @@ def client_address(
     ``X-Forwarded-For`` entry that is not itself a trusted proxy."""
     if not proxies or not _trusted(peer, proxies):
         return peer
+    return _forwarded_client(peer, headers, proxies)
+
+
+def _forwarded_client(
+    peer: str, headers: Sequence[tuple[bytes, bytes]], proxies: Sequence[Network]
+) -> str:
     hops: list[str] = []
     for name, value in headers:
         if name == b"x-forwarded-for":
@@ -99,22 +136,26 @@ def build_view(
     peer: str = "",
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int | None = 16 * 1024,
+    refuse_dot_segments: bool = False,
 ) -> RequestView:
-    """The core's view of a request from its raw parts (lower-cased header names, the raw
-    request target); raise InvalidRequest (or a subclass) on anything ambiguous.
-    ``max_header_bytes=None``: the server already capped the header block while parsing."""
+    """The core's view of a request from its raw parts (the raw request target); raise
+    InvalidRequest (or a subclass) on anything ambiguous. ``max_header_bytes=None``: the
+    server already capped the header block while parsing."""
     if max_header_bytes is not None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
         if size > max_header_bytes:
             raise HeadersTooLarge(debug=f"{size} header bytes")
-    check_framing(http_version, headers)
+    kept = clean_headers(headers)
+    check_framing(http_version, kept)
     raw_path, query = split_target(target)
+    trusted = bool(trusted_proxies) and _trusted(peer, trusted_proxies)
     return RequestView(
         method=method,
-        path=normalise_path(raw_path),
+        path=normalise_path(raw_path, refuse_dot_segments=refuse_dot_segments),
         query=query,
-        headers=tuple(headers),
-        client=client_address(peer, headers, trusted_proxies),
+        headers=tuple(kept),
+        client=_forwarded_client(peer, kept, trusted_proxies) if trusted else peer,
+        via_trusted_proxy=trusted,
     )
 
 
@@ -124,10 +165,22 @@ def view_from_scope(
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int = 16 * 1024,
 ) -> RequestView:
-    """Build the core's view of an ASGI HTTP request; raise InvalidRequest on ambiguity."""
+    """Build the core's view of an ASGI HTTP request; raise InvalidRequest on ambiguity.
+
+    The app behind routes on ``scope["path"]`` as the server decoded it, not on a normalised
+    path, so the guard judges exactly that: dot segments are refused rather than resolved, and
+    a ``raw_path`` that does not decode to ``path`` (less ``root_path``) is refused."""
     target = scope.get(RAW_TARGET_KEY)
     if target is None:
-        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path: str = scope["path"]
+        raw_path = scope.get("raw_path")
+        if raw_path is None:
+            # What the app routes on, re-encoded for the normaliser (which keeps the encodings).
+            raw_path = quote(path, safe="/!$&'()*+,=:@~").encode("ascii")
+        elif not _same_path(raw_path, path, scope.get("root_path", "")):
+            raise InvalidRequest(
+                "The request path is not acceptable.", debug="raw_path does not decode to path"
+            )
         if b"?" in raw_path:
             raise InvalidRequest("The request path is not acceptable.", debug="? in raw_path")
         query = scope.get("query_string", b"")
@@ -141,4 +194,13 @@ def view_from_scope(
         peer=client[0] if client else "",
         trusted_proxies=trusted_proxies,
         max_header_bytes=max_header_bytes,
+        refuse_dot_segments=True,
     )
+
+
+def _same_path(raw_path: bytes, path: str, root_path: str) -> bool:
+    try:
+        decoded = unquote(raw_path.decode("ascii"), errors="strict")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return False
+    return decoded in (path, path[len(root_path) :] if path.startswith(root_path) else path)

@@ -4,13 +4,25 @@ The client connection (``gateway/http1.py``) feeds the request head and body in;
 connection (``gateway/upstream.py``) feeds the answer back. Header hygiene (CONTRACT "What the
 upstream receives") is ``gateway/headers.py``; the decision itself is ``Guard.decide``, the
 same call the ASGI middleware makes.
+
+Framing is an invariant, not a list of cases: the upstream connection goes back to the pool only
+when the body bytes written match the framing declared in the head sent (exactly
+``Content-Length`` bytes, or a terminated chunked body) and the answer was complete; anything
+else closes it, so no byte of one request can ever be read as part of another.
+
+Bodies (accounting in ``gateway/request_body.py``): an ``application/x-www-form-urlencoded``
+body is read whole before the decision, which checks it; a multipart body streams through
+``wire.forms``'s gate, which releases no byte of a part header it has not checked. Any other
+body is read up to ``[server] body_buffer_bytes`` before an upstream connection is taken, so slow
+senders of small bodies hold no pooled connection, and streams from there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +30,15 @@ from restguard.edge.problem import problem
 from restguard.edge.view import build_view
 from restguard.errors import (
     AuthError,
+    Overloaded,
     PayloadTooLarge,
     ServerError,
     UpstreamError,
     UpstreamTimeout,
 )
 from restguard.gateway.headers import client_head, upstream_head
+from restguard.gateway.request_body import RequestBody
+from restguard.gateway.upstream import PoolTimeout
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -31,7 +46,11 @@ if TYPE_CHECKING:
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _log = logging.getLogger("restguard.gateway")
-_BUFFER_HIGH = 64 * 1024  # request body held while the decision is pending, before pausing
+# RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests." restguard
+# retries only safe methods, and sends the others only on connections idle for less than
+# ``FRESH_ENOUGH`` s (upstreams close idle keep-alive connections after 2 to 5 s by default).
+RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+FRESH_ENOUGH = 1.0
 
 
 class Exchange:
@@ -56,14 +75,23 @@ class Exchange:
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
-        self.expect_continue = any(
+        # RFC 9110 §10.1.1: a server MUST ignore a 100-continue expectation in an HTTP/1.0
+        # request (and §15.2: MUST NOT send a 1xx answer to an HTTP/1.0 client).
+        self.expect_continue = http_version == "1.1" and any(
             k == b"expect" and v.lower() == b"100-continue" for k, v in headers
         )
-        self.body_complete = content_length in (None, 0) and not chunked
-        self._body: list[bytes] = []
+        self.body = RequestBody(
+            headers,
+            content_length=content_length,
+            chunked=chunked,
+            max_bytes=self.gw.max_body_bytes,
+            started=client.reading_time(),
+        )
+        self.body_complete = not self.body.expected
+        self._body: list[bytes] = []  # what arrived before forwarding
         self._buffered = 0
-        self._seen = 0
-        self._discard = False
+        self._discard = self.body.error is not None
+        self._body_wait: asyncio.Future[None] | None = None
         self._upstream: UpstreamConnection | None = None
         self._forwarding = False
         self._head_sent = False
@@ -80,47 +108,68 @@ class Exchange:
     def feed_body(self, data: bytes) -> None:
         if self._discard or self.finished:
             return
-        self._seen += len(data)
-        if self._seen > self.gw.max_body_bytes:
-            self._too_large()
+        try:
+            data = self.body.take(data, self.client.reading_time())
+        except AuthError as err:
+            self._refuse_body(err)
             return
+        self._pass_on(data)
+
+    def _pass_on(self, data: bytes) -> None:
         if self._forwarding:
             self._send_body(data)
             if self._upstream is not None:  # an upload in progress is not an idle upstream
                 self._upstream.last_read = self.gw.loop.time()
-        else:
-            self._body.append(data)
-            self._buffered += len(data)
-            if self._buffered > _BUFFER_HIGH:
-                self.client.pause("buffer")
+            return
+        self._body.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.gw.limits.body_buffer_bytes and not self.body.form:
+            self.client.pause("buffer")
+            self._wake_body_wait()
 
     def body_done(self) -> None:
+        if self.finished or self._discard:
+            self.body_complete = True
+            return
+        try:
+            self._pass_on(self.body.finish())
+        except AuthError as err:
+            self._refuse_body(err)
+            return
         self.body_complete = True
-        if self._forwarding and self.chunked and self._upstream is not None:
-            self._upstream.write(b"0\r\n\r\n")
+        if self._forwarding and self._upstream is not None:
+            self._upstream.write(self.body.last_chunk())
+        self._wake_body_wait()
 
     def _send_body(self, data: bytes) -> None:
         assert self._upstream is not None
-        if self.chunked:
-            self._upstream.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self._upstream.write(data)
+        if data:
+            self._upstream.write(self.body.encode(data))
 
-    def _too_large(self) -> None:
+    def _wake_body_wait(self) -> None:
+        waiter, self._body_wait = self._body_wait, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _refuse_body(self, err: AuthError) -> None:
+        """The body cannot go on (too large, a refused form field). The client connection
+        stays: llhttp still knows the body's framing, so the rest of it is read and discarded,
+        never taken for a next request."""
         self._discard = True
-        err = PayloadTooLarge(debug="streamed body over the limit")
-        if self._forwarding:
-            # The upstream holds an incomplete request: that connection is dropped. The client
-            # connection stays: llhttp still knows the body's framing, so the rest of it is
-            # read and discarded, never taken for a next request.
+        if self._forwarding:  # the upstream holds an incomplete request: that one is dropped
             self._abort_upstream()
+        self._wake_body_wait()
+        if not self._head_sent:
+            self.gw.guard.refused(self.method, self.target, self.client.peer, err)
         self._respond_error(err)
 
     def body_failed(self, err: AuthError) -> None:
-        """The request body broke its framing: nothing more of it can be trusted."""
+        """The request body broke its framing or came too slowly: nothing more of it can be
+        trusted or waited for."""
         self._discard = True
         self._close_after = True
         self.keep_alive = False
+        self._wake_body_wait()
         if self._forwarding:
             self._abort_upstream()
         if self._head_sent:
@@ -145,6 +194,12 @@ class Exchange:
             self._abort_upstream()
             self._respond_error(ServerError(debug="unexpected error; see the server log"))
 
+    async def _wait_body(self, enough: Callable[[], bool]) -> None:
+        """Wait (with reading on) until ``enough()`` or the body ended one way or another."""
+        while not (enough() or self.body_complete or self._discard or self.finished):
+            self._body_wait = self.gw.loop.create_future()
+            await self._body_wait
+
     async def _decide_and_forward(self) -> None:
         gw = self.gw
         if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
@@ -154,7 +209,21 @@ class Exchange:
             ]
             self._respond(200, headers, gw.jwks_body())
             return
+        if self.finished:  # refused while its head was being read on (a body refusal)
+            return
+        body = None
         try:
+            if self.body.error is not None:
+                raise self.body.error
+            if self.body.form:  # read whole before the decision, which checks its fields
+                if self.expect_continue and not self.body_complete:
+                    self.client.write(_CONTINUE)  # the client waits for this before the body
+                    self.client.flush()
+                    self.expect_continue = False
+                await self._wait_body(lambda: False)
+                if self.finished or self._discard:
+                    return
+                body = b"".join(self._body)
             view = build_view(
                 self.method,
                 self.target,
@@ -167,6 +236,8 @@ class Exchange:
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
             raise
+        if body is not None:
+            view = replace(view, body=body)
         decision = await gw.guard.decide(view)
         if self.finished or self._discard:
             return
@@ -180,15 +251,24 @@ class Exchange:
             content_length=self.content_length,
             chunked=self.chunked,
         )
+        if not self.expect_continue:  # (a client that waits for 100 sends nothing before it)
+            limit = gw.limits.body_buffer_bytes
+            await self._wait_body(lambda: self._buffered >= limit)
+            if self.finished or self._discard:
+                return
         await self._forward(fresh=False)
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""
         try:
-            upstream = await self.gw.pool.acquire(fresh=fresh)
+            upstream = await self.gw.pool.acquire(
+                fresh=fresh, max_idle=None if self.method in RETRYABLE else FRESH_ENOUGH
+            )
+        except PoolTimeout:
+            raise Overloaded(debug="no upstream connection free in time") from None
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(debug=f"connect: {exc!r}") from None
-        if self.finished:  # the client went away meanwhile
+        if self.finished or self._discard:  # the client went away or the body failed meanwhile
             self.gw.pool.release(upstream)
             return
         self._upstream = upstream
@@ -206,8 +286,8 @@ class Exchange:
         if self._buffered:
             self._buffered = 0
             self.client.resume("buffer")
-        if self.body_complete and self.chunked:
-            upstream.write(b"0\r\n\r\n")
+        if self.body_complete:
+            upstream.write(self.body.last_chunk())
         self._arm_timer()
 
     # --- the answer, fed by the upstream connection ------------------------------------------
@@ -245,10 +325,11 @@ class Exchange:
             return
         if self._chunked_out:
             self.client.write(b"0\r\n\r\n")
-        if self.body_complete and self._upstream is not None:
+        reusable = self.body_complete and not self._discard and self.body.framing_kept()
+        if self._upstream is not None and reusable:
             self.gw.pool.release(self._upstream)
             self._upstream = None
-        else:  # the upstream answered before reading the whole body: not reusable
+        else:  # the body was not all sent (an early answer, a refusal): never reused
             self._abort_upstream()
         self.gw.observe_upstream(self.gw.loop.time() - self._forwarded_at)
         self._finish()
@@ -265,10 +346,11 @@ class Exchange:
                 and upstream.reused
                 and not upstream.received_any
                 and not self._retried
-                and not self._seen
+                and not self.body.seen
+                and self.method in RETRYABLE
             ):
                 # A reused keep-alive connection the upstream had already closed: one retry on
-                # a fresh connection, when nothing of the request body was streamed yet.
+                # a fresh connection, for a safe method without a body (RFC 9110 §9.2.2).
                 self._retried = True
                 self._forwarding = False
                 # (the loop keeps only weak references to tasks: hold this one)
@@ -300,6 +382,7 @@ class Exchange:
         """The client went away: abandon the upstream exchange."""
         self._abort_upstream()
         self.finished = True
+        self._wake_body_wait()
         if self._timer is not None:
             self._timer.cancel()
 

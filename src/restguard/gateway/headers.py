@@ -1,9 +1,11 @@
 """Header hygiene: what crosses the gateway (CONTRACT "What the upstream receives").
 
 ``upstream_head`` builds the request head the upstream gets: exactly the judged path, hop-by-hop
-fields and what ``Connection`` names removed, client claims about addresses removed, the used
-credential removed (unless the route forwards it), ``X-Forwarded-*`` and the identity block
-added. ``client_head`` builds the answer's head for the client with its own framing.
+fields and what ``Connection`` names removed (except headers restguard relies on: naming those
+is ignored), the client-address and scheme family removed unless a trusted proxy sent it,
+restguard credentials removed (unless the route forwards them), ``X-Forwarded-*`` and the
+identity block added. Names arrive clean (``edge.view``: ``[0-9a-z-]`` only, no client-sent
+``X-Restguard-*``). ``client_head`` builds the answer's head for the client with its own framing.
 """
 
 from __future__ import annotations
@@ -27,19 +29,45 @@ HOP_BY_HOP = frozenset(
 )
 # Request fields restguard sets itself for the upstream connection (framing, Host, Expect).
 _REQUEST_DROP = HOP_BY_HOP | {b"expect", b"host", b"content-length"}
-# Client-sent claims about the client's address or scheme: restguard sets the X-Forwarded-*
-# ones itself from what it verified, and drops look-alikes some frameworks believe.
-CLIENT_ADDRESS_HEADERS = frozenset(
+# Claims about the client's address, scheme, host or original URL that frameworks believe
+# (Rack reads X-Forwarded-Ssl: on as HTTPS, Spring builds URLs from X-Forwarded-Prefix ...):
+# every X-Forwarded-* plus these, removed unless the peer is a trusted proxy. restguard sets
+# X-Forwarded-For, -Proto and -Host itself.
+FORWARDED_PREFIX = b"x-forwarded-"
+FORWARDED_FAMILY = frozenset(
     {
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
         b"forwarded",
         b"x-real-ip",
         b"true-client-ip",
         b"x-client-ip",
         b"client-ip",
+        b"cf-connecting-ip",
+        b"x-cluster-client-ip",
+        b"fastly-client-ip",
+        b"x-url-scheme",
+        b"x-scheme",
+        b"x-original-uri",
+        b"x-original-host",
+        b"x-host",
+        b"front-end-https",
+        b"x-original-forwarded-for",
+        b"x-proxyuser-ip",
+    }
+)
+_SET_BY_RESTGUARD = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# Headers restguard relies on: a client's ``Connection`` naming one is ignored for it, so the
+# upstream sees what was judged (RFC 9110 §7.6.1 lets a proxy drop what Connection names).
+PROTECTED_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"x-api-key",
+        b"signature",
+        b"signature-input",
+        b"content-digest",
+        b"host",
+        b"content-length",
+        b"content-type",
+        b"cookie",
     }
 )
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
@@ -67,24 +95,35 @@ def upstream_head(
     chunked: bool,
 ) -> bytes:
     """The request line and header block sent to the upstream."""
-    tokens = _connection_tokens(view.headers)
+    tokens = _connection_tokens(view.headers) - PROTECTED_HEADERS
     drop = () if decision.route.forward_credentials else decision.credential_headers
+    trusted = view.via_trusted_proxy
     target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")
     lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (view.method.encode(), target, upstream_host)]
     host = b""
+    proto = b"http"
     for name, value in view.headers:
         if name == b"host":
             host = value
         if (
             name in _REQUEST_DROP
             or name in tokens
-            or name in CLIENT_ADDRESS_HEADERS
             or name.startswith((b"x-restguard-", b"proxy-"))
             or name in drop
         ):
             continue
+        if (name.startswith(FORWARDED_PREFIX) or name in FORWARDED_FAMILY) and (
+            not trusted or name in _SET_BY_RESTGUARD
+        ):
+            # restguard's own X-Forwarded-* take a trusted proxy's scheme and host into account
+            if trusted and name == b"x-forwarded-proto" and value in (b"http", b"https"):
+                proto = value
+            elif trusted and name == b"x-forwarded-host" and value:
+                host = value
+            continue
         lines.append(b"%s: %s\r\n" % (name, value))
-    lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % view.client.encode())
+    client = view.client.encode()
+    lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n" % (client, proto))
     if host:
         lines.append(b"x-forwarded-host: %s\r\n" % host)
     lines.append(identity)

@@ -1,4 +1,5 @@
-"""The gateway listener: HTTP/1.1 on asyncio (uvloop) + httptools (llhttp), strict.
+"""One client connection of the gateway listener: HTTP/1.1 on asyncio (uvloop) + httptools
+(llhttp), strict. (What all connections share, and the listener itself: ``gateway/server.py``.)
 
 Chosen by measurement (bench/README.md): uvicorn's ASGI cycle plus aiohttp's client cost
 ~140 us of CPU per proxied request against nginx's ~13; a protocol that feeds llhttp's events
@@ -7,8 +8,17 @@ bad chunking, bare LF, obs-fold ...); this module adds the caps and the contract
 
 * the request target is capped at ``MAX_TARGET_BYTES`` (414, RFC 9112 §3) and kept raw, so
   absolute-form targets are refused by the path normaliser rather than reduced to a path;
-* the header block is capped while it is parsed (431);
-* every parse error is answered with JSON and the connection is closed.
+* the header block is capped while it is parsed (431); HTTP/1.0 and 1.1 only (505);
+* every parse error is answered with JSON and the connection is closed;
+* ``Upgrade`` is ignored (RFC 9110 §7.8: a server MAY ignore it; restguard tunnels nothing):
+  llhttp stops at an upgrade request's head, so its body is read on by a fresh parser and the
+  request is forwarded as an ordinary one, framed like any other (never a Content-Length
+  without its bytes); CONNECT is refused and ends the connection;
+* slow clients are timed (nginx's anchors): the head must arrive within
+  ``client_header_timeout``, a keep-alive connection idles at most ``keepalive_timeout``, a body
+  pauses at most ``client_body_timeout`` and averages ``client_body_min_rate`` (Apache
+  mod_reqtimeout); time the gateway itself stopped reading does not count. Concurrent
+  connections are capped at ``max_connections`` (503 beyond).
 
 Requests on one connection are answered in order (pipelining): the next one waits, with reading
 paused, until the current answer is complete.
@@ -18,25 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import socket
-import ssl
-from collections.abc import Callable, Sequence
+import math
 from http import HTTPStatus
-from typing import cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from restguard.authz.paths import MAX_TARGET_BYTES, TargetTooLong
 from restguard.edge.problem import problem
-from restguard.edge.view import Network
-from restguard.errors import AuthError, HeadersTooLarge, InvalidRequest
+from restguard.errors import (
+    AuthError,
+    HeadersTooLarge,
+    InvalidRequest,
+    Overloaded,
+    RequestTimeout,
+    VersionNotSupported,
+)
 from restguard.gateway.exchange import Exchange
-from restguard.gateway.upstream import UpstreamPool
-from restguard.guard import Decision, Guard
-from restguard.keys.signing import SigningKeys
-from restguard.wiring import Runtime
+
+if TYPE_CHECKING:
+    from restguard.gateway.server import Gateway
+
+_VERSIONS = frozenset({"1.0", "1.1"})
 
 
 def _error_response(err: AuthError) -> bytes:
@@ -47,73 +60,8 @@ def _error_response(err: AuthError) -> bytes:
     return b"".join(head) + b"connection: close\r\n\r\n" + body
 
 
-class _TooLarge(Exception):
+class _Refused(Exception):
     """Raised in a parser callback; httptools turns it into a parse error."""
-
-
-class Gateway:
-    """What every connection shares: the guard, the upstream pool, limits, identity."""
-
-    def __init__(
-        self,
-        guard: Guard,
-        keys: SigningKeys,
-        identity: Callable[[Decision], bytes],
-        *,
-        upstream_host: str,
-        upstream_port: int,
-        upstream_tls: ssl.SSLContext | None = None,
-        connect_timeout: float,
-        read_timeout: float,
-        pool_size: int,
-        max_body_bytes: int,
-        max_header_bytes: int,
-        trusted_proxies: Sequence[Network],
-        observe_upstream: Callable[[float], None] = lambda seconds: None,
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.guard, self.keys, self.identity = guard, keys, identity
-        self.pool = UpstreamPool(
-            upstream_host,
-            upstream_port,
-            tls=upstream_tls,
-            connect_timeout=connect_timeout,
-            size=pool_size,
-        )
-        default_port = 443 if upstream_tls else 80
-        self.upstream_host = (
-            upstream_host if upstream_port == default_port else f"{upstream_host}:{upstream_port}"
-        ).encode("idna")
-        self.read_timeout = read_timeout
-        self.max_body_bytes = max_body_bytes
-        self.max_header_bytes = max_header_bytes
-        self.trusted_proxies = tuple(trusted_proxies)
-        self.observe_upstream = observe_upstream
-        self.connections: set[ClientConnection] = set()
-        self._server: asyncio.base_events.Server | None = None
-
-    def jwks_body(self) -> bytes:
-        return json.dumps(self.keys.jwks()).encode()
-
-    async def start(self, sock: socket.socket) -> None:
-        self._server = await self.loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=2048
-        )
-
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let answers in flight finish (up to ``grace`` s), close the rest."""
-        if self._server is not None:
-            self._server.close()
-        deadline = self.loop.time() + grace
-        for conn in list(self.connections):
-            conn.close_when_idle()
-        while self.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            conn.abort()
-        self.pool.close()
-        if self._server is not None:
-            await self._server.wait_closed()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -121,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self.loop = gw.loop
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self._parser = httptools.HttpRequestParser(self)
@@ -128,47 +77,84 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._in_head = False
-        self._too_large: AuthError | None = None
+        self._skip_head = False  # the parser is reading the stand-in head of an ignored Upgrade
+        self._refusal: AuthError | None = None
         self._parsing: Exchange | None = None
+        self._upgrading: Exchange | None = None
         self._active: Exchange | None = None
         self._queue: collections.deque[Exchange] = collections.deque()
         self._paused: set[str] = set()
         self._closing = False
-        self._upgrade = False
+        self._last_words = b""  # an error answer owed once the requests before it are answered
         self._task: asyncio.Task[None] | None = None
         self._out: list[bytes] = []
+        # Slow-client clocks (see the module docstring). "Reading time" stops while paused.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._idle_since = self.loop.time()
+        self._head_started = 0.0
+        self._served = 0
+        self._paused_since = 0.0
+        self._paused_total = 0.0
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
+        if len(self.gw.connections) >= self.gw.limits.max_connections:
+            self._closing = True
+            self.transport.write(_error_response(Overloaded(debug="max_connections reached")))
+            self.transport.close()
+            return
         self.gw.connections.add(self)
+        self._schedule()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing or self._upgrade:
+        if self._closing:
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The request asked to switch protocols; restguard does not tunnel (RFC 9110
-            # §7.8: a server MAY ignore Upgrade). It is answered as a plain request, then
-            # the connection closes, since what follows is not HTTP/1.1.
-            self._upgrade = True
-            if self._parsing is not None:
-                self._parsing.body_done()
-                self._parsing.keep_alive = False
-                self._parsing = None
-        except httptools.HttpParserError:
-            err = self._too_large or InvalidRequest(
-                "The request is not valid HTTP/1.1.", debug="HTTP/1.1 parse error"
+        except httptools.HttpParserUpgrade as exc:
+            self._ignore_upgrade(data[exc.args[0] :])
+        except httptools.HttpParserError as exc:
+            err = self._refusal or (
+                VersionNotSupported(debug="unparseable HTTP version")
+                if "Invalid HTTP version" in str(exc)  # llhttp's words for e.g. HTTP/1.2, 3.0
+                else InvalidRequest(
+                    "The request is not valid HTTP/1.1.", debug="HTTP/1.1 parse error"
+                )
             )
             self._fatal(err)
             self._audit_parse_error(err)
 
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        """llhttp completed an upgrade request at its head, skipping any body. restguard does
+        not switch protocols: a fresh parser reads the body (behind a stand-in head that
+        declares the same framing) and then the next requests, as for any request."""
+        ex, self._upgrading = self._upgrading, None
+        self._parser = httptools.HttpRequestParser(self)
+        if ex is None or ex.method == "CONNECT":  # what follows would be a tunnel
+            self._closing = True
+            if ex is not None:
+                ex.keep_alive = False
+            return
+        if ex.content_length or ex.chunked:
+            framing = (
+                b"transfer-encoding: chunked"
+                if ex.chunked
+                else b"content-length: %d" % (ex.content_length or 0)
+            )
+            self._skip_head = True
+            self._parsing = ex
+            rest = b"POST / HTTP/1.1\r\nhost: body\r\n" + framing + b"\r\n\r\n" + rest
+        if rest:
+            self.data_received(rest)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.gw.connections.discard(self)
         self._closing = True
+        self._cancel_timer()
         for ex in (self._active, *self._queue):
             if ex is not None:
                 ex.client_lost()
@@ -184,33 +170,46 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._skip_head:
+            return
         self._url = b""
         self._headers = []
         self._header_bytes = 0
         self._in_head = True
+        self._head_started = self.loop.time()
+        self._schedule()
 
     def on_url(self, url: bytes) -> None:
+        if self._skip_head:
+            return
         self._url += url
         if len(self._url) > MAX_TARGET_BYTES:
             # RFC 9112 §3: a request-target longer than any URI the server wishes to parse
             # MUST get 414 (URI Too Long).
-            self._too_large = TargetTooLong(
+            self._refusal = TargetTooLong(
                 "The request target is too long.", debug="request target too long"
             )
-            raise _TooLarge
+            raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:  # chunked trailer fields: never forwarded
+        if not self._in_head:  # chunked trailer fields (or a stand-in head): never forwarded
             return
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.gw.max_header_bytes:
-            self._too_large = HeadersTooLarge(debug="header block over the limit")
-            raise _TooLarge
+            self._refusal = HeadersTooLarge(debug="header block over the limit")
+            raise _Refused
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if self._skip_head:
+            self._skip_head = False
+            return
         self._in_head = False
         parser = self._parser
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            self._refusal = VersionNotSupported(debug=f"HTTP/{version}")
+            raise _Refused
         length: int | None = None
         chunked = False
         for name, value in self._headers:
@@ -223,43 +222,60 @@ class ClientConnection(asyncio.Protocol):
             parser.get_method().decode("ascii"),
             self._url,
             self._headers,
-            parser.get_http_version(),
+            version,
             parser.should_keep_alive(),
             content_length=length,
             chunked=chunked,
         )
         self._parsing = ex
+        if parser.should_upgrade():
+            self._upgrading = ex
         if self._active is None:
             self._start(ex)
         else:
             self._queue.append(ex)
             self.pause("pipeline")
+        self._schedule()
 
     def on_body(self, body: bytes) -> None:
         if self._parsing is not None:
             self._parsing.feed_body(body)
 
     def on_message_complete(self) -> None:
-        if self._parsing is not None:
-            self._parsing.body_done()
-            self._parsing = None
+        ex = self._parsing
+        if ex is None:
+            return
+        if ex is self._upgrading and (ex.content_length or ex.chunked):
+            return  # llhttp skipped the body: the parser after the upgrade reads it
+        ex.body_done()
+        self._parsing = None
 
     # --- exchanges ---------------------------------------------------------------------------
     def _start(self, ex: Exchange) -> None:
         self._active = ex
-        self._task = self.gw.loop.create_task(ex.run())
+        self._task = self.loop.create_task(ex.run())
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
         if ex is not self._active:
             return
         self._active = None
-        if not keep_alive or self._upgrade or (self._closing and not self._queue):
+        self._served += 1
+        if not keep_alive:
+            self._last_words = b""  # the answer just sent ended the connection
             self._close()
             return
+        if self._closing and not self._queue:
+            self._close()
+            return
+        now = self.loop.time()
+        self._idle_since = now
+        if self._in_head:  # a pipelined head's time starts now that it is read on
+            self._head_started = max(self._head_started, now)
         if self._queue:
             self._start(self._queue.popleft())
             if not self._queue:
                 self.resume("pipeline")
+        self._schedule()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the client; ``flush`` sends what is queued in one write."""
@@ -274,16 +290,77 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def pause(self, reason: str) -> None:
-        if not self._paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        if not self._paused:
+            self._paused_since = self.loop.time()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
         self._paused.add(reason)
 
     def resume(self, reason: str) -> None:
         if reason not in self._paused:
             return
         self._paused.discard(reason)
-        if not self._paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        if not self._paused:
+            self._paused_total += self.loop.time() - self._paused_since
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def reading_time(self) -> float:
+        """A clock that stands still while the gateway is not reading from this client."""
+        now = self._paused_since if self._paused else self.loop.time()
+        return now - self._paused_total
+
+    # --- slow clients ------------------------------------------------------------------------
+    def _deadline(self) -> tuple[float, str]:
+        """When this connection's current wait runs out (loop time), and what it waits for."""
+        limits = self.gw.limits
+        parsing = self._parsing
+        if parsing is not None and not parsing.body_complete and not parsing.finished:
+            if self._paused:
+                return self.loop.time() + limits.client_body_timeout, "paused"
+            left = parsing.body.time_left(
+                self.reading_time(), limits.client_body_timeout, limits.client_body_min_rate
+            )
+            return self.loop.time() + left, "body"
+        if self._active is not None or self._queue:
+            return math.inf, "busy"  # the upstream's timers apply
+        if self._in_head:
+            return self._head_started + limits.client_header_timeout, "head"
+        wait = limits.keepalive_timeout if self._served else limits.client_header_timeout
+        return self._idle_since + wait, "idle"
+
+    def _schedule(self) -> None:
+        """Make sure the timer fires no later than the current deadline (it re-arms lazily)."""
+        at, _ = self._deadline()
+        if at < self._timer_at:
+            self._cancel_timer()
+            self._timer_at = at
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if self._closing or self.transport is None:
+            return
+        at, waiting = self._deadline()
+        if at > self.loop.time():
+            if at != math.inf:
+                self._timer_at = at
+                self._timer = self.loop.call_at(at, self._on_timer)
+            return
+        if waiting == "idle":
+            self._close()
+        elif waiting == "head":
+            err = RequestTimeout(debug="request head not received in time")
+            self._fatal(err)
+            self._audit_parse_error(err)
+        elif waiting == "body" and self._parsing is not None:
+            self._parsing.body_failed(RequestTimeout(debug="request body too slow"))
 
     # --- endings -----------------------------------------------------------------------------
     def _audit_parse_error(self, err: AuthError) -> None:
@@ -299,18 +376,23 @@ class ClientConnection(asyncio.Protocol):
         with the error (or, if its answer already started, cut off); complete requests before
         it are still answered; then the connection closes."""
         self._closing = True
+        self._cancel_timer()
         broken, self._parsing = self._parsing, None
         if broken is not None and broken is self._active:
             broken.body_failed(err)
             return
         if broken is not None and broken in self._queue:
             self._queue.remove(broken)
+        self._last_words = _error_response(err)
         if self._active is None and not self._queue:
-            self.write(_error_response(err))
             self._close()
 
     def _close(self) -> None:
         self._closing = True
+        self._cancel_timer()
+        if self._last_words:
+            self.write(self._last_words)
+            self._last_words = b""
         self.flush()
         if self.transport is not None:
             self.transport.close()
@@ -324,33 +406,3 @@ class ClientConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-
-def make_gateway(
-    runtime: Runtime,
-    identity: Callable[[Decision], bytes],
-    observe_upstream: Callable[[float], None],
-) -> Gateway:
-    """The Gateway for ``runtime``'s settings (must run inside the event loop)."""
-    settings = runtime.settings
-    parts = urlsplit(settings.upstream.url)
-    tls = None
-    if parts.scheme == "https":
-        # Certificate and host name are verified (the system store, or [upstream] ca_file).
-        ca_file = settings.upstream.ca_file
-        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    return Gateway(
-        runtime.guard,
-        runtime.keys,
-        identity,
-        upstream_host=parts.hostname or "127.0.0.1",
-        upstream_port=parts.port or (443 if tls else 80),
-        upstream_tls=tls,
-        connect_timeout=settings.upstream.connect_timeout,
-        read_timeout=settings.upstream.timeout,
-        pool_size=settings.upstream.pool_size,
-        max_body_bytes=settings.server.max_body_bytes,
-        max_header_bytes=settings.server.max_header_bytes,
-        trusted_proxies=settings.server.trusted_proxies,
-        observe_upstream=observe_upstream,
-    )

@@ -17,6 +17,10 @@ from typing import Protocol, cast
 import httptools
 
 
+class PoolTimeout(Exception):
+    """No pooled connection became free within the queue timeout."""
+
+
 class ResponseSink(Protocol):
     """What an upstream connection reports to the exchange using it."""
 
@@ -46,6 +50,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.received_any = False
         self.last_read = 0.0
+        self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -184,9 +189,11 @@ class UpstreamPool:
         tls: ssl.SSLContext | None = None,
         connect_timeout: float,
         size: int,
+        queue_timeout: float = 5.0,
     ) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.connect_timeout = connect_timeout
+        self.queue_timeout = queue_timeout
         self.size = size
         self.loop = asyncio.get_running_loop()
         self._idle: list[UpstreamConnection] = []
@@ -194,28 +201,40 @@ class UpstreamPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
-    async def acquire(self, *, fresh: bool = False) -> UpstreamConnection:
+    async def acquire(
+        self, *, fresh: bool = False, max_idle: float | None = None
+    ) -> UpstreamConnection:
         """An idle connection, a new one, or the next one released. Raises OSError or
-        TimeoutError when the upstream cannot be reached in ``connect_timeout``. ``fresh``
-        skips (and closes) idle connections: after one went stale, its siblings likely are too."""
+        TimeoutError when the upstream cannot be reached in ``connect_timeout``, PoolTimeout
+        when none is free within ``queue_timeout``. ``fresh`` skips (and closes) idle
+        connections: after one went stale, its siblings likely are too. ``max_idle`` closes
+        idle connections older than that instead of using them (for requests that must not be
+        retried, so must not risk a connection the upstream is about to close)."""
         if fresh:
             for conn in self._idle:
                 conn.close()
             self._idle.clear()
+        deadline = self.loop.time() + self.queue_timeout
         while True:
             while self._idle:
                 conn = self._idle.pop()
-                if conn.transport is not None and not conn.transport.is_closing():
-                    conn.reused = True
-                    conn.received_any = False
-                    self._busy.add(conn)
-                    return conn
+                if conn.transport is None or conn.transport.is_closing():
+                    continue
+                if max_idle is not None and self.loop.time() - conn.idle_since > max_idle:
+                    conn.close()
+                    continue
+                conn.reused = True
+                conn.received_any = False
+                self._busy.add(conn)
+                return conn
             if len(self._busy) < self.size:
                 return await self._connect()
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                await asyncio.wait_for(waiter, max(0.0, deadline - self.loop.time()))
+            except TimeoutError:
+                raise PoolTimeout from None
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -246,6 +265,7 @@ class UpstreamPool:
         conn.sink = None
         conn.head_only = False
         if conn.reusable and not self._closed:
+            conn.idle_since = self.loop.time()
             self._idle.append(conn)
         else:
             conn.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from restguard.authz.paths import MAX_TARGET_BYTES, normalise_path, normalise_target, split_target
 from restguard.errors import InvalidRequest
@@ -213,3 +215,83 @@ def test_normalise_is_idempotent() -> None:
         assert "." not in segments and ".." not in segments, raw
         assert "" not in segments[:-1], raw
     assert accepted > 200  # the loop must exercise the accepting path, not only refusals
+
+
+# --- refuse_dot_segments (embedded mode: the app routes on the path as sent) ---------------------
+
+DOT_SEGMENT_PATHS = [
+    b"/.",
+    b"/..",
+    b"/./",
+    b"/a/.",
+    b"/a/..",
+    b"/a/./b",
+    b"/a/b/../c",
+    b"/a/%41/../b",
+]
+
+
+@pytest.mark.parametrize("raw", DOT_SEGMENT_PATHS, ids=[r.decode() for r in DOT_SEGMENT_PATHS])
+def test_dot_segments_are_refused_when_asked(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        normalise_path(raw, refuse_dot_segments=True)
+    err = caught.value
+    assert err.debug == "dot segment"
+    assert (err.status, err.error) == (400, "invalid_request")
+    assert "dot segment" in err.description
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"/a/.../b", "/a/.../b"),
+        (b"/a/..b/c", "/a/..b/c"),
+        (b"/a/.b", "/a/.b"),
+        (b"/a./b.", "/a./b."),
+        (b"/%41/b/", "/A/b/"),
+        (b"/", "/"),
+    ],
+)
+def test_dot_like_segments_are_not_dot_segments(raw: bytes, expected: str) -> None:
+    assert normalise_path(raw, refuse_dot_segments=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"/a/%2e%2e/b", "encoded slash, backslash, dot or NUL"),
+        (b"/a/%2E", "encoded slash, backslash, dot or NUL"),
+        (b"/a//b", "empty path segment"),
+        (b"/a;b", "';' path parameters"),
+    ],
+)
+def test_other_refusals_keep_their_reason_when_dots_are_refused(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        normalise_path(raw, refuse_dot_segments=True)
+    assert caught.value.debug == reason
+
+
+@given(st.lists(st.sampled_from(_PIECES + _SEGMENTS), max_size=6))
+def test_refusing_dot_segments_changes_nothing_else(parts: list[str]) -> None:
+    """With ``refuse_dot_segments`` a path is refused exactly when it has a "." or ".."
+    segment (and would otherwise be accepted); every other path gets the same answer."""
+    raw = ("/" + "/".join(parts)).encode("ascii")
+    has_dots = any(s in (".", "..") for s in raw.decode("ascii").split("/")[1:])
+    try:
+        default: str | None = normalise_path(raw)
+        default_reason = ""
+    except InvalidRequest as err:
+        default, default_reason = None, err.debug
+    try:
+        strict: str | None = normalise_path(raw, refuse_dot_segments=True)
+        strict_reason = ""
+    except InvalidRequest as err:
+        strict, strict_reason = None, err.debug
+    if has_dots:
+        assert strict is None
+        if default is not None:
+            assert strict_reason == "dot segment"
+        else:  # refused either way: for the dot segment or for what the default refused
+            assert strict_reason in ("dot segment", default_reason)
+    else:
+        assert (strict, strict_reason) == (default, default_reason)

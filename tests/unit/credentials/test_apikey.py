@@ -54,7 +54,7 @@ def test_checksum_catches_every_single_character_change() -> None:
             if replacement == key[position]:
                 continue
             typo = key[:position] + replacement + key[position + 1 :]
-            with pytest.raises(InvalidRequest):
+            with pytest.raises(InvalidCredential):
                 parse_key(typo)
             changed += 1
     assert changed == len(key) * (len(ALPHABET) - 1)
@@ -67,7 +67,7 @@ def test_checksum_catches_swapped_neighbours() -> None:
         if key[i] == key[i + 1]:
             continue
         swapped = key[:i] + key[i + 1] + key[i] + key[i + 2 :]
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidCredential):
             parse_key(swapped)
 
 
@@ -83,11 +83,15 @@ def test_checksum_catches_swapped_neighbours() -> None:
         lambda k: "",
     ],
 )
-def test_malformed_keys_are_refused(mutate: object) -> None:
+def test_malformed_keys_are_invalid_credentials(mutate: object) -> None:
+    # A malformed key is an invalid credential (401 invalid_token), like a wrong one.
     _, key = generate_key()
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidCredential) as caught:
         parse_key(mutate(key))  # type: ignore[operator]
-    assert caught.value.description == "The API key is malformed."
+    err = caught.value
+    assert (err.status, err.error) == (401, "invalid_token")
+    assert err.description == InvalidCredential.default_description
+    assert err.debug == "api key syntax or checksum"
 
 
 def test_new_record_stores_only_a_digest() -> None:
@@ -98,6 +102,8 @@ def test_new_record_stores_only_a_digest() -> None:
     assert record.created_at == T0
     assert record.expires_at == T0 + timedelta(hours=1)
     assert new_record("svc", (), T0, None)[0].expires_at is None
+    # durations may be fractional now ("250ms")
+    assert new_record("svc", (), T0, 0.25)[0].expires_at == T0 + timedelta(milliseconds=250)
 
 
 # --- extraction -----------------------------------------------------------------------------------
@@ -186,40 +192,125 @@ def test_extract_repeated_header_is_invalid(auth: ApiKeyAuthenticator, name: str
 
 
 @pytest.mark.parametrize(
-    "value", ["", "ApiKey", "rg_ak_short", "x" * (MAX_KEY_CHARS + 1), "rg_ak_\u00e9"]
+    ("value", "debug"),
+    [
+        ("", "api key syntax or checksum"),
+        ("ApiKey", "api key syntax or checksum"),
+        ("rg_ak_short", "api key syntax or checksum"),
+        ("x" * (MAX_KEY_CHARS + 1), "api key too long"),
+        ("rg_ak_\u00e9", "api key not ascii"),
+    ],
 )
-def test_extract_malformed_key_is_invalid(auth: ApiKeyAuthenticator, value: str) -> None:
+def test_extract_malformed_key_is_an_invalid_credential(
+    auth: ApiKeyAuthenticator, value: str, debug: str
+) -> None:
     raw = RequestView("GET", "/", b"", ((b"x-api-key", value.encode("utf-8")),), "")
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidCredential) as caught:
         auth.extract(raw)
+    assert caught.value.status == 401
+    assert caught.value.debug == debug
 
 
 @pytest.mark.parametrize(
-    "query",
+    "value",
     [
-        b"api_key={key}",
-        b"apikey={key}",
-        b"API-KEY=x",
-        b"x-api-key=",
-        b"a=1&Api_Key=abc",
-        b"token={key}",
-        b"{key}",
-        b"a=1&b={key}",
+        "ApiKey",
+        "ApiKey ",
+        "ApiKey rg_ak_short",
+        "apikey " + "x" * (MAX_KEY_CHARS + 1),
+        "Bearer rg_ak_short",
+        "Bearer rg_ak_",
     ],
 )
-def test_keys_in_the_query_string_are_refused(auth: ApiKeyAuthenticator, query: bytes) -> None:
-    _, key = generate_key()
-    with pytest.raises(InvalidRequest, match="never in the URL") as caught:
-        auth.extract(view(("X-API-Key", key), query=query.replace(b"{key}", key.encode())))
-    assert caught.value.debug == "api key in query string"
-    # Even with no header at all the query is refused (not silently ignored).
-    with pytest.raises(InvalidRequest):
-        auth.extract(view(query=query.replace(b"{key}", key.encode())))
+def test_extract_malformed_key_in_authorization_is_an_invalid_credential(
+    auth: ApiKeyAuthenticator, value: str
+) -> None:
+    with pytest.raises(InvalidCredential):
+        auth.extract(view(("Authorization", value)))
 
 
-def test_harmless_query_is_fine(auth: ApiKeyAuthenticator) -> None:
+def test_the_key_length_cap_is_inclusive(auth: ApiKeyAuthenticator) -> None:
+    # MAX_KEY_CHARS characters get as far as the syntax check; one more is refused before it.
+    with pytest.raises(InvalidCredential) as caught:
+        auth.extract(view(("X-API-Key", "x" * MAX_KEY_CHARS)))
+    assert caught.value.debug == "api key syntax or checksum"
+
+
+def test_extraction_leaves_the_query_to_the_guard(auth: ApiKeyAuthenticator) -> None:
+    # The query check moved to the guard (every route, not only api-key ones): extraction
+    # looks at headers only.
+    key_id, key = generate_key()
+    query = b"api_key=" + key.encode()
+    credential = auth.extract(view(("X-API-Key", key), query=query))
+    assert credential is not None and credential.credential_id == key_id
+    assert auth.extract(view(query=query)) is None
+
+
+# --- Authorization: Bearer rg_ak_... ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", ["Bearer {}", "bearer {}", "BEARER {}", "Bearer  {}\t"])
+def test_extract_bearer_api_key(auth: ApiKeyAuthenticator, template: str) -> None:
+    key_id, key = generate_key()
+    credential = auth.extract(view(("Authorization", template.format(key))))
+    assert credential is not None
+    assert (credential.method, credential.secret, credential.credential_id) == (
+        "api_key",
+        key,
+        key_id,
+    )
+    assert credential.headers == (b"authorization",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer eyJhbGciOiJFZERTQSJ9.e30.sig", "Bearer rg_at_abc", "Bearer xrg_ak_abc", "Bearer"],
+)
+def test_other_bearer_tokens_are_not_api_keys(auth: ApiKeyAuthenticator, value: str) -> None:
+    assert auth.extract(view(("Authorization", value))) is None
+    assert auth.carriers(view(("Authorization", value))) == ()
+
+
+def test_bearer_key_and_x_api_key_together_is_invalid(auth: ApiKeyAuthenticator) -> None:
     _, key = generate_key()
-    assert auth.extract(view(("X-API-Key", key), query=b"page=2&key_name=x")) is not None
+    with pytest.raises(InvalidRequest, match="one header"):
+        auth.extract(view(("Authorization", "Bearer " + key), ("X-API-Key", key)))
+
+
+# --- carriers: every header holding an API key, used or not -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((), ()),
+        ((("Accept", "*/*"),), ()),
+        ((("X-API-Key", "{key}"),), (b"x-api-key",)),
+        ((("X-API-Key", "not-a-key"),), (b"x-api-key",)),
+        ((("X-API-Key", ""),), (b"x-api-key",)),
+        ((("Authorization", "ApiKey {key}"),), (b"authorization",)),
+        ((("Authorization", "apikey garbage"),), (b"authorization",)),
+        ((("Authorization", "Bearer {key}"),), (b"authorization",)),
+        ((("Authorization", "Bearer rg_ak_malformed"),), (b"authorization",)),
+        ((("Authorization", "Basic dXNlcjpwdw=="),), ()),
+        (
+            (("Authorization", "Bearer {key}"), ("X-API-Key", "{key}")),
+            (b"authorization", b"x-api-key"),
+        ),
+        ((("Authorization", "Bearer jwt"), ("X-API-Key", "{key}")), (b"x-api-key",)),
+        # a repeated field is ambiguous: both kinds go, whatever they hold
+        ((("X-API-Key", "a"), ("X-API-Key", "b")), (b"authorization", b"x-api-key")),
+        ((("Authorization", "Basic a"), ("Authorization", "b")), (b"authorization", b"x-api-key")),
+    ],
+)
+def test_carriers(
+    auth: ApiKeyAuthenticator,
+    headers: tuple[tuple[str, str], ...],
+    expected: tuple[bytes, ...],
+) -> None:
+    _, key = generate_key()
+    filled = tuple((name, value.format(key=key)) for name, value in headers)
+    assert auth.carriers(view(*filled)) == expected
 
 
 # --- authentication -------------------------------------------------------------------------------

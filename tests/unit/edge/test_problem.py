@@ -17,10 +17,13 @@ from restguard.errors import (
     InvalidRequest,
     MissingCredential,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     UpstreamError,
     UpstreamTimeout,
+    VersionNotSupported,
 )
 
 CASES = [
@@ -35,6 +38,9 @@ CASES = [
     (BackendUnavailable(), 503, "temporarily_unavailable"),
     (UpstreamError(), 502, "bad_gateway"),
     (UpstreamTimeout(), 504, "gateway_timeout"),
+    (RequestTimeout(), 408, "invalid_request"),
+    (VersionNotSupported(), 505, "invalid_request"),
+    (Overloaded(), 503, "temporarily_unavailable"),
 ]
 
 
@@ -116,3 +122,18 @@ async def test_send_problem_over_asgi() -> None:
     start, body = sent
     assert body["body"] == b""
     assert dict(start["headers"])[b"content-length"] != b"0"  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("err", "header"),
+    [
+        (RequestTimeout(debug="head not complete"), (b"connection", b"close")),
+        (Overloaded(debug="pool queue"), (b"retry-after", b"1")),
+    ],
+)
+def test_slow_client_and_overload_answers_carry_their_header(
+    err: AuthError, header: tuple[bytes, bytes]
+) -> None:
+    _, headers, body = problem(err)
+    assert header in headers
+    assert err.debug.encode() not in body

@@ -1,13 +1,24 @@
-"""edge/view.py: ASGI scope -> RequestView; client address behind trusted proxies."""
+"""edge/view.py: raw parts or an ASGI scope -> RequestView; header-name hygiene; client address
+behind trusted proxies."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from restguard.edge.view import RAW_TARGET_KEY, client_address, view_from_scope
+from restguard.edge.view import (
+    RAW_TARGET_KEY,
+    build_view,
+    clean_headers,
+    client_address,
+    valid_header_name,
+    view_from_scope,
+)
 from restguard.errors import HeadersTooLarge, InvalidRequest
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
@@ -88,7 +99,7 @@ def test_view_from_scope_basics() -> None:
     view = view_from_scope(
         scope(
             method="POST",
-            raw_path=b"/n%6ftes/./7",
+            raw_path=b"/n%6ftes/7",  # decodes to scope["path"]
             query_string=b"a=1&b=%2F",
             headers=[(b"host", b"h"), (b"x-api-key", b"k"), (b"x-api-key", b"k2")],
         )
@@ -98,17 +109,20 @@ def test_view_from_scope_basics() -> None:
     assert view.query == b"a=1&b=%2F"
     assert view.headers == ((b"host", b"h"), (b"x-api-key", b"k"), (b"x-api-key", b"k2"))
     assert view.client == "192.0.2.1"
+    assert view.via_trusted_proxy is False
+    assert view.body is None
 
 
 def test_raw_target_wins_over_path_fields() -> None:
     view = view_from_scope(
-        scope(**{RAW_TARGET_KEY: b"/a/b/../c?x=1", "path": "/ignored", "raw_path": b"/ignored"})
+        scope(**{RAW_TARGET_KEY: b"/a/%63?x=1", "path": "/ignored", "raw_path": b"/ignored"})
     )
     assert (view.path, view.query) == ("/a/c", b"x=1")
 
 
 @pytest.mark.parametrize(
-    "target", [b"http://evil.example/notes/7", b"/a%2fb", b"/../x", b"/a//b", b"*"]
+    "target",
+    [b"http://evil.example/notes/7", b"/a%2fb", b"/../x", b"/a//b", b"*", b"/a/b/../c?x=1"],
 )
 def test_raw_target_refusals(target: bytes) -> None:
     with pytest.raises(InvalidRequest):
@@ -173,3 +187,219 @@ def test_header_size_cap() -> None:
 def test_host_header_is_required_once(headers: list[tuple[bytes, bytes]]) -> None:
     with pytest.raises(InvalidRequest, match="Host"):
         view_from_scope(scope(headers=headers))
+
+
+# --- header names: invalid ones and client-sent X-Restguard-* never reach the decision ----------
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        (b"x-api-key", True),
+        (b"X-API-Key", True),
+        (b"Content-Length", True),
+        (b"x1-2", True),
+        (b"-", True),
+        (b"", False),
+        (b"x_api_key", False),
+        (b"X-Restguard_Subject", False),
+        (b"x-api-key ", False),
+        (b" host", False),
+        (b"host:", False),
+        (b"a.b", False),
+        (b"a\tb", False),
+        (b"caf\xc3\xa9", False),
+        (b"x-\x00", False),
+    ],
+)
+def test_valid_header_name(name: bytes, ok: bool) -> None:
+    assert valid_header_name(name) is ok
+
+
+def test_clean_headers_lowercases_and_drops() -> None:
+    headers = [
+        (b"Host", b"example.com"),
+        (b"X_Restguard_Subject", b"root"),  # invalid name (CGI would fold it onto the real one)
+        (b"X-Restguard-Subject", b"root"),  # client-sent identity header
+        (b"x-restguard-identity", b"forged"),
+        (b"X-RESTGUARD-", b""),
+        (b"x-restguard", b"kept: not the prefix"),
+        (b"x-restguardsubject", b"kept"),
+        (b"Accept", b"X-Restguard-Subject"),  # values are not names
+        (b"user_agent", b"x"),
+        (b"", b"empty name"),
+        (b"Accept", b"text/html"),
+    ]
+    assert clean_headers(headers) == [
+        (b"host", b"example.com"),
+        (b"x-restguard", b"kept: not the prefix"),
+        (b"x-restguardsubject", b"kept"),
+        (b"accept", b"X-Restguard-Subject"),
+        (b"accept", b"text/html"),
+    ]
+
+
+_NAME_BYTES = st.binary(max_size=12) | st.sampled_from(
+    [b"Host", b"X-Restguard-Subject", b"x-restguard-", b"X_Forwarded_For", b"x-a", b"A-B"]
+)
+
+
+@given(st.lists(st.tuples(_NAME_BYTES, st.binary(max_size=8)), max_size=8))
+def test_clean_headers_keeps_exactly_the_valid_non_identity_names(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    expected = [
+        (name.lower(), value)
+        for name, value in headers
+        if re.fullmatch(rb"[0-9A-Za-z-]+", name) and not name.lower().startswith(b"x-restguard-")
+    ]
+    assert clean_headers(headers) == expected
+
+
+def test_build_view_judges_clean_headers_only() -> None:
+    view = build_view(
+        "GET",
+        b"/notes/7",
+        [
+            (b"Host", b"example.com"),
+            (b"Host_", b"evil.example"),  # not a second Host
+            (b"Content_Length", b"5"),  # not Content-Length next to Transfer-Encoding
+            (b"Transfer-Encoding", b"chunked"),
+            (b"X-Restguard-Subject", b"root"),
+            (b"X-API-Key", b"k"),
+        ],
+    )
+    assert view.headers == (
+        (b"host", b"example.com"),
+        (b"transfer-encoding", b"chunked"),
+        (b"x-api-key", b"k"),
+    )
+
+
+def test_build_view_still_refuses_two_valid_host_headers() -> None:
+    with pytest.raises(InvalidRequest, match="Host"):
+        build_view("GET", b"/", [(b"Host", b"a"), (b"host", b"b")])
+
+
+def test_build_view_resolves_dot_segments_unless_asked_not_to() -> None:
+    assert build_view("GET", b"/a/./b/../c", [HOST]).path == "/a/c"
+    with pytest.raises(InvalidRequest) as caught:
+        build_view("GET", b"/a/./b", [HOST], refuse_dot_segments=True)
+    assert caught.value.debug == "dot segment"
+
+
+@pytest.mark.parametrize(
+    ("peer", "proxies", "headers", "client", "trusted"),
+    [
+        ("192.0.2.1", (), xff("203.0.113.9"), "192.0.2.1", False),
+        ("192.0.2.1", PROXIES, xff("203.0.113.9"), "192.0.2.1", False),
+        ("10.0.0.1", (), xff("203.0.113.9"), "10.0.0.1", False),
+        ("10.0.0.1", PROXIES, xff("203.0.113.9"), "203.0.113.9", True),
+        ("10.0.0.1", PROXIES, [], "10.0.0.1", True),
+        # an X-Forwarded-For look-alike with an invalid name is never read
+        ("10.0.0.1", PROXIES, [(b"x_forwarded_for", b"203.0.113.9")], "10.0.0.1", True),
+        ("unix", PROXIES, xff("203.0.113.9"), "unix", False),
+    ],
+)
+def test_build_view_client_and_via_trusted_proxy(
+    peer: str,
+    proxies: tuple[Any, ...],
+    headers: list[tuple[bytes, bytes]],
+    client: str,
+    trusted: bool,
+) -> None:
+    view = build_view("GET", b"/", [HOST, *headers], peer=peer, trusted_proxies=proxies)
+    assert view.client == client
+    assert view.via_trusted_proxy is trusted
+
+
+# --- view_from_scope: judge what the app routes on ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"path": "/a/./b", "raw_path": b"/a/./b"},
+        {"path": "/a/../admin", "raw_path": b"/a/../admin"},
+        {"path": "/a/..", "raw_path": b"/a/.."},
+        {"path": "/.", "raw_path": b"/."},
+        {"path": "/a/./b"},  # no raw_path: the path itself
+        {RAW_TARGET_KEY: b"/a/./b"},
+    ],
+)
+def test_dot_segments_are_refused_not_resolved(fields: dict[str, Any]) -> None:
+    s = scope(**fields)
+    if "raw_path" not in fields and RAW_TARGET_KEY not in fields:
+        del s["raw_path"]
+    with pytest.raises(InvalidRequest) as caught:
+        view_from_scope(s)
+    assert caught.value.debug == "dot segment"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_path"),
+    [
+        ("/public/x", b"/admin"),
+        ("/notes/7", b"/notes/8"),
+        ("/notes/7", b"/Notes/7"),
+        ("/a/b", b"/a%2Fb"),  # decodes to path, but an encoded slash is refused anyway
+        ("/caf\u00e9", b"/caf%FF"),  # not UTF-8
+        ("/a", b"/a\xff"),  # not ASCII
+    ],
+)
+def test_raw_path_refusals(path: str, raw_path: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        view_from_scope(scope(path=path, raw_path=raw_path))
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_path"),
+    [("/public/x", b"/admin"), ("/notes/7", b"/notes/8"), ("/caf\u00e9", b"/caf%FF")],
+)
+def test_a_raw_path_mismatch_says_so(path: str, raw_path: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        view_from_scope(scope(path=path, raw_path=raw_path))
+    assert caught.value.debug == "raw_path does not decode to path"
+
+
+@pytest.mark.parametrize(
+    ("fields", "judged"),
+    [
+        ({"path": "/notes/7", "raw_path": b"/notes/%37"}, "/notes/7"),
+        ({"path": "/caf\u00e9", "raw_path": b"/caf%C3%A9"}, "/caf%C3%A9"),
+        ({"path": "/caf\u00e9", "raw_path": b"/caf%c3%a9"}, "/caf%C3%A9"),
+        ({"path": "/a b", "raw_path": b"/a%20b"}, "/a%20b"),
+        # root_path: raw_path may or may not carry it
+        (
+            {"path": "/api/notes/7", "root_path": "/api", "raw_path": b"/api/notes/7"},
+            "/api/notes/7",
+        ),
+        ({"path": "/api/notes/7", "root_path": "/api", "raw_path": b"/notes/7"}, "/notes/7"),
+    ],
+)
+def test_raw_path_consistent_with_path(fields: dict[str, Any], judged: str) -> None:
+    assert view_from_scope(scope(**fields)).path == judged
+
+
+@pytest.mark.parametrize(
+    ("path", "judged"),
+    [("/caf\u00e9", "/caf%C3%A9"), ("/a b", "/a%20b"), ("/a?b", "/a%3Fb"), ("/~u/x:y", "/~u/x:y")],
+)
+def test_without_raw_path_the_decoded_path_is_judged(path: str, judged: str) -> None:
+    s = scope(path=path)
+    del s["raw_path"]
+    assert view_from_scope(s).path == judged
+
+
+def test_view_from_scope_cleans_header_names() -> None:
+    view = view_from_scope(
+        scope(
+            headers=[
+                HOST,
+                (b"x-restguard-subject", b"root"),
+                (b"x_api_key", b"k"),
+                (b"X-API-Key", b"k2"),
+            ]
+        )
+    )
+    assert view.headers == (HOST, (b"x-api-key", b"k2"))

@@ -6,7 +6,10 @@ Accepted URLs: ``sqlite:///ABSOLUTE/PATH`` (the embedded default) and
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -47,10 +50,24 @@ def parse_url(url: str) -> URL:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use {ACCEPTED}")
 
 
+def own_only(database: Path) -> None:
+    """Create the SQLite file readable by its owner only, and tighten one an older version left
+    readable by others (it holds key hashes and the sealed signing key). SQLite creates the
+    ``-wal`` and ``-shm`` files with the database file's mode, so they follow."""
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(database, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 def make_engine(url: str) -> Engine:
     """Return an engine for ``url`` with the project's connection settings applied."""
     parsed = parse_url(url)
     if parsed.drivername == "sqlite":
+        own_only(Path(str(parsed.database)))
         engine = create_engine(
             parsed, hide_parameters=True, connect_args={"check_same_thread": False}
         )

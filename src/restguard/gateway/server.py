@@ -1,0 +1,116 @@
+"""The gateway listener: what every client connection shares (the guard, the upstream pool,
+limits, identity), accepting connections, and a graceful stop. Each connection is
+``gateway/http1.py``'s ``ClientConnection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from restguard.config import ServerSettings
+from restguard.gateway.http1 import ClientConnection
+from restguard.gateway.upstream import UpstreamPool
+from restguard.guard import Decision, Guard
+from restguard.keys.signing import SigningKeys
+from restguard.wiring import Runtime
+
+
+class Gateway:
+    """What every connection shares: the guard, the upstream pool, identity, and ``limits``
+    (the ``[server]`` settings: body buffer, slow-client timeouts, connection cap)."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        keys: SigningKeys,
+        identity: Callable[[Decision], bytes],
+        *,
+        upstream_host: str,
+        upstream_port: int,
+        upstream_tls: ssl.SSLContext | None = None,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+        queue_timeout: float,
+        limits: ServerSettings,
+        observe_upstream: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.guard, self.keys, self.identity = guard, keys, identity
+        self.pool = UpstreamPool(
+            upstream_host,
+            upstream_port,
+            tls=upstream_tls,
+            connect_timeout=connect_timeout,
+            size=pool_size,
+            queue_timeout=queue_timeout,
+        )
+        default_port = 443 if upstream_tls else 80
+        self.upstream_host = (
+            upstream_host if upstream_port == default_port else f"{upstream_host}:{upstream_port}"
+        ).encode("idna")
+        self.read_timeout = read_timeout
+        self.max_body_bytes = limits.max_body_bytes
+        self.max_header_bytes = limits.max_header_bytes
+        self.trusted_proxies = tuple(limits.trusted_proxies)
+        self.observe_upstream = observe_upstream
+        self.limits = limits
+        self.connections: set[ClientConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    def jwks_body(self) -> bytes:
+        return json.dumps(self.keys.jwks()).encode()
+
+    async def start(self, sock: socket.socket) -> None:
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=2048
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let answers in flight finish (up to ``grace`` s), close the rest."""
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        for conn in list(self.connections):
+            conn.close_when_idle()
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        self.pool.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def make_gateway(
+    runtime: Runtime,
+    identity: Callable[[Decision], bytes],
+    observe_upstream: Callable[[float], None],
+) -> Gateway:
+    """The Gateway for ``runtime``'s settings (must run inside the event loop)."""
+    settings = runtime.settings
+    parts = urlsplit(settings.upstream.url)
+    tls = None
+    if parts.scheme == "https":
+        # Certificate and host name are verified (the system store, or [upstream] ca_file).
+        ca_file = settings.upstream.ca_file
+        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    return Gateway(
+        runtime.guard,
+        runtime.keys,
+        identity,
+        upstream_host=parts.hostname or "127.0.0.1",
+        upstream_port=parts.port or (443 if tls else 80),
+        upstream_tls=tls,
+        connect_timeout=settings.upstream.connect_timeout,
+        read_timeout=settings.upstream.timeout,
+        pool_size=settings.upstream.pool_size,
+        queue_timeout=settings.upstream.queue_timeout,
+        limits=settings.server,
+        observe_upstream=observe_upstream,
+    )
