@@ -102,6 +102,7 @@ class Guard:
     ) -> None:
         self.policy = policy
         self.authenticators = dict(authenticators)
+        self._all = tuple(self.authenticators.values())
         self.clock = clock
         self.limiter = limiter
         self.sinks = list(sinks)
@@ -117,7 +118,8 @@ class Guard:
         route: Route | None = None
         credential: Credential | None = None
         try:
-            check_query(view.query)
+            if view.query:
+                check_query(view.query)
             route = self.policy.match(view.method, view.path)
             check_headers(view)
             if view.body is not None:
@@ -153,7 +155,7 @@ class Guard:
     def _carriers(self, view: RequestView) -> tuple[bytes, ...]:
         """Every header carrying a restguard credential of any kind, used or not."""
         found: tuple[bytes, ...] = ()
-        for a in self.authenticators.values():
+        for a in self._all:
             found += a.carriers(view)
         return found
 

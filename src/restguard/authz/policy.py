@@ -60,6 +60,7 @@ class Route:
     _segments: tuple[str | None, ...] = ()
     _subtree: bool = False
     _folded: tuple[str | None, ...] = ()  # literal segments, lower-cased
+    _folds: bool = False  # folding changes the pattern (upper case, trailing slash)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,7 @@ class Route:
         if folded and folded[-1] == "":  # a pattern's trailing slash folds away too
             folded = folded[:-1]
         object.__setattr__(self, "_folded", folded)
+        object.__setattr__(self, "_folds", folded != self._segments)
 
     def matches_path(self, path: str) -> bool:
         return self._matches(path, self._segments)
@@ -145,13 +147,13 @@ class Policy:
             method = "GET"
         folded: str | None = None
         for route in self.routes:
-            if route.matches_path(path):
+            if route._matches(path, route._segments):
                 if method in route.methods:
                     return route
                 continue
             if folded is None:
                 folded = fold_path(path)
-            if route.matches_folded(folded):
+            if (folded != path or route._folds) and route.matches_folded(folded):
                 raise AmbiguousPath(
                     "The path differs from a configured route only in letter case or a "
                     "trailing slash; send the route's exact path.",

@@ -35,8 +35,11 @@ def valid_header_name(name: bytes) -> bool:
     return bool(name) and not name.translate(None, _NAME_CHARS)
 
 
-def clean_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def clean_headers(headers: Sequence[tuple[bytes, bytes]]) -> Sequence[tuple[bytes, bytes]]:
     """``headers`` with lower-cased names, less invalid names and client-sent identity headers."""
+    names = b"".join([name for name, _ in headers])
+    if not names.translate(None, _NAME_CHARS) and names.islower() and IDENTITY_PREFIX not in names:
+        return headers  # the common case, judged with a few C calls (llhttp refuses empty names)
     out = []
     for name, value in headers:
         if name.translate(None, _NAME_CHARS) or not name:

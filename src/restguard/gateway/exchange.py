@@ -37,7 +37,7 @@ from restguard.errors import (
     UpstreamTimeout,
 )
 from restguard.gateway.headers import client_head, upstream_head
-from restguard.gateway.request_body import RequestBody
+from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
 
 if TYPE_CHECKING:
@@ -80,14 +80,18 @@ class Exchange:
         self.expect_continue = http_version == "1.1" and any(
             k == b"expect" and v.lower() == b"100-continue" for k, v in headers
         )
-        self.body = RequestBody(
-            headers,
-            content_length=content_length,
-            chunked=chunked,
-            max_bytes=self.gw.max_body_bytes,
-            started=client.reading_time(),
+        self.body_complete = content_length in (None, 0) and not chunked
+        self.body = (
+            NO_BODY
+            if self.body_complete
+            else RequestBody(
+                headers,
+                content_length=content_length,
+                chunked=chunked,
+                max_bytes=self.gw.max_body_bytes,
+                started=client.reading_time(),
+            )
         )
-        self.body_complete = not self.body.expected
         self._body: list[bytes] = []  # what arrived before forwarding
         self._buffered = 0
         self._discard = self.body.error is not None
@@ -128,7 +132,7 @@ class Exchange:
             self._wake_body_wait()
 
     def body_done(self) -> None:
-        if self.finished or self._discard:
+        if self.body_complete or self.finished or self._discard:
             self.body_complete = True
             return
         try:
@@ -137,7 +141,7 @@ class Exchange:
             self._refuse_body(err)
             return
         self.body_complete = True
-        if self._forwarding and self._upstream is not None:
+        if self._forwarding and self.chunked and self._upstream is not None:
             self._upstream.write(self.body.last_chunk())
         self._wake_body_wait()
 
@@ -251,7 +255,8 @@ class Exchange:
             content_length=self.content_length,
             chunked=self.chunked,
         )
-        if not self.expect_continue:  # (a client that waits for 100 sends nothing before it)
+        if not (self.body_complete or self.expect_continue):
+            # (a client that waits for 100 Continue sends nothing before it)
             limit = gw.limits.body_buffer_bytes
             await self._wait_body(lambda: self._buffered >= limit)
             if self.finished or self._discard:
@@ -286,7 +291,7 @@ class Exchange:
         if self._buffered:
             self._buffered = 0
             self.client.resume("buffer")
-        if self.body_complete:
+        if self.body_complete and self.chunked:
             upstream.write(self.body.last_chunk())
         self._arm_timer()
 

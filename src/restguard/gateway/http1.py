@@ -176,8 +176,9 @@ class ClientConnection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._in_head = True
-        self._head_started = self.loop.time()
-        self._schedule()
+        self._head_started = now = self.loop.time()
+        if self._active is None:  # (else the head waits its turn; its time starts then)
+            self._arm(now + self.gw.limits.client_header_timeout)
 
     def on_url(self, url: bytes) -> None:
         if self._skip_head:
@@ -235,7 +236,8 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._queue.append(ex)
             self.pause("pipeline")
-        self._schedule()
+        if not ex.body_complete:
+            self._schedule()
 
     def on_body(self, body: bytes) -> None:
         if self._parsing is not None:
@@ -275,7 +277,11 @@ class ClientConnection(asyncio.Protocol):
             self._start(self._queue.popleft())
             if not self._queue:
                 self.resume("pipeline")
-        self._schedule()
+            self._schedule()  # (its body, or the next head, may be waited for now)
+        elif self._in_head:
+            self._arm(self._head_started + self.gw.limits.client_header_timeout)
+        else:
+            self._arm(now + self.gw.limits.keepalive_timeout)
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for the client; ``flush`` sends what is queued in one write."""
@@ -331,7 +337,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _schedule(self) -> None:
         """Make sure the timer fires no later than the current deadline (it re-arms lazily)."""
-        at, _ = self._deadline()
+        self._arm(self._deadline()[0])
+
+    def _arm(self, at: float) -> None:
         if at < self._timer_at:
             self._cancel_timer()
             self._timer_at = at

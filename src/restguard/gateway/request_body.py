@@ -22,6 +22,21 @@ _LAST_CHUNK = b"0\r\n\r\n"
 class RequestBody:
     """One request's body. ``take`` and ``finish`` raise AuthError when it must not go on."""
 
+    __slots__ = (
+        "_cap",
+        "_gate",
+        "chunked",
+        "content_length",
+        "error",
+        "expected",
+        "form",
+        "last",
+        "seen",
+        "sent",
+        "started",
+        "terminated",
+    )
+
     def __init__(
         self,
         headers: Sequence[tuple[bytes, bytes]],
@@ -88,3 +103,7 @@ class RequestBody:
         gap = self.last + timeout
         rate = self.started + timeout + self.seen / min_rate
         return min(gap, rate) - now
+
+
+# What a request without a body shares (never fed, never written: nothing of it changes).
+NO_BODY = RequestBody((), content_length=None, chunked=False, max_bytes=0, started=0.0)
