@@ -19,6 +19,7 @@ from restguard.authz.policy import AUTH_METHODS, HTTP_METHODS, PatternError, Pol
 from restguard.authz.policy import compile_pattern as _compile
 
 CONFIG_ENV = "RESTGUARD_CONFIG"
+STORE_TIMEOUT = 2.0
 DEFAULT_CONFIG = "restguard.toml"
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,8})(ms|s|m|h|d)$")
@@ -86,6 +87,9 @@ class ServerSettings:
     client_body_min_rate: int = 1024
     max_connections: int = 4096
     body_buffer_bytes: int = 64 * 1024
+    # On SIGTERM/SIGINT: stop accepting, let requests in flight finish this long, then answer
+    # what has not started with 503 and close.
+    shutdown_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,9 @@ class Settings:
     upstream: UpstreamSettings = UpstreamSettings()
     routes: tuple[Route, ...] = ()
     audit_path: Path | None = None
+    audit_required: bool = False  # true: a decision that cannot be recorded is refused (503)
     master_key_path: Path = Path("master.key")
+    store_timeout: float = STORE_TIMEOUT  # every store operation's deadline, then 503
 
     @property
     def base_dir(self) -> Path:
@@ -239,6 +245,7 @@ def _server(file: Path, table: Any) -> ServerSettings:
         ),
         max_connections=_positive(r, "max_connections", d.max_connections, "connections"),
         body_buffer_bytes=_positive(r, "body_buffer_bytes", d.body_buffer_bytes, "bytes"),
+        shutdown_grace=_seconds(r, "shutdown_grace", d.shutdown_grace),
     )
     r.finish()
     return settings
@@ -396,12 +403,18 @@ def load(file: Path) -> Settings:
         raise storage.error(
             "redis", f"'{redis}' is not a redis URL", 'write "redis://127.0.0.1:6379/0" or ""'
         )
+    store_timeout = _seconds(storage, "timeout", STORE_TIMEOUT)
     storage.finish()
     upstream = _upstream(file, top.get("upstream", dict, {}, "an [upstream] table"))
     route_tables = top.get("routes", list, [], "[[routes]] tables")
     routes = tuple(_route(file, i, t) for i, t in enumerate(route_tables))
     audit = _Reader(file, "audit", top.get("audit", dict, {}, "an [audit] table"))
     audit_text = audit.get("path", str, "audit.log", '"audit.log" (or "" to turn the file off)')
+    required = audit.get("required", bool, False, "true or false")
+    if required and not audit_text:
+        raise audit.error(
+            "required", "needs an audit file", 'set [audit] path, or remove "required"'
+        )
     audit.finish()
     keys = _Reader(file, "keys", top.get("keys", dict, {}, "a [keys] table"))
     master = Path(keys.get("master_key", str, "master.key", '"master.key"'))
@@ -416,5 +429,7 @@ def load(file: Path) -> Settings:
         upstream=upstream,
         routes=routes,
         audit_path=(file.parent / audit_text) if audit_text else None,
+        audit_required=required,
         master_key_path=master if master.is_absolute() else file.parent / master,
+        store_timeout=store_timeout,
     )

@@ -15,6 +15,7 @@ import bisect
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,17 @@ class Metrics(Collector):
         self.decisions: dict[tuple[str, str, int], int] = {}
         self.decision_seconds = _Histogram(LATENCY_BUCKETS)
         self.upstream_seconds = _Histogram(LATENCY_BUCKETS)
+        # Counters kept elsewhere (dropped bookkeeping and audit lines ...), read when scraped.
+        self.counters: dict[str, tuple[str, Callable[[], float]]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+
+    def count_from(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """Expose ``read()`` as the counter ``name`` (``_total`` is added by the format)."""
+        self.counters[name] = (documentation, read)
+
+    def _counter_values(self) -> dict[str, float]:
+        return {name: float(read()) for name, (_, read) in self.counters.items()}
 
     def observe_decision(self, event: DecisionEvent) -> None:
         key = (event.auth_method or "none", event.outcome, event.status)
@@ -86,11 +96,15 @@ class Metrics(Collector):
             "decisions": [[*key, count] for key, count in self.decisions.items()],
             "decision_seconds": [self.decision_seconds.counts, self.decision_seconds.total],
             "upstream_seconds": [self.upstream_seconds.counts, self.upstream_seconds.total],
+            "counters": self._counter_values(),
         }
 
-    def _totals(self) -> tuple[dict[tuple[str, str, int], int], _Histogram, _Histogram]:
+    def _totals(
+        self,
+    ) -> tuple[dict[tuple[str, str, int], int], _Histogram, _Histogram, dict[str, float]]:
         decisions = dict(self.decisions)
         decided, upstream = self.decision_seconds.copy(), self.upstream_seconds.copy()
+        counters = self._counter_values()
         for snap in self.peers() if self.peers else []:
             try:
                 for method, outcome, status, count in snap["decisions"]:
@@ -98,12 +112,15 @@ class Metrics(Collector):
                     decisions[key] = decisions.get(key, 0) + int(count)
                 decided.add(*snap["decision_seconds"])
                 upstream.add(*snap["upstream_seconds"])
+                for name, value in dict(snap.get("counters", {})).items():
+                    if name in counters:
+                        counters[name] += float(value)
             except (KeyError, TypeError, ValueError):
                 continue  # a snapshot from another version: left out, never fatal
-        return decisions, decided, upstream
+        return decisions, decided, upstream, counters
 
     def collect(self) -> Iterator[Metric]:
-        decisions, decided, upstream = self._totals()
+        decisions, decided, upstream, counters = self._totals()
         counter = CounterMetricFamily(
             "restguard_decisions",
             "Decisions by auth method and outcome.",
@@ -117,6 +134,8 @@ class Metrics(Collector):
             "restguard_upstream_seconds",
             "Time from forwarding to the end of the upstream answer.",
         )
+        for name, value in sorted(counters.items()):
+            yield CounterMetricFamily(name, self.counters[name][0], value=value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -130,14 +149,22 @@ def write_snapshot(metrics: Metrics, directory: Path) -> None:
     os.replace(temp, final)
 
 
+SNAPSHOT_STALE = 5.0  # seconds: a worker that has not published for this long is gone
+
+
 def read_snapshots(directory: Path) -> list[dict[str, Any]]:
-    """Every other process's latest snapshot in ``directory``."""
+    """Every other live process's latest snapshot in ``directory`` (a snapshot not refreshed
+    for ``SNAPSHOT_STALE`` seconds belongs to a dead worker: it is removed, not added)."""
     own = f"{os.getpid()}.json"
     snaps = []
+    now = time.time()
     for path in directory.glob("*.json"):
         if path.name == own:
             continue
         with contextlib.suppress(OSError, ValueError):
+            if now - path.stat().st_mtime > SNAPSHOT_STALE:
+                path.unlink()
+                continue
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):
                 snaps.append(data)

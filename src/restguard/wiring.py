@@ -18,6 +18,7 @@ from restguard.credentials.base import Authenticator
 from restguard.guard import Guard
 from restguard.keys.sealing import Sealer, load_master_key
 from restguard.keys.signing import IdentityMinter, SigningKeys, load_signing_keys
+from restguard.store.bookkeeping import UsageBook
 from restguard.store.ports import Store
 from restguard.store.sql import migrate, open_store
 
@@ -30,10 +31,11 @@ class Parts:
     store: Store
     clock: Clock
     sealer: Sealer
+    usage: UsageBook
 
 
 AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
-    "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock),
+    "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock, usage=p.usage.record),
 }
 
 
@@ -60,8 +62,15 @@ class Runtime:
     guard: Guard
     keys: SigningKeys
     minter: IdentityMinter
+    usage: UsageBook
     audit: JsonLinesAudit | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    async def flush(self) -> None:
+        """Write what bookkeeping and the audit log still hold (before ``close``)."""
+        await self.usage.flush()
+        if self.audit is not None:
+            self.audit.flush()
 
     def close(self) -> None:
         for closer in reversed(self.closers):
@@ -72,7 +81,7 @@ def open_store_for(settings: Settings, *, apply_migrations: bool = True) -> Stor
     """The configured store, migrated to the current schema unless told otherwise."""
     if apply_migrations:
         migrate(settings.database_url)
-    return open_store(settings.database_url)
+    return open_store(settings.database_url, timeout=settings.store_timeout)
 
 
 async def open_runtime(
@@ -87,13 +96,23 @@ async def open_runtime(
     clock = clock or SystemClock()
     sealer = Sealer(load_master_key(settings.master_key_path))
     store = open_store_for(settings, apply_migrations=apply_migrations)
-    closers: list[Callable[[], None]] = [store.close]
+    usage = UsageBook(store.api_keys.touch)
+    closers: list[Callable[[], None]] = [store.close, usage.close]
     try:
         keys = await load_signing_keys(store.signing_keys, sealer, clock)
-        audit = JsonLinesAudit(settings.audit_path) if settings.audit_path else None
-        if audit:
+        audit = None
+        if settings.audit_path:
+            try:
+                audit = JsonLinesAudit(settings.audit_path, required=settings.audit_required)
+            except OSError as exc:
+                raise ConfigError(
+                    settings.file,
+                    "audit.path",
+                    f"cannot open {settings.audit_path} ({exc.strerror or exc})",
+                    'choose a writable path, or "" to turn the file off',
+                ) from None
             closers.append(audit.close)
-        parts = Parts(settings, store, clock, sealer)
+        parts = Parts(settings, store, clock, sealer, usage)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         guard = Guard(
             Policy(list(settings.routes)),
@@ -108,4 +127,4 @@ async def open_runtime(
             closer()
         raise
     minter = IdentityMinter(keys, settings.server.public_url, clock)
-    return Runtime(settings, clock, store, sealer, guard, keys, minter, audit, closers)
+    return Runtime(settings, clock, store, sealer, guard, keys, minter, usage, audit, closers)

@@ -22,6 +22,7 @@ from restguard.config import load
 from restguard.credentials.apikey import ApiKeyAuthenticator, parse_key
 from restguard.credentials.base import AuthContext
 from restguard.errors import InvalidCredential
+from restguard.store.bookkeeping import UsageBook
 from restguard.store.sql import open_store
 from restguard.types import Principal, RequestView
 from restguard.wiring import open_runtime
@@ -91,12 +92,15 @@ def authenticate(config: str, key: str) -> Principal:
 
     async def check() -> Principal:
         store = open_store(settings.database_url)
+        book = UsageBook(store.api_keys.touch)  # the gateway's bookkeeper, flushed at once
         try:
-            auth = ApiKeyAuthenticator(store.api_keys, SystemClock())
+            auth = ApiKeyAuthenticator(store.api_keys, SystemClock(), usage=book.record)
             view = RequestView("GET", "/", b"", ((b"x-api-key", key.encode()),), "")
             credential = auth.extract(view)
             assert credential is not None
-            return await auth.authenticate(credential, AuthContext(datetime.now(UTC), ""))
+            principal = await auth.authenticate(credential, AuthContext(datetime.now(UTC), ""))
+            await book.flush()
+            return principal
         finally:
             store.close()
 

@@ -173,14 +173,18 @@ async def test_rotate_of_an_unknown_old_id_inserts_nothing(store: SqlStore) -> N
 async def test_touch_records_the_latest_use(store: SqlStore) -> None:
     await store.api_keys.insert(api_key("ak"))
 
-    await store.api_keys.touch("ak", T0 + timedelta(minutes=5))
-    await store.api_keys.touch("ak", T0 + timedelta(minutes=1))  # late arrival: ignored
-    await store.api_keys.touch("absent", T0)  # no error, nothing created
+    await store.api_keys.insert(api_key("ak2"))
+    await store.api_keys.touch({"ak": T0 + timedelta(minutes=5), "ak2": T0})
+    await store.api_keys.touch({"ak": T0 + timedelta(minutes=1)})  # late arrival: ignored
+    await store.api_keys.touch({"absent": T0})  # no error, nothing created
+    await store.api_keys.touch({})  # nothing to do
 
     got = await store.api_keys.get("ak")
     assert got is not None
     assert got.last_used_at == T0 + timedelta(minutes=5)
-    assert [record.id for record in await store.api_keys.list()] == ["ak"]
+    got2 = await store.api_keys.get("ak2")
+    assert got2 is not None and got2.last_used_at == T0
+    assert [record.id for record in await store.api_keys.list()] == ["ak", "ak2"]
 
 
 # --- signing keys --------------------------------------------------------------------------------
@@ -295,7 +299,7 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "api_keys.list": store.api_keys.list,
         "api_keys.revoke": lambda: store.api_keys.revoke("ak", T0),
         "api_keys.rotate": lambda: store.api_keys.rotate("ak", api_key("ak2"), T0),
-        "api_keys.touch": lambda: store.api_keys.touch("ak", T0),
+        "api_keys.touch": lambda: store.api_keys.touch({"ak": T0}),
         "signing_keys.insert": lambda: store.signing_keys.insert(signing_key("kid", T0)),
         "signing_keys.list": store.signing_keys.list,
     }

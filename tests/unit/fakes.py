@@ -6,6 +6,7 @@ Storage itself is tested on the real databases in tests/integration/test_sql_sto
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from restguard.credentials.apikey import new_record
@@ -48,10 +49,11 @@ class FakeApiKeyStore:
         await self.revoke(old_id, old_revoked_at)
         await self.insert(new)
 
-    async def touch(self, key_id: str, at: datetime) -> None:
-        self.touches.append((key_id, at))
-        if key_id in self.records:
-            self.records[key_id] = dataclasses.replace(self.records[key_id], last_used_at=at)
+    async def touch(self, uses: Mapping[str, datetime]) -> None:
+        for key_id, at in uses.items():
+            self.touches.append((key_id, at))
+            if key_id in self.records:
+                self.records[key_id] = dataclasses.replace(self.records[key_id], last_used_at=at)
 
     # -- helpers for tests ---------------------------------------------------------------------
 

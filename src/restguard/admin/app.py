@@ -1,6 +1,15 @@
-"""The admin listener: ``/healthz`` and ``/metrics`` (the admin API and console come later)."""
+"""The admin listener: ``/healthz``, ``/readyz`` and ``/metrics`` (the admin API and console
+come later).
+
+``/healthz`` is liveness: 200 while the store answers. ``/readyz`` is readiness for load
+balancers: 200 only when every check passes (the store, the upstream, the audit log, and Redis
+once it is configured), else 503 with the failed parts named in ``failed``.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 
 from restguard.asgi import Receive, Scope, Send
 from restguard.edge.asgi_send import acknowledge_lifespan, send_json
@@ -9,13 +18,39 @@ from restguard.observe import Metrics
 from restguard.store.ports import Store
 
 _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
+READY_CHECK_TIMEOUT = 2.0
+Check = Callable[[], Awaitable[bool]]
 
 
 class AdminApp:
-    """The admin listener's ASGI application."""
+    """The admin listener's ASGI application. ``checks`` are readiness checks by part name
+    (``/readyz``); the store's is always one of them."""
 
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, metrics: Metrics, checks: Mapping[str, Check] | None = None
+    ) -> None:
         self.store, self.metrics = store, metrics
+        self.checks: dict[str, Check] = {"store": self._store_up, **(checks or {})}
+
+    async def _store_up(self) -> bool:
+        try:
+            await self.store.ping()
+        except BackendUnavailable:
+            return False
+        return True
+
+    async def _failed(self) -> list[str]:
+        """The parts whose check fails (or does not answer in time), all checked at once."""
+
+        async def run(check: Check) -> bool:
+            try:
+                return await asyncio.wait_for(check(), READY_CHECK_TIMEOUT)
+            except (TimeoutError, OSError):
+                return False
+
+        names = list(self.checks)
+        results = await asyncio.gather(*(run(self.checks[n]) for n in names))
+        return [name for name, ok in zip(names, results, strict=True) if not ok]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -25,16 +60,26 @@ class AdminApp:
             return
         path, method = scope["path"], scope["method"]
         head = method == "HEAD"
-        if method not in ("GET", "HEAD") or path not in ("/healthz", "/metrics"):
+        if method not in ("GET", "HEAD") or path not in ("/healthz", "/readyz", "/metrics"):
             await send_json(
                 send, 404, {"error": "not_found", "error_description": "No such admin endpoint."}
             )
         elif path == "/metrics":
             await send_json(send, 200, self.metrics.render(), content_type=_PROMETHEUS, head=head)
+        elif path == "/readyz":
+            failed = await self._failed()
+            if failed:
+                body = {
+                    "status": "unavailable",
+                    "failed": failed,
+                    "error": "temporarily_unavailable",
+                    "error_description": "Not ready: " + ", ".join(failed) + ".",
+                }
+                await send_json(send, 503, body, head=head)
+            else:
+                await send_json(send, 200, {"status": "ok"}, head=head)
         else:
-            try:
-                await self.store.ping()
-            except BackendUnavailable:
+            if not await self._store_up():
                 await send_json(
                     send,
                     503,

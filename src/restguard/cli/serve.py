@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
+import resource
 import signal
 import socket
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,11 @@ from restguard.config import Listen, Settings
 from restguard.gateway.identity import IdentityHeaders
 from restguard.gateway.server import make_gateway
 from restguard.observe import Metrics, read_snapshots, write_snapshot
-from restguard.wiring import open_runtime
+from restguard.wiring import Runtime, open_runtime
+
+_log = logging.getLogger("restguard.serve")
+FD_MARGIN = 64  # descriptors beyond connections: the store, the audit log, listeners ...
+FD_WARN_EVERY = 60.0
 
 
 class _Server(uvicorn.Server):
@@ -73,26 +81,35 @@ async def run_servers(
     on_ready: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
     metrics_dir: Path | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
 
     ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
-    the others write theirs there every second."""
+    the others write theirs there every second. ``background`` coroutines (the workers'
+    supervisor) run while serving."""
     metrics = Metrics(
         peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
     )
     runtime = await open_runtime(settings, sinks=[metrics.observe_decision])
+    count_losses(metrics, runtime)
     admin_task: asyncio.Task[None] | None = None
     admin_server: _Server | None = None
     flusher: asyncio.Task[None] | None = None
     publisher: asyncio.Task[None] | None = None
     gateway = None
+    loop = asyncio.get_running_loop()
     try:
         sock = gateway_socket or bind(settings.server.listen)
         gateway = make_gateway(runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream)
         await gateway.start(sock)
         if admin:
-            admin_server = _Server(uvicorn_config(AdminApp(runtime.store, metrics)))
+            checks = {"upstream": gateway.pool.probe}
+            if runtime.audit is not None:
+                audit = runtime.audit
+                checks["audit"] = lambda: _now(audit.healthy)
+            app = AdminApp(runtime.store, metrics, checks)
+            admin_server = _Server(uvicorn_config(app))
             admin_task = asyncio.create_task(
                 admin_server.serve(sockets=[bind(settings.admin_listen)])
             )
@@ -101,10 +118,11 @@ async def run_servers(
             if admin_task.done():
                 raise click.ClickException(f"the admin listener failed: {admin_task.exception()}")
         stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: on_hangup(runtime))
         settle_garbage_collector()
         if runtime.audit is not None:
             flusher = asyncio.create_task(_flush_every(runtime.audit.flush, 0.25))
@@ -113,6 +131,11 @@ async def run_servers(
             publisher = asyncio.create_task(
                 _flush_every(lambda: write_snapshot(metrics, directory), 1.0)
             )
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        watchers = [*background]
+        if limit != resource.RLIM_INFINITY:
+            watchers.append(lambda: watch_descriptors(limit))
+        tasks = [asyncio.create_task(work()) for work in watchers]
         if on_ready:
             on_ready()
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
@@ -120,21 +143,98 @@ async def run_servers(
             waiters.append(admin_task)  # type: ignore[arg-type]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         waiters[0].cancel()
+        for task in tasks:
+            task.cancel()
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
         if admin_server is not None:
             admin_server.should_exit = True
         if gateway is not None:
-            await gateway.stop()
+            await gateway.stop(settings.server.shutdown_grace)
         if flusher is not None:
             flusher.cancel()
         if publisher is not None:
             publisher.cancel()
         if admin_task is not None:
             await asyncio.gather(admin_task, return_exceptions=True)
+        await runtime.flush()
         runtime.close()
 
 
-async def _flush_every(flush: Callable[[], None], seconds: float) -> None:
+async def _now(value: bool) -> bool:
+    return value
+
+
+def count_losses(metrics: Metrics, runtime: Runtime) -> None:
+    """What restguard had to drop to keep serving, as counters."""
+    usage = runtime.usage
+    metrics.count_from(
+        "restguard_bookkeeping_dropped",
+        "Last-used times not recorded because the store was busy or down.",
+        lambda: usage.dropped,
+    )
+    if runtime.audit is not None:
+        audit = runtime.audit
+        metrics.count_from(
+            "restguard_audit_dropped",
+            "Decision lines the audit log could not write.",
+            lambda: audit.dropped,
+        )
+
+
+def on_hangup(runtime: Runtime) -> None:
+    """SIGHUP (what logrotate sends): reopen the audit log. Never fatal."""
+    if runtime.audit is not None:
+        runtime.audit.reopen()
+    _log.warning("SIGHUP: audit log reopened")
+
+
+def raise_file_limit(settings: Settings) -> int:
+    """Raise the soft limit on open files to the hard one: every client and upstream connection
+    is a descriptor, and the usual soft limit (1024) is far below ``max_connections``. Warn when
+    even the hard limit cannot hold them; return the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    need = settings.server.max_connections + settings.upstream.pool_size + FD_MARGIN
+    if soft != resource.RLIM_INFINITY and soft < need:
+        _log.warning(
+            "the open-files limit (%d) is below what [server] max_connections = %d needs "
+            "(about %d): connections will be refused early; raise 'ulimit -n' or lower "
+            "max_connections",
+            soft,
+            settings.server.max_connections,
+            need,
+        )
+    return int(soft)
+
+
+async def watch_descriptors(limit: int, every: float = 5.0) -> None:
+    """Log (once a minute at most) when open descriptors near the limit: past it, the kernel
+    refuses new connections and libuv drops them without a word."""
+    warned = -FD_WARN_EVERY
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(OSError):
+            used = len(os.listdir(fds))
+            if used >= limit * 0.95 and time.monotonic() - warned >= FD_WARN_EVERY:
+                warned = time.monotonic()
+                _log.error(
+                    "%d of %d file descriptors in use: new connections are being refused; "
+                    "raise 'ulimit -n' or lower [server] max_connections",
+                    used,
+                    limit,
+                )
+
+
+async def _flush_every(flush: Callable[[], object], seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         flush()

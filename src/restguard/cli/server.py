@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
+import logging
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -14,14 +12,9 @@ import click
 
 from restguard.cli.context import config_option, friendly, settings_from
 from restguard.cli.output import success
-from restguard.cli.serve import bind, install_loop, run_servers
-from restguard.config import Settings
+from restguard.cli.serve import bind, install_loop, raise_file_limit, run_servers
+from restguard.cli.workers import Supervisor
 from restguard.store.sql import migrate as apply_migrations
-
-
-def _worker(settings: Settings, sock: socket.socket, metrics_dir: Path) -> None:
-    install_loop()
-    asyncio.run(run_servers(settings, gateway_socket=sock, admin=False, metrics_dir=metrics_dir))
 
 
 @click.command()
@@ -30,20 +23,29 @@ def _worker(settings: Settings, sock: socket.socket, metrics_dir: Path) -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Gateway processes sharing the listener (the admin listener runs in the first and "
-    "its /metrics covers them all).",
+    help="Gateway processes sharing the listener (the first also runs the admin listener, "
+    "supervises the others and its /metrics covers them all).",
 )
 @config_option
 @friendly
 def serve(workers: int, config: str | None) -> None:
     """Run the gateway (policy, credentials, proxy, JWKS) and the admin listener."""
     settings = settings_from(config)
+    logging.basicConfig(level=logging.WARNING, format="restguard: %(message)s")
     apply_migrations(settings.database_url)
+    raise_file_limit(settings)
 
     def ready() -> None:
         success(f"restguard gateway on http://{settings.server.listen} -> {settings.upstream.url}")
-        success(f"admin on http://{settings.admin_listen} (healthz, metrics)")
+        success(f"admin on http://{settings.admin_listen} (healthz, readyz, metrics)")
         click.echo(f"{len(settings.routes)} routes from {settings.file}; Ctrl-C stops.")
+        if not settings.routes:
+            click.secho(
+                f"warning: {settings.file} has no [[routes]]: every request gets 404 (default "
+                "deny). Add routes (see the README's Configuration section).",
+                fg="yellow",
+                err=True,
+            )
 
     install_loop()
     if workers == 1:
@@ -51,23 +53,20 @@ def serve(workers: int, config: str | None) -> None:
         return
     sock = bind(settings.server.listen)
     metrics_dir = Path(tempfile.mkdtemp(prefix="restguard-metrics-"))
-    ctx = multiprocessing.get_context("fork")
-    children = [
-        ctx.Process(target=_worker, args=(settings, sock, metrics_dir), daemon=True)
-        for _ in range(workers - 1)
-    ]
-    for child in children:
-        child.start()
+    supervisor = Supervisor(settings, sock, metrics_dir, workers - 1)
+    supervisor.start()
     try:
         asyncio.run(
-            run_servers(settings, gateway_socket=sock, on_ready=ready, metrics_dir=metrics_dir)
+            run_servers(
+                settings,
+                gateway_socket=sock,
+                on_ready=ready,
+                metrics_dir=metrics_dir,
+                background=(supervisor.watch,),
+            )
         )
     finally:
-        for child in children:
-            if child.pid:
-                os.kill(child.pid, 15)
-        for child in children:
-            child.join(10)
+        supervisor.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

@@ -18,6 +18,7 @@ import re
 import secrets
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -114,11 +115,15 @@ class ApiKeyAuthenticator:
         cache_ttl: float = 1.0,
         cache_size: int = 10_000,
         touch_interval: float = 60.0,
+        usage: Callable[[str, datetime], None] | None = None,
     ) -> None:
         if not 0 <= cache_ttl <= 1.0:
             raise ValueError("cache_ttl must be within [0, 1] s: revocation must apply in 1 s")
         self._store, self._clock = store, clock
         self._ttl, self._size, self._touch_interval = cache_ttl, cache_size, touch_interval
+        # Last-used times go to a bookkeeper (store.bookkeeping) that writes them off the
+        # decision path; without one they are not recorded.
+        self._usage = usage
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._touched: dict[str, float] = {}
 
@@ -207,8 +212,12 @@ class ApiKeyAuthenticator:
         if record.expires_at is not None and record.expires_at <= ctx.now:
             raise InvalidCredential(debug="api key expired")
         mono = self._clock.monotonic()
-        if mono - self._touched.get(key_id, -self._touch_interval) >= self._touch_interval:
-            await self._store.touch(key_id, ctx.now)
+        usage = self._usage
+        if (
+            usage is not None
+            and mono - self._touched.get(key_id, -self._touch_interval) >= self._touch_interval
+        ):
+            usage(key_id, ctx.now)  # noted in memory, written in the background
             self._touched[key_id] = mono
             if len(self._touched) > self._size:
                 self._touched.clear()

@@ -383,6 +383,14 @@ class Exchange:
             else:
                 self._upstream.pause_reading()
 
+    def shut_down(self) -> None:
+        """The server is stopping and this exchange ran out of grace."""
+        self._close_after = True
+        self._abort_upstream()
+        self._respond_error(
+            Overloaded("The server is shutting down; retry.", debug="shutdown grace over")
+        )
+
     def client_lost(self) -> None:
         """The client went away: abandon the upstream exchange."""
         self._abort_upstream()

@@ -411,6 +411,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._active.keep_alive = False
 
+    def shut_down(self) -> None:
+        """The server stops now: the request being handled gets 503 if its answer has not
+        started (else it is cut), and the connection closes."""
+        self._queue.clear()
+        self._last_words = b""
+        if self._active is not None:
+            self._active.shut_down()
+        self._close()
+
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()

@@ -71,8 +71,9 @@ class Gateway:
             lambda: ClientConnection(self), sock=sock, backlog=2048
         )
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let answers in flight finish (up to ``grace`` s), close the rest."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let answers in flight finish (up to ``grace`` s); then a request not
+        yet answered gets 503 (one already being answered is cut) and every connection closes."""
         if self._server is not None:
             self._server.close()
         deadline = self.loop.time() + grace
@@ -80,6 +81,9 @@ class Gateway:
             conn.close_when_idle()
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.shut_down()
+        await asyncio.sleep(0)  # let the 503s be written
         for conn in list(self.connections):
             conn.abort()
         self.pool.close()

@@ -259,6 +259,25 @@ class UpstreamPool:
             raise
         return conn
 
+    async def probe(self) -> bool:
+        """Whether a new connection to the upstream opens within ``connect_timeout`` (for
+        ``/readyz``); the connection is closed at once."""
+        try:
+            transport, _ = await asyncio.wait_for(
+                self.loop.create_connection(
+                    asyncio.Protocol,
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.host if self.tls else None,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError):
+            return False
+        transport.close()
+        return True
+
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back: kept if it may carry another request, closed otherwise."""
         self._busy.discard(conn)

@@ -20,7 +20,7 @@ from joserfc.jwk import OKPKey
 from joserfc.jws import JWSRegistry
 
 from restguard.clock import Clock
-from restguard.keys.sealing import Sealer
+from restguard.keys.sealing import MASTER_KEY_ENV, MasterKeyError, Sealer, SealError
 from restguard.store.ports import SigningKeyRecord, SigningKeyStore
 from restguard.types import Principal
 
@@ -95,7 +95,14 @@ def open_keys(records: list[SigningKeyRecord], sealer: Sealer, now: datetime) ->
     for rec in records:
         if rec.retired_at is not None and rec.retired_at <= now:
             continue
-        private = json.loads(sealer.open(rec.sealed_private, _purpose(rec.kid)))
+        try:
+            private = json.loads(sealer.open(rec.sealed_private, _purpose(rec.kid)))
+        except SealError:
+            raise MasterKeyError(
+                "this master key does not open the data directory's stored secrets "
+                f"(signing key {rec.kid}); use the master key the data directory was created "
+                f"with ([keys] master_key or {MASTER_KEY_ENV})"
+            ) from None
         live.append(LiveKey(rec.kid, OKPKey.import_key(private), json.loads(rec.public_jwk)))
     return SigningKeys(live)
 

@@ -6,6 +6,7 @@ atomic: a failed write leaves the store as it was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -59,8 +60,9 @@ class ApiKeyStore(Protocol):
         """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``."""
         ...
 
-    async def touch(self, key_id: str, at: datetime) -> None:
-        """Record the last-used time."""
+    async def touch(self, uses: Mapping[str, datetime]) -> None:
+        """Record last-used times (key id -> time), in one write; never moves one backwards.
+        Bookkeeping: callers batch these off the decision path (``store.bookkeeping``)."""
         ...
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -440,29 +440,37 @@ async def test_cache_size_is_bounded(keys: FakeApiKeyStore, clock: FixedClock) -
     assert keys.gets == 4
 
 
-async def test_last_used_touch_is_throttled(keys: FakeApiKeyStore, clock: FixedClock) -> None:
-    auth = ApiKeyAuthenticator(keys, clock, touch_interval=60)
+async def test_last_used_is_noted_at_most_once_a_minute(
+    keys: FakeApiKeyStore, clock: FixedClock
+) -> None:
+    noted: list[tuple[str, datetime]] = []
+    auth = ApiKeyAuthenticator(
+        keys, clock, touch_interval=60, usage=lambda i, at: noted.append((i, at))
+    )
     record, key = keys.add("a")
     credential = credential_for(auth, key)
     await auth.authenticate(credential, ctx(clock))
-    assert keys.touches == [(record.id, T0)]
+    assert noted == [(record.id, T0)]
     for _ in range(5):
         clock.advance(10)
         await auth.authenticate(credential, ctx(clock))
-    assert len(keys.touches) == 1  # 50 s later: still once
+    assert len(noted) == 1  # 50 s later: still once
     clock.advance(10)
     await auth.authenticate(credential, ctx(clock))
-    assert keys.touches[-1] == (record.id, T0 + timedelta(seconds=60))
-    assert len(keys.touches) == 2
+    assert noted[-1] == (record.id, T0 + timedelta(seconds=60))
+    assert len(noted) == 2
+    assert keys.touches == []  # never written on the decision path: the bookkeeper writes
 
 
-async def test_failed_authentication_does_not_touch(
-    auth: ApiKeyAuthenticator, keys: FakeApiKeyStore, clock: FixedClock
+async def test_failed_authentication_notes_no_use(
+    keys: FakeApiKeyStore, clock: FixedClock
 ) -> None:
+    noted: list[tuple[str, datetime]] = []
+    auth = ApiKeyAuthenticator(keys, clock, usage=lambda i, at: noted.append((i, at)))
     _, key = keys.add("a", revoked_at=T0)
     with pytest.raises(InvalidCredential):
         await auth.authenticate(credential_for(auth, key), ctx(clock))
-    assert keys.touches == []
+    assert noted == []
 
 
 @pytest.mark.parametrize("ttl", [2, 1.01, -0.1])

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from restguard.store.sql.engine import make_engine
 from restguard.store.sql.migrate import migrate, pending
-from restguard.store.sql.repositories import SqlApiKeyStore, SqlSigningKeyStore, SqlStore
+from restguard.store.sql.repositories import (
+    DEFAULT_TIMEOUT,
+    SqlApiKeyStore,
+    SqlSigningKeyStore,
+    SqlStore,
+)
 
 __all__ = [
     "SqlApiKeyStore",
@@ -17,9 +22,10 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> SqlStore:
-    """Return a ``SqlStore`` on ``url`` (no connection is made until first use).
+def open_store(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SqlStore:
+    """Return a ``SqlStore`` on ``url`` (no connection is made until first use); every
+    operation has ``timeout`` seconds, then it is ``BackendUnavailable``.
 
     ``ValueError`` if the URL is not an accepted form. Run ``migrate(url)`` first.
     """
-    return SqlStore(make_engine(url))
+    return SqlStore(make_engine(url, statement_timeout=timeout), timeout=timeout)

@@ -31,6 +31,17 @@ PG_CONNECT_TIMEOUT = 3
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
 PG_POOL_TIMEOUT = 5
+# A network partition must not hang a connection for the kernel's default 15+ minutes: TCP
+# keep-alive probes after 1 s of silence, the connection is dropped once sent data stays
+# unacknowledged for 3 s (Linux TCP_USER_TIMEOUT), and no statement may run longer than the
+# store's deadline. (Migrations run without the statement limit: they wait on each other's lock.)
+PG_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 3000,
+}
 
 
 def parse_url(url: str) -> URL:
@@ -63,8 +74,9 @@ def own_only(database: Path) -> None:
                 path.chmod(0o600)
 
 
-def make_engine(url: str) -> Engine:
-    """Return an engine for ``url`` with the project's connection settings applied."""
+def make_engine(url: str, *, statement_timeout: float | None = None) -> Engine:
+    """Return an engine for ``url`` with the project's connection settings applied.
+    ``statement_timeout`` (s) caps every statement on PostgreSQL."""
     parsed = parse_url(url)
     if parsed.drivername == "sqlite":
         own_only(Path(str(parsed.database)))
@@ -80,7 +92,15 @@ def make_engine(url: str) -> Engine:
         pool_size=PG_POOL_SIZE,
         max_overflow=PG_MAX_OVERFLOW,
         pool_timeout=PG_POOL_TIMEOUT,
-        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT,
+            **PG_KEEPALIVE,
+            **(
+                {"options": f"-c statement_timeout={round(statement_timeout * 1000)}"}
+                if statement_timeout
+                else {}
+            ),
+        },
     )
 
 

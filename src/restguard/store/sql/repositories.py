@@ -1,9 +1,11 @@
 """The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine.
 
-Each operation runs in a worker thread (``asyncio.to_thread``); each write is one transaction
-(``engine.begin()``), so a failed write leaves the store unchanged. Driver exceptions never leave
-this module: they become ``BackendUnavailable`` (503, fail closed) with the driver's message in
-the private ``debug`` text only.
+Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
+waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
+operation that does not finish in time is ``BackendUnavailable`` (503, fail closed) while its
+thread runs out in the background. Each write is one transaction (``engine.begin()``), so a
+failed write leaves the store unchanged. Driver exceptions never leave this module: they become
+``BackendUnavailable`` with the driver's message in the private ``debug`` text only.
 
 On SQLite every write transaction starts with its write statement, so it takes the write lock
 first (waiting up to ``busy_timeout``) and never has to upgrade a read snapshot.
@@ -14,12 +16,23 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, Engine, RowMapping, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -43,22 +56,45 @@ _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 
 
-async def _run(operation: str, work: Callable[[], T]) -> T:
-    """Run ``work`` in a thread; translate what the driver raises at this port boundary."""
-    try:
-        return await asyncio.to_thread(work)
-    except IntegrityError:
-        raise StoreError("the record breaks a constraint of the store") from None
-    except (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error) as exc:
-        cause = exc.orig if isinstance(exc, DBAPIError) else exc
-        raise BackendUnavailable(
-            debug=f"store {operation} failed: {type(cause).__name__}: {cause}".strip()
-        ) from None
-    except StatementError as exc:
-        # A value our column types refused while binding parameters (a naive datetime).
-        if isinstance(exc.orig, ValueError | TypeError):
-            raise type(exc.orig)(str(exc.orig)) from None
-        raise
+DEFAULT_TIMEOUT = 2.0
+READ_THREADS = 8
+WRITE_THREADS = 2
+
+
+class Runner:
+    """Runs store operations in threads, under a deadline, translating driver errors."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="restguard-store-read")
+        self._writes = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="restguard-store-write")
+
+    async def __call__(self, operation: str, work: Callable[[], T], *, write: bool = False) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writes if write else self._reads, work)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise BackendUnavailable(
+                debug=f"store {operation} took longer than {self.timeout:g}s"
+            ) from None
+        except IntegrityError:
+            raise StoreError("the record breaks a constraint of the store") from None
+        except (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error) as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise BackendUnavailable(
+                debug=f"store {operation} failed: {type(cause).__name__}: {cause}".strip()
+            ) from None
+        except StatementError as exc:
+            # A value our column types refused while binding parameters (a naive datetime).
+            if isinstance(exc.orig, ValueError | TypeError):
+                raise type(exc.orig)(str(exc.orig)) from None
+            raise
+
+    def close(self) -> None:
+        """Stop taking work; threads still running finish in the background."""
+        self._reads.shutdown(wait=False, cancel_futures=True)
+        self._writes.shutdown(wait=False, cancel_futures=True)
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -156,8 +192,8 @@ def _revoke_in(conn: Connection, key_id: str, at: datetime) -> ApiKeyRecord:
 class SqlApiKeyStore(ApiKeyStore):
     """``ApiKeyStore`` on the ``api_keys`` table."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
 
     async def insert(self, record: ApiKeyRecord) -> None:
         row = _api_key_row(record)
@@ -166,7 +202,7 @@ class SqlApiKeyStore(ApiKeyStore):
             with self._engine.begin() as conn:
                 _insert_row(conn, api_keys, row, f"API key {record.id!r}")
 
-        await _run("api_keys.insert", work)
+        await self._run("api_keys.insert", work, write=True)
 
     async def get(self, key_id: str) -> ApiKeyRecord | None:
         def work() -> ApiKeyRecord | None:
@@ -175,7 +211,7 @@ class SqlApiKeyStore(ApiKeyStore):
                 row = conn.execute(query).mappings().first()
             return None if row is None else _api_key_record(row)
 
-        return await _run("api_keys.get", work)
+        return await self._run("api_keys.get", work)
 
     async def list(self) -> builtins.list[ApiKeyRecord]:
         """All keys, oldest first (by ``created_at``, then id)."""
@@ -185,7 +221,7 @@ class SqlApiKeyStore(ApiKeyStore):
             with self._engine.connect() as conn:
                 return [_api_key_record(row) for row in conn.execute(query).mappings()]
 
-        return await _run("api_keys.list", work)
+        return await self._run("api_keys.list", work)
 
     async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
         """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
@@ -195,7 +231,7 @@ class SqlApiKeyStore(ApiKeyStore):
             with self._engine.begin() as conn:
                 return _revoke_in(conn, key_id, at)
 
-        return await _run("api_keys.revoke", work)
+        return await self._run("api_keys.revoke", work, write=True)
 
     async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
         """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``.
@@ -211,29 +247,36 @@ class SqlApiKeyStore(ApiKeyStore):
                 _insert_row(conn, api_keys, row, f"API key {new.id!r}")
                 _revoke_in(conn, old_id, at)
 
-        await _run("api_keys.rotate", work)
+        await self._run("api_keys.rotate", work, write=True)
 
-    async def touch(self, key_id: str, at: datetime) -> None:
-        """Record the last-used time. Never moves it backwards; an absent id is ignored."""
-        at = to_utc(at)
+    async def touch(self, uses: Mapping[str, datetime]) -> None:
+        """Record last-used times, in one transaction. Never moves one backwards; absent ids are
+        ignored."""
+        if not uses:
+            return
         col = api_keys.c.last_used_at
+        params = [{"key_id": key_id, "at": to_utc(at)} for key_id, at in uses.items()]
+        statement = (
+            update(api_keys)
+            .where(
+                api_keys.c.id == bindparam("key_id"),
+                or_(col.is_(None), col < bindparam("at")),
+            )
+            .values(last_used_at=bindparam("at"))
+        )
 
         def work() -> None:
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(api_keys)
-                    .where(api_keys.c.id == key_id, or_(col.is_(None), col < at))
-                    .values(last_used_at=at)
-                )
+                conn.execute(statement, params)
 
-        await _run("api_keys.touch", work)
+        await self._run("api_keys.touch", work, write=True)
 
 
 class SqlSigningKeyStore(SigningKeyStore):
     """``SigningKeyStore`` on the ``signing_keys`` table."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
 
     async def insert(self, record: SigningKeyRecord) -> None:
         """Add a key; ``DuplicateRecord`` if the kid exists."""
@@ -243,7 +286,7 @@ class SqlSigningKeyStore(SigningKeyStore):
             with self._engine.begin() as conn:
                 _insert_row(conn, signing_keys, row, f"signing key {record.kid!r}")
 
-        await _run("signing_keys.insert", work)
+        await self._run("signing_keys.insert", work, write=True)
 
     async def list(self) -> builtins.list[SigningKeyRecord]:
         """All keys, newest first (by ``created_at``, then kid)."""
@@ -255,16 +298,17 @@ class SqlSigningKeyStore(SigningKeyStore):
             with self._engine.connect() as conn:
                 return [_signing_key_record(row) for row in conn.execute(query).mappings()]
 
-        return await _run("signing_keys.list", work)
+        return await self._run("signing_keys.list", work)
 
 
 class SqlStore(Store):
     """The SQL backend: both stores on one engine, its health check, and its shutdown."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.engine = engine
-        self.api_keys: ApiKeyStore = SqlApiKeyStore(engine)
-        self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine)
+        self._run = Runner(timeout)
+        self.api_keys: ApiKeyStore = SqlApiKeyStore(engine, self._run)
+        self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""
@@ -273,8 +317,9 @@ class SqlStore(Store):
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
-        await _run("ping", work)
+        await self._run("ping", work)
 
     def close(self) -> None:
         """Close every pooled connection."""
+        self._run.close()
         self.engine.dispose()
