@@ -462,9 +462,7 @@ async def test_last_used_is_noted_at_most_once_a_minute(
     assert keys.touches == []  # never written on the decision path: the bookkeeper writes
 
 
-async def test_failed_authentication_notes_no_use(
-    keys: FakeApiKeyStore, clock: FixedClock
-) -> None:
+async def test_failed_authentication_notes_no_use(keys: FakeApiKeyStore, clock: FixedClock) -> None:
     noted: list[tuple[str, datetime]] = []
     auth = ApiKeyAuthenticator(keys, clock, usage=lambda i, at: noted.append((i, at)))
     _, key = keys.add("a", revoked_at=T0)
