@@ -61,6 +61,22 @@ rate_limit = "3/minute"
 """
 
 
+def set_key(text: str, key: str, value: str) -> str:
+    """Set ``key = value`` in a restguard.toml text: ``"section.key"`` in that table, a bare
+    ``key`` where it first appears."""
+    section, _, name = key.rpartition(".")
+    line = re.compile(rf"(?m)^{re.escape(name)} = .*$")
+    if not section:
+        return line.sub(f"{name} = {value}", text, count=1)
+    head = re.search(rf"(?m)^\[{re.escape(section)}\]$", text)
+    assert head is not None, f"no [{section}] table"
+    nxt = re.search(r"(?m)^\[", text[head.end() :])
+    end = head.end() + nxt.start() if nxt else len(text)
+    body = text[head.end() : end]
+    assert line.search(body), f"no {name} in [{section}]"
+    return text[: head.end()] + line.sub(f"{name} = {value}", body, count=1) + text[end:]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -227,7 +243,7 @@ class GatewayProcess:
                 'database = "sqlite:///restguard.db"', f'database = "{database_url}"'
             )
         for key, value in (extra or {}).items():
-            text = re.sub(rf"(?m)^{re.escape(key)} = .*$", f"{key} = {value}", text, count=1)
+            text = set_key(text, key, value)
         config.write_text(text)
         self.config = config
         self.settings: Settings = load(config)

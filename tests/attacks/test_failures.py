@@ -35,7 +35,7 @@ def test_upstream_down(tmp_path: Path, gw: GatewayProcess) -> None:
 @pytest.fixture
 def impatient(tmp_path: Path, upstream: RecordingUpstream) -> Iterator[GatewayProcess]:
     """A gateway that waits at most one second for the upstream."""
-    gw = GatewayProcess(tmp_path / "gw", upstream, extra={"timeout": '"1s"'}).start()
+    gw = GatewayProcess(tmp_path / "gw", upstream, extra={"upstream.timeout": '"1s"'}).start()
     yield gw
     gw.stop()
 

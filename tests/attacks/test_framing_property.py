@@ -383,7 +383,7 @@ def framing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Framing]:
     upstream = H11Upstream()
     extra = {
         "failed_attempts": '"1000000/minute"',  # the no-key requests must not end in 429
-        "timeout": '"2s"',  # an upstream left waiting for a body answers nothing: 504 soon
+        "upstream.timeout": '"2s"',  # an upstream left waiting for a body answers nothing: 504 soon
     }
     gw = GatewayProcess(tmp_path_factory.mktemp("framing") / "gw", upstream, extra=extra)
     gw.start()

@@ -36,10 +36,15 @@ client_header_timeout = "10s"
 keepalive_timeout = "75s"
 client_body_timeout = "15s"
 client_body_min_rate = 1024
+# A client that stops reading its answer this long is cut off (the upstream is not timed out
+# meanwhile: a slow reader is not the upstream's fault).
+client_send_timeout = "60s"
 # Concurrent client connections (503 beyond), and the request body read before an upstream
 # connection is taken (so slow senders of small bodies hold none).
 max_connections = 4096
 body_buffer_bytes = 65536
+# On SIGTERM: requests in flight get this long to finish; what cannot gets 503.
+shutdown_grace = "10s"
 
 [admin]
 # /healthz and /metrics. Keep it on loopback.
@@ -50,6 +55,8 @@ listen = "{admin_listen}"
 database = "sqlite:///restguard.db"
 # e.g. redis://127.0.0.1:6379/0 when several instances share the work.
 redis = ""
+# Every store operation's deadline: past it, a decision that needs the store answers 503.
+timeout = "2s"
 
 [keys]
 # Encrypts every stored secret that must be recoverable. Mode 0600; or set RESTGUARD_MASTER_KEY.
@@ -58,6 +65,9 @@ master_key = "master.key"
 [audit]
 # One JSON line per decision (never a secret). "" turns the file off.
 path = "audit.log"
+# false: when the file cannot be written (a full disk), keep serving and count the lost lines
+# (metric restguard_audit_dropped_total, /readyz). true: refuse (503) what cannot be recorded.
+required = false
 
 [upstream]
 # The REST API restguard protects. It receives exactly the path the policy judged.

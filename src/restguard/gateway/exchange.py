@@ -104,7 +104,6 @@ class Exchange:
         self._head = b""
         self._retried = False
         self._retry: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._forwarded_at = 0.0
         self.finished = False
 
@@ -141,8 +140,10 @@ class Exchange:
             self._refuse_body(err)
             return
         self.body_complete = True
-        if self._forwarding and self.chunked and self._upstream is not None:
-            self._upstream.write(self.body.last_chunk())
+        if self._forwarding and self._upstream is not None:
+            if self.chunked:
+                self._upstream.write(self.body.last_chunk())
+            self._upstream.request_sent()
         self._wake_body_wait()
 
     def _send_body(self, data: bytes) -> None:
@@ -291,9 +292,11 @@ class Exchange:
         if self._buffered:
             self._buffered = 0
             self.client.resume("buffer")
-        if self.body_complete and self.chunked:
-            upstream.write(self.body.last_chunk())
-        self._arm_timer()
+        upstream.watch()
+        if self.body_complete:
+            if self.chunked:
+                upstream.write(self.body.last_chunk())
+            upstream.request_sent()
 
     # --- the answer, fed by the upstream connection ------------------------------------------
     def response_head(
@@ -396,31 +399,19 @@ class Exchange:
         self._abort_upstream()
         self.finished = True
         self._wake_body_wait()
-        if self._timer is not None:
-            self._timer.cancel()
 
-    # --- timers and endings ------------------------------------------------------------------
-    def _arm_timer(self) -> None:
-        assert self._upstream is not None
-        if self._timer is not None:
-            self._timer.cancel()
-        self._upstream.last_read = self.gw.loop.time()
-        self._timer = self.gw.loop.call_later(self.gw.read_timeout, self._check_timeout)
-
-    def _check_timeout(self) -> None:
-        upstream = self._upstream
-        if self.finished or upstream is None:
-            return
-        idle = self.gw.loop.time() - upstream.last_read
-        if idle < self.gw.read_timeout:
-            self._timer = self.gw.loop.call_later(self.gw.read_timeout - idle, self._check_timeout)
+    def upstream_timed_out(self, reason: str) -> None:
+        """The upstream's answer is late (its connection's clock; see gateway/upstream.py)."""
+        if self.finished:
             return
         self._abort_upstream()
-        if self._head_sent:
+        if self._head_sent:  # cut, never spliced
             self._close_after = True
             self._finish()
         else:
-            self._respond_error(UpstreamTimeout(debug=f"no answer in {self.gw.read_timeout}s"))
+            self._respond_error(UpstreamTimeout(debug=reason))
+
+    # --- endings -----------------------------------------------------------------------------
 
     def _abort_upstream(self) -> None:
         upstream, self._upstream = self._upstream, None
@@ -475,6 +466,4 @@ class Exchange:
         self._buffered = 0
         self.client.resume("buffer")
         self.client.resume("upstream")
-        if self._timer is not None:
-            self._timer.cancel()
         self.client.exchange_finished(self, self.keep_alive and not self._close_after)

@@ -17,8 +17,9 @@ bad chunking, bare LF, obs-fold ...); this module adds the caps and the contract
 * slow clients are timed (nginx's anchors): the head must arrive within
   ``client_header_timeout``, a keep-alive connection idles at most ``keepalive_timeout``, a body
   pauses at most ``client_body_timeout`` and averages ``client_body_min_rate`` (Apache
-  mod_reqtimeout); time the gateway itself stopped reading does not count. Concurrent
-  connections are capped at ``max_connections`` (503 beyond).
+  mod_reqtimeout); time the gateway itself stopped reading does not count. A client that stops
+  reading its answer for ``client_send_timeout`` is cut off (nginx's ``send_timeout``).
+  Concurrent connections are capped at ``max_connections`` (503 beyond).
 
 Requests on one connection are answered in order (pipelining): the next one waits, with reading
 paused, until the current answer is complete.
@@ -96,6 +97,7 @@ class ClientConnection(asyncio.Protocol):
         self._served = 0
         self._paused_since = 0.0
         self._paused_total = 0.0
+        self._write_stalled = math.inf  # since when the client has not read what we sent
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,10 +163,13 @@ class ClientConnection(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
+        self._write_stalled = self.loop.time()
+        self._arm(self._write_stalled + self.gw.limits.client_send_timeout)
         if self._active is not None:
             self._active.client_writable(False)
 
     def resume_writing(self) -> None:
+        self._write_stalled = math.inf
         if self._active is not None:
             self._active.client_writable(True)
 
@@ -319,6 +324,11 @@ class ClientConnection(asyncio.Protocol):
     # --- slow clients ------------------------------------------------------------------------
     def _deadline(self) -> tuple[float, str]:
         """When this connection's current wait runs out (loop time), and what it waits for."""
+        at, waiting = self._wait()
+        send = self._write_stalled + self.gw.limits.client_send_timeout
+        return (send, "send") if send < at else (at, waiting)
+
+    def _wait(self) -> tuple[float, str]:
         limits = self.gw.limits
         parsing = self._parsing
         if parsing is not None and not parsing.body_complete and not parsing.finished:
@@ -361,7 +371,9 @@ class ClientConnection(asyncio.Protocol):
                 self._timer_at = at
                 self._timer = self.loop.call_at(at, self._on_timer)
             return
-        if waiting == "idle":
+        if waiting == "send":  # the client stopped reading its answer (nginx's send_timeout)
+            self.abort()
+        elif waiting == "idle":
             self._close()
         elif waiting == "head":
             err = RequestTimeout(debug="request head not received in time")

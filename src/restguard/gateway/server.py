@@ -49,12 +49,12 @@ class Gateway:
             connect_timeout=connect_timeout,
             size=pool_size,
             queue_timeout=queue_timeout,
+            timeout=read_timeout,
         )
         default_port = 443 if upstream_tls else 80
         self.upstream_host = (
             upstream_host if upstream_port == default_port else f"{upstream_host}:{upstream_port}"
         ).encode("idna")
-        self.read_timeout = read_timeout
         self.max_body_bytes = limits.max_body_bytes
         self.max_header_bytes = limits.max_header_bytes
         self.trusted_proxies = tuple(limits.trusted_proxies)

@@ -5,20 +5,40 @@ request here and httpx's ~1,000; a connection that hands parser events straight 
 exchange that owns it costs a few. One exchange uses a connection at a time (no pipelining to
 the upstream); a connection goes back to the pool only after a complete, keep-alive answer to a
 completely sent request.
+
+The upstream's answer is bounded in size and time (``[upstream] timeout``):
+
+* its head (interim 1xx answers included) may take ``MAX_HEAD_BYTES`` and ``MAX_HEADERS`` fields
+  at most (502 beyond: nginx's "upstream sent too big header");
+* its head must be complete within ``timeout`` of the request being completely sent (504),
+  however it trickles in;
+* after that, it may go quiet for ``timeout`` at most (504, or a cut answer) — but time it sits
+  unread because the client is slow to read is not its fault and does not count (the client's
+  own send timeout covers that).
+
+Each connection has one timer for this, re-armed lazily: nothing is scheduled per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import ssl
 from typing import Protocol, cast
 
 import httptools
 
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 256
+
 
 class PoolTimeout(Exception):
     """No pooled connection became free within the queue timeout."""
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: the upstream's head is over the caps."""
 
 
 class ResponseSink(Protocol):
@@ -38,6 +58,8 @@ class ResponseSink(Protocol):
 
     def flush_output(self) -> None: ...
 
+    def upstream_timed_out(self, reason: str) -> None: ...
+
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to the upstream; events go to the current ``sink``."""
@@ -51,6 +73,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.received_any = False
         self.last_read = 0.0
         self.idle_since = 0.0
+        self.head_by = math.inf  # the answer's head is due by then (once the request is sent)
+        self.paused = False  # reading paused: the client is slow to read what came
+        self._head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -71,6 +98,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail("the upstream switched protocols (not supported)")
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._fail("the upstream's answer head is too large")
+            else:
+                self._fail(f"malformed upstream response: {exc}")
         except httptools.HttpParserError as exc:
             self._fail(f"malformed upstream response: {exc}")
         if self._skip_rest:
@@ -111,14 +143,25 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
+        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value) + 4)
+        if len(self._headers) > MAX_HEADERS:
+            raise _HeadTooLarge
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         if status < 200:  # 1xx interim answers are not forwarded (Expect is not sent on)
             return
+        self.head_by = math.inf
+        self._head_bytes = 0
         assert self.sink is not None
         keep_alive = self._parser.should_keep_alive()
         self._close_delimited = (
@@ -165,15 +208,58 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def pause_reading(self) -> None:
+        """The client is slow to read: stop reading, and stop the upstream's quiet clock."""
+        self.paused = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self.paused = False
+        self.last_read = self.pool.loop.time()  # the pause was the client's, not the upstream's
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    # timing (see the module docstring)
+    def watch(self) -> None:
+        """A request starts on this connection: the quiet clock runs from now."""
+        now = self.pool.loop.time()
+        self.last_read, self.head_by, self._head_bytes = now, math.inf, 0
+        self._arm(now + self.pool.timeout)
+
+    def request_sent(self) -> None:
+        """The whole request is written: the answer's head is due within ``timeout``."""
+        if self.sink is not None and self.head_by == math.inf:
+            self.head_by = self.pool.loop.time() + self.pool.timeout
+            self._arm(self.head_by)
+
+    def _arm(self, at: float) -> None:
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = self.pool.loop.call_at(at, self._check)
+
+    def _check(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        sink = self.sink
+        if sink is None:  # idle in the pool: nothing to time
+            return
+        now = self.pool.loop.time()
+        if self.paused:
+            self._arm(now + self.pool.timeout)
+            return
+        if now >= self.head_by:
+            sink.upstream_timed_out(f"no complete answer head in {self.pool.timeout:g}s")
+        elif now - self.last_read >= self.pool.timeout:
+            sink.upstream_timed_out(f"the upstream was quiet for {self.pool.timeout:g}s")
+        else:
+            self._arm(min(self.head_by, self.last_read + self.pool.timeout))
+
     def close(self) -> None:
         self.sink = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
         if self.transport is not None:
             self.transport.close()
 
@@ -190,10 +276,12 @@ class UpstreamPool:
         connect_timeout: float,
         size: int,
         queue_timeout: float = 5.0,
+        timeout: float = 30.0,
     ) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.connect_timeout = connect_timeout
         self.queue_timeout = queue_timeout
+        self.timeout = timeout
         self.size = size
         self.loop = asyncio.get_running_loop()
         self._idle: list[UpstreamConnection] = []
