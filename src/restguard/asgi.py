@@ -7,14 +7,13 @@ and never reach the app. WebSocket connections are refused: the policy covers HT
 
 The app sees what was judged: the path as sent (dot segments are refused, not resolved), the
 headers less invalid names and client-sent ``X-Restguard-*``, and form bodies (urlencoded and
-multipart), which are read whole before the decision so that a ``_method`` field is refused,
-then replayed to the app.
+multipart), which are read whole once the request is allowed (urlencoded up to 1 MiB, multipart
+up to ``max_body_bytes``) so that a ``_method`` field is refused, then replayed to the app.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from restguard.edge.asgi_send import send_problem
@@ -22,7 +21,7 @@ from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError, PayloadTooLarge
 from restguard.guard import Decision, Guard
 from restguard.types import RequestView
-from restguard.wire.forms import MULTIPART, URLENCODED, content_type
+from restguard.wire.forms import FORM_BODY_CAP, URLENCODED, content_type, looks_like_form
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -58,34 +57,33 @@ class GuardMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         try:
-            body = None
-            if is_form(scope):
-                body = await read_body(receive, self.max_body_bytes)
-                if body is None:  # the client went away
-                    return
-                receive = replay(body, receive)
             view, decision = await decide_scope(
                 self.guard,
                 scope,
                 trusted_proxies=self.trusted_proxies,
                 max_header_bytes=self.max_header_bytes,
-                body=body,
             )
+            if looks_like_form(view.headers):
+                body = await self._form_body(view, receive)
+                if body is None:  # the client went away
+                    return
+                self.guard.check_body(view, body)
+                receive = replay(body, receive)
         except AuthError as err:
             await send_problem(send, err, head=scope["method"] == "HEAD")
             return
         judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
         await self.app(judged, receive, send)
 
-
-def is_form(scope: Mapping[str, Any]) -> bool:
-    """Whether the request carries a form body (urlencoded or multipart). A malformed or
-    repeated Content-Type is left to the decision, which refuses it."""
-    try:
-        kind, _ = content_type(scope["headers"])
-    except AuthError:
-        return False
-    return kind in (URLENCODED, MULTIPART)
+    async def _form_body(self, view: RequestView, receive: Receive) -> bytes | None:
+        limit = self.max_body_bytes
+        if content_type(view.headers)[0] == URLENCODED:
+            limit = min(limit, FORM_BODY_CAP)
+        try:
+            return await read_body(receive, limit)
+        except AuthError as err:
+            self.guard.refused(view.method, view.path.encode(), view.client, err)
+            raise
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
@@ -125,11 +123,9 @@ async def decide_scope(
     *,
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int = 16 * 1024,
-    body: bytes | None = None,
 ) -> tuple[RequestView, Decision]:
     """The guard's decision for an ASGI request, or AuthError. Requests refused before a view
-    could be built (ambiguous path, oversized headers) are recorded as decisions too.
-    ``body``: the complete body, when it was read before the decision (form bodies)."""
+    could be built (ambiguous path, oversized headers) are recorded as decisions too."""
     try:
         view = view_from_scope(
             scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
@@ -139,6 +135,4 @@ async def decide_scope(
         target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
         guard.refused(scope["method"], target, client[0] if client else "", err)
         raise
-    if body is not None:
-        view = replace(view, body=body)
     return view, await guard.decide(view)

@@ -9,16 +9,21 @@ on top of the route's.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from urllib.parse import quote_plus
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from restguard.asgi import DECISION_KEY, decide_scope, is_form
+from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope
 from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
 from restguard.guard import require_scopes as _check
-from restguard.types import Principal
+from restguard.types import Principal, RequestView
+from restguard.wire.forms import looks_like_form
+
+_URLENCODED = ((b"content-type", b"application/x-www-form-urlencoded"),)
 
 _GUARD_STATE = "restguard_guard"
 
@@ -48,11 +53,26 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
             guard = getattr(request.app.state, _GUARD_STATE, None)
             if not isinstance(guard, Guard):
                 raise RuntimeError("call restguard.fastapi.install(app, guard) first")
-            # Form bodies are judged too (a _method field); Starlette caches what it reads.
-            body = await request.body() if is_form(request.scope) else None
-            _, decision = await decide_scope(guard, request.scope, body=body)
+            view, decision = await decide_scope(guard, request.scope)
             request.scope[DECISION_KEY] = decision
+            request.scope[VIEW_KEY] = view
+            if looks_like_form(view.headers):
+                await _check_form(guard, view, request)
         _check(decision.principal, scopes)
         return decision.principal
 
     return dependency
+
+
+async def _check_form(guard: Guard, view: RequestView, request: Request) -> None:
+    """A form body's ``_method`` field is refused here too. Starlette caches the body it reads;
+    when FastAPI already parsed the form for the endpoint (its ``Form()`` parameters), the body
+    is gone and the parsed fields are judged instead."""
+    try:
+        body = await request.body()
+    except RuntimeError:  # "Stream consumed": FastAPI parsed the form first
+        form = await request.form()
+        fields = "&".join(quote_plus(name) + "=" for name in form)
+        guard.check_body(replace(view, headers=_URLENCODED), fields.encode())
+        return
+    guard.check_body(view, body)

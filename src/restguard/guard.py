@@ -26,7 +26,7 @@ from restguard.errors import (
 )
 from restguard.tokens import QUERY_NAMES, contains_credential, redact
 from restguard.types import ANONYMOUS, Principal, RequestView
-from restguard.wire.forms import check_form_body, check_params
+from restguard.wire.forms import check_form_body, check_params, content_type
 
 # Headers that ask a server to act on another method than the one on the request line.
 METHOD_OVERRIDE_HEADERS = frozenset(
@@ -122,14 +122,12 @@ class Guard:
                 check_query(view.query)
             route = self.policy.match(view.method, view.path)
             check_headers(view)
-            if view.body is not None:
-                check_form_body(view.headers, view.body)
+            content_type(view.headers)  # strict, on every request (wire/forms.py says why)
             strip = self._carriers(view)
             if route.public:
                 await self._rate_limit(route, "addr:" + view.client)
                 decision = Decision(route, ANONYMOUS, strip)
             else:
-                await self._check_lockout(view)
                 try:
                     credential = self._extract(view, route)
                     ctx = AuthContext(self.clock.now(), view.client)
@@ -169,18 +167,17 @@ class Guard:
             if (a := self.authenticators.get(m)) is not None
         )
 
-    # Every 401 counts toward the client address's failed-attempt limit, checked first
-    # (CONTRACT: per address, never per credential, so no stranger can lock an owner out).
-    async def _check_lockout(self, view: RequestView) -> None:
+    async def _failed_attempt(self, view: RequestView) -> None:
+        """Every 401 counts toward the client address's failed-attempt limit; past it, the
+        failure is answered 429 instead. Only failing credentials are refused so: a valid one
+        always passes, so nothing a stranger does (not even from the same address, behind a
+        proxy or NAT, or over a Unix socket where no address is known) can lock a credential's
+        owner out."""
         limit, window = self.failed_attempts
         now = self.clock.monotonic()
-        retry = await self.limiter.blocked("fail:" + view.client, limit, window, now)
+        retry = await self.limiter.hit("fail:" + view.client, limit, window, now)
         if retry is not None:
             raise RateLimited(retry, debug="too many failed attempts from this client")
-
-    async def _failed_attempt(self, view: RequestView) -> None:
-        limit, window = self.failed_attempts
-        await self.limiter.hit("fail:" + view.client, limit, window, self.clock.monotonic())
 
     def _extract(self, view: RequestView, route: Route) -> Credential:
         """The one credential the request presents for this route (syntax only). A malformed
@@ -211,6 +208,16 @@ class Guard:
         retry = await self.limiter.hit(f"route:{route.index}:{who}", limit, window, now)
         if retry is not None:
             raise RateLimited(retry, debug="route rate limit")
+
+    def check_body(self, view: RequestView, body: bytes) -> None:
+        """After an allowing decision: refuse a form body carrying a ``_method`` field (read
+        only now, so that no unauthenticated client can make restguard buffer a body). The
+        refusal is recorded as a decision of its own."""
+        try:
+            check_form_body(view.headers, body)
+        except AuthError as err:
+            self._emit(view, None, None, self.clock.monotonic(), None, err)
+            raise
 
     def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
         """Record a request refused before it could be viewed (ambiguous path, header caps).

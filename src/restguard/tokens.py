@@ -27,8 +27,20 @@ def contains_credential(text: str) -> bool:
     return _ISSUED.search(text) is not None
 
 
+_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _unreserved(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else match.group(0)
+
+
 def redact(text: str) -> str:
-    """``text`` with every ``rg_xx_...`` token replaced by ``rg_xx_[redacted]``."""
+    """``text`` with every ``rg_xx_...`` token replaced by ``rg_xx_[redacted]``; percent-encoded
+    letters, digits and ``_`` are decoded first (``%72g_ak_...`` is a key too)."""
+    if "%" in text:
+        text = _ENCODED.sub(_unreserved, text)
     if "rg" not in text:
         return text
     return _ANY.sub(lambda m: m.group(0)[:2] + "_" + _kind(m.group(0)) + "_[redacted]", text)

@@ -16,8 +16,6 @@ class RequestView:
     removed before any decision (names other than letters, digits and ``-``; client-sent
     ``X-Restguard-*``). ``client`` is the client address after trusted-proxy handling;
     ``via_trusted_proxy`` says whether the peer was one of ``[server] trusted_proxies``.
-    ``body`` is the complete body when the adapter read it before the decision (form bodies),
-    else None: the body then streams after the decision.
     """
 
     method: str
@@ -26,7 +24,6 @@ class RequestView:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     client: str = ""
     via_trusted_proxy: bool = False
-    body: bytes | None = None
 
     def header_values(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (lower-case), in order."""

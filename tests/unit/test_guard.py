@@ -322,25 +322,28 @@ async def test_failed_attempts_lock_the_client_out(env: Env) -> None:
     for _ in range(3):
         _, unknown = generate_key()
         await env.refused(InvalidCredential, "GET", "/notes/1", ("X-API-Key", unknown))
-    err = await env.refused(RateLimited, "GET", "/notes/1", ("X-API-Key", good))
+    _, unknown = generate_key()
+    err = await env.refused(RateLimited, "GET", "/notes/1", ("X-API-Key", unknown))
     assert err.status == 429
     assert err.retry_after == 20  # type: ignore[attr-defined]
     assert err.headers == (("retry-after", "20"),)
     assert env.events[-1].status == 429
-    # Another client is not affected, and the locked-out one recovers.
-    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="192.0.2.99")
-    env.clock.advance(20)
+    # A valid credential is never refused by the lockout (a stranger behind the same proxy or
+    # NAT must not lock its owner out); other clients are not affected; the lockout passes.
     await env.decide("GET", "/notes/1", ("X-API-Key", good))
+    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="192.0.2.99")
+    await env.refused(RateLimited, "GET", "/notes/1")
+    env.clock.advance(20)
+    await env.refused(MissingCredential, "GET", "/notes/1")
 
 
-async def test_lockout_does_not_consult_the_store(env: Env) -> None:
+async def test_clients_without_an_address_share_a_lockout_that_spares_valid_keys(env: Env) -> None:
+    # (a Unix-socket server gives no address: failures add up, valid keys still pass)
+    _, good = env.keys.add("notes:read")
     for _ in range(3):
-        _, unknown = generate_key()
-        await env.refused(InvalidCredential, "GET", "/notes/1", ("X-API-Key", unknown))
-    gets = env.keys.gets
-    _, unknown = generate_key()
-    await env.refused(RateLimited, "GET", "/notes/1", ("X-API-Key", unknown))
-    assert env.keys.gets == gets
+        await env.refused(MissingCredential, "GET", "/notes/1", client="")
+    await env.refused(RateLimited, "GET", "/notes/1", client="")
+    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="")
 
 
 async def test_successes_and_non_401_refusals_do_not_count_as_failures(env: Env) -> None:
@@ -382,11 +385,9 @@ async def test_every_401_counts_toward_the_lockout(
     for _ in range(3):
         err = await env.refused(AuthError, "GET", "/notes/1", *failure)
         assert err.status == 401
-    err = await env.refused(RateLimited, "GET", "/notes/1", ("X-API-Key", good))
+    err = await env.refused(RateLimited, "GET", "/notes/1", *failure)
     assert err.headers == (("retry-after", "20"),)
-    # the lockout is checked before the credential is even looked at
-    await env.refused(RateLimited, "GET", "/notes/1", *failure)
-    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="192.0.2.99")
+    await env.decide("GET", "/notes/1", ("X-API-Key", good))  # a valid key still passes
 
 
 async def test_mixed_401s_add_up(env: Env) -> None:
@@ -729,15 +730,14 @@ async def test_method_override_in_a_form_body_is_refused(
     env: Env, content_type: tuple[str, str], body: bytes
 ) -> None:
     view = RequestView(
-        "POST",
-        "/public/x",
-        b"",
-        ((b"content-type", content_type[1].encode()),),
-        "192.0.2.1",
-        body=body,
+        "POST", "/public/x", b"", ((b"content-type", content_type[1].encode()),), "192.0.2.1"
     )
+    # The decision comes first, on the head alone (no client makes restguard buffer a body
+    # before it is allowed); the body is judged once read, and its refusal recorded too.
+    assert (await env.guard.decide(view)).principal is ANONYMOUS
     with pytest.raises(InvalidRequest, match="_method"):
-        await env.guard.decide(view)
+        env.guard.check_body(view, body)
+    assert [e.outcome for e in env.events] == ["allow", "deny"]
     assert env.events[-1].detail == "_method in form body"
 
 
@@ -753,20 +753,31 @@ async def test_ordinary_form_bodies_are_allowed(
     env: Env, content_type: tuple[str, str], body: bytes
 ) -> None:
     view = RequestView(
-        "POST",
-        "/public/x",
-        b"",
-        ((b"content-type", content_type[1].encode()),),
-        "192.0.2.1",
-        body=body,
+        "POST", "/public/x", b"", ((b"content-type", content_type[1].encode()),), "192.0.2.1"
     )
     assert (await env.guard.decide(view)).principal is ANONYMOUS
+    env.guard.check_body(view, body)
+    assert [e.outcome for e in env.events] == ["allow"]
 
 
-async def test_a_body_that_was_not_read_is_not_judged(env: Env) -> None:
-    # body=None: the body streams after the decision (the gateway's multipart gate checks it).
-    view = RequestView("POST", "/public/x", b"", ((b"content-type", FORM[1].encode()),))
-    assert (await env.guard.decide(view)).principal is ANONYMOUS
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"application/x-www-form-urlencoded;",  # does not parse strictly, names a form type
+        b"text/plain; charset=utf-7",  # Django would decode the query in UTF-7
+        b"application/json; charset=utf-16le",
+        b"text/plain;charset=utf-7;",
+        b"multipart/form-data; boundary=B; boundary=B",
+    ],
+)
+async def test_ambiguous_content_types_are_refused_on_every_request(env: Env, value: bytes) -> None:
+    view = RequestView("GET", "/public/x", b"", ((b"content-type", value),), "192.0.2.1")
+    with pytest.raises(InvalidRequest):
+        await env.guard.decide(view)
+    ok = RequestView(
+        "GET", "/public/x", b"", ((b"content-type", b"text/plain; charset=utf-8"),), "192.0.2.1"
+    )
+    assert (await env.guard.decide(ok)).principal is ANONYMOUS
 
 
 # --- audit fields are redacted --------------------------------------------------------------------

@@ -11,6 +11,8 @@ refused). A target over ``MAX_TARGET_BYTES`` gets 414 (RFC 9112 §3).
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from restguard.errors import InvalidRequest
 
 MAX_TARGET_BYTES = 8192
@@ -122,7 +124,21 @@ def normalise_path(raw_path: bytes, *, refuse_dot_segments: bool = False) -> str
         if segment == "" and index != last:
             raise _bad("empty path segment")
         out.append(segment)
-    return "/" + "/".join(out)
+    path = "/" + "/".join(out)
+    if "%" in path:
+        try:
+            unquote(path, errors="strict")
+        except UnicodeDecodeError:  # routers would each guess a different text
+            raise _bad("percent-encoding that is not UTF-8") from None
+    return path
+
+
+def decode_path(path: str) -> str:
+    """A normalised path as routers match it: every percent-encoding decoded (``%3A`` is
+    ``:``, ``%40`` is ``@``; Express, Starlette, Flask and Django all decode before they route).
+    ``normalise_path`` refused encoded slashes, dots, NUL and non-UTF-8, so decoding adds no
+    segment and cannot fail."""
+    return unquote(path) if "%" in path else path
 
 
 def normalise_target(target: bytes) -> tuple[str, bytes]:

@@ -2,12 +2,15 @@
 
 Path patterns: literal segments, ``{name}`` for exactly one non-empty segment, and a trailing
 ``/**`` for the prefix itself and any depth below it. Patterns are matched against the output of
-``authz.paths.normalise_path`` only, so the policy and the upstream see the same path.
+``authz.paths.normalise_path`` only, so the policy and the upstream see the same path, with
+every percent-encoding decoded (``authz.paths.decode_path``), as upstream routers decode it:
+``/notes%3Apurge`` is judged by the ``/notes:purge`` route, as the upstream will route it.
 
 Upstream routers are often more lenient than the policy: Express, ASP.NET and many others ignore
-letter case, and Express and Flask-style "strict_slashes=False" routes ignore one trailing
-slash. A path that matches an earlier route only under those equivalences would be judged by one
-route and handled by another's handler upstream, so it is refused (400) rather than guessed at.
+letter case (Python's re.IGNORECASE even that of Unicode letters folding to ASCII ones), and
+Express and Flask-style "strict_slashes=False" routes ignore one trailing slash. A path that
+matches an earlier route only under those equivalences would be judged by one route and handled
+by another's handler upstream, so it is refused (400) rather than guessed at.
 A HEAD request is decided exactly as GET: frameworks run the GET handler for it.
 """
 
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
-from restguard.authz.paths import normalise_path
+from restguard.authz.paths import decode_path, normalise_path
 from restguard.errors import InvalidRequest, NotFound
 
 # restguard's own endpoints on the gateway listener (CONTRACT "Authorization server endpoints").
@@ -68,7 +72,7 @@ class Route:
         return self.path
 
     def __post_init__(self) -> None:
-        folded = tuple(None if s is None else s.lower() for s in self._segments)
+        folded = tuple(None if s is None else fold(s) for s in self._segments)
         if folded and folded[-1] == "":  # a pattern's trailing slash folds away too
             folded = folded[:-1]
         object.__setattr__(self, "_folded", folded)
@@ -110,7 +114,7 @@ def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
                 f"'{segment}' in '{pattern}': use {{name}} for a whole segment and a trailing /**"
             )
         else:
-            segments.append(segment)
+            segments.append(segment)  # (decoded below, once its normal form is checked)
     literal = "/" + "/".join("p" if s is None else s for s in segments)
     try:
         normal = normalise_path(literal.encode("ascii"))
@@ -120,12 +124,28 @@ def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
         ) from None
     if normal != literal or (subtree and literal.endswith("/")):
         raise PatternError(f"'{pattern}' is not in normal form (dot segments, '//', encodings)")
-    return tuple(segments), subtree
+    # Routes match decoded paths (``decode_path``): literals are kept decoded too.
+    return tuple(None if s is None else unquote(s) for s in segments), subtree
+
+
+def _fold_char(c: str) -> str:
+    # Unicode letters that case-insensitive matching equates with ASCII ones count as those:
+    # Python's re.IGNORECASE (Django's (?i) routes) matches U+017F (long s) with "s", U+212A
+    # (Kelvin sign) with "k" and U+0131 (dotless i) with "i".
+    for candidate in (c.casefold(), c.lower(), c.upper().lower()):
+        if candidate.isascii():
+            return candidate.lower()
+    return c.casefold()
+
+
+def fold(text: str) -> str:
+    """``text`` without letter case, as case-insensitive routers compare it."""
+    return text.lower() if text.isascii() else "".join(map(_fold_char, text))
 
 
 def fold_path(path: str) -> str:
-    """``path`` as a lenient router sees it: lower-cased, one trailing slash removed."""
-    folded = path.lower()
+    """A decoded ``path`` as a lenient router sees it: case folded, one trailing slash gone."""
+    folded = fold(path)
     return folded[:-1] if len(folded) > 1 and folded.endswith("/") else folded
 
 
@@ -145,6 +165,7 @@ class Policy:
         under a lenient router's equivalences (case, one trailing slash)."""
         if method == "HEAD":
             method = "GET"
+        path = decode_path(path)
         folded: str | None = None
         for route in self.routes:
             if route._matches(path, route._segments):

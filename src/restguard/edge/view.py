@@ -37,9 +37,15 @@ def valid_header_name(name: bytes) -> bool:
 
 def clean_headers(headers: Sequence[tuple[bytes, bytes]]) -> Sequence[tuple[bytes, bytes]]:
     """``headers`` with lower-cased names, less invalid names and client-sent identity headers."""
-    names = b"".join([name for name, _ in headers])
-    if not names.translate(None, _NAME_CHARS) and names.islower() and IDENTITY_PREFIX not in names:
-        return headers  # the common case, judged with a few C calls (llhttp refuses empty names)
+    names = [name for name, _ in headers]
+    joined = b"".join(names)
+    if (
+        not joined.translate(None, _NAME_CHARS)
+        and joined.islower()
+        and IDENTITY_PREFIX not in joined
+        and b"" not in names
+    ):
+        return headers  # the common case, judged with a few C calls
     out = []
     for name, value in headers:
         if name.translate(None, _NAME_CHARS) or not name:
@@ -170,24 +176,29 @@ def view_from_scope(
 ) -> RequestView:
     """Build the core's view of an ASGI HTTP request; raise InvalidRequest on ambiguity.
 
-    The app behind routes on ``scope["path"]`` as the server decoded it, not on a normalised
-    path, so the guard judges exactly that: dot segments are refused rather than resolved, and
-    a ``raw_path`` that does not decode to ``path`` (less ``root_path``) is refused."""
+    The app behind routes on ``scope["path"]`` less ``root_path``, as the server decoded it,
+    not on a normalised path, so the guard judges exactly that (``route_path``): dot segments
+    are refused rather than resolved, and a ``raw_path`` that does not decode to the same path
+    is refused. (Whether ``raw_path`` includes ``root_path`` differs between servers: uvicorn
+    adds it, hypercorn, daphne and httpx's ASGITransport do not; either is accepted.)"""
     target = scope.get(RAW_TARGET_KEY)
     if target is None:
         path: str = scope["path"]
+        route = route_path(path, scope.get("root_path", ""))
         raw_path = scope.get("raw_path")
-        if raw_path is None:
-            # What the app routes on, re-encoded for the normaliser (which keeps the encodings).
-            raw_path = quote(path, safe="/!$&'()*+,=:@~").encode("ascii")
-        elif not _same_path(raw_path, path, scope.get("root_path", "")):
-            raise InvalidRequest(
-                "The request path is not acceptable.", debug="raw_path does not decode to path"
-            )
-        if b"?" in raw_path:
-            raise InvalidRequest("The request path is not acceptable.", debug="? in raw_path")
+        if raw_path is not None:
+            # The raw form is checked for what decoding hides (encoded slashes, dots, NUL ...)
+            # and must say the same as ``path``, with or without ``root_path`` (servers differ).
+            if b"?" in raw_path or not _same_path(raw_path, path, route):
+                raise InvalidRequest(
+                    "The request path is not acceptable.",
+                    debug="raw_path does not decode to path",
+                )
+            normalise_path(raw_path, refuse_dot_segments=True)
+        # What the app routes on, re-encoded for the normaliser (which keeps the encodings).
         query = scope.get("query_string", b"")
-        target = raw_path + (b"?" + query if query else b"")
+        target = quote(route, safe="/!$&'()*+,=:@~").encode("ascii")
+        target += b"?" + query if query else b""
     client = scope.get("client")
     return build_view(
         scope["method"],
@@ -201,9 +212,21 @@ def view_from_scope(
     )
 
 
-def _same_path(raw_path: bytes, path: str, root_path: str) -> bool:
+def route_path(path: str, root_path: str) -> str:
+    """The path an ASGI app routes on: ``path`` less ``root_path`` where it starts with it at a
+    segment boundary (Starlette's ``get_route_path``; Django's ``script_name`` likewise)."""
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if rest == "":
+            return "/"
+        if rest.startswith("/"):
+            return rest
+    return path
+
+
+def _same_path(raw_path: bytes, path: str, route: str) -> bool:
     try:
         decoded = unquote(raw_path.decode("ascii"), errors="strict")
     except (UnicodeDecodeError, UnicodeEncodeError):
         return False
-    return decoded in (path, path[len(root_path) :] if path.startswith(root_path) else path)
+    return decoded in (path, route)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from restguard.errors import (
 from restguard.gateway.headers import client_head, upstream_head
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
+from restguard.types import RequestView
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -126,7 +126,7 @@ class Exchange:
             return
         self._body.append(data)
         self._buffered += len(data)
-        if self._buffered >= self.gw.limits.body_buffer_bytes and not self.body.form:
+        if self._buffered >= self.gw.limits.body_buffer_bytes and not self._reading_form:
             self.client.pause("buffer")
             self._wake_body_wait()
 
@@ -216,19 +216,9 @@ class Exchange:
             return
         if self.finished:  # refused while its head was being read on (a body refusal)
             return
-        body = None
         try:
             if self.body.error is not None:
                 raise self.body.error
-            if self.body.form:  # read whole before the decision, which checks its fields
-                if self.expect_continue and not self.body_complete:
-                    self.client.write(_CONTINUE)  # the client waits for this before the body
-                    self.client.flush()
-                    self.expect_continue = False
-                await self._wait_body(lambda: False)
-                if self.finished or self._discard:
-                    return
-                body = b"".join(self._body)
             view = build_view(
                 self.method,
                 self.target,
@@ -241,13 +231,15 @@ class Exchange:
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
             raise
-        if body is not None:
-            view = replace(view, body=body)
         decision = await gw.guard.decide(view)
         if self.finished or self._discard:
             return
         if self.content_length is not None and self.content_length > gw.max_body_bytes:
             raise PayloadTooLarge(debug=f"content-length {self.content_length}")
+        if self.body.form:  # allowed: now read it whole (capped), and judge its fields
+            await self._read_form(view)
+            if self.finished or self._discard:
+                return
         self._head = upstream_head(
             view,
             decision,
@@ -263,6 +255,19 @@ class Exchange:
             if self.finished or self._discard:
                 return
         await self._forward(fresh=False)
+
+    _reading_form = False
+
+    async def _read_form(self, view: RequestView) -> None:
+        if self.expect_continue and not self.body_complete:
+            self.client.write(_CONTINUE)  # the client waits for this before the body
+            self.client.flush()
+            self.expect_continue = False
+        self._reading_form = True
+        self.client.resume("buffer")
+        await self._wait_body(lambda: False)
+        if not (self.finished or self._discard):
+            self.gw.guard.check_body(view, b"".join(self._body))
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""

@@ -13,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from restguard.errors import AuthError, PayloadTooLarge
-from restguard.wire.forms import MULTIPART, URLENCODED, MultipartGate, content_type
+from restguard.wire.forms import (
+    FORM_BODY_CAP,
+    MULTIPART,
+    URLENCODED,
+    MultipartGate,
+    content_type,
+)
 
-FORM_BODY_CAP = 1024 * 1024
 _LAST_CHUNK = b"0\r\n\r\n"
 
 

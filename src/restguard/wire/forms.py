@@ -26,11 +26,20 @@ URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 OVERRIDE_PARAM = "_method"
 MAX_PART_HEADER_BYTES = 16 * 1024
+FORM_BODY_CAP = 1024 * 1024  # urlencoded bodies are read whole to be checked: at most this
 # RFC 2046 §5.1.1: boundary := 0*69<bchars> bcharsnospace
 _BOUNDARY = re.compile(rb"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
 _PARAM_SPLIT = re.compile(r"[&;]")
 _PHP_MANGLED = str.maketrans({".": "_", " ": "_", "[": "_"})
-_HEADER_END = re.compile(rb"\n\r?\n")
+# The earliest a lenient parser may end a part's header block (a block that holds bare line
+# ends is refused when it is checked).
+_HEADER_END = re.compile(rb"\n\r?\n|\r\r")
+_FORM_LIKE = re.compile(rb"(?i)form-data|x-www-form-urlencoded")
+_SENSITIVE_PARAM = re.compile(rb"(?i)charset|boundary")
+# Charsets in which every ASCII byte means itself (WHATWG's labels for them).
+CHARSETS = frozenset(
+    {"utf-8", "utf8", "unicode-1-1-utf-8", "us-ascii", "ascii", "iso-8859-1", "latin1", "l1"}
+)
 # RFC 9110 §5.6.2 token, §5.6.4 quoted-string, §5.6.6 parameters; §8.3.1 media type.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
@@ -48,9 +57,6 @@ _MEDIA_TYPE = re.compile(
     + rb"))*)[ \t]*"
 )
 _MEDIA_PARAM = re.compile(rb"(" + _TOKEN + rb")=(" + _TOKEN + rb"|" + _QUOTED + rb")")
-# Part header lines end at CRLF, LF or a bare CR: lenient parsers (werkzeug, the stdlib's email
-# parser) split on each, so each is a line end here too.
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 # Content-Disposition parameters: key=token or key="quoted", split on ";" outside quotes.
 _PARAM = re.compile(r'\s*([^=;"]*?)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
 # RFC 2231 §3 continuations (name*0, name*1*, ...): werkzeug, Django and the email parser put
@@ -67,8 +73,11 @@ def _override_refused(where: str) -> InvalidRequest:
 
 def is_override_name(name: str) -> bool:
     """True for ``_method`` and what lenient parsers read as it: any case, surrounding white
-    space, a suffix (``_method[]``), and PHP's mangling of ``.``, `` `` and ``[`` into ``_``
-    (``.method`` is ``$_POST['_method']`` in Laravel and Symfony)."""
+    space, a suffix (``_method[]``), PHP's mangling of ``.``, `` `` and ``[`` into ``_``
+    (``.method`` is ``$_POST['_method']`` in Laravel and Symfony), and any name with a NUL
+    (C-string parsers end the name there)."""
+    if "\x00" in name:
+        return True
     folded = name.strip().lower().translate(_PHP_MANGLED)
     return folded.startswith(OVERRIDE_PARAM)
 
@@ -76,7 +85,7 @@ def is_override_name(name: str) -> bool:
 def check_params(encoded: bytes, where: str) -> None:
     """Refuse a ``_method`` parameter in a query string or urlencoded body. Parameters are split
     on ``&`` and on ``;`` (which some parsers still accept), names percent- and plus-decoded."""
-    if not any(c in encoded for c in (b"_", b"%", b".", b"+", b"[")):
+    if not any(c in encoded for c in (b"_", b"%", b".", b"+", b"[", b"\x00")):
         return
     text = encoded.decode("latin-1")
     for pair in _PARAM_SPLIT.split(text):
@@ -85,29 +94,39 @@ def check_params(encoded: bytes, where: str) -> None:
             raise _override_refused(where)
 
 
+def looks_like_form(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether any parser might read this request's body as a form (the adapters then read it
+    and ``content_type`` judges it strictly)."""
+    return any(k == b"content-type" and _FORM_LIKE.search(v) for k, v in headers)
+
+
 def content_type(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes]:
     """(media type, multipart boundary or b"") of a request.
 
     Parsed strictly (RFC 9110 §8.3.1: ``type/subtype *( OWS ";" OWS name=value )``), because
     upstreams parse it loosely: PHP cuts the media type at ``,`` or a space and takes the first
-    ``boundary`` substring anywhere. A Content-Type that names a form type but does not parse
-    strictly, a repeated Content-Type, or a multipart type without exactly one valid
-    ``boundary`` parameter is ambiguous and refused."""
+    ``boundary`` substring anywhere; Django decodes the query and form fields in whatever
+    ``charset`` the Content-Type names, UTF-7 and UTF-16 included. Refused as ambiguous: a
+    repeated Content-Type; one that mentions a form type, a charset or a boundary but does not
+    parse strictly; a charset that is not ASCII-compatible (only UTF-8, US-ASCII and ISO-8859-1
+    are accepted); a multipart type without exactly one valid ``boundary`` parameter."""
     values = [v for k, v in headers if k == b"content-type"]
     if not values:
         return "", b""
     if len(values) > 1:
         raise InvalidRequest("Send one Content-Type header.", debug="content-type repeated")
     raw = values[0]
-    low = raw.lower()
-    form_like = b"form-data" in low or b"x-www-form-urlencoded" in low
+    form_like = _FORM_LIKE.search(raw) is not None
     m = _MEDIA_TYPE.fullmatch(raw)
     if m is None:
-        if form_like:
+        if form_like or _SENSITIVE_PARAM.search(raw):
             raise _ambiguous_type("content-type does not parse")
         return "", b""
     kind = m.group(1).lower().decode("latin-1")
     params = [(k.lower(), v) for k, v in _MEDIA_PARAM.findall(m.group(2))]
+    for key, value in params:
+        if key == b"charset" and _unquoted(value).lower().decode("latin-1") not in CHARSETS:
+            raise _ambiguous_type("charset not ASCII-compatible")
     if kind not in (URLENCODED, MULTIPART):
         if form_like:
             raise _ambiguous_type("a form type in the parameters")
@@ -117,12 +136,14 @@ def content_type(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes]:
     boundaries = [v for k, v in params if b"boundary" in k]
     if len(boundaries) != 1 or [k for k, _ in params if b"boundary" in k] != [b"boundary"]:
         raise _ambiguous_type("multipart boundary missing, repeated or misnamed")
-    boundary = boundaries[0]
-    if boundary[:1] == b'"':
-        boundary = boundary[1:-1]
+    boundary = _unquoted(boundaries[0])
     if not _BOUNDARY.match(boundary):
         raise _ambiguous_type("multipart boundary invalid")
     return kind, boundary
+
+
+def _unquoted(value: bytes) -> bytes:
+    return value[1:-1] if value[:1] == b'"' else value
 
 
 def _ambiguous_type(debug: str) -> InvalidRequest:
@@ -133,7 +154,13 @@ def _ambiguous_type(debug: str) -> InvalidRequest:
 
 
 def _check_part_header(block: bytes) -> None:
-    for line in _LINE_END.split(block):
+    # Lines end at CRLF only; a bare CR or LF ends a line for some parsers (werkzeug, email)
+    # and not for others (Django), so which bytes form one header is ambiguous: refused.
+    if b"\r" in block.replace(b"\r\n", b"") or b"\n" in block.replace(b"\r\n", b""):
+        raise InvalidRequest(
+            "A multipart part header has a bare CR or LF.", debug="bare CR/LF in a part header"
+        )
+    for line in block.split(b"\r\n"):
         if line[:1] in (b" ", b"\t"):
             raise InvalidRequest(
                 "Folded multipart part headers are not accepted.", debug="obs-fold in part"
@@ -154,7 +181,11 @@ def _check_part_header(block: bytes) -> None:
             if len(field) >= 2 and field[0] == field[-1] and field[0] in "\"'":
                 # PHP reads single quotes as quotes too
                 field = re.sub(r"\\(.)", r"\1", field[1:-1])
-            field = field.rpartition("'")[2]  # RFC 2231 charset'lang'value
+            if key == "name*":  # RFC 2231 charset'lang'value
+                charset, _, rest = field.partition("'")
+                if charset.lower() not in CHARSETS:
+                    raise _ambiguous_type("RFC 2231 name in a charset not ASCII-compatible")
+                field = rest.partition("'")[2]
             if is_override_name(unquote_plus(field, encoding="latin-1")):
                 raise _override_refused("form body")
 
@@ -202,7 +233,7 @@ class MultipartGate:
                         "A multipart part header is too large.", debug="part header over cap"
                     )
                 break
-            _check_part_header(buf[after : end.start()])
+            _check_part_header(buf[after : end.end()])
             out.append(buf[: end.end()])
             self._buf = buf[end.end() :]
             self._in_header = False
