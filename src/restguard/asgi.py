@@ -6,9 +6,10 @@ The wrapped app receives only allowed requests; the decision is in ``scope["rest
 and never reach the app. WebSocket connections are refused: the policy covers HTTP only.
 
 The app sees what was judged: the path as sent (dot segments are refused, not resolved), the
-headers less invalid names and client-sent ``X-Restguard-*``, and form bodies (urlencoded and
-multipart), which are read whole once the request is allowed (urlencoded up to 1 MiB, multipart
-up to ``max_body_bytes``) so that a ``_method`` field is refused, then replayed to the app.
+headers less invalid names and client-sent ``X-Restguard-*``, and the body: one that upstreams
+read as parameters (forms, JSON, none declared; see ``wire.forms``) is read whole once the
+request is allowed (up to ``max_body_bytes``), judged for a ``_method`` parameter, then replayed
+to the app.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError, PayloadTooLarge
 from restguard.guard import Decision, Guard
 from restguard.types import RequestView
-from restguard.wire.forms import FORM_BODY_CAP, URLENCODED, content_type, looks_like_form
+from restguard.wire.forms import gate_for
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -63,8 +64,8 @@ class GuardMiddleware:
                 trusted_proxies=self.trusted_proxies,
                 max_header_bytes=self.max_header_bytes,
             )
-            if looks_like_form(view.headers):
-                body = await self._form_body(view, receive)
+            if gate_for(view.headers) is not None and has_body(view.headers):
+                body = await self._read(view, receive)
                 if body is None:  # the client went away
                     return
                 self.guard.check_body(view, body)
@@ -75,15 +76,20 @@ class GuardMiddleware:
         judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
         await self.app(judged, receive, send)
 
-    async def _form_body(self, view: RequestView, receive: Receive) -> bytes | None:
-        limit = self.max_body_bytes
-        if content_type(view.headers)[0] == URLENCODED:
-            limit = min(limit, FORM_BODY_CAP)
+    async def _read(self, view: RequestView, receive: Receive) -> bytes | None:
         try:
-            return await read_body(receive, limit)
+            return await read_body(receive, self.max_body_bytes)
         except AuthError as err:
             self.guard.refused(view.method, view.path.encode(), view.client, err)
             raise
+
+
+def has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether the request announces a body (a Content-Length above 0, or chunked)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

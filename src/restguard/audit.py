@@ -138,6 +138,18 @@ class JsonLinesAudit:
         self.healthy = True
         return True
 
+    def probe(self) -> None:
+        """While failing with nothing to write, try a blank line (readers skip it): readiness
+        comes back as soon as the file takes writes again, without waiting for traffic."""
+        if self.healthy or self._pending:
+            return
+        try:
+            os.write(self._fd, b"\n")
+        except OSError:
+            return
+        self._torn = False
+        self.healthy = True
+
     def reopen(self) -> None:
         """Write to a fresh file at ``path`` from now on (logrotate's rename-then-signal)."""
         self.flush()

@@ -86,6 +86,7 @@ class ServerSettings:
     client_body_timeout: float = 15.0
     client_body_min_rate: int = 1024
     client_send_timeout: float = 60.0
+    send_buffer_bytes: int = 256 * 1024  # an answer held for a slow reader, upstream freed
     max_connections: int = 4096
     body_buffer_bytes: int = 64 * 1024
     # On SIGTERM/SIGINT: stop accepting, let requests in flight finish this long, then answer
@@ -245,6 +246,7 @@ def _server(file: Path, table: Any) -> ServerSettings:
             r, "client_body_min_rate", d.client_body_min_rate, "bytes per second"
         ),
         client_send_timeout=_seconds(r, "client_send_timeout", d.client_send_timeout),
+        send_buffer_bytes=_positive(r, "send_buffer_bytes", d.send_buffer_bytes, "bytes"),
         max_connections=_positive(r, "max_connections", d.max_connections, "connections"),
         body_buffer_bytes=_positive(r, "body_buffer_bytes", d.body_buffer_bytes, "bytes"),
         shutdown_grace=_seconds(r, "shutdown_grace", d.shutdown_grace),

@@ -15,13 +15,13 @@ from urllib.parse import quote_plus
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope
+from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope, has_body
 from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
 from restguard.guard import require_scopes as _check
 from restguard.types import Principal, RequestView
-from restguard.wire.forms import looks_like_form
+from restguard.wire.forms import gate_for
 
 _URLENCODED = ((b"content-type", b"application/x-www-form-urlencoded"),)
 
@@ -56,17 +56,17 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
             view, decision = await decide_scope(guard, request.scope)
             request.scope[DECISION_KEY] = decision
             request.scope[VIEW_KEY] = view
-            if looks_like_form(view.headers):
-                await _check_form(guard, view, request)
+            if gate_for(view.headers) is not None and has_body(view.headers):
+                await _check_body(guard, view, request)
         _check(decision.principal, scopes)
         return decision.principal
 
     return dependency
 
 
-async def _check_form(guard: Guard, view: RequestView, request: Request) -> None:
-    """A form body's ``_method`` field is refused here too. Starlette caches the body it reads;
-    when FastAPI already parsed the form for the endpoint (its ``Form()`` parameters), the body
+async def _check_body(guard: Guard, view: RequestView, request: Request) -> None:
+    """A body's ``_method`` parameter is refused here too. Starlette caches the body it reads;
+    when FastAPI already parsed a form for the endpoint (its ``Form()`` parameters), the body
     is gone and the parsed fields are judged instead."""
     try:
         body = await request.body()

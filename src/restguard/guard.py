@@ -6,6 +6,7 @@ else, so they cannot disagree. The guard never reads the clock or the network it
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,15 @@ from restguard.errors import (
     MissingCredential,
     RateLimited,
 )
-from restguard.tokens import QUERY_NAMES, contains_credential, redact
+from restguard.tokens import (
+    MAY_CARRY,
+    QUERY_NAMES,
+    carries_credential,
+    contains_credential,
+    redact,
+)
 from restguard.types import ANONYMOUS, Principal, RequestView
-from restguard.wire.forms import check_form_body, check_params, content_type
+from restguard.wire.forms import check_body, check_params, content_type
 
 # Headers that ask a server to act on another method than the one on the request line.
 METHOD_OVERRIDE_HEADERS = frozenset(
@@ -151,10 +158,21 @@ class Guard:
         return decision
 
     def _carriers(self, view: RequestView) -> tuple[bytes, ...]:
-        """Every header carrying a restguard credential of any kind, used or not."""
+        """Every header carrying a restguard credential, used or not: where each kind is sent,
+        and any other header whose value holds one (``Token <key>``, ``Basic`` credentials,
+        ``X-Auth-Token`` ...). None of them reaches the upstream unless the route forwards
+        credentials."""
         found: tuple[bytes, ...] = ()
         for a in self._all:
             found += a.carriers(view)
+        for name, value in view.headers:
+            if (
+                MAY_CARRY.search(value)
+                and name not in found
+                and name != b"host"
+                and carries_credential(value)
+            ):
+                found += (name,)
         return found
 
     def _challenges(
@@ -210,11 +228,11 @@ class Guard:
             raise RateLimited(retry, debug="route rate limit")
 
     def check_body(self, view: RequestView, body: bytes) -> None:
-        """After an allowing decision: refuse a form body carrying a ``_method`` field (read
-        only now, so that no unauthenticated client can make restguard buffer a body). The
-        refusal is recorded as a decision of its own."""
+        """After an allowing decision: refuse a body carrying a ``_method`` parameter (read only
+        now, so that no unauthenticated client can make restguard buffer a body). The refusal
+        is recorded as a decision of its own."""
         try:
-            check_form_body(view.headers, body)
+            check_body(view.headers, body)
         except AuthError as err:
             self._emit(view, None, None, self.clock.monotonic(), None, err)
             raise
@@ -223,9 +241,15 @@ class Guard:
         """Record a request refused before it could be viewed (ambiguous path, header caps).
         Only the path is kept: a query string may carry a secret (an API key sent in a URL)."""
         shown = target.partition(b"?")[0][:256].decode("ascii", "backslashreplace")
-        self._emit(
-            RequestView(method, shown, client=client), None, None, self.clock.monotonic(), None, err
-        )
+        with contextlib.suppress(AuthError):  # refused anyway; a failing audit counts its loss
+            self._emit(
+                RequestView(method, shown, client=client),
+                None,
+                None,
+                self.clock.monotonic(),
+                None,
+                err,
+            )
 
     def _emit(
         self,
@@ -253,5 +277,11 @@ class Guard:
             detail=redact(err.debug) if err else None,
             duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
         )
-        for sink in self.sinks:
-            sink(event)
+        failure: AuthError | None = None
+        for sink in self.sinks:  # every sink sees every event, even after one failed
+            try:
+                sink(event)
+            except AuthError as exc:  # (a required audit log that cannot write: 503)
+                failure = failure or exc
+        if failure is not None:
+            raise failure

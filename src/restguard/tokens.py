@@ -11,15 +11,20 @@ a missed secret is a leak.
 
 from __future__ import annotations
 
+import base64
 import re
+from urllib.parse import unquote
 
 PREFIXES = ("rg_ak_",)
 # Query parameter names clients commonly put API keys in.
 QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
 
 _US = r"(?:_|%5[Ff])"
-_ANY = re.compile(rf"rg{_US}[a-z]{{2}}{_US}(?!\[redacted\])[A-Za-z0-9_%]*")
-_ISSUED = re.compile("|".join(re.escape(p).replace("_", _US) for p in PREFIXES))
+_ANY = re.compile(rf"(?i)rg{_US}[a-z]{{2}}{_US}(?!\[redacted\])[A-Za-z0-9_%]*")
+_ISSUED = re.compile("(?i)" + "|".join(re.escape(p).replace("_", _US) for p in PREFIXES))
+_BASIC = re.compile(rb"(?i)basic[ \t]+([A-Za-z0-9+/=_-]+)")
+# Header values worth a closer look (one C-level search per header on the hot path).
+MAY_CARRY = re.compile(rb"(?i)rg|%|^[ \t]*basic")
 
 
 def contains_credential(text: str) -> bool:
@@ -27,21 +32,42 @@ def contains_credential(text: str) -> bool:
     return _ISSUED.search(text) is not None
 
 
-_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+def carries_credential(value: bytes) -> bool:
+    """Whether a header value holds a restguard credential: anywhere in it, percent-encoded,
+    or inside HTTP Basic credentials (``Basic base64(key:)``)."""
+    if contains_credential(_decoded(value.decode("latin-1"))):
+        return True
+    m = _BASIC.match(value.strip())
+    if m is None:
+        return False
+    try:
+        decoded = base64.b64decode(m.group(1) + b"==", validate=False)
+    except ValueError:
+        return False
+    return contains_credential(decoded.decode("latin-1"))
 
 
-def _unreserved(match: re.Match[str]) -> str:
-    char = chr(int(match.group(1), 16))
-    return char if char in _UNRESERVED else match.group(0)
+def _decoded(text: str) -> str:
+    """``text`` percent-decoded until it stops changing (double encodings too), at most 3 times."""
+    for _ in range(3):
+        if "%" not in text:
+            break
+        decoded = unquote(text, errors="replace")
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 def redact(text: str) -> str:
-    """``text`` with every ``rg_xx_...`` token replaced by ``rg_xx_[redacted]``; percent-encoded
-    letters, digits and ``_`` are decoded first (``%72g_ak_...`` is a key too)."""
+    """``text`` with every ``rg_xx_...`` token replaced by ``rg_xx_[redacted]``, found also
+    behind percent-encodings (``%72g%5Fak_...``, double encodings): where one is, the decoded
+    text is what is kept."""
     if "%" in text:
-        text = _ENCODED.sub(_unreserved, text)
-    if "rg" not in text:
+        decoded = _decoded(text)
+        if _ANY.search(decoded):
+            text = decoded
+    if "rg" not in text.lower():
         return text
     return _ANY.sub(lambda m: m.group(0)[:2] + "_" + _kind(m.group(0)) + "_[redacted]", text)
 
@@ -49,4 +75,4 @@ def redact(text: str) -> str:
 def _kind(token: str) -> str:
     rest = token[2:]
     rest = rest[1:] if rest.startswith("_") else rest[3:]
-    return rest[:2]
+    return rest[:2].lower()

@@ -797,7 +797,7 @@ async def test_audit_path_and_detail_never_carry_a_key(env: Env) -> None:
     assert notfound.detail == "no route for GET /nope/rg_ak_[redacted]"
     assert encoded.path == "/nope/rg_ak_[redacted]"
     assert ambiguous.detail is not None and "rg_ak_[redacted]" in ambiguous.detail
-    assert glued.path == "/public/Bearer%20rg_ak_[redacted]"
+    assert glued.path == "/public/Bearer rg_ak_[redacted]"  # (decoded where a key was found)
     for event in env.events:
         assert secret not in event.to_json()
 

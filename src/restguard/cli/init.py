@@ -39,6 +39,9 @@ client_body_min_rate = 1024
 # A client that stops reading its answer this long is cut off (the upstream is not timed out
 # meanwhile: a slow reader is not the upstream's fault).
 client_send_timeout = "60s"
+# An answer up to this size is taken from the upstream whole even when its client reads slowly,
+# so the pooled upstream connection is free at once (larger ones stream at the client's pace).
+send_buffer_bytes = 262144
 # Concurrent client connections (503 beyond), and the request body read before an upstream
 # connection is taken (so slow senders of small bodies hold none).
 max_connections = 4096

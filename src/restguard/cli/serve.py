@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -82,12 +83,14 @@ async def run_servers(
     stop: asyncio.Event | None = None,
     metrics_dir: Path | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    on_signal: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
 
     ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
     the others write theirs there every second. ``background`` coroutines (the workers'
-    supervisor) run while serving."""
+    supervisor) run while serving; ``on_signal`` hears every SIGHUP, SIGTERM and SIGINT first
+    (the supervisor passes them on to the workers at once)."""
     metrics = Metrics(
         peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
     )
@@ -118,14 +121,32 @@ async def run_servers(
             if admin_task.done():
                 raise click.ClickException(f"the admin listener failed: {admin_task.exception()}")
         stop = stop or asyncio.Event()
+        stopper = stop
+
+        def on_stop(sig: int) -> None:
+            if on_signal is not None:
+                on_signal(sig)
+            stopper.set()
+
+        def on_hup() -> None:
+            if on_signal is not None:
+                on_signal(signal.SIGHUP)
+            on_hangup(runtime)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_stop, sig)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: on_hangup(runtime))
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
         settle_garbage_collector()
         if runtime.audit is not None:
-            flusher = asyncio.create_task(_flush_every(runtime.audit.flush, 0.25))
+            audit_log = runtime.audit
+
+            def flush_audit() -> None:
+                if audit_log.flush():
+                    audit_log.probe()
+
+            flusher = asyncio.create_task(_flush_every(flush_audit, 0.25))
         if metrics_dir is not None and not admin:
             directory = metrics_dir
             publisher = asyncio.create_task(
@@ -222,16 +243,20 @@ async def watch_descriptors(limit: int, every: float = 5.0) -> None:
         return
     while True:
         await asyncio.sleep(every)
-        with contextlib.suppress(OSError):
+        try:
             used = len(os.listdir(fds))
-            if used >= limit * 0.95 and time.monotonic() - warned >= FD_WARN_EVERY:
-                warned = time.monotonic()
-                _log.error(
-                    "%d of %d file descriptors in use: new connections are being refused; "
-                    "raise 'ulimit -n' or lower [server] max_connections",
-                    used,
-                    limit,
-                )
+        except OSError as exc:  # EMFILE: listing the table needs a descriptor too
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                continue
+            used = limit
+        if used >= limit * 0.95 and time.monotonic() - warned >= FD_WARN_EVERY:
+            warned = time.monotonic()
+            _log.error(
+                "%d of %d file descriptors in use: new connections are being refused; "
+                "raise 'ulimit -n' or lower [server] max_connections",
+                used,
+                limit,
+            )
 
 
 async def _flush_every(flush: Callable[[], object], seconds: float) -> None:

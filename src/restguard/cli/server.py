@@ -63,6 +63,7 @@ def serve(workers: int, config: str | None) -> None:
                 on_ready=ready,
                 metrics_dir=metrics_dir,
                 background=(supervisor.watch,),
+                on_signal=supervisor.signal_all,
             )
         )
     finally:

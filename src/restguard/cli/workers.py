@@ -116,6 +116,16 @@ class Supervisor:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process is not None]
 
+    def signal_all(self, sig: int) -> None:
+        """Pass a signal on to every worker (SIGHUP: reopen; SIGTERM, SIGINT: stop now, in
+        parallel with the first process, rather than after its grace)."""
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            self._stopping = True
+            sig = signal.SIGTERM
+        for process in [w.process for w in self.workers if w.process is not None]:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
     def stop(self) -> None:
         """SIGTERM every worker (they finish their requests), SIGKILL what is left after
         ``STOP_WAIT`` seconds."""

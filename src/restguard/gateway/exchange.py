@@ -38,7 +38,6 @@ from restguard.errors import (
 from restguard.gateway.headers import client_head, upstream_head
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
-from restguard.types import RequestView
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -112,7 +111,7 @@ class Exchange:
         if self._discard or self.finished:
             return
         try:
-            data = self.body.take(data, self.client.reading_time())
+            data = self.body.take(data)
         except AuthError as err:
             self._refuse_body(err)
             return
@@ -126,7 +125,8 @@ class Exchange:
             return
         self._body.append(data)
         self._buffered += len(data)
-        if self._buffered >= self.gw.limits.body_buffer_bytes and not self._reading_form:
+        # (what a gate holds back counts too: body.seen is everything received)
+        if self.body.seen >= self.gw.limits.body_buffer_bytes and not self._reading_whole:
             self.client.pause("buffer")
             self._wake_body_wait()
 
@@ -183,9 +183,14 @@ class Exchange:
             self._respond_error(err)
 
     # --- the exchange ------------------------------------------------------------------------
+    _deferred: AuthError | None = None  # refused while queued: answered in its turn
+
     async def run(self) -> None:
         """Decide and forward. Every way out answers the client exactly once; the answer itself
         arrives through the upstream connection's callbacks (``response_*``), not in this task."""
+        if self._deferred is not None:
+            self._respond_error(self._deferred)
+            return
         await self._guarded(self._decide_and_forward())
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
@@ -236,10 +241,6 @@ class Exchange:
             return
         if self.content_length is not None and self.content_length > gw.max_body_bytes:
             raise PayloadTooLarge(debug=f"content-length {self.content_length}")
-        if self.body.form:  # allowed: now read it whole (capped), and judge its fields
-            await self._read_form(view)
-            if self.finished or self._discard:
-                return
         self._head = upstream_head(
             view,
             decision,
@@ -248,26 +249,26 @@ class Exchange:
             content_length=self.content_length,
             chunked=self.chunked,
         )
-        if not (self.body_complete or self.expect_continue):
+        if self.body.buffers and not self.body_complete:
+            # A JSON body is judged whole before it goes anywhere: read it, now it is allowed.
+            if self.expect_continue:
+                self.client.write(_CONTINUE)
+                self.client.flush()
+                self.expect_continue = False
+            self._reading_whole = True
+            self.client.resume("buffer")
+            await self._wait_body(lambda: False)
+            if self.finished or self._discard:
+                return
+        elif not (self.body_complete or self.expect_continue):
             # (a client that waits for 100 Continue sends nothing before it)
             limit = gw.limits.body_buffer_bytes
-            await self._wait_body(lambda: self._buffered >= limit)
+            await self._wait_body(lambda: self.body.seen >= limit)
             if self.finished or self._discard:
                 return
         await self._forward(fresh=False)
 
-    _reading_form = False
-
-    async def _read_form(self, view: RequestView) -> None:
-        if self.expect_continue and not self.body_complete:
-            self.client.write(_CONTINUE)  # the client waits for this before the body
-            self.client.flush()
-            self.expect_continue = False
-        self._reading_form = True
-        self.client.resume("buffer")
-        await self._wait_body(lambda: False)
-        if not (self.finished or self._discard):
-            self.gw.guard.check_body(view, b"".join(self._body))
+    _reading_whole = False
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""
@@ -426,6 +427,10 @@ class Exchange:
 
     def _respond_error(self, err: AuthError) -> None:
         if self.finished:
+            return
+        if self.client.active is not self:  # a queued request: its answer waits its turn
+            self._deferred = self._deferred or err
+            self._discard = True
             return
         if self._head_sent:  # an answer is already under way: cut it off, never splice a second
             self._close_after = True

@@ -57,7 +57,7 @@ def _error_response(err: AuthError) -> bytes:
     """A complete answer that closes the connection, through the one error translator."""
     status, headers, body = problem(err)
     head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
-    head += [b"%s: %s\r\n" % (k, v) for k, v in headers]
+    head += [b"%s: %s\r\n" % (k, v) for k, v in headers if k != b"connection"]
     return b"".join(head) + b"connection: close\r\n\r\n" + body
 
 
@@ -98,6 +98,8 @@ class ClientConnection(asyncio.Protocol):
         self._paused_since = 0.0
         self._paused_total = 0.0
         self._write_stalled = math.inf  # since when the client has not read what we sent
+        self._progress = False  # a parser event happened during the current feed
+        self._quiet = 0  # bytes fed since the last parser event
 
     # --- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,37 +112,65 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.gw.connections.add(self)
+        # Hold this much of an answer for a client that reads slowly before the upstream is
+        # paused: most answers then leave the upstream (and its pooled connection) at once.
+        self.transport.set_write_buffer_limits(high=self.gw.limits.send_buffer_bytes)
         self._schedule()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        while data and not self._closing:
+            self._progress = False
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                data = self._ignore_upgrade(data[exc.args[0] :])
+                continue
+            except httptools.HttpParserError as exc:
+                err = self._refusal or (
+                    VersionNotSupported(debug="unparseable HTTP version")
+                    if "Invalid HTTP version" in str(exc)  # llhttp's words for HTTP/1.2, 3.0
+                    else InvalidRequest(
+                        "The request is not valid HTTP/1.1.", debug="HTTP/1.1 parse error"
+                    )
+                )
+                self._fatal(err)
+                self._audit_parse_error(err)
+                return
+            self._no_progress(len(data))
             return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._ignore_upgrade(data[exc.args[0] :])
-        except httptools.HttpParserError as exc:
-            err = self._refusal or (
-                VersionNotSupported(debug="unparseable HTTP version")
-                if "Invalid HTTP version" in str(exc)  # llhttp's words for e.g. HTTP/1.2, 3.0
+
+    def _no_progress(self, size: int) -> None:
+        """Bytes fed without a single parser event (an unfinished header or trailer field, or
+        chunk extension) grow inside httptools, which calls back only at a field's end: cap
+        them like a header block (431), so that no field grows without bound."""
+        if self._progress:
+            self._quiet = 0
+            return
+        self._quiet += size
+        if self._quiet > self.gw.max_header_bytes + MAX_TARGET_BYTES:
+            err: AuthError = (
+                HeadersTooLarge(debug="header field over the limit")
+                if self._in_head
                 else InvalidRequest(
-                    "The request is not valid HTTP/1.1.", debug="HTTP/1.1 parse error"
+                    "A trailer field or chunk extension is too large.",
+                    debug="trailer or chunk extension over the limit",
                 )
             )
             self._fatal(err)
             self._audit_parse_error(err)
 
-    def _ignore_upgrade(self, rest: bytes) -> None:
+    def _ignore_upgrade(self, rest: bytes) -> bytes:
         """llhttp completed an upgrade request at its head, skipping any body. restguard does
         not switch protocols: a fresh parser reads the body (behind a stand-in head that
-        declares the same framing) and then the next requests, as for any request."""
+        declares the same framing) and then the next requests, as for any request. Returns
+        what the fresh parser is to read."""
         ex, self._upgrading = self._upgrading, None
         self._parser = httptools.HttpRequestParser(self)
         if ex is None or ex.method == "CONNECT":  # what follows would be a tunnel
             self._closing = True
             if ex is not None:
                 ex.keep_alive = False
-            return
+            return b""
         if ex.content_length or ex.chunked:
             framing = (
                 b"transfer-encoding: chunked"
@@ -150,8 +180,7 @@ class ClientConnection(asyncio.Protocol):
             self._skip_head = True
             self._parsing = ex
             rest = b"POST / HTTP/1.1\r\nhost: body\r\n" + framing + b"\r\n\r\n" + rest
-        if rest:
-            self.data_received(rest)
+        return rest
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gw.connections.discard(self)
@@ -163,18 +192,28 @@ class ClientConnection(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
+        """The client does not read what it is sent: read no more requests from it either
+        (answers restguard writes itself would pile up unread), and stop the upstream."""
         self._write_stalled = self.loop.time()
         self._arm(self._write_stalled + self.gw.limits.client_send_timeout)
+        self.pause("send")
         if self._active is not None:
             self._active.client_writable(False)
 
     def resume_writing(self) -> None:
         self._write_stalled = math.inf
+        self.resume("send")
         if self._active is not None:
             self._active.client_writable(True)
 
+    @property
+    def active(self) -> Exchange | None:
+        """The exchange whose answer is being written (the only one that may write)."""
+        return self._active
+
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._progress = True
         if self._skip_head:
             return
         self._url = b""
@@ -186,6 +225,7 @@ class ClientConnection(asyncio.Protocol):
             self._arm(now + self.gw.limits.client_header_timeout)
 
     def on_url(self, url: bytes) -> None:
+        self._progress = True
         if self._skip_head:
             return
         self._url += url
@@ -198,6 +238,7 @@ class ClientConnection(asyncio.Protocol):
             raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
         if not self._in_head:  # chunked trailer fields (or a stand-in head): never forwarded
             return
         self._header_bytes += len(name) + len(value) + 4
@@ -245,10 +286,18 @@ class ClientConnection(asyncio.Protocol):
             self._schedule()
 
     def on_body(self, body: bytes) -> None:
+        self._progress = True
         if self._parsing is not None:
             self._parsing.feed_body(body)
 
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+
     def on_message_complete(self) -> None:
+        self._progress = True
         ex = self._parsing
         if ex is None:
             return
@@ -330,6 +379,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _wait(self) -> tuple[float, str]:
         limits = self.gw.limits
+        if self._active is not None and self._active.finished:  # (never a parked connection)
+            return self.loop.time() + limits.keepalive_timeout, "stuck"
         parsing = self._parsing
         if parsing is not None and not parsing.body_complete and not parsing.finished:
             if self._paused:
@@ -371,7 +422,7 @@ class ClientConnection(asyncio.Protocol):
                 self._timer_at = at
                 self._timer = self.loop.call_at(at, self._on_timer)
             return
-        if waiting == "send":  # the client stopped reading its answer (nginx's send_timeout)
+        if waiting in ("send", "stuck"):  # the client stopped reading (nginx's send_timeout)
             self.abort()
         elif waiting == "idle":
             self._close()

@@ -3,9 +3,9 @@ was written to the upstream, and whether that matches the framing the upstream w
 
 The framing invariant lives here (``framing_kept``): an upstream connection is reused only when
 the body bytes written equal the declared ``Content-Length``, or the chunked body was
-terminated. The caps (``max_body_bytes``; ``FORM_BODY_CAP`` for urlencoded bodies, which are
-read whole before the decision), the multipart ``_method`` gate (``wire.forms``) and the
-slow-body clock (``time_left``) are applied to every byte on the way in.
+terminated. The cap (``max_body_bytes``), the ``_method`` gate of bodies that upstreams read as
+parameters (``wire.forms``) and the slow-body clock (``time_left``) apply to every byte on the
+way in.
 """
 
 from __future__ import annotations
@@ -13,13 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from restguard.errors import AuthError, PayloadTooLarge
-from restguard.wire.forms import (
-    FORM_BODY_CAP,
-    MULTIPART,
-    URLENCODED,
-    MultipartGate,
-    content_type,
-)
+from restguard.wire.forms import Gate, gate_for
 
 _LAST_CHUNK = b"0\r\n\r\n"
 
@@ -30,12 +24,12 @@ class RequestBody:
     __slots__ = (
         "_cap",
         "_gate",
+        "_window_seen",
+        "buffers",
         "chunked",
         "content_length",
         "error",
         "expected",
-        "form",
-        "last",
         "seen",
         "sent",
         "started",
@@ -57,27 +51,22 @@ class RequestBody:
         self.seen = 0  # bytes received from the client
         self.sent = 0  # bytes written to the upstream (framing excluded)
         self.terminated = False  # the last chunk was written
-        self.started = self.last = started
-        self.form = False
+        self.started = started  # the current slow-body window's start (reading time)
+        self._window_seen = 0
         self.error: AuthError | None = None  # a Content-Type that makes the body ambiguous
-        self._gate: MultipartGate | None = None
+        self._gate: Gate | None = None
         self._cap = max_bytes
         if self.expected:
             try:
-                kind, boundary = content_type(headers)
+                self._gate = gate_for(headers)
             except AuthError as err:
                 self.error = err
-                return
-            self.form = kind == URLENCODED
-            if self.form:
-                self._cap = min(max_bytes, FORM_BODY_CAP)
-            elif kind == MULTIPART:
-                self._gate = MultipartGate(boundary)
+        # A gate that holds the body until its end (JSON): read it whole before forwarding.
+        self.buffers = bool(getattr(self._gate, "buffers", False))
 
-    def take(self, data: bytes, now: float) -> bytes:
-        """Count ``data`` (arrived at reading time ``now``); return what may pass on now."""
+    def take(self, data: bytes) -> bytes:
+        """Count ``data``; return what may pass on now (the gate may hold some back)."""
         self.seen += len(data)
-        self.last = now
         if self.seen > self._cap:
             raise PayloadTooLarge(debug="body over the limit")
         return self._gate.feed(data) if self._gate is not None else data
@@ -102,12 +91,16 @@ class RequestBody:
         return self.sent == (self.content_length or 0)
 
     def time_left(self, now: float, timeout: float, min_rate: int) -> float:
-        """Reading time left before this body is too slow: at most ``timeout`` between two
-        reads, and ``min_rate`` bytes/s on average after the first ``timeout`` (Apache
-        mod_reqtimeout's model)."""
-        gap = self.last + timeout
-        rate = self.started + timeout + self.seen / min_rate
-        return min(gap, rate) - now
+        """Reading time left before this body is too slow: every ``timeout`` of reading time
+        must bring ``min_rate`` bytes/s on average, in a window of its own (bytes sent early
+        buy no credit for a trickle later: the front-loaded slowloris)."""
+        while True:
+            end = self.started + timeout
+            if now < end:
+                return end - now
+            if self.seen - self._window_seen < min_rate * timeout:
+                return 0.0
+            self.started, self._window_seen = end, self.seen
 
 
 # What a request without a body shares (never fed, never written: nothing of it changes).

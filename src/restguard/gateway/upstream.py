@@ -75,7 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.head_by = math.inf  # the answer's head is due by then (once the request is sent)
         self.paused = False  # reading paused: the client is slow to read what came
-        self._head_bytes = 0
+        self._in_head = False  # an answer's head (1xx ones included) is being read
+        self._head_bytes = 0  # bytes read while in a head, without the head completing
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._parser = httptools.HttpResponseParser(self)
@@ -96,6 +97,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._in_head:  # the head goes on: it may take MAX_HEAD_BYTES (plus one read)
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._fail("the upstream's answer head is too large")
+                    return
         except httptools.HttpParserUpgrade:
             self._fail("the upstream switched protocols (not supported)")
         except httptools.HttpParserCallbackError as exc:
@@ -143,17 +149,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
-        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value) + 4)
-        if len(self._headers) > MAX_HEADERS:
-            raise _HeadTooLarge
-
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
+        headers = self._headers
+        headers.append((name.lower(), value))
+        if len(headers) > MAX_HEADERS:
             raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
@@ -161,7 +161,7 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200:  # 1xx interim answers are not forwarded (Expect is not sent on)
             return
         self.head_by = math.inf
-        self._head_bytes = 0
+        self._in_head = False
         assert self.sink is not None
         keep_alive = self._parser.should_keep_alive()
         self._close_delimited = (
@@ -223,7 +223,8 @@ class UpstreamConnection(asyncio.Protocol):
     def watch(self) -> None:
         """A request starts on this connection: the quiet clock runs from now."""
         now = self.pool.loop.time()
-        self.last_read, self.head_by, self._head_bytes = now, math.inf, 0
+        self.last_read, self.head_by = now, math.inf
+        self._in_head, self._head_bytes = True, 0
         self._arm(now + self.pool.timeout)
 
     def request_sent(self) -> None:

@@ -55,8 +55,11 @@ class UsageBook:
             self._task = asyncio.get_running_loop().create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.interval)
-        await self.flush()
+        while True:  # (uses noted while a write was under way go in the next one)
+            await asyncio.sleep(self.interval)
+            await self.flush()
+            if not self.pending:
+                return
 
     async def flush(self) -> None:
         """Write what is pending now, in one write; drop it if the store fails."""
