@@ -208,15 +208,41 @@ def check_body(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
         gate.finish()
 
 
+# White space that parsers strip around names and header lines: ASCII, Latin-1's NEL and NBSP,
+# and their UTF-8 forms with the rest of Unicode's (Django strips str.isspace() characters).
+_BLANK = (
+    rb"(?:[\t\x0b\x0c \x1c-\x1f\x85\xa0]|\xc2[\x85\xa0]|\xe1\x9a\x80"
+    rb"|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80)"
+)
+_LEADING_BLANKS = re.compile(_BLANK + rb"*")
+_PARTIAL_BLANK = re.compile(rb"\xc2|\xe1\x9a?|\xe2[\x80\x81]?|\xe3\x80?")
+_PARTIAL_ESCAPE = re.compile(rb"%[0-9A-Fa-f]?\Z")
+
+
+def _name_verdict(raw: bytes) -> str:
+    """For the start of a name (still percent- and plus-encoded): "refuse" (an override name),
+    "harmless" (it can no longer become one), "blank" (white space so far) or "open"."""
+    partial = _PARTIAL_ESCAPE.search(raw)
+    core = raw[: partial.start()] if partial else raw
+    name = unquote_plus(core.decode("latin-1"), encoding="latin-1")
+    head = name.lstrip()
+    if not head:
+        return "open" if partial else "blank"
+    if is_override_name(head):
+        return "refuse"
+    return "open" if _may_become_override(head) else "harmless"
+
+
 class UrlencodedGate:
-    """``name=value&...`` (split on ``&`` and ``;``): every name is checked; an unfinished name
-    at the end of what came is held back until it ends."""
+    """``name=value&...`` (split on ``&`` and ``;``): every name is checked. Of an unfinished
+    name at the end of what came only what is still undecided is held back: its leading white
+    space is released, and so is a name that can no longer become an override name."""
 
     where = "form body"
 
     def __init__(self) -> None:
-        self._held = b""  # an unfinished name (never anything else)
-        self._in_value = False  # where the next byte falls when nothing is held
+        self._held = b""  # the undecided part of an unfinished name
+        self._in_value = False  # where the next byte falls: inside a value (or skipped name)
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data
@@ -226,7 +252,7 @@ class UrlencodedGate:
             tail = text[last + 1 :]
             if (in_value and last < 0) or b"=" in tail:
                 return self._hold(text, len(text), in_value=True)
-            return self._hold(text, last + 1, in_value=False)
+            return self._unfinished(text, last + 1)
         pos = 0
         while True:
             if in_value:
@@ -237,21 +263,25 @@ class UrlencodedGate:
                 continue
             m = _NAME_END.search(text, pos)
             if m is None:
-                return self._hold(text, pos, in_value=False)
+                return self._unfinished(text, pos)
             self._check(text[pos : m.start()])
             in_value, pos = m.group() == b"=", m.end()
 
+    def _unfinished(self, text: bytes, start: int) -> bytes:
+        """``text[start:]`` is an unfinished name: judge what can be judged of it."""
+        verdict = _name_verdict(text[start:])
+        if verdict == "refuse":
+            raise _override_refused(self.where)
+        if verdict == "harmless":  # the rest of this name (and its value) can be skipped
+            return self._hold(text, len(text), in_value=True)
+        if verdict == "blank":  # white space only: released; the name goes on after it
+            return self._hold(text, len(text), in_value=False)
+        start += _blank_prefix(text[start:])
+        return self._hold(text, start, in_value=False)
+
     def _hold(self, text: bytes, cut: int, *, in_value: bool) -> bytes:
-        """Release ``text[:cut]``, hold the rest (an unfinished name). A long unfinished name
-        that can no longer become an override name (any binary body without a Content-Type
-        looks like one) is released, and skipped to its end like a value."""
+        """Release ``text[:cut]``, hold the rest (the undecided part of a name: a few bytes)."""
         self._held, self._in_value = text[cut:], in_value
-        if len(self._held) > MAX_NAME_BYTES:
-            name = unquote_plus(self._held.decode("latin-1"), encoding="latin-1")
-            if _may_become_override(name):
-                raise _too_long(self.where)
-            self._held, self._in_value = b"", True
-            return text
         return text[:cut]
 
     def _check(self, name: bytes) -> None:
@@ -265,21 +295,73 @@ class UrlencodedGate:
         return held
 
 
+def _blank_prefix(raw: bytes) -> int:
+    """How many bytes of an encoded name are white space once decoded (``+``, ``%20`` ...)."""
+    i = 0
+    while i < len(raw):
+        if raw[i : i + 1] == b"+":
+            i += 1
+        elif raw[i : i + 1] == b"%" and i + 3 <= len(raw):
+            decoded = unquote_to_bytes(raw[i : i + 3])
+            if len(decoded) != 1 or not decoded.decode("latin-1").isspace():
+                break
+            i += 3
+        elif raw[i : i + 1].decode("latin-1").isspace():
+            i += 1
+        else:
+            break
+    return i
+
+
 def _last_separator(data: bytes) -> int:
     return max(data.rfind(b"&"), data.rfind(b";"))
 
 
+def _header_line(line: bytes) -> bytes | None:
+    """``line`` with its leading white space removed when it is a Content-Disposition header
+    (any case, white space around the name), else None."""
+    start = _LEADING_BLANKS.match(line)
+    rest = line[start.end() if start else 0 :]
+    if rest[: len(_DISPOSITION_WORD)].lower() != _DISPOSITION_WORD:
+        return None
+    after = _LEADING_BLANKS.match(rest, len(_DISPOSITION_WORD))
+    colon = after.end() if after else len(_DISPOSITION_WORD)
+    return rest if rest[colon : colon + 1] == b":" else None
+
+
+def _may_become_header(start: bytes) -> bool:
+    """Whether an unfinished line starting so may still become a Content-Disposition header."""
+    blanks = _LEADING_BLANKS.match(start)
+    word = start[blanks.end() if blanks else 0 :].lower()
+    if len(word) < len(_DISPOSITION_WORD):
+        return _DISPOSITION_WORD.startswith(word)
+    if word[: len(_DISPOSITION_WORD)] != _DISPOSITION_WORD:
+        return False
+    rest = word[len(_DISPOSITION_WORD) :]
+    after = _LEADING_BLANKS.match(rest)
+    rest = rest[after.end() if after else 0 :]
+    return rest == b"" or rest.startswith(b":")
+
+
+def _is_continuation(line: bytes) -> bool:
+    """A line that lenient parsers append to the header before it: one that starts with white
+    space (obs-fold), or, for PHP, any non-empty line without a colon."""
+    return bool(line) and (bool(_LEADING_BLANKS.match(line).end()) or b":" not in line)  # type: ignore[union-attr]
+
+
 class MultipartGate:
     """Every line of the body (split at CR and at LF), whatever the part structure: a line that
-    is a ``Content-Disposition`` header is checked for a ``_method`` name, and a line folded
-    onto it (obs-fold) is refused. Held back: an unfinished line that may still become such a
-    header, and such a header until the next line's first byte shows it is not folded."""
+    is a ``Content-Disposition`` header (leading white space allowed, as werkzeug and Django
+    allow it), together with the lines lenient parsers would append to it, is checked for a
+    ``_method`` name; such a header must end with CRLF. Held back: the undecided start of a
+    line that may become such a header, and such a header until the line after it shows
+    whether it goes on. Leading white space of a line is released (and skipped) as it comes."""
 
     where = "form body"
 
     def __init__(self) -> None:
-        self._held = b""  # starts at a line start, or is empty
-        self._mid_line = False  # (nothing held) the next byte continues a line judged harmless
+        self._held = b""  # from a line start: an undecided line, or a header and its go-ons
+        self._mid_line = False  # (nothing held) the next byte continues a harmless line
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data
@@ -292,69 +374,90 @@ class MultipartGate:
         while pos < len(text):
             m = _LINE_END.search(text, pos)
             if m is None:  # an unfinished line
-                if _could_be_disposition(text[pos : pos + 64]):
-                    return self._hold(text, pos)
+                blanks = _LEADING_BLANKS.match(text, pos)
+                start = blanks.end() if blanks else pos
+                if start == len(text):  # white space so far: release it, the line goes on
+                    return self._hold(text, len(text))
+                if _PARTIAL_BLANK.fullmatch(text, start):  # the start of a UTF-8 space?
+                    return self._hold(text, start)
+                if _may_become_header(text[start : start + 64]):
+                    if len(text) - start > MAX_NAME_BYTES:  # it could only be refused whole
+                        raise _too_long(self.where)
+                    return self._hold(text, start)
                 self._mid_line = True
                 return self._hold(text, len(text))
             line = text[pos : m.start()]
-            if not _DISPOSITION.match(line):
+            if _header_line(line) is None:
                 pos = m.end()
                 continue
-            _check_disposition(line)
-            if m.group() == b"\r" and m.end() == len(text):
-                return self._hold(text, pos)  # CR at the end: an LF may follow
+            judged = self._header(text, pos, m)
+            if judged < 0:
+                return self._hold(text, pos)
+            pos = judged
+        return self._hold(text, len(text))
+
+    def _header(self, text: bytes, pos: int, m: re.Match[bytes]) -> int:
+        """A Content-Disposition line starts at ``pos``: judge it with the lines appended to it;
+        return where judging goes on, or -1 when more must come first."""
+        header = [text[pos : m.start()]]
+        while True:
             if text[m.start() : m.start() + 2] != b"\r\n":
-                # Django ends a header line at CRLF only, werkzeug and the email parser at any
+                if m.group() == b"\r" and m.end() == len(text):
+                    return -1  # CR at the end: an LF may follow
+                # Django ends header lines at CRLF only, werkzeug and the email parser at any
                 # CR or LF: which bytes belong to this header would be ambiguous.
                 raise InvalidRequest(
                     "A multipart Content-Disposition line must end with CRLF.",
                     debug="bare CR/LF after a Content-Disposition line",
                 )
-            # A lenient parser takes a next line that starts with SP or HT as more of this one.
-            after = m.start() + 2
-            if after >= len(text):
-                return self._hold(text, pos)
-            if text[after : after + 1] in (b" ", b"\t"):
-                raise InvalidRequest(
-                    "Folded multipart headers are not accepted.", debug="obs-fold in part"
-                )
-            pos = after
-        return self._hold(text, len(text))
+            nxt = m.start() + 2
+            end = _LINE_END.search(text, nxt)
+            if end is None:  # the next line has only begun
+                partial = text[nxt:]
+                if partial and b":" in partial and not _LEADING_BLANKS.match(partial).end():  # type: ignore[union-attr]
+                    _check_disposition(b"; ".join(header))  # another header: this one ended
+                    return nxt
+                if sum(map(len, header)) + len(partial) > MAX_NAME_BYTES:
+                    raise _too_long(self.where)
+                return -1  # the next line decides whether this header goes on
+            line = text[nxt : end.start()]
+            if not _is_continuation(line):  # (go-on lines are read as more parameters)
+                _check_disposition(b"; ".join(header))
+                return nxt
+            header.append(line)
+            if sum(map(len, header)) > MAX_NAME_BYTES:
+                raise _too_long(self.where)
+            m = end
 
     def _hold(self, text: bytes, cut: int) -> bytes:
         self._held = text[cut:]
-        if len(self._held) > MAX_NAME_BYTES:
-            raise _too_long(self.where)
         return text[:cut]
 
     def finish(self) -> bytes:
         held, self._held = self._held, b""
-        for line in _LINE_END.split(held):
-            if _DISPOSITION.match(line):
-                _check_disposition(line)
+        lines = re.split(rb"\r\n|\r|\n", held)
+        for i, line in enumerate(lines):
+            if _header_line(line) is not None:
+                rest = [x for x in lines[i + 1 :]]
+                go_on = []
+                for x in rest:
+                    if not _is_continuation(x):
+                        break
+                    go_on.append(x)
+                _check_disposition(b"; ".join([line, *go_on]))
         return held
 
 
-_MAX_INDENT = 16  # a header line indented more than this is not read as a header by anyone
-
-
-def _could_be_disposition(start: bytes) -> bool:
-    """Whether a line starting so can be (or become) a Content-Disposition header."""
-    word = start.lstrip(b" \t").lower()
-    if len(start) - len(word) > _MAX_INDENT:
-        return False
-    n = min(len(word), len(_DISPOSITION_WORD))
-    return word[:n] == _DISPOSITION_WORD[:n]
-
-
 def _parameters(value: str) -> list[tuple[str, str]]:
-    """``key=value`` pairs of a header value, split on ``;`` outside double quotes, in one
-    linear pass (a regular expression here once took minutes on 800 spaces)."""
+    """``key=value`` pairs of a header value as any parser might split it: on ``;`` outside
+    double quotes, and on every ``;`` (werkzeug and PHP also honour single quotes, and quote
+    only at a value's start): the union of both readings, so no reading escapes the check."""
     out: list[tuple[str, str]] = []
-    for part in _split_unquoted(value):
-        key, sep, raw = part.partition("=")
-        if sep:
-            out.append((key.strip().lower(), raw.strip()))
+    for parts in (_split_unquoted(value), value.split(";")):
+        for part in parts:
+            key, sep, raw = part.partition("=")
+            if sep:
+                out.append((key.strip().lower(), raw.strip()))
     return out
 
 
@@ -375,33 +478,41 @@ def _split_unquoted(value: str) -> list[str]:
     return parts
 
 
-def _check_disposition(line: bytes) -> None:
-    if len(line) > MAX_NAME_BYTES:
+def _check_disposition(header: bytes) -> None:
+    if len(header) > MAX_NAME_BYTES:
         raise _too_long("form body")
-    value = line.partition(b":")[2].decode("latin-1")
-    for key, field in _parameters(value):
-        if _CONTINUATION.fullmatch(key):
-            raise InvalidRequest(
-                "A multipart field name in RFC 2231 continuations is not accepted.",
-                debug="name*N in a part header",
-            )
-        if key not in ("name", "name*"):
-            continue
-        if len(field) >= 2 and field[0] == field[-1] and field[0] in "\"'":
-            field = re.sub(r"\\(.)", r"\1", field[1:-1])  # PHP reads single quotes as quotes
-        if key == "name*":  # RFC 2231 charset'lang'value
-            charset, _, rest = field.partition("'")
-            if charset.lower() not in CHARSETS:
-                raise _ambiguous_type("RFC 2231 name in a charset not ASCII-compatible")
-            field = rest.partition("'")[2]
-        if is_override_name(unquote_plus(field, encoding="latin-1")):
-            raise _override_refused("form body")
+    value = header.partition(b":")[2]
+    # Read as Latin-1 (byte for byte) and as UTF-8 (Django strips Unicode white space).
+    for text in {value.decode("latin-1"), value.decode("utf-8", "replace")}:
+        for key, field in _parameters(text):
+            if _CONTINUATION.fullmatch(key):
+                raise InvalidRequest(
+                    "A multipart field name in RFC 2231 continuations is not accepted.",
+                    debug="name*N in a part header",
+                )
+            if key not in ("name", "name*"):
+                continue
+            if len(field) >= 2 and field[0] == field[-1] and field[0] in "\"'":
+                field = re.sub(r"\\(.)", r"\1", field[1:-1])  # PHP reads '...' as quotes
+            if key == "name*":  # RFC 2231 charset'lang'value
+                charset, _, rest = field.partition("'")
+                if charset.strip().lower() not in CHARSETS:
+                    raise _ambiguous_type("RFC 2231 name in a charset not ASCII-compatible")
+                field = rest.partition("'")[2]
+            if is_override_name(unquote_plus(field, encoding="latin-1").strip("\"' ")):
+                raise _override_refused("form body")
+
+
+# A JSON string (escapes and any byte inside), or a run of anything else: linear tokenising.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"]+', re.DOTALL)
+_JSON_COLON = re.compile(rb"[ \t\r\n]*:")
 
 
 class JsonGate:
     """A JSON body is read whole (it is released only at its end, within ``max_body_bytes``)
-    and every member name, at any depth (Laravel merges the top level), is checked. A body
-    that is not valid JSON is released as it is: no framework reads members from it."""
+    and every member name, at any depth (Laravel merges the top level), is checked: found by a
+    linear scan of string tokens followed by ``:`` rather than by a parser, because parsers
+    differ (Node reads documents nested deeper than Python can, or with invalid UTF-8)."""
 
     where = "JSON body"
     buffers = True  # (the exchange reads this body whole before it takes an upstream)
@@ -415,18 +526,20 @@ class JsonGate:
 
     def finish(self) -> bytes:
         body, self._parts = b"".join(self._parts), []
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            return body
-        stack = [document]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
-                for name, value in node.items():
-                    if is_override_name(name):
-                        raise _override_refused(self.where)
-                    stack.append(value)
-            elif isinstance(node, list):
-                stack.extend(node)
+        if b"method" not in body.lower() and b"\\u" not in body:
+            return body  # no member name can spell an override name
+        for token in _JSON_TOKEN.finditer(body):
+            string = token.group()
+            if string[:1] != b'"' or not _JSON_COLON.match(body, token.end()):
+                continue
+            if _json_name_is_override(string):
+                raise _override_refused(self.where)
         return body
+
+
+def _json_name_is_override(string: bytes) -> bool:
+    try:
+        name = json.loads(string.decode("utf-8", "replace"))
+    except ValueError:  # escapes no parser agrees on: judge the raw text, conservatively
+        return b"method" in string.lower()
+    return isinstance(name, str) and is_override_name(name)
