@@ -64,7 +64,9 @@ class GuardMiddleware:
                 trusted_proxies=self.trusted_proxies,
                 max_header_bytes=self.max_header_bytes,
             )
-            if gate_for(view.headers) is not None and has_body(view.headers):
+            # Read whatever the headers announce or not: an HTTP/2 body needs no content-length
+            # (RFC 9113 §8.1.1), and an absent body reads as b"" at once.
+            if gate_for(view.headers) is not None:
                 body = await self._read(view, receive)
                 if body is None:  # the client went away
                     return
@@ -82,14 +84,6 @@ class GuardMiddleware:
         except AuthError as err:
             self.guard.refused(view.method, view.path.encode(), view.client, err)
             raise
-
-
-def has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """Whether the request announces a body (a Content-Length above 0, or chunked)."""
-    for name, value in headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return True
-    return False
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

@@ -70,6 +70,14 @@ class VersionNotSupported(AuthError):
     default_description = "Only HTTP/1.0 and HTTP/1.1 are supported."
 
 
+class UnsupportedMediaType(AuthError):
+    """415: a body in a form restguard cannot judge (a compressed form, say)."""
+
+    status = 415
+    error = "invalid_request"
+    default_description = "The request body's media type or encoding is not accepted."
+
+
 class MissingCredential(AuthError):
     """401 with no error code in the challenge (RFC 6750 §3.1: no credentials presented)."""
 

@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope, has_body
+from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope
 from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
@@ -56,7 +56,7 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
             view, decision = await decide_scope(guard, request.scope)
             request.scope[DECISION_KEY] = decision
             request.scope[VIEW_KEY] = view
-            if gate_for(view.headers) is not None and has_body(view.headers):
+            if gate_for(view.headers) is not None:  # (with or without a length: HTTP/2)
                 await _check_body(guard, view, request)
         _check(decision.principal, scopes)
         return decision.principal

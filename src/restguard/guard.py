@@ -33,7 +33,7 @@ from restguard.tokens import (
     redact,
 )
 from restguard.types import ANONYMOUS, Principal, RequestView
-from restguard.wire.forms import check_body, check_params, content_type
+from restguard.wire.forms import check_body, check_encoding, check_params, content_type
 
 # Headers that ask a server to act on another method than the one on the request line.
 METHOD_OVERRIDE_HEADERS = frozenset(
@@ -130,6 +130,7 @@ class Guard:
             route = self.policy.match(view.method, view.path)
             check_headers(view)
             content_type(view.headers)  # strict, on every request (wire/forms.py says why)
+            check_encoding(view.headers)
             strip = self._carriers(view)
             if route.public:
                 await self._rate_limit(route, "addr:" + view.client)

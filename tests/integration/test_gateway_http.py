@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.attacks.sockets import read
 from tests.attacks.wire import Response, api_key, assert_json_error, chunked, request
 from tests.harness import GatewayProcess, Reply
 from tests.raw_upstream import Conn, Incomplete, RawUpstream, Seen, UpConn, answer_ok, get, values
@@ -378,6 +379,37 @@ def test_http_1_0_client_gets_a_whole_answer_then_close(
         assert (r.status, r.body) == (200, body)
         assert values(r, "transfer-encoding") == []  # no chunked coding for an HTTP/1.0 client
         assert c.closed()
+
+
+@pytest.mark.parametrize("pipelined", [1, 3])
+def test_a_half_closed_client_gets_its_answers_then_close(
+    gateway: GatewayProcess, pipelined: int
+) -> None:
+    gw = gateway
+    _, key = gw.issue_key("notes:read")
+    gw.upstream.reply = Reply(body=b"x" * 100_000, delay=0.2)  # still coming after the EOF
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"".join(request(b"/notes/%d" % i, api_key(key)) for i in range(pipelined)))
+        s.shutdown(socket.SHUT_WR)
+        got = read(s, count=0, timeout=5)
+    assert [(r.status, len(r.body)) for r in got.responses] == [(200, 100_000)] * pipelined
+    assert got.closed
+
+
+def test_a_request_cut_short_by_a_half_close_is_not_forwarded(gateway: GatewayProcess) -> None:
+    gw = gateway
+    _, key = gw.issue_key("notes:write")
+    before = len(gw.upstream.requests)
+    for cut in (
+        request(b"/notes/1", api_key(key))[:-2],  # in the head
+        request(b"/notes/1", api_key(key), (b"Content-Length", b"10"), method=b"PUT", body=b"abc"),
+    ):
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+            s.sendall(cut)
+            s.shutdown(socket.SHUT_WR)
+            got = read(s, count=0, timeout=2)
+            assert (got.raw, got.closed) == (b"", True)  # closed at once, nothing answered
+    assert len(gw.upstream.requests) == before
 
 
 def test_http_1_0_keep_alive_client_keeps_its_connection(gateway: GatewayProcess) -> None:

@@ -8,9 +8,11 @@ every percent-encoding decoded (``authz.paths.decode_path``), as upstream router
 
 Upstream routers are often more lenient than the policy: Express, ASP.NET and many others ignore
 letter case (Python's re.IGNORECASE even that of Unicode letters folding to ASCII ones), and
-Express and Flask-style "strict_slashes=False" routes ignore one trailing slash. A path that
-matches an earlier route only under those equivalences would be judged by one route and handled
-by another's handler upstream, so it is refused (400) rather than guessed at.
+Express and Flask-style "strict_slashes=False" routes ignore one trailing slash, and Rails
+("(.:format)" on every route), Spring MVC's suffix patterns and DRF's format suffixes serve
+``/notes/export.json`` from the ``/notes/export`` handler. A path that matches an earlier route
+only under those equivalences would be judged by one route and handled by another's handler
+upstream, so it is refused (400) rather than guessed at.
 A HEAD request is decided exactly as GET: frameworks run the GET handler for it.
 """
 
@@ -86,6 +88,18 @@ class Route:
         if letter case did not count (see ``fold_path``)."""
         return self._matches(folded_path, self._folded)
 
+    def matches_suffixed(self, folded_path: str) -> bool:
+        """Whether a folded path is this route's literal last segment plus a format extension
+        (``export.json``, ``export.tar.gz`` for ``/notes/export``), as format-suffix routers
+        read it."""
+        last = self._folded[-1] if self._folded and not self._subtree else None
+        if not last:  # a parameter (it takes the extension in any case) or a subtree
+            return False
+        head, _, tail = folded_path.rpartition("/")
+        if not tail.startswith(last + "."):
+            return False
+        return self._matches(f"{head}/{last}", self._folded)
+
     def _matches(self, path: str, segments: tuple[str | None, ...]) -> bool:
         parts = path.split("/")[1:]
         if len(parts) < len(segments) or (not self._subtree and len(parts) != len(segments)):
@@ -150,7 +164,8 @@ def fold_path(path: str) -> str:
 
 
 class AmbiguousPath(InvalidRequest):
-    """400: the path matches an earlier route only when case or a trailing slash is ignored."""
+    """400: the path matches an earlier route only when case, a trailing slash or a format
+    extension is ignored."""
 
 
 class Policy:
@@ -162,7 +177,7 @@ class Policy:
     def match(self, method: str, path: str) -> Route:
         """The first route whose path and method match; ``NotFound`` (default deny) otherwise.
         Raises ``AmbiguousPath`` when an earlier route (any method) matches the path only
-        under a lenient router's equivalences (case, one trailing slash)."""
+        under a lenient router's equivalences (case, one trailing slash, a format extension)."""
         if method == "HEAD":
             method = "GET"
         path = decode_path(path)
@@ -174,10 +189,12 @@ class Policy:
                 continue
             if folded is None:
                 folded = fold_path(path)
-            if (folded != path or route._folds) and route.matches_folded(folded):
+            if (
+                (folded != path or route._folds) and route.matches_folded(folded)
+            ) or route.matches_suffixed(folded):
                 raise AmbiguousPath(
-                    "The path differs from a configured route only in letter case or a "
-                    "trailing slash; send the route's exact path.",
+                    "The path differs from a configured route only in letter case, a "
+                    "trailing slash or a format extension; send the route's exact path.",
                     debug=f"{path} folds onto route {route.path}",
                 )
         raise NotFound(debug=f"no route for {method} {path}")

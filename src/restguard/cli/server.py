@@ -46,6 +46,13 @@ def serve(workers: int, config: str | None) -> None:
                 fg="yellow",
                 err=True,
             )
+        if workers > 1 and any(route.rate_limit for route in settings.routes):
+            click.secho(
+                f"warning: rate limits are counted in each of the {workers} processes: a client "
+                f"may get up to {workers} times a route's rate_limit (and failed_attempts).",
+                fg="yellow",
+                err=True,
+            )
 
     install_loop()
     if workers == 1:

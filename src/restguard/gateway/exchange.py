@@ -274,7 +274,9 @@ class Exchange:
         """Send the head (and what arrived of the body) on a pooled connection."""
         try:
             upstream = await self.gw.pool.acquire(
-                fresh=fresh, max_idle=None if self.method in RETRYABLE else FRESH_ENOUGH
+                fresh=fresh,
+                max_idle=None if self.method in RETRYABLE else FRESH_ENOUGH,
+                streaming=not self.body_complete,
             )
         except PoolTimeout:
             raise Overloaded(debug="no upstream connection free in time") from None

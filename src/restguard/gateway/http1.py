@@ -191,6 +191,16 @@ class ClientConnection(asyncio.Protocol):
                 ex.client_lost()
         self._queue.clear()
 
+    def eof_received(self) -> bool:
+        """The client shut its sending side (``shutdown(SHUT_WR)``, ``nc -N``): the requests it
+        sent whole are still answered, in order, then the connection closes. One cut short (in
+        its head or body) can never be complete: the connection closes now (asyncio closes the
+        transport when this returns False)."""
+        if self._in_head or self._parsing is not None or self._active is None:
+            return False
+        self._closing = True
+        return True
+
     def pause_writing(self) -> None:
         """The client does not read what it is sent: read no more requests from it either
         (answers restguard writes itself would pile up unread), and stop the upstream."""

@@ -74,6 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.idle_since = 0.0
         self.head_by = math.inf  # the answer's head is due by then (once the request is sent)
+        self.streaming = False  # it holds one of the pool's upload slots (see UpstreamPool)
         self.paused = False  # reading paused: the client is slow to read what came
         self._in_head = False  # an answer's head (1xx ones included) is being read
         self._head_bytes = 0  # bytes read while in a head, without the head completing
@@ -229,6 +230,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def request_sent(self) -> None:
         """The whole request is written: the answer's head is due within ``timeout``."""
+        self.pool.stream_ended(self)
         if self.sink is not None and self.head_by == math.inf:
             self.head_by = self.pool.loop.time() + self.pool.timeout
             self._arm(self.head_by)
@@ -265,8 +267,26 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+_Waiters = collections.deque[asyncio.Future[None]]
+
+
+def _wake_one(waiters: _Waiters) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
 class UpstreamPool:
-    """Up to ``size`` keep-alive connections to ``host:port``; waiters queue when all are busy."""
+    """Up to ``size`` keep-alive connections to ``host:port``; waiters queue when all are busy.
+
+    A request whose body is still arriving when it is forwarded (a streaming upload) holds its
+    connection for as long as the client takes, which the slow-body floor only bounds at
+    ``client_body_min_rate``: uploads trickled at that rate could hold every connection (the
+    R-U-Dead-Yet slow POST). So streaming uploads may hold at most ``stream_slots`` (half the
+    pool) at once; one beyond waits for a slot like any request waits for a connection.
+    """
 
     def __init__(
         self,
@@ -287,23 +307,62 @@ class UpstreamPool:
         self.loop = asyncio.get_running_loop()
         self._idle: list[UpstreamConnection] = []
         self._busy: set[UpstreamConnection] = set()
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: _Waiters = collections.deque()
+        self.stream_slots = max(1, size // 2)
+        self._streaming = 0
+        self._stream_waiters: _Waiters = collections.deque()
         self._closed = False
 
     async def acquire(
-        self, *, fresh: bool = False, max_idle: float | None = None
+        self, *, fresh: bool = False, max_idle: float | None = None, streaming: bool = False
     ) -> UpstreamConnection:
         """An idle connection, a new one, or the next one released. Raises OSError or
         TimeoutError when the upstream cannot be reached in ``connect_timeout``, PoolTimeout
         when none is free within ``queue_timeout``. ``fresh`` skips (and closes) idle
         connections: after one went stale, its siblings likely are too. ``max_idle`` closes
         idle connections older than that instead of using them (for requests that must not be
-        retried, so must not risk a connection the upstream is about to close)."""
+        retried, so must not risk a connection the upstream is about to close). ``streaming``
+        takes an upload slot first (given back by ``stream_ended``)."""
+        deadline = self.loop.time() + self.queue_timeout
+        if not streaming:
+            return await self._acquire(fresh, max_idle, deadline)
+        while self._streaming >= self.stream_slots:
+            await self._wait(self._stream_waiters, deadline)
+        self._streaming += 1
+        try:
+            conn = await self._acquire(fresh, max_idle, deadline)
+        except BaseException:
+            self._streaming -= 1
+            _wake_one(self._stream_waiters)
+            raise
+        conn.streaming = True
+        return conn
+
+    def stream_ended(self, conn: UpstreamConnection) -> None:
+        """The upload on ``conn`` is written whole, or ended otherwise: its slot is free."""
+        if conn.streaming:
+            conn.streaming = False
+            self._streaming -= 1
+            _wake_one(self._stream_waiters)
+
+    async def _wait(self, waiters: _Waiters, deadline: float) -> None:
+        waiter = self.loop.create_future()
+        waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, max(0.0, deadline - self.loop.time()))
+        except TimeoutError:
+            raise PoolTimeout from None
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    async def _acquire(
+        self, fresh: bool, max_idle: float | None, deadline: float
+    ) -> UpstreamConnection:
         if fresh:
             for conn in self._idle:
                 conn.close()
             self._idle.clear()
-        deadline = self.loop.time() + self.queue_timeout
         while True:
             while self._idle:
                 conn = self._idle.pop()
@@ -318,15 +377,7 @@ class UpstreamPool:
                 return conn
             if len(self._busy) < self.size:
                 return await self._connect()
-            waiter = self.loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - self.loop.time()))
-            except TimeoutError:
-                raise PoolTimeout from None
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            await self._wait(self._waiters, deadline)
 
     async def _connect(self) -> UpstreamConnection:
         conn = UpstreamConnection(self)
@@ -369,6 +420,7 @@ class UpstreamPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back: kept if it may carry another request, closed otherwise."""
+        self.stream_ended(conn)
         self._busy.discard(conn)
         conn.sink = None
         conn.head_only = False
@@ -381,17 +433,14 @@ class UpstreamPool:
 
     def forget(self, conn: UpstreamConnection) -> None:
         """A connection closed: it no longer counts against the pool."""
+        self.stream_ended(conn)
         self._busy.discard(conn)
         if conn in self._idle:
             self._idle.remove(conn)
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        _wake_one(self._waiters)
 
     def close(self) -> None:
         self._closed = True

@@ -29,17 +29,19 @@ from collections.abc import Sequence
 from typing import Protocol
 from urllib.parse import unquote_plus, unquote_to_bytes
 
-from restguard.errors import InvalidRequest
+from restguard.errors import InvalidRequest, UnsupportedMediaType
 
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 OVERRIDE_PARAM = "_method"
+OVERRIDE_NAMES = (OVERRIDE_PARAM, "x-http-method-override", "x-http-method", "x-method-override")
 MAX_NAME_BYTES = 4096  # a parameter name (or a Content-Disposition line) longer than this: 400
-# RFC 2046 §5.1.1: boundary := 0*69<bchars> bcharsnospace
-_BOUNDARY = re.compile(rb"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
+# RFC 2046 §5.1.1 bchars, less "," and " " (Rack does not read those): 1 to 70 of them.
+_BOUNDARY = re.compile(rb"^[0-9A-Za-z'()+_\-./:=?]{1,70}$")
 _PARAM_SPLIT = re.compile(r"[&;]")
 _PHP_MANGLED = str.maketrans({".": "_", " ": "_", "[": "_"})
 _FORM_LIKE = re.compile(rb"(?i)form-data|x-www-form-urlencoded")
+_JSON_LIKE = re.compile(rb"(?i)/json|\+json")
 _SENSITIVE_PARAM = re.compile(rb"(?i)charset|boundary")
 # Charsets in which every ASCII byte means itself (WHATWG's labels for them).
 CHARSETS = frozenset(
@@ -47,7 +49,7 @@ CHARSETS = frozenset(
 )
 # RFC 9110 §5.6.2 token, §5.6.4 quoted-string, §5.6.6 parameters; §8.3.1 media type.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'  # with obs-text
 _MEDIA_TYPE = re.compile(
     rb"[ \t]*("
     + _TOKEN
@@ -85,18 +87,28 @@ def _too_long(where: str) -> InvalidRequest:
     )
 
 
+def _readings(name: str) -> tuple[str, ...]:
+    """How parsers read a parameter name: lower-cased, white space stripped, then as PHP
+    mangles it (``.``, `` `` and ``[`` become ``_``) and as qs and Rack take its root (brackets
+    dropped: ``[_method]`` is ``_method`` to Express's extended parser)."""
+    base = name.strip().lower()
+    return base.translate(_PHP_MANGLED), base.replace("[", "").replace("]", "").strip()
+
+
 def is_override_name(name: str) -> bool:
-    """True for ``_method`` and what lenient parsers read as it: any case, surrounding white
-    space, a suffix (``_method[]``, ``_method\x00...`` for C-string parsers), and PHP's mangling
-    of ``.``, `` `` and ``[`` into ``_`` (``.method`` is ``$_POST['_method']`` in Laravel)."""
-    folded = name.strip().lower().translate(_PHP_MANGLED)
-    return folded.startswith(OVERRIDE_PARAM)
+    """True for ``_method`` and what lenient parsers read as it (any case, surrounding white
+    space, a suffix such as ``_method[]`` or ``_method\x00...``, PHP's and qs's readings), and
+    for the override *headers'* names used as parameters: ASP.NET reads
+    ``X-HTTP-Method-Override`` from the form and the query too."""
+    return any(r.startswith(OVERRIDE_NAMES) for r in _readings(name))
 
 
 def _may_become_override(name: str) -> bool:
     """Whether a name seen only in part may still turn out to be an override name."""
-    head = name.lstrip().lower().translate(_PHP_MANGLED)
-    return head.startswith(OVERRIDE_PARAM) or OVERRIDE_PARAM.startswith(head)
+    return any(
+        r.startswith(OVERRIDE_NAMES) or any(n.startswith(r) for n in OVERRIDE_NAMES)
+        for r in _readings(name)
+    )
 
 
 def _may_hold_override(raw: bytes) -> bool:
@@ -149,12 +161,14 @@ def content_type(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes]:
     for key, value in params:
         if key == b"charset" and _unquoted(value).lower().decode("latin-1") not in CHARSETS:
             raise _ambiguous_type("charset not ASCII-compatible")
-    if kind not in (URLENCODED, MULTIPART):
+    if kind != URLENCODED and not kind.startswith("multipart/"):
         if form_like:
             raise _ambiguous_type("a form type in the parameters")
         return kind, b""
     if kind == URLENCODED:
         return kind, b""
+    # Every multipart type (Rack parses mixed and related ones as forms too) needs a boundary
+    # that every parser extracts alike: else Rack reads the body as urlencoded instead.
     boundaries = [v for k, v in params if b"boundary" in k]
     if len(boundaries) != 1 or [k for k, _ in params if b"boundary" in k] != [b"boundary"]:
         raise _ambiguous_type("multipart boundary missing, repeated or misnamed")
@@ -191,13 +205,25 @@ def gate_for(headers: Sequence[tuple[bytes, bytes]]) -> Gate | None:
     """The gate for a request body of these headers, or None for bodies no upstream reads as
     parameters. (``content_type`` must have accepted the headers.)"""
     kind, _ = content_type(headers)
+    raw = b"".join(v for k, v in headers if k == b"content-type")
+    if _JSON_LIKE.search(raw):  # Laravel's isJson(): "/json" or "+json" anywhere in the type
+        return JsonGate()
     if kind in ("", URLENCODED):  # Rack reads a body without a Content-Type as a form
         return UrlencodedGate()
     if kind.startswith("multipart/"):
         return MultipartGate()
-    if kind == "application/json" or kind.endswith("+json"):
-        return JsonGate()
     return None
+
+
+def check_encoding(headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse a compressed body that upstreams read as parameters once they inflate it (Express's
+    body parsers inflate gzip, deflate and br): restguard would judge the compressed bytes."""
+    codings = [v.strip().lower() for k, v in headers if k == b"content-encoding"]
+    if any(c not in (b"", b"identity") for c in codings) and gate_for(headers) is not None:
+        raise UnsupportedMediaType(
+            "A compressed body of this type is not accepted; send it uncompressed.",
+            debug="content-encoding on a body read as parameters",
+        )
 
 
 def check_body(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
@@ -317,135 +343,262 @@ def _last_separator(data: bytes) -> int:
     return max(data.rfind(b"&"), data.rfind(b";"))
 
 
-def _header_line(line: bytes) -> bytes | None:
-    """``line`` with its leading white space removed when it is a Content-Disposition header
-    (any case, white space around the name), else None."""
-    start = _LEADING_BLANKS.match(line)
-    rest = line[start.end() if start else 0 :]
-    if rest[: len(_DISPOSITION_WORD)].lower() != _DISPOSITION_WORD:
-        return None
-    after = _LEADING_BLANKS.match(rest, len(_DISPOSITION_WORD))
-    colon = after.end() if after else len(_DISPOSITION_WORD)
-    return rest if rest[colon : colon + 1] == b":" else None
-
-
-def _may_become_header(start: bytes) -> bool:
-    """Whether an unfinished line starting so may still become a Content-Disposition header."""
-    blanks = _LEADING_BLANKS.match(start)
-    word = start[blanks.end() if blanks else 0 :].lower()
-    if len(word) < len(_DISPOSITION_WORD):
-        return _DISPOSITION_WORD.startswith(word)
-    if word[: len(_DISPOSITION_WORD)] != _DISPOSITION_WORD:
-        return False
-    rest = word[len(_DISPOSITION_WORD) :]
-    after = _LEADING_BLANKS.match(rest)
-    rest = rest[after.end() if after else 0 :]
-    return rest == b"" or rest.startswith(b":")
-
-
-def _is_continuation(line: bytes) -> bool:
-    """A line that lenient parsers append to the header before it: one that starts with white
-    space (obs-fold), or, for PHP, any non-empty line without a colon."""
-    return bool(line) and (bool(_LEADING_BLANKS.match(line).end()) or b":" not in line)  # type: ignore[union-attr]
+_CD = b"content-disposition"
+_CID = b"content-id"
+# A Content-Disposition header as RFC 7578 §4.2 and RFC 9110 §5.6 write it, and nothing looser:
+# strict syntax is what every parser reads alike. (RFC 2231 ext-values for name* only.)
+_CD_STRICT = re.compile(
+    rb"(?i)content-disposition:[ \t]*"
+    + _TOKEN
+    + rb"((?:[ \t]*;[ \t]*"
+    + _TOKEN
+    + rb"[ \t]*=[ \t]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED
+    + rb"))*)[ \t]*"
+)
+# Rack 2.2 finds a name after "Content-Disposition:" anywhere in a line (its regex is not
+# anchored), and takes it quoted or up to ";" or white space.
+_RACK_NAME = re.compile(rb'(?i)content-disposition:[^:]*;\s*name=(?:"((?:\\.|[^"])*)"|([^;\s]*))')
+MAX_LINE_PEEK = 256  # bytes of a line read to tell what it is
 
 
 class MultipartGate:
-    """Every line of the body (split at CR and at LF), whatever the part structure: a line that
-    is a ``Content-Disposition`` header (leading white space allowed, as werkzeug and Django
-    allow it), together with the lines lenient parsers would append to it, is checked for a
-    ``_method`` name; such a header must end with CRLF. Held back: the undecided start of a
-    line that may become such a header, and such a header until the line after it shows
-    whether it goes on. Leading white space of a line is released (and skipped) as it comes."""
+    """Multipart bodies, line by line (a line ends at CR, at LF or at CRLF), whatever the part
+    structure: preamble, epilogue and bodies without a delimiter included (Django reads parts
+    there). Strict where parsers disagree, lenient where they look:
+
+    * a ``Content-Disposition`` header (at a line's start) must be written strictly (RFC 7578:
+      tokens and quoted strings, SP/HT only), end with CRLF, and be followed by an empty line
+      or another header (no folded line, no line without a colon: PHP appends those); its
+      ``name`` is checked. An indented one is refused (werkzeug and Django read it).
+    * ``content-disposition:`` anywhere else in a line is read as Rack 2.2 reads it, and every
+      ``name`` after it is checked; a ``Content-ID`` header is checked as a name (Rack names a
+      part without a disposition by it).
+
+    Each byte is looked at a bounded number of times (the gate is linear however the body is
+    split); held back: only the part of a line that is still undecided or being judged."""
 
     where = "form body"
 
     def __init__(self) -> None:
-        self._held = b""  # from a line start: an undecided line, or a header and its go-ons
-        self._mid_line = False  # (nothing held) the next byte continues a harmless line
+        self._line = bytearray()  # the current line, while it may matter (else empty)
+        self._watch = False  # the current line: released, but watched for "content-disposition"
+        self._tail = b""  # (watching) the last bytes, lower-cased, where the word may begin
+        self._after_cd = False  # the previous line was a Content-Disposition header
+        self._cr = False  # the previous byte ended a line with CR: an LF now is the same end
 
     def feed(self, data: bytes) -> bytes:
-        text = self._held + data
+        out: list[bytes] = []
         pos = 0
-        if self._mid_line and not self._held:
-            m = _LINE_END.search(text)
-            if m is None:
-                return text
-            self._mid_line, pos = False, m.end()
-        while pos < len(text):
-            m = _LINE_END.search(text, pos)
-            if m is None:  # an unfinished line
-                blanks = _LEADING_BLANKS.match(text, pos)
-                start = blanks.end() if blanks else pos
-                if start == len(text):  # white space so far: release it, the line goes on
-                    return self._hold(text, len(text))
-                if _PARTIAL_BLANK.fullmatch(text, start):  # the start of a UTF-8 space?
-                    return self._hold(text, start)
-                if _may_become_header(text[start : start + 64]):
-                    if len(text) - start > MAX_NAME_BYTES:  # it could only be refused whole
-                        raise _too_long(self.where)
-                    return self._hold(text, start)
-                self._mid_line = True
-                return self._hold(text, len(text))
-            line = text[pos : m.start()]
-            if _header_line(line) is None:
-                pos = m.end()
-                continue
-            judged = self._header(text, pos, m)
-            if judged < 0:
-                return self._hold(text, pos)
-            pos = judged
-        return self._hold(text, len(text))
-
-    def _header(self, text: bytes, pos: int, m: re.Match[bytes]) -> int:
-        """A Content-Disposition line starts at ``pos``: judge it with the lines appended to it;
-        return where judging goes on, or -1 when more must come first."""
-        header = [text[pos : m.start()]]
-        while True:
-            if text[m.start() : m.start() + 2] != b"\r\n":
-                if m.group() == b"\r" and m.end() == len(text):
-                    return -1  # CR at the end: an LF may follow
-                # Django ends header lines at CRLF only, werkzeug and the email parser at any
-                # CR or LF: which bytes belong to this header would be ambiguous.
-                raise InvalidRequest(
-                    "A multipart Content-Disposition line must end with CRLF.",
-                    debug="bare CR/LF after a Content-Disposition line",
-                )
-            nxt = m.start() + 2
-            end = _LINE_END.search(text, nxt)
-            if end is None:  # the next line has only begun
-                partial = text[nxt:]
-                if partial and b":" in partial and not _LEADING_BLANKS.match(partial).end():  # type: ignore[union-attr]
-                    _check_disposition(b"; ".join(header))  # another header: this one ended
-                    return nxt
-                if sum(map(len, header)) + len(partial) > MAX_NAME_BYTES:
+        n = len(data)
+        while pos < n:
+            if self._cr:
+                self._cr = False
+                pending, self._pending_crlf = self._pending_crlf, False
+                if data[pos : pos + 1] == b"\n":  # the LF of a CRLF
+                    out.append(b"\n")
+                    pos += 1
+                    continue
+                if pending:  # a Content-Disposition line ended with a bare CR
+                    raise _bare_line_end()
+            m = _LINE_END.search(data, pos)
+            end = n if m is None else m.start()
+            if self._rack:  # the rest of a line Rack reads a name in: held to its end
+                self._line += data[pos:end]
+                if len(self._line) > MAX_NAME_BYTES:
                     raise _too_long(self.where)
-                return -1  # the next line decides whether this header goes on
-            line = text[nxt : end.start()]
-            if not _is_continuation(line):  # (go-on lines are read as more parameters)
-                _check_disposition(b"; ".join(header))
-                return nxt
-            header.append(line)
-            if sum(map(len, header)) > MAX_NAME_BYTES:
-                raise _too_long(self.where)
-            m = end
+                pos = end
+            elif self._watch:
+                pos = self._watch_run(data, pos, end, out)
+            else:
+                pos = self._line_run(data, pos, end, out)
+            if m is not None and pos == end:  # the line ended here
+                self._end_line(m.group(), out)
+                pos = m.end()
+        return b"".join(out)
 
-    def _hold(self, text: bytes, cut: int) -> bytes:
-        self._held = text[cut:]
-        return text[:cut]
+    _pending_crlf = False  # the line that just ended must have ended with CRLF
+
+    def _line_run(self, data: bytes, pos: int, end: int, out: list[bytes]) -> int:
+        """Bytes of a line being told (or judged): hold them, or release the line once it is
+        known to be harmless. A line known to be a header is not classified again."""
+        new = data[pos:end]
+        ended = end < len(data)
+        self._line += new
+        if self._after_cd:
+            # the line after a Content-Disposition header may not be folded onto it
+            if not self._line_started and _LEADING_BLANKS.match(new).end():  # type: ignore[union-attr]
+                raise InvalidRequest(
+                    "Folded multipart headers are not accepted.", debug="obs-fold in part"
+                )
+            self._colon = self._colon or b":" in new
+            if not self._colon and (ended or len(self._line) >= MAX_LINE_PEEK) and self._line:
+                raise InvalidRequest(
+                    "A multipart header line without a colon is not accepted.",
+                    debug="header line without a colon in part",
+                )
+        self._line_started = self._line_started or bool(new)
+        if self._class != "header":
+            line = bytes(self._line)
+            blanks = _LEADING_BLANKS.match(line).end()  # type: ignore[union-attr]
+            if blanks and not self._after_cd:
+                # Leading white space goes out as it comes (a file may hold long runs of it);
+                # a header that follows it is an indented one, refused when it ends.
+                out.append(line[:blanks])
+                del self._line[:blanks]
+                self._indented = True
+                line = line[blanks:]
+            self._class = _classify(line, ended)
+        if self._class == "harmless" and not (self._after_cd and not self._colon):
+            line = bytes(self._line)  # released, but watched from its start on
+            self._line.clear()
+            self._watch, self._tail = True, b""
+            self._watch_run(line, 0, len(line), out)
+            return end
+        if len(self._line) > MAX_NAME_BYTES:
+            raise _too_long(self.where)
+        return end  # undecided, or a header to judge at its end: held
+
+    _class = "undecided"  # the current line: "undecided", "header" or "harmless"
+    _indented = False  # the current line began with white space (released already)
+    _line_started = False
+    _colon = False  # (after a Content-Disposition header) the line has a colon
+
+    def _watch_run(self, data: bytes, pos: int, end: int, out: list[bytes]) -> int:
+        """A released line watched for "content-disposition" (Rack 2.2 finds it anywhere):
+        release up to where the word may begin; from a match, hold the rest of the line."""
+        chunk = data[pos:end]
+        window = self._tail + chunk.lower()
+        at = window.find(_CD + b":")
+        if at < 0:
+            keep = min(len(_CD), len(window))  # "content-disposition" + ":" less one byte
+            self._tail = window[-keep:] if keep else b""
+            out.append(chunk)
+            return end
+        start = at - len(self._tail)  # where it begins in chunk (may be in released bytes)
+        self._watch, self._tail = False, b""
+        if start < 0:  # it began in the released tail: judge from the word on
+            self._rack_prefix = (_CD + b":")[:-start]
+            start = 0
+        out.append(chunk[:start])
+        self._line += chunk[start:]
+        self._rack = True
+        if len(self._line) > MAX_NAME_BYTES:
+            raise _too_long(self.where)
+        return end
+
+    _rack = False  # the current held line is a mid-line "content-disposition" (Rack's reading)
+    _rack_prefix = b""  # (judged with it) the start of the word, already released
+
+    def _end_line(self, terminator: bytes, out: list[bytes]) -> None:
+        """The current line ended with ``terminator`` (CR or LF): judge what was held."""
+        line = bytes(self._line)
+        self._line.clear()
+        was_cd = False
+        if self._watch:
+            self._watch, self._tail = False, b""
+        elif self._rack:
+            self._rack = False
+            _check_rack_line(self._rack_prefix + line)
+            self._rack_prefix = b""
+        elif _classify(line, True) == "header":
+            if self._indented:  # werkzeug and Django read it; strictly it is not a header
+                raise InvalidRequest(
+                    "An indented multipart header is not accepted.", debug="indented part header"
+                )
+            was_cd = _check_header_line(line)
+        out.append(line + terminator)
+        self._class, self._line_started, self._colon = "undecided", False, False
+        self._indented = False
+        self._after_cd = was_cd
+        if was_cd:  # it must end with CRLF
+            if terminator == b"\n":
+                raise _bare_line_end()
+            self._cr, self._pending_crlf = True, True
+        else:
+            self._pending_crlf = False
+            self._cr = terminator == b"\r"
 
     def finish(self) -> bytes:
-        held, self._held = self._held, b""
-        lines = re.split(rb"\r\n|\r|\n", held)
-        for i, line in enumerate(lines):
-            if _header_line(line) is not None:
-                rest = [x for x in lines[i + 1 :]]
-                go_on = []
-                for x in rest:
-                    if not _is_continuation(x):
-                        break
-                    go_on.append(x)
-                _check_disposition(b"; ".join([line, *go_on]))
-        return held
+        if self._cr and self._pending_crlf:
+            raise _bare_line_end()
+        line = bytes(self._line)
+        self._line.clear()
+        if self._rack:
+            _check_rack_line(self._rack_prefix + line)
+        elif line and not self._watch and _classify(line, True) == "header":
+            if self._indented:
+                raise InvalidRequest(
+                    "An indented multipart header is not accepted.", debug="indented part header"
+                )
+            _check_header_line(line)
+        return line
+
+
+def _classify(line: bytes, ended: bool) -> str:
+    """What a line (or the start of one) is: "header" (a Content-Disposition or Content-ID
+    header, however indented: white space, then the name, white space, a colon), "harmless",
+    or "undecided" while what came cannot tell yet."""
+    start = _LEADING_BLANKS.match(line).end()  # type: ignore[union-attr]
+    if not ended and (start == len(line) or _PARTIAL_BLANK.fullmatch(line, start)):
+        return "undecided"
+    rest = line[start:]
+    for word in (_CD, _CID):
+        head = rest[: len(word)].lower()
+        if len(head) < len(word):
+            if not ended and word.startswith(head):
+                return "undecided"
+            continue
+        if head != word:
+            continue
+        after = rest[len(word) :]
+        gap = _LEADING_BLANKS.match(after).end()  # type: ignore[union-attr]
+        if after[gap : gap + 1] == b":":
+            return "header"
+        if not ended and (gap == len(after) or _PARTIAL_BLANK.fullmatch(after, gap)):
+            return "undecided"
+    return "harmless"
+
+
+def _bare_line_end() -> InvalidRequest:
+    # Django ends header lines at CRLF only, werkzeug and the email parser at any CR or LF:
+    # which bytes belong to the header would be ambiguous.
+    return InvalidRequest(
+        "A multipart Content-Disposition line must end with CRLF.",
+        debug="bare CR/LF after a Content-Disposition line",
+    )
+
+
+def _check_header_line(line: bytes) -> bool:
+    """Judge a header line that starts (maybe indented) with Content-Disposition or Content-ID;
+    True for a Content-Disposition one."""
+    if line[:1] in (b" ", b"\t") or _LEADING_BLANKS.match(line).end():  # type: ignore[union-attr]
+        raise InvalidRequest(
+            "An indented multipart header is not accepted.", debug="indented part header"
+        )
+    low = line.lower()
+    if low.startswith(_CID):
+        value = line.partition(b":")[2].decode("latin-1").strip().strip("<>\"' ")
+        if is_override_name(unquote_plus(value, encoding="latin-1")):
+            raise _override_refused("form body")
+        return False
+    if not _CD_STRICT.fullmatch(line):
+        raise InvalidRequest(
+            "A multipart Content-Disposition header is not written strictly (RFC 7578).",
+            debug="malformed Content-Disposition",
+        )
+    _check_disposition(line)
+    return True
+
+
+def _check_rack_line(line: bytes) -> None:
+    for m in _RACK_NAME.finditer(line):
+        raw = m.group(1) if m.group(1) is not None else m.group(2)
+        if is_override_name(unquote_plus(raw.decode("latin-1"), encoding="latin-1")):
+            raise _override_refused("form body")
+    _check_disposition(line)  # and every other reading of what follows
 
 
 def _parameters(value: str) -> list[tuple[str, str]]:
@@ -499,7 +652,7 @@ def _check_disposition(header: bytes) -> None:
                 if charset.strip().lower() not in CHARSETS:
                     raise _ambiguous_type("RFC 2231 name in a charset not ASCII-compatible")
                 field = rest.partition("'")[2]
-            if is_override_name(unquote_plus(field, encoding="latin-1").strip("\"' ")):
+            if is_override_name(unquote_plus(field, encoding="latin-1").strip("\"'<> ")):
                 raise _override_refused("form body")
 
 

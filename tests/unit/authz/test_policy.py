@@ -277,6 +277,12 @@ def test_fold_path(path: str, folded: str) -> None:
         ("/users/{id}/keys", "/users/1/KEYS/"),
         ("/Mixed/Case", "/mixed/case"),
         ("/caf%C3%A9", "/CAF%C3%A9"),
+        ("/notes/export", "/notes/export.json"),  # Rails, Spring MVC, DRF format suffixes
+        ("/notes/export", "/notes/export.tar.gz"),
+        ("/notes/export", "/Notes/Export.JSON/"),
+        ("/notes/export", "/notes/export."),
+        ("/notes/{id}/export", "/notes/7/export.csv"),
+        ("/report.v2", "/report.v2.json"),
     ],
 )
 def test_path_folding_onto_an_earlier_route_is_ambiguous(pattern: str, path: str) -> None:
@@ -295,6 +301,11 @@ def test_exact_paths_are_not_ambiguous() -> None:
     policy = Policy([route(0, "/admin", ("GET",)), route(1, "/notes/{id}", ("GET",))])
     assert policy.match("GET", "/admin").index == 0
     assert policy.match("GET", "/notes/ABC").index == 1  # a parameter's case is its own
+    assert policy.match("GET", "/notes/7.json").index == 1  # ... and so is its extension
+    with pytest.raises(NotFound):
+        policy.match("GET", "/adminx")  # an extension starts with "."
+    with pytest.raises(NotFound):
+        policy.match("GET", "/admin.json/x")  # in the last segment only
     with pytest.raises(NotFound):
         policy.match("GET", "/other/")  # folds onto nothing
 
@@ -331,7 +342,8 @@ def test_matches_folded_compares_literals_case_insensitively() -> None:
 
 
 # A lenient router, written independently of the policy: a pattern as the regular expression
-# Express (path-to-regexp, ``sensitive: false``, ``strict: false``) builds for it.
+# Express (path-to-regexp, ``sensitive: false``, ``strict: false``) builds for it, with the
+# format suffix Rails adds to every route ("(.:format)") and Spring MVC's "export.*".
 def _regex(pattern: str, *, lenient: bool) -> re.Pattern[str]:
     body, subtree = (pattern[:-3], True) if pattern.endswith("/**") else (pattern, False)
     parts = [r"[^/]+" if s.startswith("{") else re.escape(s) for s in body.split("/")[1:]]
@@ -339,6 +351,8 @@ def _regex(pattern: str, *, lenient: bool) -> re.Pattern[str]:
     if subtree:
         text += r"(?:/.*)?"
     elif lenient:
+        if parts and not parts[-1].startswith("[^/]"):
+            text += r"(?:\.[^/]*)?"
         text += "/?"
     text = text or "/"
     return re.compile(f"^{text}$", re.IGNORECASE if lenient else 0)
@@ -355,7 +369,10 @@ _ROUTES = st.lists(
 )
 _PATH = st.builds(
     lambda segs, slash: "/" + "/".join(segs) + ("/" if slash and segs else ""),
-    st.lists(st.sampled_from(["a", "A", "b", "B", "ab", "Ab", "c"]), max_size=4),
+    st.lists(
+        st.sampled_from(["a", "A", "b", "B", "ab", "Ab", "c", "a.json", "A.b", "ab.x.y", "a."]),
+        max_size=4,
+    ),
     st.booleans(),
 )
 
@@ -364,8 +381,9 @@ _PATH = st.builds(
 def test_policy_never_picks_a_route_a_lenient_router_would_not(
     specs: list[tuple[str, set[str]]], path: str, method: str
 ) -> None:
-    """The route the policy decides by is the one a case-insensitive, trailing-slash-lenient
-    router dispatches to (the first whose lenient regex matches); anything else is refused."""
+    """The route the policy decides by is the one a case-insensitive, trailing-slash- and
+    format-suffix-lenient router dispatches to (the first whose lenient regex matches);
+    anything else is refused."""
     routes = [route(i, p, tuple(sorted(m))) for i, (p, m) in enumerate(specs)]
     policy = Policy(routes)
     want = "GET" if method == "HEAD" else method
