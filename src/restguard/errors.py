@@ -71,11 +71,15 @@ class VersionNotSupported(AuthError):
 
 
 class UnsupportedMediaType(AuthError):
-    """415: a body in a form restguard cannot judge (a compressed form, say)."""
+    """415: a body in a content coding restguard cannot judge (a compressed form). RFC 9110
+    §15.5.16: the answer names the codings accepted in ``Accept-Encoding``."""
 
     status = 415
     error = "invalid_request"
-    default_description = "The request body's media type or encoding is not accepted."
+    default_description = "The request body's content coding is not accepted."
+
+    def __init__(self, description: str | None = None, *, debug: str = "") -> None:
+        super().__init__(description, debug=debug, headers=(("accept-encoding", "identity"),))
 
 
 class MissingCredential(AuthError):

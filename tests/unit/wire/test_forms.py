@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from restguard.errors import InvalidRequest
+from restguard.errors import InvalidRequest, UnsupportedMediaType
 from restguard.wire.forms import (
     _LEADING_BLANKS,
     MAX_NAME_BYTES,
@@ -25,6 +25,7 @@ from restguard.wire.forms import (
     UrlencodedGate,
     _blank_prefix,
     check_body,
+    check_encoding,
     check_params,
     content_type,
     gate_for,
@@ -346,6 +347,31 @@ def test_check_body_accepts(headers: list[tuple[bytes, bytes]], data: bytes) -> 
 def test_check_body_refuses_an_ambiguous_content_type() -> None:
     with pytest.raises(InvalidRequest):
         check_body(ct(b"multipart/form-data"), b"")
+
+
+@pytest.mark.parametrize(
+    ("content", "coding", "refused"),
+    [
+        (b"application/x-www-form-urlencoded", b"gzip", True),
+        (None, b"deflate", True),  # no Content-Type: read as a form
+        (b"application/json", b"br", True),
+        (b"multipart/form-data; boundary=a", b"x-gzip", True),
+        (b"application/json", b"gzip, identity", True),
+        (b"application/json", b"identity", False),
+        (b"application/json", b"", False),
+        (b"application/octet-stream", b"gzip", False),  # no upstream reads it as parameters
+        (b"image/png", b"br", False),
+    ],
+)
+def test_check_encoding(content: bytes | None, coding: bytes, refused: bool) -> None:
+    headers = [*(ct(content) if content is not None else []), (b"content-encoding", coding)]
+    if not refused:
+        check_encoding(headers)
+        return
+    with pytest.raises(UnsupportedMediaType) as caught:
+        check_encoding(headers)
+    assert caught.value.status == 415
+    assert caught.value.headers == (("accept-encoding", "identity"),)
 
 
 # --- the urlencoded gate --------------------------------------------------------------------------
