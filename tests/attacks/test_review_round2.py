@@ -617,7 +617,7 @@ def test_uploads_at_the_minimum_rate_cannot_hold_the_upstream_pool(
         extra={
             "pool_size": "4",
             "queue_timeout": '"300ms"',
-            "client_body_timeout": '"500ms"',
+            "client_body_timeout": '"1s"',
         },
     ).start()
     slow: list[socket.socket] = []
@@ -629,11 +629,11 @@ def test_uploads_at_the_minimum_rate_cannot_hold_the_upstream_pool(
             slow.append(s)
             s.sendall(head + b"a" * 70_000)
 
-        def trickle() -> None:  # 2 KiB/s each: twice the minimum rate
+        def trickle() -> None:  # 10 KiB/s each: ten times the minimum rate (a loaded machine)
             while not stop.is_set():
                 for s in slow:
                     try:
-                        s.send(b"a" * 205, socket.MSG_DONTWAIT)
+                        s.send(b"a" * 1024, socket.MSG_DONTWAIT)
                     except OSError:
                         continue  # (one refused, or not read)
                 time.sleep(0.1)
