@@ -136,6 +136,13 @@ _QUERY_UNITS = [
     b"_method",
     b"\x00",
     b"%%5F",
+    b"[",  # a name of brackets reads as "" to qs and Rack: it may still become _method
+    b"%5B",
+    b"+[",
+    b"][",
+    b"%u",
+    b"%u005",
+    b"%u005F",
 ]
 
 _CONTENT_TYPES: list[tuple[str, Callable[[int], bytes]]] = [
@@ -201,7 +208,13 @@ _JSON: list[tuple[str, Callable[[int], bytes]]] = [
     ("many members", lambda n: b"{" + b",".join(b'"k%d":1' % i for i in range(n // 8)) + b"}"),
     ("quotes", lambda n: rep(b'"', n)),
     ("nested arrays of objects", lambda n: rep(b'{"_":[', n)),
+    ("one long name", lambda n: b'{"' + rep(b"x", n) + b'":1}'),
+    ("one long suspect name", lambda n: b'{"' + rep(b" ", n) + b'_method":1}'),
+    ("strings that are no names", lambda n: rep(b'"_method" ', n)),
+    ("escapes in a long string", lambda n: b'{"a":"' + rep(b"\\u0065", n) + b'"}'),
+    ("white space before a colon", lambda n: b'{"_meth"' + rep(b" ", n) + b":1}"),
 ]
+_ONE_BYTE = [b"[", b"%5B", b"+", b"%u005", b"_metho", b"%"]
 
 FORMS: list[Case] = [
     *[
@@ -243,7 +256,17 @@ FORMS: list[Case] = [
         feed_chunks(MultipartGate, 7),
         lambda n: rep(b"Content-Disposition: " + b"a" * 4000 + b"\r\n", n),
     ),
+    *[
+        (
+            f"UrlencodedGate 1-byte reads {u!r}",
+            feed_chunks(UrlencodedGate, 1),
+            lambda n, u=u: rep(u, n),
+        )
+        for u in _ONE_BYTE
+    ],
     *[(f"JsonGate {name}", feed_whole(JsonGate), make) for name, make in _JSON],
+    *[(f"JsonGate chunks {name}", feed_chunks(JsonGate), make) for name, make in _JSON],
+    *[(f"JsonGate 1-byte reads {name}", feed_chunks(JsonGate, 1), make) for name, make in _JSON],
 ]
 
 

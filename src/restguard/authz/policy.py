@@ -91,9 +91,10 @@ class Route:
     def matches_suffixed(self, folded_path: str) -> bool:
         """Whether a folded path is this route's literal last segment plus a format extension
         (``export.json``, ``export.tar.gz`` for ``/notes/export``), as format-suffix routers
-        read it."""
-        last = self._folded[-1] if self._folded and not self._subtree else None
-        if not last:  # a parameter (it takes the extension in any case) or a subtree
+        read it. A subtree route's prefix counts too: Rails and DRF route ``/api/admin.json``
+        to the handler of ``/api/admin``, which ``/api/admin/**`` covers."""
+        last = self._folded[-1] if self._folded else None
+        if not last:  # a parameter (it takes the extension in any case) or the root
             return False
         head, _, tail = folded_path.rpartition("/")
         if not tail.startswith(last + "."):

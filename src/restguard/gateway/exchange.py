@@ -126,7 +126,7 @@ class Exchange:
         self._body.append(data)
         self._buffered += len(data)
         # (what a gate holds back counts too: body.seen is everything received)
-        if self.body.seen >= self.gw.limits.body_buffer_bytes and not self._reading_whole:
+        if self.body.seen >= self.gw.limits.body_buffer_bytes:
             self.client.pause("buffer")
             self._wake_body_wait()
 
@@ -249,26 +249,13 @@ class Exchange:
             content_length=self.content_length,
             chunked=self.chunked,
         )
-        if self.body.buffers and not self.body_complete:
-            # A JSON body is judged whole before it goes anywhere: read it, now it is allowed.
-            if self.expect_continue:
-                self.client.write(_CONTINUE)
-                self.client.flush()
-                self.expect_continue = False
-            self._reading_whole = True
-            self.client.resume("buffer")
-            await self._wait_body(lambda: False)
-            if self.finished or self._discard:
-                return
-        elif not (self.body_complete or self.expect_continue):
+        if not (self.body_complete or self.expect_continue):
             # (a client that waits for 100 Continue sends nothing before it)
             limit = gw.limits.body_buffer_bytes
             await self._wait_body(lambda: self.body.seen >= limit)
             if self.finished or self._discard:
                 return
         await self._forward(fresh=False)
-
-    _reading_whole = False
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""

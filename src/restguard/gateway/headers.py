@@ -52,6 +52,15 @@ FORWARDED_FAMILY = frozenset(
         b"front-end-https",
         b"x-original-forwarded-for",
         b"x-proxyuser-ip",
+        # path-prefix claims: apps strip or prepend them to the path they route (Flask's
+        # ReverseProxied snippet, Werkzeug/WSGI SCRIPT_NAME, Envoy, Traefik, IIS ARR)
+        b"x-script-name",
+        b"script-name",
+        b"x-original-path",
+        b"x-envoy-original-path",
+        b"x-replaced-path",
+        b"x-ingress-path",
+        b"x-request-uri",
     }
 )
 _SET_BY_RESTGUARD = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})

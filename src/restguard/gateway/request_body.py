@@ -25,7 +25,6 @@ class RequestBody:
         "_cap",
         "_gate",
         "_window_seen",
-        "buffers",
         "chunked",
         "content_length",
         "error",
@@ -61,8 +60,6 @@ class RequestBody:
                 self._gate = gate_for(headers)
             except AuthError as err:
                 self.error = err
-        # A gate that holds the body until its end (JSON): read it whole before forwarding.
-        self.buffers = bool(getattr(self._gate, "buffers", False))
 
     def take(self, data: bytes) -> bytes:
         """Count ``data``; return what may pass on now (the gate may hold some back)."""
@@ -72,7 +69,7 @@ class RequestBody:
         return self._gate.feed(data) if self._gate is not None else data
 
     def finish(self) -> bytes:
-        """The body ended: what the multipart gate still held back."""
+        """The body ended: what the gate still held back (its last byte, or a line)."""
         return self._gate.finish() if self._gate is not None else b""
 
     def encode(self, data: bytes) -> bytes:

@@ -9,20 +9,22 @@ too) and from a JSON body (Laravel merges JSON members into the request paramete
 refuses it (400) wherever a parameter can come from, like the method-override headers.
 
 Each body type has a *gate*: ``feed`` takes the body as it streams and returns the bytes that
-may be forwarded now; a gate holds back only the few bytes it has not judged yet (an unfinished
-name), so nothing it would refuse ever reaches the upstream ahead of the refusal. The scans are
-deliberately looser than the formats (they may see more names than a strict parser, never
-fewer), they do not depend on how the body is split into reads, and they run in linear time:
-every regular expression here is checked against adversarial input by the tests.
+may be forwarded now. The urlencoded and JSON gates judge every byte as it comes and release
+all but the last one: the upstream never has the whole body before the gate has judged it, and
+a refusal cuts the upstream connection off (the body stays unfinished there). The multipart gate
+holds back the line it is judging. The scans are deliberately looser than the formats (they may
+see more names than a strict parser, never fewer), they do not depend on how the body is split
+into reads, they keep a bounded amount of it (a name's first bytes, a line), and they run in
+linear time: every regular expression here is checked against adversarial input by the tests.
 
-A JSON body is read whole and parsed (it is not forwarded before its end). The multipart gate
-ignores the part structure altogether: it looks at every line of the body,
+The multipart gate ignores the part structure altogether: it looks at every line of the body,
 preamble and epilogue included (Django reads parts there), for a ``Content-Disposition`` header
-naming ``_method`` — whatever delimiters, line ends or nesting an upstream's parser believes in.
+naming ``_method`` -- whatever delimiters, line ends or nesting an upstream's parser believes in.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Sequence
@@ -38,7 +40,7 @@ OVERRIDE_NAMES = (OVERRIDE_PARAM, "x-http-method-override", "x-http-method", "x-
 MAX_NAME_BYTES = 4096  # a parameter name (or a Content-Disposition line) longer than this: 400
 # RFC 2046 §5.1.1 bchars, less "," and " " (Rack does not read those): 1 to 70 of them.
 _BOUNDARY = re.compile(rb"^[0-9A-Za-z'()+_\-./:=?]{1,70}$")
-_PARAM_SPLIT = re.compile(r"[&;]")
+_PARAM_SPLIT = re.compile(rb"[&;]")
 _PHP_MANGLED = str.maketrans({".": "_", " ": "_", "[": "_"})
 _FORM_LIKE = re.compile(rb"(?i)form-data|x-www-form-urlencoded")
 _JSON_LIKE = re.compile(rb"(?i)/json|\+json")
@@ -67,8 +69,6 @@ _MEDIA_PARAM = re.compile(rb"(" + _TOKEN + rb")=(" + _TOKEN + rb"|" + _QUOTED + 
 # RFC 2231 §3 continuations (name*0, name*1*, ...): werkzeug, Django and the email parser put
 # them back together; restguard refuses them for the field name instead of guessing alike.
 _CONTINUATION = re.compile(r"name\*\d+\*?")
-_SEPARATOR = re.compile(rb"[&;]")
-_NAME_END = re.compile(rb"[&;=]")
 _LINE_END = re.compile(rb"[\r\n]")
 _DISPOSITION = re.compile(rb"(?i)[ \t]{0,16}content-disposition[ \t]*:")
 _DISPOSITION_WORD = b"content-disposition"
@@ -115,19 +115,19 @@ def _may_hold_override(raw: bytes) -> bool:
     """Cheap pre-check: can any name in this (percent- or plus-encoded) text be an override
     name? Only if ``method`` appears once it is decoded."""
     if b"%" in raw:
+        if b"%u" in raw or b"%U" in raw:  # (IIS escapes: see decode_name)
+            return True
         raw = unquote_to_bytes(raw)
     return b"method" in raw.lower()
 
 
 def check_params(encoded: bytes, where: str) -> None:
     """Refuse a ``_method`` parameter in a query string or urlencoded text. Parameters are split
-    on ``&`` and on ``;`` (which some parsers still accept), names percent- and plus-decoded."""
+    on ``&`` and on ``;`` (which some parsers still accept), names decoded by ``decode_name``."""
     if not _may_hold_override(encoded):
         return
-    text = encoded.decode("latin-1")
-    for pair in _PARAM_SPLIT.split(text):
-        name = pair.partition("=")[0]
-        if is_override_name(unquote_plus(name, encoding="latin-1")):
+    for pair in _PARAM_SPLIT.split(encoded):
+        if is_override_name(decode_name(pair.partition(b"=")[0])):
             raise _override_refused(where)
 
 
@@ -242,105 +242,175 @@ _BLANK = (
 )
 _LEADING_BLANKS = re.compile(_BLANK + rb"*")
 _PARTIAL_BLANK = re.compile(rb"\xc2|\xe1\x9a?|\xe2[\x80\x81]?|\xe3\x80?")
-_PARTIAL_ESCAPE = re.compile(rb"%[0-9A-Fa-f]?\Z")
 
 
-def _name_verdict(raw: bytes) -> str:
-    """For the start of a name (still percent- and plus-encoded): "refuse" (an override name),
-    "harmless" (it can no longer become one), "blank" (white space so far) or "open"."""
-    partial = _PARTIAL_ESCAPE.search(raw)
-    core = raw[: partial.start()] if partial else raw
-    name = unquote_plus(core.decode("latin-1"), encoding="latin-1")
-    head = name.lstrip()
-    if not head:
-        return "open" if partial else "blank"
-    if is_override_name(head):
-        return "refuse"
-    return "open" if _may_become_override(head) else "harmless"
+class _NameReading:
+    """A parameter name read as it streams in, one decoded character at a time, in each of the
+    readings ``is_override_name`` knows (PHP's, and the bracketed root of qs and Rack). Each
+    reading keeps at most the length of the longest override name: it stops at the first
+    character that no override name continues with, so memory stays constant however long the
+    name (a run of white space or brackets keeps a reading open, but adds nothing to it)."""
+
+    __slots__ = ("_php", "_root")
+
+    def __init__(self) -> None:
+        self._php: str | None = ""  # None: can no longer become an override name
+        self._root: str | None = ""
+
+    @property
+    def open(self) -> bool:
+        return self._php is not None or self._root is not None
+
+    def push(self, char: str) -> bool:
+        """Add one decoded character; True once the name reads as an override name."""
+        low = char.lower()
+        if self._php is not None and (self._php or not char.isspace()):
+            self._php = _extended(self._php, low.translate(_PHP_MANGLED))
+        if self._root is not None and char not in "[]" and (self._root or not char.isspace()):
+            self._root = _extended(self._root, low)
+        return any(r is not None and r.startswith(OVERRIDE_NAMES) for r in (self._php, self._root))
+
+
+_OVERRIDE_PREFIXES = frozenset(n[:i] for n in OVERRIDE_NAMES for i in range(len(n)))
+
+
+def _extended(reading: str, more: str) -> str | None:
+    """A reading with ``more`` added, or None once no override name can come of it."""
+    reading += more
+    if reading in _OVERRIDE_PREFIXES or reading.startswith(OVERRIDE_NAMES):
+        return reading
+    return None
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_PERCENT_OR_PLUS = re.compile(rb"[%+]")
+_NAME_RUN = re.compile(rb"[^%+&;=]*")
+_SEPARATOR = re.compile(rb"[&;]")
+
+
+def _escape(raw: bytes, pos: int) -> tuple[str | None, int]:
+    """The escape at ``raw[pos]`` (a ``%``): (its character, its length); (None, 0) when it is
+    not one (a literal ``%``); (None, -1) when ``raw`` ends before that can be told. Decodes
+    ``%XX`` as a Latin-1 byte and IIS's ``%uXXXX`` as a code point (ASP.NET reads it)."""
+    rest = raw[pos + 1 : pos + 6]
+    if rest[:1] in (b"u", b"U"):
+        hexes = len(rest) - 1 - len(rest[1:].lstrip(b"0123456789abcdefABCDEF"))
+        if hexes >= 4:
+            return chr(int(rest[1:5], 16)), 6
+        if hexes == len(rest) - 1 and len(rest) < 5:
+            return None, -1  # "%u" and fewer than four hex digits so far
+        return None, 0
+    if len(rest) < 2:
+        return (None, -1) if all(b in _HEX for b in rest) else (None, 0)
+    if rest[0] in _HEX and rest[1] in _HEX:
+        return chr(int(rest[:2], 16)), 3
+    return None, 0
+
+
+def decode_name(raw: bytes) -> str:
+    """A parameter name as the most lenient parser decodes it: ``+`` is a space, ``%XX`` a
+    byte (Latin-1), ``%uXXXX`` a code point (IIS/ASP.NET); an escape that is not one stays as
+    it is. Every standard decoding reads the same name up to the first ``%u``, and no override
+    name holds a ``%``: so this reading finds every override name the others find."""
+    out: list[str] = []
+    pos, n = 0, len(raw)
+    while pos < n:
+        m = _PERCENT_OR_PLUS.search(raw, pos)
+        end = n if m is None else m.start()
+        out.append(raw[pos:end].decode("latin-1"))
+        if m is None:
+            break
+        if raw[end] == 0x2B:  # "+"
+            out.append(" ")
+            pos = end + 1
+            continue
+        char, size = _escape(raw, end)
+        if char is None:
+            out.append("%")
+            pos = end + 1
+        else:
+            out.append(char)
+            pos = end + size
+    return "".join(out)
 
 
 class UrlencodedGate:
-    """``name=value&...`` (split on ``&`` and ``;``): every name is checked. Of an unfinished
-    name at the end of what came only what is still undecided is held back: its leading white
-    space is released, and so is a name that can no longer become an override name."""
+    """``name=value&...`` (split on ``&`` and ``;``): every name is read as it streams in and
+    refused as soon as it reads as an override name, before its last byte is released. Every
+    byte goes out as it comes but the last one (so the upstream never has the whole body before
+    the gate has judged it: a refusal cuts the upstream off). Each byte is decoded once; what is
+    kept between reads is a few bytes (an escape cut in two) and the name's readings."""
 
     where = "form body"
 
     def __init__(self) -> None:
-        self._held = b""  # the undecided part of an unfinished name
-        self._in_value = False  # where the next byte falls: inside a value (or skipped name)
+        self._last = b""  # the byte held back
+        self._reading: _NameReading | None = _NameReading()  # None: in a value or a dead name
+        self._partial = b""  # an escape cut by the end of the last read
 
     def feed(self, data: bytes) -> bytes:
-        text = self._held + data
-        in_value = self._in_value and not self._held
-        if not _may_hold_override(text):  # no name here can be one: only find the end state
-            last = _last_separator(text)
-            tail = text[last + 1 :]
-            if (in_value and last < 0) or b"=" in tail:
-                return self._hold(text, len(text), in_value=True)
-            return self._unfinished(text, last + 1)
-        pos = 0
-        while True:
-            if in_value:
-                m = _SEPARATOR.search(text, pos)
+        if not data:
+            return b""
+        self._scan(data)
+        out, self._last = self._last + data[:-1], data[-1:]
+        return out
+
+    def _scan(self, data: bytes) -> None:
+        if self._reading is None and not self._partial and not _may_hold_override(data):
+            # no name in these bytes can be one: only the last name (after a separator) counts
+            last = max(data.rfind(b"&"), data.rfind(b";"))
+            if last < 0:
+                return
+            data = data[last:]
+        raw = self._partial + data
+        self._partial = b""
+        pos, n = 0, len(raw)
+        while pos < n:
+            reading = self._reading
+            if reading is None:  # skip to where the next name starts
+                m = _SEPARATOR.search(raw, pos)
                 if m is None:
-                    return self._hold(text, len(text), in_value=True)
-                in_value, pos = False, m.end()
+                    return
+                self._reading, pos = _NameReading(), m.end()
                 continue
-            m = _NAME_END.search(text, pos)
-            if m is None:
-                return self._unfinished(text, pos)
-            self._check(text[pos : m.start()])
-            in_value, pos = m.group() == b"=", m.end()
-
-    def _unfinished(self, text: bytes, start: int) -> bytes:
-        """``text[start:]`` is an unfinished name: judge what can be judged of it."""
-        verdict = _name_verdict(text[start:])
-        if verdict == "refuse":
-            raise _override_refused(self.where)
-        if verdict == "harmless":  # the rest of this name (and its value) can be skipped
-            return self._hold(text, len(text), in_value=True)
-        if verdict == "blank":  # white space only: released; the name goes on after it
-            return self._hold(text, len(text), in_value=False)
-        start += _blank_prefix(text[start:])
-        return self._hold(text, start, in_value=False)
-
-    def _hold(self, text: bytes, cut: int, *, in_value: bool) -> bytes:
-        """Release ``text[:cut]``, hold the rest (the undecided part of a name: a few bytes)."""
-        self._held, self._in_value = text[cut:], in_value
-        return text[:cut]
-
-    def _check(self, name: bytes) -> None:
-        if is_override_name(unquote_plus(name.decode("latin-1"), encoding="latin-1")):
-            raise _override_refused(self.where)
+            run = _NAME_RUN.match(raw, pos).end()  # type: ignore[union-attr]
+            for char in raw[pos:run].decode("latin-1"):
+                if reading.push(char):
+                    raise _override_refused(self.where)
+                if not reading.open:
+                    break
+            if not reading.open:
+                self._reading, pos = None, run
+                continue
+            pos = run
+            if pos == n:
+                return
+            byte = raw[pos]
+            if byte in b"&;":
+                self._reading, pos = _NameReading(), pos + 1
+            elif byte == 0x3D:  # "=": a value follows
+                self._reading, pos = None, pos + 1
+            elif byte == 0x2B:  # "+"
+                if reading.push(" "):
+                    raise _override_refused(self.where)
+                pos += 1
+            else:  # "%"
+                decoded, size = _escape(raw, pos)
+                if size < 0:  # cut by the end of this read: decided by the next one
+                    self._partial = raw[pos:]
+                    return
+                if reading.push("%" if decoded is None else decoded):
+                    raise _override_refused(self.where)
+                pos += size if decoded is not None else 1
 
     def finish(self) -> bytes:
-        held, self._held = self._held, b""
-        if held:
-            self._check(held)
-        return held
-
-
-def _blank_prefix(raw: bytes) -> int:
-    """How many bytes of an encoded name are white space once decoded (``+``, ``%20`` ...)."""
-    i = 0
-    while i < len(raw):
-        if raw[i : i + 1] == b"+":
-            i += 1
-        elif raw[i : i + 1] == b"%" and i + 3 <= len(raw):
-            decoded = unquote_to_bytes(raw[i : i + 3])
-            if len(decoded) != 1 or not decoded.decode("latin-1").isspace():
-                break
-            i += 3
-        elif raw[i : i + 1].decode("latin-1").isspace():
-            i += 1
-        else:
-            break
-    return i
-
-
-def _last_separator(data: bytes) -> int:
-    return max(data.rfind(b"&"), data.rfind(b";"))
+        partial, self._partial = self._partial, b""
+        if self._reading is not None and partial:  # a cut escape at the end: literal
+            for char in partial.decode("latin-1"):
+                if self._reading.push(char):
+                    raise _override_refused(self.where)
+        last, self._last = self._last, b""
+        return last
 
 
 _CD = b"content-disposition"
@@ -656,43 +726,117 @@ def _check_disposition(header: bytes) -> None:
                 raise _override_refused("form body")
 
 
-# A JSON string (escapes and any byte inside), or a run of anything else: linear tokenising.
-_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[^"]+', re.DOTALL)
-_JSON_COLON = re.compile(rb"[ \t\r\n]*:")
+_JSON_STRING_RUN = re.compile(rb'[^"\\]*')
+_JSON_WHITE = re.compile(rb"[ \t\r\n]*")
+_JSON_OUTSIDE, _JSON_STRING, _JSON_CUT_ESCAPE, _JSON_SUSPECT = range(4)
 
 
 class JsonGate:
-    """A JSON body is read whole (it is released only at its end, within ``max_body_bytes``)
-    and every member name, at any depth (Laravel merges the top level), is checked: found by a
-    linear scan of string tokens followed by ``:`` rather than by a parser, because parsers
-    differ (Node reads documents nested deeper than Python can, or with invalid UTF-8)."""
+    """Every member name of a JSON body, at any depth (Laravel merges the top level), is
+    checked as the body streams: a string followed by ``:`` (after JSON white space) is a
+    member name, refused at the ``:`` when it reads as an override name. A scan rather than a
+    parser, because parsers differ (Node reads documents nested deeper than Python can, or with
+    invalid UTF-8). Of the string being read only its first ``MAX_NAME_BYTES`` are kept; a
+    longer name is judged by them (refused if they are, or may still become, an override
+    name). Every byte goes out as it comes but the last one, as in ``UrlencodedGate``."""
 
     where = "JSON body"
-    buffers = True  # (the exchange reads this body whole before it takes an upstream)
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._last = b""
+        self._state = _JSON_OUTSIDE
+        self._string = bytearray()  # the first MAX_NAME_BYTES of the string being read
+        self._long = False  # ... and there were more
 
     def feed(self, data: bytes) -> bytes:
-        self._parts.append(data)
-        return b""
+        if not data:
+            return b""
+        self._scan(data)
+        out, self._last = self._last + data[:-1], data[-1:]
+        return out
+
+    def _scan(self, data: bytes) -> None:
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self._state
+            if state == _JSON_OUTSIDE:
+                pos = data.find(b'"', pos)
+                if pos < 0:
+                    return
+                self._state, pos = _JSON_STRING, pos + 1
+                self._string.clear()
+                self._long = False
+            elif state == _JSON_STRING:
+                end = _JSON_STRING_RUN.match(data, pos).end()  # type: ignore[union-attr]
+                self._keep(data, pos, end)
+                if end == n:
+                    return
+                if data[end] == 0x22:  # the closing quote
+                    self._state = _JSON_SUSPECT if self._suspect() else _JSON_OUTSIDE
+                    pos = end + 1
+                else:  # a backslash: it and the next byte are one escape
+                    self._keep(data, end, end + 2)
+                    self._state = _JSON_STRING if end + 2 <= n else _JSON_CUT_ESCAPE
+                    pos = end + 2
+            elif state == _JSON_CUT_ESCAPE:
+                self._keep(data, pos, pos + 1)
+                self._state, pos = _JSON_STRING, pos + 1
+            else:  # _JSON_SUSPECT: a string that would be an override name, if a ":" follows
+                pos = _JSON_WHITE.match(data, pos).end()  # type: ignore[union-attr]
+                if pos == n:
+                    return
+                if data[pos] == 0x3A:
+                    raise _override_refused(self.where)
+                self._state = _JSON_OUTSIDE
+
+    def _keep(self, data: bytes, start: int, end: int) -> None:
+        room = MAX_NAME_BYTES - len(self._string)
+        end = min(end, len(data))
+        if end - start > room:
+            end, self._long = start + room, True
+        self._string += data[start:end]
+
+    def _suspect(self) -> bool:
+        raw = bytes(self._string)
+        if not self._long:
+            return _json_name_is_override(raw)
+        name = _json_prefix(raw)
+        return name is None or is_override_name(name) or _may_become_override(name)
 
     def finish(self) -> bytes:
-        body, self._parts = b"".join(self._parts), []
-        if b"method" not in body.lower() and b"\\u" not in body:
-            return body  # no member name can spell an override name
-        for token in _JSON_TOKEN.finditer(body):
-            string = token.group()
-            if string[:1] != b'"' or not _JSON_COLON.match(body, token.end()):
-                continue
-            if _json_name_is_override(string):
-                raise _override_refused(self.where)
-        return body
+        last, self._last = self._last, b""
+        return last
 
 
-def _json_name_is_override(string: bytes) -> bool:
+def _json_name_is_override(raw: bytes) -> bool:
+    """Whether a whole JSON string (without its quotes) reads as an override name."""
+    if b"method" not in raw.lower() and b"\\u" not in raw:
+        return False  # no member name can spell an override name without either
     try:
-        name = json.loads(string.decode("utf-8", "replace"))
+        name = json.loads(f'"{raw.decode("utf-8", "replace")}"', strict=False)
     except ValueError:  # escapes no parser agrees on: judge the raw text, conservatively
-        return b"method" in string.lower()
+        return b"method" in raw.lower()
     return isinstance(name, str) and is_override_name(name)
+
+
+def _json_prefix(raw: bytes) -> str | None:
+    """The start of a JSON string (its first bytes, cut anywhere), decoded; None if it cannot
+    be (an invalid escape: no parser reads the document)."""
+    # An escape cut at the end ("\\", "\\u00") is left out: it is an escape if an odd number
+    # of backslashes precedes it (an even number are escaped backslashes).
+    cut = len(raw)
+    digits = len(raw[-3:]) - len(raw[-3:].rstrip(b"0123456789abcdefABCDEF"))
+    if raw[: cut - digits].endswith(b"u"):
+        cut -= digits + 1
+    elif digits:
+        cut = len(raw) + 1  # hex digits without a "u" before them: no escape is cut
+    if cut <= len(raw):
+        before = raw[:cut]
+        if (len(before) - len(before.rstrip(b"\\"))) % 2:
+            raw = before[:-1]
+    try:
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(raw, final=False)
+        name = json.loads(f'"{text}"', strict=False)
+    except ValueError:
+        return None
+    return name if isinstance(name, str) else None

@@ -283,6 +283,8 @@ def test_fold_path(path: str, folded: str) -> None:
         ("/notes/export", "/notes/export."),
         ("/notes/{id}/export", "/notes/7/export.csv"),
         ("/report.v2", "/report.v2.json"),
+        ("/api/admin/**", "/api/admin.json"),  # a subtree covers its prefix itself
+        ("/api/admin/**", "/API/Admin.csv/"),
     ],
 )
 def test_path_folding_onto_an_earlier_route_is_ambiguous(pattern: str, path: str) -> None:
@@ -348,12 +350,11 @@ def _regex(pattern: str, *, lenient: bool) -> re.Pattern[str]:
     body, subtree = (pattern[:-3], True) if pattern.endswith("/**") else (pattern, False)
     parts = [r"[^/]+" if s.startswith("{") else re.escape(s) for s in body.split("/")[1:]]
     text = "".join("/" + p for p in parts)
+    suffix = bool(parts) and not parts[-1].startswith("[^/]")
     if subtree:
-        text += r"(?:/.*)?"
+        text += r"(?:\.[^/]*/?|/.*)?" if lenient and suffix else r"(?:/.*)?"
     elif lenient:
-        if parts and not parts[-1].startswith("[^/]"):
-            text += r"(?:\.[^/]*)?"
-        text += "/?"
+        text += r"(?:\.[^/]*)?/?" if suffix else "/?"
     text = text or "/"
     return re.compile(f"^{text}$", re.IGNORECASE if lenient else 0)
 

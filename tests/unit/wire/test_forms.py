@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -23,11 +23,11 @@ from restguard.wire.forms import (
     JsonGate,
     MultipartGate,
     UrlencodedGate,
-    _blank_prefix,
     check_body,
     check_encoding,
     check_params,
     content_type,
+    decode_name,
     gate_for,
     is_override_name,
 )
@@ -149,6 +149,11 @@ REFUSED_PARAMS = [
     b"%5B_method%5D=PUT",
     b"X-HTTP-Method-Override=DELETE",
     b"x-method-override=DELETE",
+    b"%u005Fmethod=PUT",  # IIS escapes (ASP.NET decodes them)
+    b"%U005F%u006Dethod=PUT",
+    b"X%u002DHTTP-Method-Override=PUT",
+    b"%u0020_method=PUT",
+    b"%u005B_method%u005D=PUT",
 ]
 
 
@@ -175,12 +180,40 @@ ACCEPTED_PARAMS = [
     b"%255Fmethod=PUT",  # decodes once to "%5Fmethod"
     b"+method=PUT",
     b"\xff\xfe=1",
+    b"%u005=1&%u00=2&%u=3&%=4&%5=5",  # escapes that are none: literal
+    b"x=%u005Fmethod",
+    b"%u0078_method=PUT",  # "x_method"
 ]
 
 
 @pytest.mark.parametrize("encoded", ACCEPTED_PARAMS)
 def test_check_params_accepts(encoded: bytes) -> None:
     check_params(encoded, "query")
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        (b"a+b", "a b"),
+        (b"%5F%5f", "__"),
+        (b"%u005F%U0041", "_A"),
+        (b"%u20AC", "\u20ac"),
+        (b"%zz%5%u00G1%u", "%zz%5%u00G1%u"),
+        (b"%%5F", "%_"),
+        (b"%u%5F", "%u_"),
+        (b"\xe9", "\xe9"),
+    ],
+)
+def test_decode_name(raw: bytes, name: str) -> None:
+    assert decode_name(raw) == name
+
+
+@given(st.binary(max_size=40))
+def test_decode_name_reads_what_unquote_plus_reads_up_to_the_first_percent_u(raw: bytes) -> None:
+    cut = raw.lower().find(b"%u")
+    head = raw if cut < 0 else raw[:cut]
+    expected = unquote_plus(head.decode("latin-1"), encoding="latin-1")
+    assert decode_name(raw).startswith(expected)
 
 
 # --- Content-Type ---------------------------------------------------------------------------------
@@ -278,12 +311,6 @@ def test_content_type_refuses_ambiguous_types(
 )
 def test_gate_for(headers: list[tuple[bytes, bytes]], gate: type) -> None:
     assert type(gate_for(headers)) is gate
-
-
-def test_json_gate_says_it_buffers() -> None:
-    assert JsonGate.buffers is True
-    assert not getattr(UrlencodedGate, "buffers", False)
-    assert not getattr(MultipartGate, "buffers", False)
 
 
 def mp_part(
@@ -414,15 +441,13 @@ URL_OVERRIDE_NAMES = [
 def test_urlencoded_gate_refuses_every_spelling(name: bytes, template: bytes) -> None:
     data = template.replace(b"{}", name)
     start = data.index(name)
-    # A name's leading white space may go out (it is released as it comes, so that long runs of
-    # it never pile up); nothing of the name proper does.
-    blank = len(name) - len(name.lstrip(b" +")) if not name.startswith(b"%") else 0
-    if name.startswith((b"%20", b"%09")):
-        blank = 3
+    # Bytes go out as they come, but for the last one: the body never goes out whole, and the
+    # refusal comes as soon as the name spells an override name (which cuts the upstream off).
     for cuts in ([], list(range(len(data))), [start], [start + 1], [start + len(name)]):
-        released, refused, _ = url(data, cuts)
+        released, refused, held = url(data, cuts)
         assert refused == OVERRIDE
-        assert len(released) <= start + blank  # not one byte of the name proper went out
+        assert len(released) < start + len(name)  # refused before the name was all out
+        assert held <= 1
 
 
 @pytest.mark.parametrize("data", [*ACCEPTED_PARAMS, b"a=_method&b=%5Fmethod;c=.method", b"=&;="])
@@ -431,34 +456,38 @@ def test_urlencoded_gate_passes_values_and_other_names(data: bytes) -> None:
     assert outcome(UrlencodedGate, data, list(range(len(data)))) == data
 
 
-def test_urlencoded_gate_holds_back_only_an_unfinished_name() -> None:
+def test_urlencoded_gate_holds_back_only_the_last_byte() -> None:
     gate = UrlencodedGate()
-    assert gate.feed(b"a=1&_") == b"a=1&"  # "_" may still become "_method": held
-    assert gate.feed(b"b") == b"_b"  # "_b" cannot: released at once, with the rest of it
-    assert gate.feed(b"=_met") == b"=_met"  # a value: released at once
-    assert gate.feed(b"hod&_me") == b"hod&"
+    assert gate.feed(b"a=1&_") == b"a=1&"
+    assert gate.feed(b"b") == b"_"
+    assert gate.feed(b"=_met") == b"b=_me"  # (a value: never judged)
+    assert gate.feed(b"hod&_me") == b"thod&_m"
     with pytest.raises(InvalidRequest, match="_method"):
-        gate.feed(b"thod=PUT")
+        gate.feed(b"thod=PUT")  # decided as soon as it spells one, before the name ends
+    assert gate.feed(b"") == b""
 
 
-def test_urlencoded_gate_checks_the_held_name_at_the_end() -> None:
+def test_urlencoded_gate_judges_a_name_cut_anywhere_at_the_end() -> None:
     gate = UrlencodedGate()
-    assert gate.feed(b"a=1;%5F") == b"a=1;"
-    assert gate.feed(b"meth") == b""
-    assert gate.finish() == b"%5Fmeth"  # "_meth" at the end: not an override name
+    assert gate.feed(b"a=1;%5F") == b"a=1;%5"
+    assert gate.feed(b"meth") == b"Fmet"
+    assert gate.finish() == b"h"  # "_meth" at the end: not an override name
     gate = UrlencodedGate()
-    assert gate.feed(b"a=1;%5F") == b"a=1;"
+    gate.feed(b"a=1;%5")
     with pytest.raises(InvalidRequest, match="_method"):
-        gate.feed(b"method")  # decided as soon as it spells one, before the name ends
+        gate.feed(b"Fmethod")
     gate = UrlencodedGate()
-    assert gate.feed(b"a=1;x_met") == b"a=1;x_met"  # "x..." can never become one
+    gate.feed(b"a=1;%u00")  # an IIS escape cut in two
+    with pytest.raises(InvalidRequest, match="_method"):
+        gate.feed(b"5Fmethod")
 
 
 def test_urlencoded_gate_streams_long_values() -> None:
     gate = UrlencodedGate()
-    assert gate.feed(b"a=") == b"a="
+    out = gate.feed(b"a=")
     for _ in range(100):
-        assert gate.feed(b"x" * 1000) == b"x" * 1000
+        out += gate.feed(b"x" * 1000)
+    assert out == b"a=" + b"x" * 99_999
 
 
 def test_urlencoded_gate_releases_a_long_name_that_cannot_become_an_override() -> None:
@@ -475,10 +504,11 @@ def test_urlencoded_gate_releases_a_long_name_that_cannot_become_an_override() -
     "name", [b"_method" + b"x" * MAX_NAME_BYTES, b"+" * 100 + b"_method" + b"[" * MAX_NAME_BYTES]
 )
 def test_urlencoded_gate_refuses_a_long_name_that_is_an_override(name: bytes) -> None:
+    decisive = name.index(b"_method") + len(b"_method")
     for cuts in ([len(name)], [], range(0, len(name), 100)):
         released, refused, _ = url(name + b"=PUT", cuts)
         assert refused == OVERRIDE
-        assert released.strip(b"+") == b""  # (its leading white space may go out first)
+        assert len(released) < decisive
 
 
 @pytest.mark.parametrize(
@@ -572,11 +602,12 @@ def test_urlencoded_gate_releases_exactly_the_input_for_any_chunking(data: st.Da
 @given(st.data())
 def test_urlencoded_gate_refuses_before_releasing_the_name(data: st.DataObject) -> None:
     raw, offset = data.draw(_urlencoded(with_method=True))
-    proper = offset + _blank_prefix(raw[offset:])  # a name's leading white space may go out
+    end = raw.index(b"=DELETE", offset)  # where the override name ends
     for cuts in (cuts_of(data.draw, len(raw)), range(len(raw))):
-        released, refused, _ = url(raw, cuts)
+        released, refused, held = url(raw, cuts)
         assert refused == OVERRIDE
-        assert len(released) <= proper
+        assert len(released) < end
+        assert held <= 1
 
 
 _URL_NOISE = st.lists(
@@ -1134,10 +1165,14 @@ def js(data: bytes, cuts: list[int] | range = ()) -> tuple[bytes, str | None, in
     ],
 )
 def test_json_gate_refuses_a_method_member(data: bytes) -> None:
+    # Refused at the ":" that makes the string a member name: what went out before it never
+    # makes a whole body (the upstream is cut off).
+    colon = data.index(b":", data.lower().index(b"thod"))
     for cuts in ([], range(len(data))):
-        released, refused, _ = js(data, cuts)
+        released, refused, held = js(data, cuts)
         assert refused == "_method in JSON body"
-        assert released == b""
+        assert len(released) < colon
+        assert held <= 1
 
 
 @pytest.mark.parametrize(
@@ -1176,11 +1211,46 @@ def test_json_gate_refuses_member_names_that_lenient_parsers_read(data: bytes) -
     assert js(data)[1] == "_method in JSON body"
 
 
-def test_json_gate_releases_only_at_the_end() -> None:
+def test_json_gate_holds_back_only_the_last_byte() -> None:
     gate = JsonGate()
-    assert gate.feed(b'{"a": ') == b""
-    assert gate.feed(b"1}") == b""
-    assert gate.finish() == b'{"a": 1}'
+    assert gate.feed(b'{"a": ') == b'{"a":'
+    assert gate.feed(b'1, "_met') == b' 1, "_me'
+    assert gate.feed(b'hod"  \n') == b"t" + b'hod"  '
+    with pytest.raises(InvalidRequest, match="_method"):
+        gate.feed(b': "PUT"}')  # the ":" makes it a member name
+    gate = JsonGate()
+    assert gate.feed(b'{"_method"') == b'{"_method'
+    assert gate.feed(b"}") == b'"'  # not followed by ":": a string, not a name
+    assert gate.finish() == b"}"
+
+
+def test_json_gate_streams_a_large_body_in_constant_memory() -> None:
+    gate = JsonGate()
+    out = gate.feed(b'{"blob": "')
+    for _ in range(1000):
+        out += gate.feed(b"x" * 10_000)
+        assert len(gate._string) <= MAX_NAME_BYTES
+    assert len(out) == len(b'{"blob": "') + 10_000_000 - 1  # all of it but the last byte
+    with pytest.raises(InvalidRequest, match="_method"):
+        gate.feed(b'", "_method": 1}')
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        (b"x" * (2 * MAX_NAME_BYTES), False),
+        (b"x" * (2 * MAX_NAME_BYTES) + b"_method", False),  # judged by its start: harmless
+        (b"_method" + b"x" * (2 * MAX_NAME_BYTES), True),
+        (b" " * (2 * MAX_NAME_BYTES) + b"_method", True),  # its start may still become one
+        (b"_metho" + b"\\u0064" + b"x" * (2 * MAX_NAME_BYTES), True),
+        (b"x" * (MAX_NAME_BYTES - 3) + b"\\u0064method" + b"x" * 10, False),  # escape cut
+        (b"\\u005f" * MAX_NAME_BYTES, False),
+    ],
+)
+def test_json_gate_judges_a_long_member_name_by_its_start(name: bytes, refused: bool) -> None:
+    data = b'{"' + name + b'": 1, "a": "' + b"y" * MAX_NAME_BYTES + b'"}'
+    for cuts in ([], list(range(0, len(data), 1000)), [3, MAX_NAME_BYTES + 1]):
+        assert (js(data, cuts)[1] is not None) is refused
 
 
 def test_json_gate_survives_nesting_too_deep_to_parse() -> None:
@@ -1217,7 +1287,7 @@ def test_json_gate_refuses_exactly_the_documents_with_a_method_member(
     raw = text.encode("utf-8")
     released, refused, _ = js(raw, cuts_of(data.draw, len(raw)))
     if _has_override_member(document):
-        assert refused == "_method in JSON body" and released == b""
+        assert refused == "_method in JSON body" and len(released) < len(raw)
     else:
         assert refused is None and released == raw
 
