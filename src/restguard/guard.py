@@ -87,6 +87,16 @@ def check_query(query: bytes) -> None:
         )
 
 
+def _shown_scheme(scheme: bytes) -> str:
+    """An Authorization scheme as a 401 may name it: a short RFC 9110 token, else nothing."""
+    if 0 < len(scheme) <= 20 and _SCHEME.fullmatch(scheme) and not carries_credential(scheme):
+        return "'" + scheme.decode("ascii") + "'"
+    return "in this header"
+
+
+_SCHEME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def require_scopes(principal: Principal, scopes: Sequence[str]) -> None:
     """Raise InsufficientScope unless ``principal`` holds every scope in ``scopes``."""
     missing = [s for s in scopes if s not in principal.scopes]
@@ -215,8 +225,31 @@ class Guard:
         if len(found) > 1:
             raise InvalidRequest("Send one credential per request.", debug="several credentials")
         if not found:
-            raise MissingCredential(debug="no credential").with_challenges(self._challenges(route))
+            raise MissingCredential(
+                self._why_missing(view, route), debug="no credential"
+            ).with_challenges(self._challenges(route))
         return found[0]
+
+    def _why_missing(self, view: RequestView, route: Route) -> str:
+        """A 401's description when the route found no credential it accepts: what it accepts,
+        and why what the request did carry was not read (another method, an Authorization
+        scheme no accepted method uses, a credential in a header nothing reads). Names only
+        methods, schemes and header names: never a credential."""
+        accepted = [a for m in route.auth if (a := self.authenticators.get(m)) is not None]
+        send = "send " + " or ".join(a.presentation for a in accepted) + "."
+        for method, other in self.authenticators.items():
+            if method not in route.auth and other.carriers(view):
+                return f"This route does not accept {method} credentials; {send}"
+        for name, value in view.headers:
+            if name == b"authorization":
+                scheme = value.lstrip(b" \t").partition(b" ")[0].partition(b"\t")[0]
+                shown = _shown_scheme(scheme)
+                if scheme.lower() == b"bearer":
+                    return f"This route does not accept this Bearer token; {send}"
+                return f"This route does not accept the Authorization scheme {shown}; {send}"
+        for name in self._carriers(view):
+            return f"A credential in the {name.decode('latin-1')} header is not read; {send}"
+        return f"This route needs a credential: {send}"
 
     async def _rate_limit(self, route: Route, who: str) -> None:
         """The route's limit, per credential (per client address on public routes)."""

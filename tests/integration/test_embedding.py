@@ -282,7 +282,8 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
         assert r.status_code == 401
         assert r.json() == {
             "error": "unauthorized",
-            "error_description": "This route needs a credential.",
+            "error_description": "This route needs a credential: send an API key in "
+            "'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or 'X-API-Key: <key>'.",
         }
         assert r.headers.get_list("www-authenticate") == ['ApiKey realm="restguard"']
         assert r.headers["content-type"] == "application/json"

@@ -33,6 +33,7 @@ class BearerStub:
     """A second authenticator ("jwt"): ``Authorization: Bearer good-<name>`` is valid."""
 
     method = "jwt"
+    presentation = "a token in 'Authorization: Bearer <token>'"
 
     @staticmethod
     def _token(view: RequestView) -> bytes | None:
@@ -184,6 +185,73 @@ async def test_credential_of_a_method_the_route_refuses_is_missing(env: Env) -> 
         MissingCredential, "POST", "/notes/1", ("Authorization", "Bearer good-alice")
     )
     assert err.challenges == (API_KEY_CHALLENGE,)
+
+
+API_KEY_FORMS = (
+    "an API key in 'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or "
+    "'X-API-Key: <key>'"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "description"),
+    [
+        ("POST", "/notes/1", (), f"This route needs a credential: send {API_KEY_FORMS}."),
+        (
+            "GET",
+            "/notes/1",
+            (),
+            f"This route needs a credential: send {API_KEY_FORMS} or "
+            "a token in 'Authorization: Bearer <token>'.",
+        ),
+        (
+            "POST",
+            "/notes/1",
+            (("Authorization", "Bearer good-alice"),),
+            f"This route does not accept jwt credentials; send {API_KEY_FORMS}.",
+        ),
+        (
+            "GET",
+            "/jwt-only",
+            (("X-API-Key", "rg_ak_typo"),),
+            "This route does not accept api_key credentials; "
+            "send a token in 'Authorization: Bearer <token>'.",
+        ),
+        (
+            "POST",
+            "/notes/1",
+            (("Authorization", "Basic dXNlcjpwdw=="),),
+            f"This route does not accept the Authorization scheme 'Basic'; send {API_KEY_FORMS}.",
+        ),
+        (
+            "POST",
+            "/notes/1",
+            (("Authorization", "Token abc"),),
+            f"This route does not accept the Authorization scheme 'Token'; send {API_KEY_FORMS}.",
+        ),
+        (
+            "POST",
+            "/notes/1",
+            (("Authorization", "{key}"),),  # a key without a scheme: never echoed
+            "This route does not accept the Authorization scheme in this header; "
+            f"send {API_KEY_FORMS}.",
+        ),
+        (
+            "POST",
+            "/notes/1",
+            (("X-Auth-Token", "{key}"),),
+            f"A credential in the x-auth-token header is not read; send {API_KEY_FORMS}.",
+        ),
+    ],
+)
+async def test_missing_credential_says_what_the_route_accepts_and_why_nothing_was_read(
+    env: Env, method: str, path: str, headers: tuple[tuple[str, str], ...], description: str
+) -> None:
+    _, key = env.keys.add("notes:read", "notes:write")
+    sent = tuple((k, v.replace("{key}", key)) for k, v in headers)
+    err = await env.refused(MissingCredential, method, path, *sent)
+    assert err.description == description
+    assert key not in err.description and "rg_ak_" not in err.description
 
 
 async def test_invalid_credential_gets_challenges(env: Env) -> None:

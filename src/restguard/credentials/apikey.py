@@ -106,6 +106,10 @@ class ApiKeyAuthenticator:
     """Verifies restguard API keys against an ApiKeyStore."""
 
     method = "api_key"
+    presentation = (
+        "an API key in 'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or "
+        "'X-API-Key: <key>'"
+    )
 
     def __init__(
         self,

@@ -43,6 +43,8 @@ class AuthContext:
 
 class Authenticator(Protocol):
     method: str
+    # How a client presents it, for a 401's description ("an API key in 'X-API-Key: <key>'").
+    presentation: str
 
     def extract(self, view: RequestView) -> Credential | None: ...
 
