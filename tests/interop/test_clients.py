@@ -56,13 +56,13 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-@pytest.mark.parametrize("header", ["X-API-Key", "Authorization"])
+@pytest.mark.parametrize("header", ["X-API-Key", "ApiKey", "Bearer"])
 def test_requests_with_an_api_key(
     gateway: GatewayProcess, session: requests.Session, header: str
 ) -> None:
     key_id, key = gateway.issue_key("notes:read")
-    value = key if header == "X-API-Key" else "ApiKey " + key
-    r = session.get(gateway.url + "/notes/7", headers={header: value}, params={"q": "a b"})
+    headers = {"X-API-Key": key} if header == "X-API-Key" else {"Authorization": f"{header} {key}"}
+    r = session.get(gateway.url + "/notes/7", headers=headers, params={"q": "a b"})
     assert r.status_code == 200, r.text
     assert r.json() == {"ok": True}
     assert gateway.upstream.last().target == b"/notes/7?q=a+b"
@@ -75,14 +75,22 @@ def test_requests_with_an_api_key(
 
 
 @needs_curl
-@pytest.mark.parametrize("header", ["X-API-Key: {}", "Authorization: ApiKey {}"])
-def test_curl_with_an_api_key(gateway: GatewayProcess, header: str) -> None:
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("-H", "X-API-Key: {}"),
+        ("-H", "Authorization: ApiKey {}"),
+        ("--oauth2-bearer", "{}"),  # curl's own Bearer option: Authorization: Bearer <key>
+    ],
+)
+def test_curl_with_an_api_key(gateway: GatewayProcess, option: tuple[str, str]) -> None:
     key_id, key = gateway.issue_key("notes:read")
-    status, body = curl("-H", header.format(key), gateway.url + "/notes/7")
+    flag, value = option[0], option[1].format(key)
+    status, body = curl(flag, value, gateway.url + "/notes/7")
     assert status == 200
     assert json.loads(body) == {"ok": True}
     assert_identity(gateway, key_id)
-    status, body = curl("-H", header.format(key), "-X", "DELETE", gateway.url + "/notes/7")
+    status, body = curl(flag, value, "-X", "DELETE", gateway.url + "/notes/7")
     assert status == 403
     assert json.loads(body)["scope"] == "notes:write"
 
