@@ -3,7 +3,8 @@
 The wrapped app receives only allowed requests; the decision is in ``scope["restguard.decision"]``
 (``restguard.guard.Decision``, with ``.principal``) and the judged request in
 ``scope["restguard.view"]``. Refused requests get the contract's JSON error
-and never reach the app. WebSocket connections are refused: the policy covers HTTP only.
+and never reach the app. WebSocket connections are refused: the policy covers HTTP only (a
+FastAPI endpoint's ``require_scopes`` decides its WebSocket handshakes, see ``restguard.fastapi``).
 
 The app sees what was judged: the path as sent (dot segments are refused, not resolved), the
 headers less invalid names and client-sent ``X-Restguard-*``, and the body: one that upstreams
@@ -15,14 +16,17 @@ to the app.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from restguard.authz.policy import Route
 from restguard.edge.asgi_send import send_problem
 from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError, PayloadTooLarge
 from restguard.guard import Decision, Guard
 from restguard.types import RequestView
 from restguard.wire.forms import gate_for
+from restguard.wiring import Runtime
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -33,28 +37,44 @@ VIEW_KEY = "restguard.view"
 
 
 class GuardMiddleware:
-    """Wraps ``app``; every HTTP request goes through ``guard.decide`` first."""
+    """Wraps ``app``; every HTTP request goes through ``guard.decide`` first.
+
+    ``guard`` is a ``Runtime`` (``wiring.open_runtime``: ``trusted_proxies`` and the header and
+    body limits then default to its settings') or a bare ``Guard``. A request an outer
+    restguard layer decided already (``scope["restguard.decision"]``) passes straight on."""
 
     def __init__(
         self,
         app: ASGIApp,
-        guard: Guard,
+        guard: Guard | Runtime,
         *,
-        trusted_proxies: Sequence[Network] = (),
-        max_header_bytes: int = 16 * 1024,
-        max_body_bytes: int = 10 * 1024 * 1024,
+        trusted_proxies: Sequence[Network] | None = None,
+        max_header_bytes: int | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
-        self.app, self.guard = app, guard
-        self.trusted_proxies = tuple(trusted_proxies)
-        self.max_header_bytes = max_header_bytes
-        self.max_body_bytes = max_body_bytes
+        self.app = app
+        self.guard, limits = guard_and_limits(guard)
+        self.trusted_proxies = tuple(
+            limits.trusted_proxies if trusted_proxies is None else trusted_proxies
+        )
+        self.max_header_bytes = max_header_bytes or limits.max_header_bytes
+        self.max_body_bytes = max_body_bytes or limits.max_body_bytes
+
+    def endpoint(self, scope: Scope) -> tuple[bool, Route | None]:
+        """(whether the app's endpoint decides this request itself, the route that decides it
+        when no policy route matches): here, neither; see ``restguard.fastapi``."""
+        return False, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
+        if kind not in ("http", "websocket") or DECISION_KEY in scope:
             await self.app(scope, receive, send)
             return
-        if kind != "http":
+        defer, fallback = self.endpoint(scope)
+        if defer:
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":  # the policy covers HTTP; an endpoint's dependency may decide
             await send({"type": "websocket.close", "code": 1008})
             return
         try:
@@ -63,6 +83,7 @@ class GuardMiddleware:
                 scope,
                 trusted_proxies=self.trusted_proxies,
                 max_header_bytes=self.max_header_bytes,
+                fallback=fallback,
             )
             # Read whatever the headers announce or not: an HTTP/2 body needs no content-length
             # (RFC 9113 §8.1.1), and an absent body reads as b"" at once.
@@ -117,15 +138,38 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What an embedded guard takes from the settings (the gateway's defaults without them)."""
+
+    trusted_proxies: tuple[Network, ...] = ()
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+def guard_and_limits(guard: Guard | Runtime) -> tuple[Guard, Limits]:
+    """The guard, and the limits of the runtime's settings (defaults for a bare Guard)."""
+    if isinstance(guard, Guard):
+        return guard, Limits()
+    server = guard.settings.server
+    return guard.guard, Limits(
+        tuple(server.trusted_proxies), server.max_header_bytes, server.max_body_bytes
+    )
+
+
 async def decide_scope(
     guard: Guard,
     scope: Mapping[str, Any],
     *,
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int = 16 * 1024,
+    fallback: Route | None = None,
 ) -> tuple[RequestView, Decision]:
-    """The guard's decision for an ASGI request, or AuthError. Requests refused before a view
-    could be built (ambiguous path, oversized headers) are recorded as decisions too."""
+    """The guard's decision for an ASGI request (a WebSocket handshake is the GET it is, RFC
+    6455 §4.1), or AuthError. Requests refused before a view could be built (ambiguous path,
+    oversized headers) are recorded as decisions too."""
+    if scope["type"] == "websocket":
+        scope = {**scope, "method": "GET"}
     try:
         view = view_from_scope(
             scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
@@ -135,4 +179,4 @@ async def decide_scope(
         target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
         guard.refused(scope["method"], target, client[0] if client else "", err)
         raise
-    return view, await guard.decide(view)
+    return view, await guard.decide(view, fallback=fallback)

@@ -1,67 +1,148 @@
 """FastAPI integration: ``Depends(require_scopes("notes:read"))`` returns the ``Principal``.
 
-Call ``install(app, guard)`` once: it registers the error translator and, where the app is not
-already wrapped by ``GuardMiddleware``, lets the dependency run the guard itself. Either way the
-decision is the gateway's exact one (``Guard.decide``), and the scopes named here are required
-on top of the route's.
+Set it up where FastAPI apps set things up, in ``lifespan``::
+
+    app = FastAPI(lifespan=restguard.fastapi.lifespan("restguard.toml"))
+
+or, inside a lifespan of one's own, ``async with restguard.fastapi.guarded(app, config):``
+(``install(app, runtime)`` at import time or in ``lifespan`` works as well). The runtime is
+closed at shutdown and its audit log written while the app runs.
+
+Default deny holds: every endpoint of the app (mounts and static files included) is covered by
+a policy route in ``restguard.toml`` (then restguard decides it before the app sees it), carries
+``require_scopes`` (the dependency is that endpoint's policy: it decides the request, by the
+policy's route if one matches, else by its own scopes), or is marked public on purpose
+(``Depends(restguard.fastapi.public)`` or ``install(..., public=["/path"])``). Anything else
+stops start-up with ``UnprotectedEndpoints`` naming it. FastAPI's own documentation routes are
+public unless ``public_docs=False``. ``require_scopes`` works on WebSocket endpoints (a refusal
+closes the handshake with 1008) and declares the API-key schemes in the OpenAPI document, so
+that the docs' Authorize button sends a key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from os import PathLike
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import quote_plus
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
+from fastapi.exceptions import WebSocketException
 from fastapi.responses import Response
+from fastapi.routing import APIWebSocketRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
+from starlette.status import WS_1008_POLICY_VIOLATION
 
-from restguard.asgi import DECISION_KEY, VIEW_KEY, decide_scope
+from restguard.asgi import (
+    DECISION_KEY,
+    VIEW_KEY,
+    GuardMiddleware,
+    Limits,
+    Scope,
+    decide_scope,
+    guard_and_limits,
+)
+from restguard.authz.policy import Route
+from restguard.config import Settings, load
 from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
 from restguard.guard import require_scopes as _check
 from restguard.types import Principal, RequestView
 from restguard.wire.forms import gate_for
+from restguard.wiring import Runtime, open_runtime
 
+__all__ = [
+    "UnprotectedEndpoints",
+    "guarded",
+    "install",
+    "lifespan",
+    "public",
+    "require_scopes",
+]
+
+_log = logging.getLogger("restguard.fastapi")
 _URLENCODED = ((b"content-type", b"application/x-www-form-urlencoded"),)
+_STATE = "restguard"
+_SCOPES_MARK = "__restguard_scopes__"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# The schemes the OpenAPI document declares (alternatives): what the docs' Authorize button
+# fills in. The guard reads the headers itself; these only describe them (auto_error=False).
+_API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="A restguard API key (rg_ak_...).",
+    auto_error=False,
+)
+_BEARER = HTTPBearer(
+    scheme_name="Bearer",
+    bearerFormat="rg_ak_...",
+    description="A restguard API key as a Bearer token.",
+    auto_error=False,
+)
 
-_GUARD_STATE = "restguard_guard"
+
+class UnprotectedEndpoints(RuntimeError):
+    """Start-up refused: endpoints that nothing protects (default deny)."""
 
 
-def install(app: FastAPI, guard: Guard) -> None:
-    """Make ``guard`` available to ``require_scopes`` and map AuthError to the contract's JSON."""
-    setattr(app.state, _GUARD_STATE, guard)
-
-    async def handler(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AuthError)
-        status, headers, body = problem(exc)
-        response = Response(body, status_code=status)
-        for name, value in headers:
-            if name != b"content-length":  # Response sets its own
-                response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
-        return response
-
-    app.add_exception_handler(AuthError, handler)
+def public() -> None:
+    """``dependencies=[Depends(restguard.fastapi.public)]``: this endpoint is public on purpose
+    (restguard still refuses credentials in its URL and method overrides, and audits it)."""
 
 
-def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the request's Principal, after the guard's decision and these scopes."""
 
-    async def dependency(request: Request) -> Principal:
-        decision = request.scope.get(DECISION_KEY)
-        if not isinstance(decision, Decision):
-            guard = getattr(request.app.state, _GUARD_STATE, None)
-            if not isinstance(guard, Guard):
-                raise RuntimeError("call restguard.fastapi.install(app, guard) first")
-            view, decision = await decide_scope(guard, request.scope)
-            request.scope[DECISION_KEY] = decision
-            request.scope[VIEW_KEY] = view
-            if gate_for(view.headers) is not None:  # (with or without a length: HTTP/2)
-                await _check_body(guard, view, request)
-        _check(decision.principal, scopes)
+    async def dependency(
+        connection: HTTPConnection,
+        _key: Annotated[Any, Security(_API_KEY)] = None,
+        _bearer: Annotated[Any, Security(_BEARER)] = None,
+    ) -> Principal:
+        try:
+            decision = connection.scope.get(DECISION_KEY)
+            if not isinstance(decision, Decision):
+                decision = await _decide(connection, scopes)
+            _check(decision.principal, scopes)
+        except AuthError as err:
+            if connection.scope["type"] == "websocket":  # the handshake is refused: 1008
+                raise WebSocketException(WS_1008_POLICY_VIOLATION, err.description) from None
+            raise
         return decision.principal
 
+    setattr(dependency, _SCOPES_MARK, scopes)
     return dependency
+
+
+async def _decide(connection: HTTPConnection, scopes: tuple[str, ...]) -> Decision:
+    installed = getattr(connection.app.state, _STATE, None)
+    if not isinstance(installed, _Installed):
+        raise RuntimeError("call restguard.fastapi.install(app, runtime) first")
+    scope = connection.scope
+    endpoint = scope.get("route")
+    name = getattr(endpoint, "path", None) or scope.get("path", "")
+    # Without a policy route for it, this dependency is the endpoint's policy.
+    fallback = Route(-1, f"endpoint {name}", frozenset(_METHODS), scopes=scopes)
+    view, decision = await decide_scope(
+        installed.guard,
+        scope,
+        trusted_proxies=installed.limits.trusted_proxies,
+        max_header_bytes=installed.limits.max_header_bytes,
+        fallback=fallback,
+    )
+    scope[DECISION_KEY] = decision
+    scope[VIEW_KEY] = view
+    if scope["type"] == "http" and gate_for(view.headers) is not None:
+        # (with or without a length: HTTP/2)
+        assert isinstance(connection, Request)
+        await _check_body(installed.guard, view, connection)
+    return decision
 
 
 async def _check_body(guard: Guard, view: RequestView, request: Request) -> None:
@@ -76,3 +157,247 @@ async def _check_body(guard: Guard, view: RequestView, request: Request) -> None
         guard.check_body(replace(view, headers=_URLENCODED), fields.encode())
         return
     guard.check_body(view, body)
+
+
+# --- install ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Installed:
+    """What ``install`` put on an app: the guard, and how each endpoint is decided."""
+
+    app: FastAPI
+    guard: Guard
+    limits: Limits
+    public: frozenset[str]
+    public_docs: bool
+    checked: bool = False
+    _modes: dict[int, str] = field(default_factory=dict)
+
+    def mode(self, route: BaseRoute) -> str:
+        """How an endpoint is decided: "dependency" (it carries require_scopes), "public" or
+        "policy"."""
+        known = self._modes.get(id(route))
+        if known is None:
+            known = self._modes[id(route)] = self._classify(route)
+        return known
+
+    def _classify(self, route: BaseRoute) -> str:
+        path = getattr(route, "path", None)
+        if path in self.public or (self.public_docs and path in _docs_paths(self.app)):
+            return "public"
+        dependant = getattr(route, "dependant", None)
+        calls = list(_calls(dependant)) if dependant is not None else []
+        if any(hasattr(call, _SCOPES_MARK) for call in calls):
+            return "dependency"
+        if public in calls:
+            return "public"
+        return "policy"
+
+    def check(self) -> None:
+        """Every endpoint is protected somehow, or UnprotectedEndpoints names each one that
+        is not."""
+        problems = [p for route in self.app.router.routes for p in self._problems(route)]
+        if problems:  # (and every request answers 500 until the app is fixed: fail closed)
+            raise UnprotectedEndpoints(
+                "restguard: endpoints that nothing protects (default deny):\n"
+                + "\n".join(f"  {p}" for p in problems)
+                + "\nFix: add a [[routes]] entry covering each to restguard.toml, give it "
+                "Depends(require_scopes(...)), or mark it public "
+                "(Depends(restguard.fastapi.public) or install(..., public=[path]))."
+            )
+        self.checked = True
+
+    def _problems(self, route: BaseRoute) -> list[str]:
+        if self.mode(route) != "policy":
+            return []
+        policy = self.guard.policy
+        path = getattr(route, "path", "?")
+        if isinstance(route, (APIWebSocketRoute, WebSocketRoute)):
+            return [f"WebSocket {path}: the policy covers HTTP only; use require_scopes"]
+        if isinstance(route, Mount):
+            pattern = _pattern(path.rstrip("/")) + "/**" if path.rstrip("/") else "/**"
+            if any(policy.covers(pattern, m) for m in _METHODS):
+                return []
+            return [f"mount {path or '/'} (everything under it)"]
+        methods = sorted(getattr(route, "methods", None) or ())
+        pattern = _pattern(path)
+        missing = [
+            m
+            for m in methods
+            if not (m == "HEAD" and "GET" in methods) and not policy.covers(pattern, m)
+        ]
+        if not missing:
+            return []
+        name = getattr(getattr(route, "endpoint", None), "__name__", "")
+        return [f"{' '.join(missing)} {path}" + (f" ({name})" if name else "")]
+
+    def endpoint(self, scope: Scope) -> BaseRoute | None:
+        """The app's route for this request, as Starlette's router picks it (first full match)."""
+        for route in self.app.router.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return route
+        return None
+
+
+def _calls(dependant: Any) -> Iterable[Any]:
+    """Every dependency callable of an endpoint, at any depth."""
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def _docs_paths(app: FastAPI) -> set[str]:
+    paths = {app.openapi_url, app.docs_url, app.redoc_url}
+    if app.docs_url and app.swagger_ui_oauth2_redirect_url:
+        paths.add(app.swagger_ui_oauth2_redirect_url)
+    return {p for p in paths if p}
+
+
+def _pattern(path: str) -> str:
+    """A Starlette path in policy syntax: ``{id:int}`` is ``{id}``, a trailing ``{p:path}``
+    (any rest, slashes included) a subtree."""
+    segments = path.split("/")
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        if segment.startswith("{") and segment.endswith("}"):
+            name, _, convertor = segment[1:-1].partition(":")
+            if convertor == "path":
+                return "/".join(out) + "/**" if i == len(segments) - 1 else path
+            segment = "{" + name + "}"
+        out.append(segment)
+    return "/".join(out)
+
+
+class _EndpointGuard(GuardMiddleware):
+    """``install``'s layer: decides by the policy, but lets an endpoint that carries
+    ``require_scopes`` decide itself, and decides a public endpoint as public when no policy
+    route matches it."""
+
+    def __init__(self, app: Any, installed: _Installed) -> None:
+        limits = installed.limits
+        super().__init__(
+            app,
+            installed.guard,
+            trusted_proxies=limits.trusted_proxies,
+            max_header_bytes=limits.max_header_bytes,
+            max_body_bytes=limits.max_body_bytes,
+        )
+        self.installed = installed
+
+    def endpoint(self, scope: Scope) -> tuple[bool, Route | None]:
+        installed = self.installed
+        if not installed.checked:  # a server that sends no lifespan events: check now
+            installed.check()
+        route = installed.endpoint(scope)
+        mode = installed.mode(route) if route is not None else "policy"
+        if mode == "dependency":
+            return True, None
+        if mode == "public":
+            path = getattr(route, "path", "")
+            return False, Route(-1, f"public endpoint {path}", frozenset(_METHODS), public=True)
+        return False, None
+
+
+def install(
+    app: FastAPI,
+    guard: Runtime | Guard,
+    *,
+    public: Iterable[str] = (),
+    public_docs: bool = True,
+) -> None:
+    """Protect ``app``: its endpoints are decided by restguard's policy, by their
+    ``require_scopes`` dependency, or are public (``public`` names endpoint paths, as declared,
+    that are public on purpose). AuthError becomes the contract's JSON error. Works at import
+    time and inside ``lifespan``; the endpoints are checked at start-up (or at once, when the
+    app has started already) and ``UnprotectedEndpoints`` names any that nothing protects."""
+    bare, limits = guard_and_limits(guard)
+    installed = getattr(app.state, _STATE, None)
+    if isinstance(installed, _Installed):  # a second install replaces the first's settings
+        installed.guard, installed.limits = bare, limits
+        installed.public, installed.public_docs = frozenset(public), public_docs
+        installed.checked = False
+        installed._modes.clear()
+        started = app.middleware_stack is not None
+        app.middleware_stack = None  # (rebuilt at the next request, with the new guard)
+        if not started:
+            return  # (the start-up check is in place already)
+    else:
+        installed = _Installed(app, bare, limits, frozenset(public), public_docs)
+        setattr(app.state, _STATE, installed)
+        app.add_exception_handler(AuthError, _problem_response)
+        started = app.middleware_stack is not None
+        # Starlette fixes its middleware and exception handlers when the app starts (its
+        # lifespan is the first call): rebuilt at the next request, with these in.
+        app.middleware_stack = None
+        app.add_middleware(_EndpointGuard, installed=installed)
+        if not started:
+            _check_at_startup(app, installed)
+            return
+    installed.check()
+
+
+def _check_at_startup(app: FastAPI, installed: _Installed) -> None:
+    original = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def checked(a: Any) -> AsyncIterator[Any]:
+        installed.check()
+        async with original(a) as state:
+            yield state
+
+    app.router.lifespan_context = checked
+
+
+async def _problem_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    status, headers, body = problem(exc)
+    response = Response(body, status_code=status)
+    for name, value in headers:
+        if name != b"content-length":  # Response sets its own
+            response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+    return response
+
+
+# --- lifespan -------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def guarded(
+    app: FastAPI,
+    config: str | PathLike[str] | Settings = "restguard.toml",
+    *,
+    public: Iterable[str] = (),
+    public_docs: bool = True,
+) -> AsyncIterator[Runtime]:
+    """Open restguard's runtime for ``config`` (a path, or loaded settings), ``install`` it on
+    ``app``, and close it (audit log and bookkeeping written) on the way out. For use inside a
+    lifespan of one's own."""
+    settings = config if isinstance(config, Settings) else load(Path(config))
+    runtime = await open_runtime(settings)
+    try:
+        install(app, runtime, public=public, public_docs=public_docs)
+        yield runtime
+    finally:
+        try:
+            await runtime.flush()
+        finally:
+            runtime.close()
+
+
+def lifespan(
+    config: str | PathLike[str] | Settings = "restguard.toml",
+    *,
+    public: Iterable[str] = (),
+    public_docs: bool = True,
+) -> Callable[[FastAPI], Any]:
+    """``FastAPI(lifespan=restguard.fastapi.lifespan("restguard.toml"))``: ``guarded`` as the
+    app's whole lifespan."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with guarded(app, config, public=public, public_docs=public_docs):
+            yield
+
+    return run

@@ -23,6 +23,7 @@ from restguard.errors import (
     InvalidCredential,
     InvalidRequest,
     MissingCredential,
+    NotFound,
     RateLimited,
 )
 from restguard.tokens import (
@@ -129,15 +130,22 @@ class Guard:
         """The Principal for ``view`` or an AuthError (public routes give an anonymous one)."""
         return (await self.decide(view)).principal
 
-    async def decide(self, view: RequestView) -> Decision:
-        """Decide ``view``; emit one decision event either way."""
+    async def decide(self, view: RequestView, *, fallback: Route | None = None) -> Decision:
+        """Decide ``view``; emit one decision event either way. ``fallback`` decides a request
+        that no policy route matches (an embedding app's endpoint that carries its own scopes,
+        or is public): without one, default deny."""
         started = self.clock.monotonic()
         route: Route | None = None
         credential: Credential | None = None
         try:
             if view.query:
                 check_query(view.query)
-            route = self.policy.match(view.method, view.path)
+            try:
+                route = self.policy.match(view.method, view.path)
+            except NotFound:
+                if fallback is None:
+                    raise
+                route = fallback
             check_headers(view)
             content_type(view.headers)  # strict, on every request (wire/forms.py says why)
             check_encoding(view.headers)

@@ -5,7 +5,8 @@ New credential kinds plug in here, in ``AUTHENTICATORS``, and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 from restguard.audit import EventSink, JsonLinesAudit
@@ -53,7 +54,9 @@ def check_routes_servable(settings: Settings) -> None:
 
 @dataclass
 class Runtime:
-    """Everything a running restguard holds; ``close`` releases it."""
+    """Everything a running restguard holds; ``close`` releases it. While it is open, the audit
+    log is written every ``AUDIT_FLUSH_SECONDS`` (so lines appear while an embedding app runs,
+    not only at ``close``)."""
 
     settings: Settings
     clock: Clock
@@ -72,9 +75,40 @@ class Runtime:
         if self.audit is not None:
             self.audit.flush()
 
-    def close(self) -> None:
-        for closer in reversed(self.closers):
+    def close(self) -> _Closed:
+        """Release everything (the audit log is flushed). Plain or awaited: ``runtime.close()``
+        and ``await runtime.close()`` do the same."""
+        closers, self.closers = self.closers, []
+        for closer in reversed(closers):
             closer()
+        return _CLOSED
+
+
+class _Closed:
+    """What ``Runtime.close`` returns: awaiting it is a no-op (the work is done already)."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+_CLOSED = _Closed()
+AUDIT_FLUSH_SECONDS = 0.25
+
+
+def _canceller(task: asyncio.Task[None]) -> Callable[[], None]:
+    def cancel() -> None:
+        task.cancel()
+
+    return cancel
+
+
+async def _flush_audit(audit: JsonLinesAudit) -> None:
+    """Write the audit log's pending lines on a timer; while it fails, probe it so that
+    readiness comes back as soon as it takes writes again."""
+    while True:
+        await asyncio.sleep(AUDIT_FLUSH_SECONDS)
+        if audit.flush():
+            audit.probe()
 
 
 def open_store_for(settings: Settings, *, apply_migrations: bool = True) -> Store:
@@ -112,6 +146,8 @@ async def open_runtime(
                     'choose a writable path, or "" to turn the file off',
                 ) from None
             closers.append(audit.close)
+            flusher = asyncio.get_running_loop().create_task(_flush_audit(audit))
+            closers.append(_canceller(flusher))
         parts = Parts(settings, store, clock, sealer, usage)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         guard = Guard(

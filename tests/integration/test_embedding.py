@@ -304,32 +304,48 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
 
         r = await c.get("/public/x")
         assert (r.status_code, r.json()) == (200, {"auth_method": "none"})
+        # no endpoint of the app matches it: the policy decides (and refuses the encoded slash)
         r = await c.get("/notes/a%2Fb", headers={"X-API-Key": reader})
-        if middleware:
-            assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
-        else:  # FastAPI routes on the decoded path first: no endpoint, nothing runs
-            assert r.status_code == 404
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
     assert embedded.calls == ["read 7", "write 7", "public"]
-    # one event per request, whether the middleware or the dependency decided it; the
-    # middleware also records the encoded-slash request it refused before any decision
-    assert len(embedded.events) == (7 if middleware else 6)
-    if middleware:
-        assert (embedded.events[-1].path, embedded.events[-1].status) == ("/notes/a%2Fb", 400)
+    # one event per request, whether the middleware or the dependency decided it, the
+    # encoded-slash request refused before any decision included
+    assert len(embedded.events) == 7
+    assert (embedded.events[-1].path, embedded.events[-1].status) == ("/notes/a%2Fb", 400)
 
 
-async def test_fastapi_routes_outside_the_policy_are_denied(embedded: Embedded) -> None:
+async def test_fastapi_require_scopes_is_the_policy_of_an_endpoint_outside_the_file(
+    embedded: Embedded,
+) -> None:
     app = fastapi_app(embedded, middleware=False)
 
     @app.get("/unlisted")
     async def unlisted(principal: Principal = Depends(require_scopes())) -> dict[str, str]:
         embedded.calls.append("unlisted")
-        return {}
+        return {"subject": principal.subject}
 
+    @app.delete("/reports/{rid}")
+    async def drop(rid: str, p: Principal = Depends(require_scopes("reports:admin"))) -> None:
+        embedded.calls.append("drop " + rid)
+
+    _, reader = await embedded.key("notes:read", name="reader")
+    _, admin = await embedded.key("reports:admin", name="boss")
     async with client(app) as c:
         r = await c.get("/unlisted")
-    assert r.status_code == 404
-    assert r.json()["error"] == "not_found"
-    assert embedded.calls == []
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        r = await c.get("/unlisted", headers={"Authorization": "Bearer " + reader})
+        assert (r.status_code, r.json()) == (200, {"subject": "reader"})
+        r = await c.delete("/reports/9", headers={"X-API-Key": reader})
+        assert (r.status_code, r.json()["scope"]) == (403, "reports:admin")
+        r = await c.delete("/reports/9", headers={"X-API-Key": admin})
+        assert r.status_code == 200
+    assert embedded.calls == ["unlisted", "drop 9"]
+    assert [e.route for e in embedded.events] == [
+        "endpoint /unlisted",
+        "endpoint /unlisted",
+        "endpoint /reports/{rid}",
+        "endpoint /reports/{rid}",
+    ]
 
 
 async def test_fastapi_without_install_is_a_clear_error(embedded: Embedded) -> None:

@@ -254,6 +254,29 @@ async def test_missing_credential_says_what_the_route_accepts_and_why_nothing_wa
     assert key not in err.description and "rg_ak_" not in err.description
 
 
+async def test_a_fallback_route_decides_what_no_policy_route_matches(env: Env) -> None:
+    fallback = route(-1, "/x", ("GET",), scopes=("reports:read",))
+    view = RequestView("GET", "/unrouted", b"", (), "192.0.2.1")
+    with pytest.raises(NotFound):
+        await env.guard.decide(view)
+    with pytest.raises(MissingCredential):
+        await env.guard.decide(view, fallback=fallback)
+    _, reader = env.keys.add("notes:read")
+    _, reporter = env.keys.add("reports:read")
+    with_key = RequestView("GET", "/unrouted", b"", ((b"x-api-key", reader.encode()),), "192.0.2.1")
+    with pytest.raises(InsufficientScope):
+        await env.guard.decide(with_key, fallback=fallback)
+    allowed = RequestView(
+        "GET", "/unrouted", b"", ((b"x-api-key", reporter.encode()),), "192.0.2.1"
+    )
+    assert (await env.guard.decide(allowed, fallback=fallback)).route is fallback
+    # a policy route that matches decides, not the fallback; an ambiguous path stays refused
+    public = RequestView("GET", "/public/x", b"", (), "192.0.2.1")
+    assert (await env.guard.decide(public, fallback=fallback)).route.index == 0
+    with pytest.raises(AmbiguousPath):
+        await env.guard.decide(RequestView("GET", "/PUBLIC/x"), fallback=fallback)
+
+
 async def test_invalid_credential_gets_challenges(env: Env) -> None:
     _, unknown = generate_key()
     err = await env.refused(InvalidCredential, "GET", "/notes/1", ("X-API-Key", unknown))

@@ -101,6 +101,19 @@ class Route:
             return False
         return self._matches(f"{head}/{last}", self._folded)
 
+    def covers(self, segments: tuple[str | None, ...], subtree: bool) -> bool:
+        """Whether this route's path matches every path of a compiled pattern (``segments``,
+        ``subtree``; see ``compile_pattern``): an app's endpoint it decides in full."""
+        mine = self._segments
+        if len(mine) > len(segments) or (
+            (subtree or len(mine) < len(segments)) and not self._subtree
+        ):
+            return False
+        return all(
+            (want is None and got != "") or (want is not None and want == got)
+            for want, got in zip(mine, segments, strict=False)
+        )
+
     def _matches(self, path: str, segments: tuple[str | None, ...]) -> bool:
         parts = path.split("/")[1:]
         if len(parts) < len(segments) or (not self._subtree and len(parts) != len(segments)):
@@ -174,6 +187,17 @@ class Policy:
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = tuple(routes)
+
+    def covers(self, pattern: str, method: str) -> bool:
+        """Whether some route for ``method`` matches every path of ``pattern`` (route syntax:
+        an embedding app's endpoint, ``/notes/{id}`` or ``/static/**``); False for a pattern
+        that is not one."""
+        try:
+            segments, subtree = compile_pattern(pattern)
+        except PatternError:
+            return False
+        method = "GET" if method == "HEAD" else method
+        return any(method in r.methods and r.covers(segments, subtree) for r in self.routes)
 
     def match(self, method: str, path: str) -> Route:
         """The first route whose path and method match; ``NotFound`` (default deny) otherwise.

@@ -98,7 +98,6 @@ async def run_servers(
     count_losses(metrics, runtime)
     admin_task: asyncio.Task[None] | None = None
     admin_server: _Server | None = None
-    flusher: asyncio.Task[None] | None = None
     publisher: asyncio.Task[None] | None = None
     gateway = None
     loop = asyncio.get_running_loop()
@@ -139,14 +138,6 @@ async def run_servers(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, on_hup)
         settle_garbage_collector()
-        if runtime.audit is not None:
-            audit_log = runtime.audit
-
-            def flush_audit() -> None:
-                if audit_log.flush():
-                    audit_log.probe()
-
-            flusher = asyncio.create_task(_flush_every(flush_audit, 0.25))
         if metrics_dir is not None and not admin:
             directory = metrics_dir
             publisher = asyncio.create_task(
@@ -173,8 +164,6 @@ async def run_servers(
             admin_server.should_exit = True
         if gateway is not None:
             await gateway.stop(settings.server.shutdown_grace)
-        if flusher is not None:
-            flusher.cancel()
         if publisher is not None:
             publisher.cancel()
         if admin_task is not None:

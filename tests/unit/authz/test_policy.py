@@ -412,3 +412,39 @@ def test_fold_path_is_lower_case_without_a_trailing_slash_and_idempotent(path: s
     assert folded == "/" or not folded.endswith("/")
     assert fold_path(folded) == folded
     assert folded in (path.lower(), path.lower()[:-1])
+
+
+# --- covers: does the policy decide every path of an app's endpoint? -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("route_path", "endpoint", "covered"),
+    [
+        ("/notes/{id}", "/notes/{note_id}", True),
+        ("/notes/{id}", "/notes/7", True),  # a parameter covers a literal
+        ("/notes/7", "/notes/{id}", False),  # ... not the other way round
+        ("/notes/**", "/notes/{id}", True),
+        ("/notes/**", "/notes", True),  # a subtree covers its prefix
+        ("/notes/**", "/notes/{id}/comments/{c}", True),
+        ("/notes/**", "/notes/**", True),
+        ("/notes/{id}", "/notes/**", False),  # one segment does not cover a whole subtree
+        ("/notes/{id}", "/notes/{id}/x", False),
+        ("/notes/{id}/x", "/notes/{id}", False),
+        ("/**", "/anything/{at}/all", True),
+        ("/**", "/", True),
+        ("/", "/", True),
+        ("/Notes/{id}", "/notes/{id}", False),  # literals compare exactly
+        ("/notes/{id}", "not a pattern", False),
+    ],
+)
+def test_covers(route_path: str, endpoint: str, covered: bool) -> None:
+    policy = Policy([route(0, route_path, ("GET", "POST"))])
+    assert policy.covers(endpoint, "GET") is covered
+    assert policy.covers(endpoint, "HEAD") is covered  # decided as GET
+    assert policy.covers(endpoint, "DELETE") is False
+
+
+def test_covers_by_any_route_for_the_method() -> None:
+    policy = Policy([route(0, "/a/{x}", ("GET",)), route(1, "/a/**", ("POST",))])
+    assert policy.covers("/a/{x}", "GET") and policy.covers("/a/{x}", "POST")
+    assert not policy.covers("/a/{x}/b", "GET") and policy.covers("/a/{x}/b", "POST")
