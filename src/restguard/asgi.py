@@ -74,8 +74,8 @@ class GuardMiddleware:
         if defer:
             await self.app(scope, receive, send)
             return
-        if kind == "websocket":  # the policy covers HTTP; an endpoint's dependency may decide
-            await send({"type": "websocket.close", "code": 1008})
+        if kind == "websocket":
+            await self._websocket(scope, receive, send, fallback)
             return
         try:
             view, decision = await decide_scope(
@@ -95,6 +95,28 @@ class GuardMiddleware:
                 receive = replay(body, receive)
         except AuthError as err:
             await send_problem(send, err, head=scope["method"] == "HEAD")
+            return
+        judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
+        await self.app(judged, receive, send)
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, fallback: Route | None
+    ) -> None:
+        """The policy covers HTTP: a WebSocket handshake is refused (1008) unless the endpoint
+        is public on purpose (then it is judged as the GET it is) or its dependency decides."""
+        if fallback is None or not fallback.public:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        try:
+            view, decision = await decide_scope(
+                self.guard,
+                scope,
+                trusted_proxies=self.trusted_proxies,
+                max_header_bytes=self.max_header_bytes,
+                fallback=fallback,
+            )
+        except AuthError:
+            await send({"type": "websocket.close", "code": 1008})
             return
         judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
         await self.app(judged, receive, send)

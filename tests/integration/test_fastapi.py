@@ -361,6 +361,7 @@ async def test_a_policy_route_decides_before_a_public_marking(
 
 async def handshake(app: Any, path: str, headers: dict[str, str]) -> list[dict[str, Any]]:
     """Drive one WebSocket connection through the ASGI app; what the app sent."""
+    path, _, query = path.partition("?")
     scope = {
         "type": "websocket",
         "asgi": {"version": "3.0"},
@@ -368,7 +369,7 @@ async def handshake(app: Any, path: str, headers: dict[str, str]) -> list[dict[s
         "scheme": "ws",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         + [(b"host", b"testserver")],
@@ -409,6 +410,28 @@ async def test_require_scopes_on_a_websocket_endpoint(runtime: Runtime, config: 
     for headers in [{}, {"X-API-Key": other}, {"X-API-Key": "rg_ak_nonsense"}]:
         sent = await handshake(app, "/notes/3/feed", headers)
         assert [(m["type"], m.get("code")) for m in sent] == [("websocket.close", 1008)]
+
+
+async def test_websocket_endpoints_marked_public_are_judged_as_public(runtime: Runtime) -> None:
+    app = FastAPI()
+
+    @app.websocket("/lobby", dependencies=[Depends(public)])
+    async def lobby(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    @app.websocket("/notes/{note_id}")  # public in the app, but the file's route needs a key
+    async def note(websocket: WebSocket, note_id: str) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    install(app, runtime, public=["/notes/{note_id}"])
+    sent = await handshake(app, "/lobby", {})
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    sent = await handshake(app, "/lobby?api_key=rg_ak_x", {})  # still judged
+    assert [(m["type"], m.get("code")) for m in sent] == [("websocket.close", 1008)]
+    sent = await handshake(app, "/notes/1", {})
+    assert [(m["type"], m.get("code")) for m in sent] == [("websocket.close", 1008)]
 
 
 def test_require_scopes_declares_the_key_schemes_in_openapi() -> None:
