@@ -15,6 +15,7 @@ to the app.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from restguard.edge.view import RAW_TARGET_KEY, Network, view_from_scope
 from restguard.errors import AuthError, PayloadTooLarge
 from restguard.guard import Decision, Guard
 from restguard.types import RequestView
-from restguard.wire.forms import gate_for
+from restguard.wire.forms import check_body, gate_for
 from restguard.wiring import Runtime
 
 Scope = dict[str, Any]
@@ -91,7 +92,7 @@ class GuardMiddleware:
                 body = await self._read(view, receive)
                 if body is None:  # the client went away
                     return
-                self.guard.check_body(view, body)
+                await judge_body(self.guard, view, body)
                 receive = replay(body, receive)
         except AuthError as err:
             await send_problem(send, err, head=scope["method"] == "HEAD")
@@ -144,6 +145,23 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+THREAD_BODY_BYTES = 64 * 1024
+
+
+async def judge_body(guard: Guard, view: RequestView, body: bytes) -> None:
+    """``guard.check_body``, in a worker thread for a large body: reading one adversarial body
+    as parameters costs the gates a Python step per line, name or string (seconds for 10 MiB),
+    and the app's event loop must keep serving everyone else meanwhile."""
+    if len(body) <= THREAD_BODY_BYTES:
+        guard.check_body(view, body)
+        return
+    try:
+        await asyncio.to_thread(check_body, view.headers, body)
+    except AuthError as err:
+        guard.body_refused(view, err)
+        raise
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

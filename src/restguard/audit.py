@@ -36,6 +36,13 @@ class DecisionEvent:
     client: str
     detail: str | None
     duration_ms: float
+    # What became of an allowed request at the gateway: "ok" (the upstream answered), "error"
+    # (unreachable or failed: 502, or 503 with no connection free), "timeout" (504), "cut" (the
+    # answer broke off), "aborted" (restguard stopped it: a refused or broken request body, the
+    # shutdown grace over), "client_gone" (status 499 before an answer, as nginx logs it),
+    # "not_forwarded" (refused after the decision, before forwarding), "pending" (a required
+    # log's line, written before forwarding); None for denials and where there is no upstream.
+    upstream: str | None = None
 
     def to_json(self) -> str:
         """One compact JSON object, byte for byte what ``json.dumps(asdict(event),
@@ -47,7 +54,8 @@ class DecisionEvent:
             f'"route":{s(self.route)},"outcome":{s(self.outcome)},"status":{self.status:d},'
             f'"error":{s(self.error)},"auth_method":{s(self.auth_method)},'
             f'"credential_id":{s(self.credential_id)},"client":{s(self.client)},'
-            f'"detail":{s(self.detail)},"duration_ms":{float(self.duration_ms)!r}}}'
+            f'"detail":{s(self.detail)},"duration_ms":{float(self.duration_ms)!r},'
+            f'"upstream":{s(self.upstream)}}}'
         )
 
 

@@ -47,6 +47,7 @@ from restguard.asgi import (
     Scope,
     decide_scope,
     guard_and_limits,
+    judge_body,
 )
 from restguard.authz.policy import Route
 from restguard.config import Settings, load
@@ -154,9 +155,9 @@ async def _check_body(guard: Guard, view: RequestView, request: Request) -> None
     except RuntimeError:  # "Stream consumed": FastAPI parsed the form first
         form = await request.form()
         fields = "&".join(quote_plus(name) + "=" for name in form)
-        guard.check_body(replace(view, headers=_URLENCODED), fields.encode())
+        await judge_body(guard, replace(view, headers=_URLENCODED), fields.encode())
         return
-    guard.check_body(view, body)
+    await judge_body(guard, view, body)
 
 
 # --- install ------------------------------------------------------------------------------------

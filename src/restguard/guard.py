@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote_plus
 
 from restguard.audit import DecisionEvent, EventSink
@@ -54,6 +54,9 @@ class Decision:
     route: Route
     principal: Principal
     credential_headers: tuple[bytes, ...] = ()
+    # (deferred decisions) the allow event, recorded by ``Guard.completed`` once the client
+    # has its answer
+    event: DecisionEvent | None = None
 
 
 def check_headers(view: RequestView) -> None:
@@ -124,16 +127,23 @@ class Guard:
         self.clock = clock
         self.limiter = limiter
         self.sinks = list(sinks)
+        self._required = [s for s in self.sinks if getattr(s, "required", False)]
+        self._optional = [s for s in self.sinks if not getattr(s, "required", False)]
         self.failed_attempts = failed_attempts
 
     async def authenticate(self, view: RequestView) -> Principal:
         """The Principal for ``view`` or an AuthError (public routes give an anonymous one)."""
         return (await self.decide(view)).principal
 
-    async def decide(self, view: RequestView, *, fallback: Route | None = None) -> Decision:
+    async def decide(
+        self, view: RequestView, *, fallback: Route | None = None, deferred: bool = False
+    ) -> Decision:
         """Decide ``view``; emit one decision event either way. ``fallback`` decides a request
         that no policy route matches (an embedding app's endpoint that carries its own scopes,
-        or is public): without one, default deny."""
+        or is public): without one, default deny. ``deferred``: an allowed request's event is
+        recorded by ``completed``, with the status the client got (the gateway's 502/504); a
+        required sink (``required = True``, the audit log with ``[audit] required``) still gets
+        it now, before the request takes effect, marked ``upstream="pending"``."""
         started = self.clock.monotonic()
         route: Route | None = None
         credential: Credential | None = None
@@ -173,8 +183,32 @@ class Guard:
         except AuthError as err:
             self._emit(view, route, credential, started, None, err)
             raise
-        self._emit(view, route, credential, started, decision.principal, None)
-        return decision
+        if not deferred:
+            self._emit(view, route, credential, started, decision.principal, None)
+            return decision
+        event = self._event(view, route, credential, started, decision.principal, None)
+        if self._required:
+            try:
+                self._send(replace(event, upstream="pending"), self._required)
+            except AuthError as err:  # not recorded: not allowed (fail closed)
+                refused = replace(event, outcome="deny", status=err.status, error=err.error)
+                self._send(refused, self._optional)
+                raise
+        return replace(decision, event=event)
+
+    def completed(self, decision: Decision, status: int, upstream: str) -> None:
+        """Record a deferred decision's outcome: the status the client got and what became of
+        the upstream exchange. A required sink that has the decision's line already gets this
+        one only when it tells something new (a status other than the upstream's own answer).
+        Never raises: the request has happened."""
+        event = decision.event
+        if event is None or not self.sinks:
+            return
+        final = replace(event, status=status, upstream=upstream)
+        with contextlib.suppress(AuthError):  # (a failing required log counts its own loss)
+            self._send(final, self._optional)
+            if upstream != "ok":
+                self._send(final, self._required)
 
     def _carriers(self, view: RequestView) -> tuple[bytes, ...]:
         """Every header carrying a restguard credential, used or not: where each kind is sent,
@@ -276,8 +310,12 @@ class Guard:
         try:
             check_body(view.headers, body)
         except AuthError as err:
-            self._emit(view, None, None, self.clock.monotonic(), None, err)
+            self.body_refused(view, err)
             raise
+
+    def body_refused(self, view: RequestView, err: AuthError) -> None:
+        """Record a body refusal found by ``wire.forms.check_body`` run elsewhere (a thread)."""
+        self._emit(view, None, None, self.clock.monotonic(), None, err)
 
     def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
         """Record a request refused before it could be viewed (ambiguous path, header caps).
@@ -304,7 +342,18 @@ class Guard:
     ) -> None:
         if not self.sinks:
             return
-        event = DecisionEvent(
+        self._send(self._event(view, route, credential, started, principal, err), self.sinks)
+
+    def _event(
+        self,
+        view: RequestView,
+        route: Route | None,
+        credential: Credential | None,
+        started: float,
+        principal: Principal | None,
+        err: AuthError | None,
+    ) -> DecisionEvent:
+        return DecisionEvent(
             time=self.clock.now().isoformat(timespec="milliseconds"),
             method=view.method,
             path=redact(view.path),
@@ -319,8 +368,11 @@ class Guard:
             detail=redact(err.debug) if err else None,
             duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
         )
+
+    @staticmethod
+    def _send(event: DecisionEvent, sinks: Sequence[EventSink]) -> None:
         failure: AuthError | None = None
-        for sink in self.sinks:  # every sink sees every event, even after one failed
+        for sink in sinks:  # every sink sees every event, even after one failed
             try:
                 sink(event)
             except AuthError as exc:  # (a required audit log that cannot write: 503)

@@ -197,6 +197,8 @@ _MULTIPART: list[tuple[str, Callable[[int], bytes]]] = [
     ("NUL run", lambda n: rep(b"\x00", n)),
     ("dash run", lambda n: rep(b"-", n)),
     ("c then CR", lambda n: rep(b"c\r", n)),
+    ("content- lines", lambda n: rep(b"content-\n", n)),
+    ("content-id lines", lambda n: rep(b"x\ncontent-id\r\n", n)),
 ]
 
 _JSON: list[tuple[str, Callable[[int], bytes]]] = [

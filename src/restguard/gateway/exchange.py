@@ -38,6 +38,7 @@ from restguard.errors import (
 from restguard.gateway.headers import client_head, upstream_head
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
+from restguard.guard import Decision
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -162,6 +163,7 @@ class Exchange:
         never taken for a next request."""
         self._discard = True
         if self._forwarding:  # the upstream holds an incomplete request: that one is dropped
+            self._outcome = "aborted"
             self._abort_upstream()
         self._wake_body_wait()
         if not self._head_sent:
@@ -176,6 +178,7 @@ class Exchange:
         self.keep_alive = False
         self._wake_body_wait()
         if self._forwarding:
+            self._outcome = "aborted"
             self._abort_upstream()
         if self._head_sent:
             self._finish()
@@ -236,7 +239,8 @@ class Exchange:
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
             raise
-        decision = await gw.guard.decide(view)
+        decision = await gw.guard.decide(view, deferred=True)
+        self._decision = decision  # (recorded when the exchange ends: the status sent)
         if self.finished or self._discard:
             return
         if self.content_length is not None and self.content_length > gw.max_body_bytes:
@@ -266,8 +270,10 @@ class Exchange:
                 streaming=not self.body_complete,
             )
         except PoolTimeout:
+            self._outcome = "error"
             raise Overloaded(debug="no upstream connection free in time") from None
         except (OSError, TimeoutError) as exc:
+            self._outcome = "error"
             raise UpstreamError(debug=f"connect: {exc!r}") from None
         if self.finished or self._discard:  # the client went away or the body failed meanwhile
             self.gw.pool.release(upstream)
@@ -313,6 +319,7 @@ class Exchange:
         out.append(self._connection_header())
         out.append(b"\r\n")
         self._head_sent = True
+        self._status = status
         self.client.write(b"".join(out))
 
     def response_body(self, data: bytes) -> None:
@@ -335,6 +342,7 @@ class Exchange:
         else:  # the body was not all sent (an early answer, a refusal): never reused
             self._abort_upstream()
         self.gw.observe_upstream(self.gw.loop.time() - self._forwarded_at)
+        self._outcome = "ok"
         self._finish()
 
     def upstream_failed(self, reason: str) -> None:
@@ -359,8 +367,10 @@ class Exchange:
                 # (the loop keeps only weak references to tasks: hold this one)
                 self._retry = self.gw.loop.create_task(self._guarded(self._forward(fresh=True)))
                 return
+            self._outcome = "error"
             self._respond_error(UpstreamError(debug=reason))
         else:  # the answer was cut short: the client must see a broken connection too
+            self._outcome = "cut"
             self._close_after = True
             self._finish()
 
@@ -383,6 +393,7 @@ class Exchange:
 
     def shut_down(self) -> None:
         """The server is stopping and this exchange ran out of grace."""
+        self._outcome = "aborted"
         self._close_after = True
         self._abort_upstream()
         self._respond_error(
@@ -392,6 +403,9 @@ class Exchange:
     def client_lost(self) -> None:
         """The client went away: abandon the upstream exchange."""
         self._abort_upstream()
+        if not self.finished:
+            self._outcome = "client_gone"
+            self._record(499 if not self._head_sent else self._status)
         self.finished = True
         self._wake_body_wait()
 
@@ -401,9 +415,11 @@ class Exchange:
             return
         self._abort_upstream()
         if self._head_sent:  # cut, never spliced
+            self._outcome = "cut"
             self._close_after = True
             self._finish()
         else:
+            self._outcome = "timeout"
             self._respond_error(UpstreamTimeout(debug=reason))
 
     # --- endings -----------------------------------------------------------------------------
@@ -446,6 +462,7 @@ class Exchange:
         self.client.write(b"".join(lines) + (b"" if self.method == "HEAD" else body))
         self.client.flush()
         self._head_sent = True
+        self._status = status
         self._finish()
 
     def _connection_header(self) -> bytes:
@@ -455,9 +472,20 @@ class Exchange:
             return b"connection: close\r\n"
         return b"connection: keep-alive\r\n" if self.http_version == "1.0" else b""
 
+    _decision: Decision | None = None
+    _status = 0  # the status the client was sent
+    _outcome = "not_forwarded"  # what became of the upstream exchange (audit's "upstream")
+
+    def _record(self, status: int) -> None:
+        """Record an allowed request's outcome (once): the guard deferred its event."""
+        decision, self._decision = self._decision, None
+        if decision is not None:
+            self.gw.guard.completed(decision, status, self._outcome)
+
     def _finish(self) -> None:
         if self.finished:
             return
+        self._record(self._status)
         self.finished = True
         self.client.flush()
         # Whatever this exchange paused the client's reading for no longer applies.

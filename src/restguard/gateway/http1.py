@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from restguard.gateway.server import Gateway
 
 _VERSIONS = frozenset({"1.0", "1.1"})
+# A client's bytes are parsed this many at a time, and for about this long per loop turn.
+SLICE_BYTES = 16 * 1024
+TURN_SECONDS = 0.002
 
 
 def _error_response(err: AuthError) -> bytes:
@@ -98,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
         self._paused_since = 0.0
         self._paused_total = 0.0
         self._write_stalled = math.inf  # since when the client has not read what we sent
+        self._backlog = b""  # bytes received, left for the loop's next turn
         self._progress = False  # a parser event happened during the current feed
         self._quiet = 0  # bytes fed since the last parser event
 
@@ -118,6 +123,39 @@ class ClientConnection(asyncio.Protocol):
         self._schedule()
 
     def data_received(self, data: bytes) -> None:
+        if self._backlog:  # (reading is paused meanwhile; kept in order all the same)
+            self._backlog += data
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Parse ``data`` a slice at a time. Once this turn has cost ``TURN_SECONDS`` (a body
+        that a parameter gate reads byte by byte can cost microseconds per byte), the rest
+        waits for the loop's next turn with reading paused: one client's bytes never hold the
+        event loop, and every other client, for more than about one turn."""
+        if len(data) <= SLICE_BYTES:
+            self._feed(data)
+            return
+        deadline = time.perf_counter() + TURN_SECONDS
+        for start in range(0, len(data), SLICE_BYTES):
+            if self._closing:
+                return
+            if start and time.perf_counter() > deadline:
+                self._backlog = data[start:]
+                self.pause("turn")
+                self.loop.call_soon(self._next_turn)
+                return
+            self._feed(data[start : start + SLICE_BYTES])
+
+    def _next_turn(self) -> None:
+        data, self._backlog = self._backlog, b""
+        if self._closing:
+            return
+        self._take(data)
+        if not self._backlog:
+            self.resume("turn")
+
+    def _feed(self, data: bytes) -> None:
         while data and not self._closing:
             self._progress = False
             try:

@@ -113,12 +113,13 @@ def _may_become_override(name: str) -> bool:
 
 def _may_hold_override(raw: bytes) -> bool:
     """Cheap pre-check: can any name in this (percent- or plus-encoded) text be an override
-    name? Only if ``method`` appears once it is decoded."""
+    name? Only if ``method`` appears once it is decoded and its brackets dropped."""
     if b"%" in raw:
         if b"%u" in raw or b"%U" in raw:  # (IIS escapes: see decode_name)
             return True
         raw = unquote_to_bytes(raw)
-    return b"method" in raw.lower()
+    # (brackets out: the qs/Rack reading of is_override_name drops them)
+    return b"method" in raw.lower().replace(b"[", b"").replace(b"]", b"")
 
 
 def check_params(encoded: bytes, where: str) -> None:
@@ -286,6 +287,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _PERCENT_OR_PLUS = re.compile(rb"[%+]")
 _NAME_RUN = re.compile(rb"[^%+&;=]*")
 _SEPARATOR = re.compile(rb"[&;]")
+_NAME_END = re.compile(rb"[&;=]")
 
 
 def _escape(raw: bytes, pos: int) -> tuple[str | None, int]:
@@ -356,23 +358,43 @@ class UrlencodedGate:
         return out
 
     def _scan(self, data: bytes) -> None:
-        if self._reading is None and not self._partial and not _may_hold_override(data):
-            # no name in these bytes can be one: only the last name (after a separator) counts
-            last = max(data.rfind(b"&"), data.rfind(b";"))
-            if last < 0:
+        if not self._partial and not _may_hold_override(data):
+            # No name that these bytes hold whole can be one: only the name going on from the
+            # last read (up to the first separator) and the last one (from the last) count.
+            first = _SEPARATOR.search(data)
+            if first is None:
+                if self._reading is not None:
+                    self._scan_names(data)
                 return
-            data = data[last:]
+            if self._reading is not None:  # (its separator too: it ends an escape cut short)
+                self._scan_names(data[: first.end()])
+            self._reading = None
+            data = data[max(data.rfind(b"&"), data.rfind(b";")) :]
+        self._scan_names(data)
+
+    def _scan_names(self, data: bytes) -> None:
         raw = self._partial + data
         self._partial = b""
         pos, n = 0, len(raw)
+        fresh = False  # at a name's start
         while pos < n:
             reading = self._reading
             if reading is None:  # skip to where the next name starts
                 m = _SEPARATOR.search(raw, pos)
                 if m is None:
                     return
-                self._reading, pos = _NameReading(), m.end()
+                self._reading, pos, fresh = _NameReading(), m.end(), True
                 continue
+            if fresh:  # a name that ends in these bytes is judged at once if it can be
+                fresh = False
+                end = _NAME_END.search(raw, pos)
+                if end is not None and not _may_hold_override(raw[pos : end.start()]):
+                    pos = end.end()
+                    if end.group() == b"=":
+                        self._reading = None
+                    else:
+                        self._reading, fresh = _NameReading(), True
+                    continue
             run = _NAME_RUN.match(raw, pos).end()  # type: ignore[union-attr]
             for char in raw[pos:run].decode("latin-1"):
                 if reading.push(char):
@@ -387,7 +409,7 @@ class UrlencodedGate:
                 return
             byte = raw[pos]
             if byte in b"&;":
-                self._reading, pos = _NameReading(), pos + 1
+                self._reading, pos, fresh = _NameReading(), pos + 1, True
             elif byte == 0x3D:  # "=": a value follows
                 self._reading, pos = None, pos + 1
             elif byte == 0x2B:  # "+"
@@ -463,6 +485,7 @@ class MultipartGate:
         out: list[bytes] = []
         pos = 0
         n = len(data)
+        low = data.lower()  # (for _harmless_lines: once per read)
         while pos < n:
             if self._cr:
                 self._cr = False
@@ -473,6 +496,10 @@ class MultipartGate:
                     continue
                 if pending:  # a Content-Disposition line ended with a bare CR
                     raise _bare_line_end()
+            if self._at_fresh_line():
+                pos = self._harmless_lines(data, low, pos, out)
+                if pos == n:
+                    break
             m = _LINE_END.search(data, pos)
             end = n if m is None else m.start()
             if self._rack:  # the rest of a line Rack reads a name in: held to its end
@@ -491,6 +518,32 @@ class MultipartGate:
 
     _pending_crlf = False  # the line that just ended must have ended with CRLF
 
+    def _at_fresh_line(self) -> bool:
+        return not (
+            self._line
+            or self._line_started
+            or self._watch
+            or self._rack
+            or self._after_cd
+            or self._cr
+        )
+
+    def _harmless_lines(self, data: bytes, low: bytes, pos: int, out: list[bytes]) -> int:
+        """At a line's start: release at once the whole lines ahead that cannot matter -- every
+        line the gate judges holds "content-" (a Content-Disposition or Content-ID header, or
+        Rack's reading of "content-disposition:" anywhere) -- up to the line that holds it.
+        Runs of ordinary lines (a file's content) then cost no Python step per line."""
+        found = low.find(b"content-", pos)
+        limit = len(data) if found < 0 else found
+        cut = max(data.rfind(b"\n", pos, limit), data.rfind(b"\r", pos, limit)) + 1
+        if cut <= pos:
+            return pos
+        if cut < len(data) and data[cut - 1] == 0x0D and data[cut] == 0x0A:
+            cut += 1  # (a CRLF is one line end)
+        out.append(data[pos:cut])
+        self._cr = data[cut - 1] == 0x0D and cut == len(data)
+        return cut
+
     def _line_run(self, data: bytes, pos: int, end: int, out: list[bytes]) -> int:
         """Bytes of a line being told (or judged): hold them, or release the line once it is
         known to be harmless. A line known to be a header is not classified again."""
@@ -498,11 +551,15 @@ class MultipartGate:
         ended = end < len(data)
         self._line += new
         if self._after_cd:
-            # the line after a Content-Disposition header may not be folded onto it
-            if not self._line_started and _LEADING_BLANKS.match(new).end():  # type: ignore[union-attr]
-                raise InvalidRequest(
-                    "Folded multipart headers are not accepted.", debug="obs-fold in part"
-                )
+            # The line after a Content-Disposition header may not be folded onto it: judged on
+            # the line's first bytes, however they arrive (a UTF-8 blank may come cut in two).
+            if not self._fold_judged:
+                head = bytes(self._line[:4])
+                if _LEADING_BLANKS.match(head).end():  # type: ignore[union-attr]
+                    raise InvalidRequest(
+                        "Folded multipart headers are not accepted.", debug="obs-fold in part"
+                    )
+                self._fold_judged = ended or not _PARTIAL_BLANK.fullmatch(head)
             self._colon = self._colon or b":" in new
             if not self._colon and (ended or len(self._line) >= MAX_LINE_PEEK) and self._line:
                 raise InvalidRequest(
@@ -532,6 +589,7 @@ class MultipartGate:
         return end  # undecided, or a header to judge at its end: held
 
     _class = "undecided"  # the current line: "undecided", "header" or "harmless"
+    _fold_judged = False  # (after a Content-Disposition line) the next one is not folded
     _indented = False  # the current line began with white space (released already)
     _line_started = False
     _colon = False  # (after a Content-Disposition header) the line has a colon
@@ -581,6 +639,7 @@ class MultipartGate:
             was_cd = _check_header_line(line)
         out.append(line + terminator)
         self._class, self._line_started, self._colon = "undecided", False, False
+        self._fold_judged = False
         self._indented = False
         self._after_cd = was_cd
         if was_cd:  # it must end with CRLF
@@ -744,6 +803,7 @@ class JsonGate:
 
     def __init__(self) -> None:
         self._last = b""
+        self._start = b""  # the first four bytes, until the encoding is judged
         self._state = _JSON_OUTSIDE
         self._string = bytearray()  # the first MAX_NAME_BYTES of the string being read
         self._long = False  # ... and there were more
@@ -751,6 +811,10 @@ class JsonGate:
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
+        if len(self._start) < 4:
+            self._start += data[: 4 - len(self._start)]
+            if len(self._start) == 4:
+                _check_json_encoding(self._start)
         self._scan(data)
         out, self._last = self._last + data[:-1], data[-1:]
         return out
@@ -804,8 +868,21 @@ class JsonGate:
         return name is None or is_override_name(name) or _may_become_override(name)
 
     def finish(self) -> bytes:
+        if len(self._start) < 4:
+            _check_json_encoding(self._start)
         last, self._last = self._last, b""
         return last
+
+
+def _check_json_encoding(start: bytes) -> None:
+    """JSON is UTF-8 (RFC 8259 §8.1), but Python's json.loads(bytes) -- Flask's get_json(),
+    Starlette's request.json() -- reads UTF-16 and UTF-32 too, telling them by a BOM or the
+    NULs in the first four bytes, whatever the Content-Type says: a scan of ASCII bytes would
+    see no member name there. Refused, as json.detect_encoding tells them."""
+    if json.detect_encoding(start) not in ("utf-8", "utf-8-sig"):
+        raise InvalidRequest(
+            "A JSON body must be UTF-8 (RFC 8259).", debug="JSON body not in UTF-8"
+        )
 
 
 def _json_name_is_override(raw: bytes) -> bool:
