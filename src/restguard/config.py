@@ -1,7 +1,10 @@
 """``restguard.toml`` -> frozen settings.
 
-Every mistake raises ``ConfigError`` whose message names the file, the key and the fix. Unknown
-keys are mistakes too (a typo must not silently fall back to a default).
+Every mistake is a ``ConfigError`` naming the file (and line), the key and the fix:
+``restguard.toml:14: routes[2].path: ... Fix: ...``. Unknown keys are mistakes too (a typo must
+not silently fall back to a default). Reading goes on after a mistake: ``validate`` returns every
+problem at once (``restguard check``), ``load`` raises the first. Values are parsed in
+``config_base``, routes read in ``config_routes``; lines come from ``wire.toml_lines``.
 """
 
 from __future__ import annotations
@@ -10,55 +13,54 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from restguard.authz.policy import AUTH_METHODS, HTTP_METHODS, PatternError, Policy, Route
-from restguard.authz.policy import compile_pattern as _compile
+from restguard.authz.policy import Route
+from restguard.config_base import (
+    MAX_DURATION,
+    ConfigError,
+    Doc,
+    KeyPath,
+    Reader,
+    http_url_problem,
+    parse_duration,
+    parse_rate,
+    scope_problem,
+    span,
+    upstream_url_problem,
+    valid_scope,
+)
+from restguard.config_routes import read_routes
+from restguard.wire.toml_lines import KeyLines, key_lines
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "MAX_DURATION",
+    "ConfigError",
+    "Listen",
+    "ServerSettings",
+    "Settings",
+    "UpstreamSettings",
+    "Validation",
+    "config_path",
+    "http_url_problem",
+    "load",
+    "parse_duration",
+    "parse_rate",
+    "scope_problem",
+    "upstream_url_problem",
+    "valid_scope",
+    "validate",
+]
 
 CONFIG_ENV = "RESTGUARD_CONFIG"
 STORE_TIMEOUT = 2.0
 DEFAULT_CONFIG = "restguard.toml"
-
-_DURATION = re.compile(r"^([1-9][0-9]{0,8})(ms|s|m|h|d)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_RATE = re.compile(r"^([1-9][0-9]{0,8})/(second|minute|hour|day)$")
-_RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-_SCOPE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 §3.3 scope-token
-
-
-class ConfigError(Exception):
-    """A configuration mistake: file, key, problem and fix in one message."""
-
-    def __init__(self, file: Path | str, key: str, problem: str, fix: str) -> None:
-        self.file, self.key, self.problem, self.fix = str(file), key, problem, fix
-        super().__init__(f"{file}: {key}: {problem}. Fix: {fix}")
-
-
-def parse_duration(text: str) -> float:
-    """'30d' -> seconds, '250ms' -> 0.25. A number with ms, s, m, h or d; ValueError otherwise."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise ValueError(
-            f"'{text}' is not a duration; write a number with ms, s, m, h or d, e.g. 30d"
-        )
-    unit = _DURATION_UNITS[m.group(2)]
-    return int(m.group(1)) * unit if unit >= 1 else int(m.group(1)) / 1000
-
-
-def parse_rate(text: str) -> tuple[int, float]:
-    """'100/minute' -> (100, 60.0)."""
-    m = _RATE.match(text.strip())
-    if not m:
-        raise ValueError(f"'{text}' is not a rate; write N/second, N/minute, N/hour or N/day")
-    return int(m.group(1)), _RATE_UNITS[m.group(2)]
-
-
-def valid_scope(scope: str) -> bool:
-    """True when ``scope`` is an RFC 6749 §3.3 scope-token."""
-    return bool(_SCOPE.match(scope))
+MAX_SETTING_DURATION = 86400.0  # a duration in restguard.toml: 1 day at most
+_SYNTAX_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,15 @@ class Settings:
     audit_required: bool = False  # true: a decision that cannot be recorded is refused (503)
     master_key_path: Path = Path("master.key")
     store_timeout: float = STORE_TIMEOUT  # every store operation's deadline, then 503
+    lines: KeyLines | None = field(default=None, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
         return self.file.parent
+
+    def error(self, path: KeyPath, problem: str, fix: str) -> ConfigError:
+        """A ConfigError about the key at ``path`` (``("routes", 2, "auth")``), with its line."""
+        return Doc(self.file, self.lines).error(path, problem, fix)
 
 
 def config_path(explicit: str | None) -> Path:
@@ -130,108 +137,65 @@ def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-class _Reader:
-    """Reads one table, remembering which keys were used so unknown ones can be refused."""
-
-    def __init__(self, file: Path, prefix: str, table: Any) -> None:
-        self.file, self.prefix = file, prefix
-        if not isinstance(table, dict):
-            raise ConfigError(file, prefix, "must be a table", f"write it as [{prefix}]")
-        self.table: dict[str, Any] = table
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str, problem: str, fix: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), problem, fix)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:
-        self.used.add(name)
-        if name not in self.table:
-            return default
-        value = self.table[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(
-                name, f"has the wrong type ({type(value).__name__})", f"write {example}"
-            )
-        return value
-
-    def strings(self, name: str, default: tuple[str, ...], example: str) -> tuple[str, ...]:
-        value = self.get(name, list, list(default), example)
-        if not all(isinstance(v, str) for v in value):
-            raise self.error(name, "must be a list of strings", f"write {example}")
-        return tuple(value)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used)) or "none"
-            raise self.error(unknown[0], "is not a known key", f"remove it; known keys: {known}")
-
-
-def _listen(r: _Reader, default: Listen) -> Listen:
-    text = r.get("listen", str, str(default), '"127.0.0.1:8080"')
+def _listen(r: Reader, name: str, default: Listen) -> Listen:
+    text = r.get(name, str, str(default), '"127.0.0.1:8080"')
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise r.error("listen", f"'{text}' is not host:port", 'write e.g. "127.0.0.1:8080"')
+        r.fail(name, f"'{text}' is not host:port", 'write e.g. "127.0.0.1:8080"')
+        return default
     return Listen(host, int(port))
 
 
-def _http_url(r: _Reader, name: str, default: str) -> str:
+def _http_url(r: Reader, name: str, default: str, *, upstream: bool = False) -> str:
     text: str = r.get(name, str, default, '"http://127.0.0.1:9000"')
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise r.error(name, f"'{text}' is not an http(s) URL", 'write e.g. "http://127.0.0.1:9000"')
-    if (port is not None and not 0 < port < 65536) or text.rstrip("/").endswith(":"):
-        raise r.error(name, f"'{text}' has no valid port", "write a port from 1 to 65535")
-    if parts.query or parts.fragment or parts.username:
-        raise r.error(name, "must not carry a query, fragment or user info", "remove them")
+    problem = (upstream_url_problem if upstream else http_url_problem)(text)
+    if problem is not None:
+        r.fail(name, *problem)
+        return default
     return text.rstrip("/")
 
 
-def _seconds(r: _Reader, name: str, default: float) -> float:
+def _seconds(r: Reader, name: str, default: float) -> float:
     text = r.get(name, str, f"{round(default * 1000)}ms", '"30s"')
     try:
-        return float(parse_duration(text))
+        return float(parse_duration(text, at_most=MAX_SETTING_DURATION))
     except ValueError as exc:
-        raise r.error(name, str(exc), 'write e.g. "30s"') from None
+        r.fail(name, str(exc), f'write e.g. "30s" or "250ms", at most {span(MAX_SETTING_DURATION)}')
+        return default
 
 
-def _positive(r: _Reader, name: str, default: int, what: str) -> int:
+def _positive(r: Reader, name: str, default: int, what: str) -> int:
     value: int = r.get(name, int, default, f"a positive number of {what}")
     if value <= 0:
-        raise r.error(name, "must be positive", f"write a positive number of {what}")
+        r.fail(name, "must be positive", f"write a positive number of {what}")
+        return default
     return value
 
 
-def _server(file: Path, table: Any) -> ServerSettings:
-    r = _Reader(file, "server", table)
+def _server(doc: Doc, table: Any) -> ServerSettings:
+    r = Reader(doc, ("server",), table)
     d = ServerSettings()
-    listen = _listen(r, d.listen)
+    listen = _listen(r, "listen", d.listen)
     public_url = _http_url(r, "public_url", f"http://{listen}")
     proxies = []
     for text in r.strings("trusted_proxies", (), '["10.0.0.0/8"]'):
         try:
             proxies.append(ipaddress.ip_network(text))
         except ValueError:
-            raise r.error(
+            r.fail(
                 "trusted_proxies",
                 f"'{text}' is not an address or network",
                 'write addresses or CIDR networks, e.g. ["10.0.0.5", "10.1.0.0/16"]',
-            ) from None
+            )
     body = _positive(r, "max_body_bytes", d.max_body_bytes, "bytes")
     head = _positive(r, "max_header_bytes", d.max_header_bytes, "bytes")
     failed = r.get("failed_attempts", str, "30/minute", '"30/minute"')
+    failed_rate = d.failed_attempts
     try:
         failed_rate = parse_rate(failed)
     except ValueError as exc:
-        raise r.error("failed_attempts", str(exc), 'write e.g. "30/minute"') from None
+        r.fail("failed_attempts", str(exc), 'write e.g. "30/minute"')
     settings = ServerSettings(
         listen,
         public_url,
@@ -255,16 +219,10 @@ def _server(file: Path, table: Any) -> ServerSettings:
     return settings
 
 
-def _upstream(file: Path, table: Any) -> UpstreamSettings:
-    r = _Reader(file, "upstream", table)
+def _upstream(doc: Doc, table: Any) -> UpstreamSettings:
+    r = Reader(doc, ("upstream",), table)
     d = UpstreamSettings()
-    url = _http_url(r, "url", d.url)
-    if urlsplit(url).path not in ("", "/"):
-        raise r.error(
-            "url",
-            "must not carry a path (the upstream gets the policy's path)",
-            'write only scheme, host and port, e.g. "http://127.0.0.1:9000"',
-        )
+    url = _http_url(r, "url", d.url, upstream=True)
     connect = _seconds(r, "connect_timeout", d.connect_timeout)
     timeout = _seconds(r, "timeout", d.timeout)
     pool = _positive(r, "pool_size", d.pool_size, "connections, e.g. 100")
@@ -272,158 +230,134 @@ def _upstream(file: Path, table: Any) -> UpstreamSettings:
     ca_text = r.get("ca_file", str, "", '"upstream-ca.pem"')
     ca_file = None
     if ca_text:
-        ca_file = Path(ca_text) if Path(ca_text).is_absolute() else file.parent / ca_text
+        base = doc.file.parent
+        ca_file = Path(ca_text) if Path(ca_text).is_absolute() else base / ca_text
         if not ca_file.is_file():
-            raise r.error(
+            r.fail(
                 "ca_file",
                 f"'{ca_file}' is not a file",
                 "give the path of a PEM file with the certificates to trust",
             )
-        if not url.startswith("https://"):
-            raise r.error("ca_file", "only applies to an https upstream", "remove it or use https")
+        elif "url" not in r.failed and not url.startswith("https://"):
+            r.fail("ca_file", "only applies to an https upstream", "remove it or use https")
     r.finish()
     return UpstreamSettings(url, connect, timeout, pool, ca_file, queue)
 
 
-def _route(file: Path, index: int, table: Any) -> Route:
-    r = _Reader(file, f"routes[{index}]", table)
-    if "path" not in table:
-        raise r.error("path", "is missing", 'add path = "/notes/{id}"')
-    path = r.get("path", str, "", '"/notes/{id}"')
-    try:
-        segments, subtree = _compile(path)
-    except PatternError as exc:
-        raise r.error(
-            "path", str(exc), "write literal segments, {param} and a trailing /**"
-        ) from None
-    methods = r.strings("methods", (), '["GET", "POST"]')
-    if not methods:
-        raise r.error("methods", "is missing or empty", 'add methods = ["GET"]')
-    for m in methods:
-        if m not in HTTP_METHODS:
-            raise r.error(
-                "methods",
-                f"'{m}' is not a supported method",
-                f"use upper-case names from {', '.join(HTTP_METHODS)}",
-            )
-    if "HEAD" in methods and "GET" not in methods:
-        # A HEAD request is decided exactly as GET (frameworks run the GET handler for it).
-        raise r.error(
-            "methods",
-            "HEAD is decided as GET, so a route cannot allow HEAD without GET",
-            'add "GET" to the list, or remove "HEAD"',
-        )
-    public = r.get("public", bool, False, "true or false")
-    scopes = r.strings("scopes", (), '["notes:read"]')
-    for s in scopes:
-        if not valid_scope(s):
-            raise r.error("scopes", f"'{s}' is not a valid scope", "use printable ASCII, no spaces")
-    auth = r.strings("auth", AUTH_METHODS, '["api_key"]')
-    for a in auth:
-        if a not in AUTH_METHODS:
-            raise r.error("auth", f"'{a}' is not an auth method", f"use {', '.join(AUTH_METHODS)}")
-    if not auth:
-        raise r.error("auth", "is empty", "list at least one method, or set public = true")
-    if public and ("scopes" in table or "auth" in table):
-        raise r.error(
-            "public",
-            "a public route takes no scopes or auth methods",
-            "remove scopes/auth, or remove public = true",
-        )
-    rate = None
-    if "rate_limit" in table:
-        try:
-            rate = parse_rate(r.get("rate_limit", str, "", '"100/minute"'))
-        except ValueError as exc:
-            raise r.error("rate_limit", str(exc), 'write e.g. "100/minute"') from None
-    forward = r.get("forward_credentials", bool, False, "true or false")
-    r.finish()
-    route = Route(
-        index,
-        path,
-        frozenset(methods),
-        scopes,
-        public,
-        tuple(dict.fromkeys(auth)),
-        rate,
-        forward,
-        segments,
-        subtree,
-    )
-    reserved = Policy.overlaps_reserved(route)
-    if reserved:
-        raise r.error(
-            "path",
-            f"'{path}' overlaps restguard's own endpoint {reserved}",
-            "choose a path outside /.well-known/, /oauth2/, /oauth1/, /login and /consent",
-        )
-    return route
-
-
-def _resolve_db(file: Path, r: _Reader, text: str) -> str:
+def _database(r: Reader, default: str) -> str:
+    text: str = r.get("database", str, default, '"sqlite:///restguard.db"')
+    fix = 'write "sqlite:///restguard.db" or "postgresql://user@host/db"'
     if text.startswith("sqlite:///"):
         rest = text[len("sqlite:///") :]
         if not rest or rest.startswith(":memory:"):
-            raise r.error("database", "needs a file", 'write "sqlite:///restguard.db"')
+            r.fail("database", "needs a file", 'write "sqlite:///restguard.db"')
+            return ""
         p = Path(rest)
-        return "sqlite:///" + str(p if p.is_absolute() else (file.parent / p).resolve())
-    if text.startswith(("postgresql://", "postgresql+psycopg://")):
-        return text
-    raise r.error(
-        "database",
-        f"'{text}' is not a supported database URL",
-        'write "sqlite:///restguard.db" or "postgresql://user@host/db"',
-    )
+        text = "sqlite:///" + str(p if p.is_absolute() else (r.doc.file.parent / p).resolve())
+    elif not text.startswith(("postgresql://", "postgresql+psycopg://")):
+        r.fail("database", f"'{text}' is not a supported database URL", fix)
+        return ""
+    from restguard.store.sql.engine import parse_url  # (SQLAlchemy, only when reading one)
+
+    try:
+        parse_url(text)
+    except ValueError as exc:
+        r.fail("database", f"'{text}' does not parse: {exc}", fix)
+        return ""
+    return text
+
+
+def _read(text: str, file: Path) -> tuple[dict[str, Any], Doc]:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = _SYNTAX_LINE.search(str(exc))
+        raise ConfigError(
+            file,
+            "(syntax)",
+            str(exc),
+            "correct the TOML syntax",
+            line=int(m.group(1)) if m else None,
+        ) from None
+    return raw, Doc(file, key_lines(text, raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """Every problem of one configuration file, in file order. ``settings`` is what was read
+    (a key with a problem holds its default) and None when the file does not parse: use it
+    only when ``ok``, or to look further where no problem was found (``restguard check``)."""
+
+    settings: Settings | None
+    problems: tuple[ConfigError, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(file: Path) -> Validation:
+    """Read and check ``file``, going on after each mistake: every problem, in file order."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        error = ConfigError(
+            file, "(file)", "does not exist", "run 'restguard init --dir DIR' or pass --config PATH"
+        )
+        return Validation(None, (error,))
+    except (OSError, UnicodeDecodeError) as exc:
+        error = ConfigError(
+            file, "(file)", f"cannot be read ({exc})", "check the path and its permissions"
+        )
+        return Validation(None, (error,))
+    try:
+        raw, doc = _read(text, file.resolve())
+    except ConfigError as exc:
+        return Validation(None, (exc,))
+    settings = _settings(doc, raw)
+    problems = sorted(doc.problems, key=lambda e: e.line or 1 << 30)  # (stable: file order)
+    return Validation(settings, tuple(problems))
 
 
 def load(file: Path) -> Settings:
-    """Read and check ``file``; raise ConfigError naming file, key and fix."""
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            file, "(file)", "does not exist", "run 'restguard init --dir DIR' or pass --config PATH"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", str(exc), "correct the TOML syntax") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            file, "(file)", f"cannot be read ({exc})", "check the path and its permissions"
-        ) from None
-    file = file.resolve()
-    top = _Reader(file, "", raw)
-    server = _server(file, top.get("server", dict, {}, "a [server] table"))
-    admin_r = _Reader(file, "admin", top.get("admin", dict, {}, "an [admin] table"))
-    admin_listen = _listen(admin_r, Listen("127.0.0.1", 8081))
+    """Read and check ``file``; raise the first ConfigError (``.problems`` holds them all)."""
+    result = validate(file)
+    if result.problems:
+        first = result.problems[0]
+        first.problems = result.problems
+        raise first
+    assert result.settings is not None
+    return result.settings
+
+
+def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
+    top = Reader(doc, (), raw)
+    server = _server(doc, top.get("server", dict, {}, "a [server] table"))
+    admin_r = Reader(doc, ("admin",), top.get("admin", dict, {}, "an [admin] table"))
+    admin_listen = _listen(admin_r, "listen", Listen("127.0.0.1", 8081))
     admin_r.finish()
-    storage = _Reader(file, "storage", top.get("storage", dict, {}, "a [storage] table"))
-    db = _resolve_db(
-        file,
-        storage,
-        storage.get("database", str, "sqlite:///restguard.db", '"sqlite:///restguard.db"'),
-    )
+    storage = Reader(doc, ("storage",), top.get("storage", dict, {}, "a [storage] table"))
+    db = _database(storage, "sqlite:///restguard.db")
     redis = storage.get("redis", str, "", '"redis://127.0.0.1:6379/0"')
     if redis and not redis.startswith(("redis://", "rediss://")):
-        raise storage.error(
+        storage.fail(
             "redis", f"'{redis}' is not a redis URL", 'write "redis://127.0.0.1:6379/0" or ""'
         )
     store_timeout = _seconds(storage, "timeout", STORE_TIMEOUT)
     storage.finish()
-    upstream = _upstream(file, top.get("upstream", dict, {}, "an [upstream] table"))
-    route_tables = top.get("routes", list, [], "[[routes]] tables")
-    routes = tuple(_route(file, i, t) for i, t in enumerate(route_tables))
-    audit = _Reader(file, "audit", top.get("audit", dict, {}, "an [audit] table"))
+    upstream = _upstream(doc, top.get("upstream", dict, {}, "an [upstream] table"))
+    routes = read_routes(doc, top.get("routes", list, [], "[[routes]] tables"))
+    audit = Reader(doc, ("audit",), top.get("audit", dict, {}, "an [audit] table"))
     audit_text = audit.get("path", str, "audit.log", '"audit.log" (or "" to turn the file off)')
     required = audit.get("required", bool, False, "true or false")
     if required and not audit_text:
-        raise audit.error(
-            "required", "needs an audit file", 'set [audit] path, or remove "required"'
-        )
+        audit.fail("required", "needs an audit file", 'set [audit] path, or remove "required"')
     audit.finish()
-    keys = _Reader(file, "keys", top.get("keys", dict, {}, "a [keys] table"))
+    keys = Reader(doc, ("keys",), top.get("keys", dict, {}, "a [keys] table"))
     master = Path(keys.get("master_key", str, "master.key", '"master.key"'))
     keys.finish()
     top.finish()
+    file = doc.file
     return Settings(
         file=file,
         server=server,
@@ -436,4 +370,5 @@ def load(file: Path) -> Settings:
         audit_required=required,
         master_key_path=master if master.is_absolute() else file.parent / master,
         store_timeout=store_timeout,
+        lines=doc.lines,
     )

@@ -118,6 +118,18 @@ class NotFound(AuthError):
     default_description = "No route matches this request."
 
 
+class MethodNotAllowed(AuthError):
+    """405: one of restguard's own endpoints, asked with a method it does not serve. RFC 9110
+    §15.5.6: the origin server MUST generate an Allow header field in a 405 response."""
+
+    status = 405
+    error = "invalid_request"
+    default_description = "This endpoint does not serve this method."
+
+    def __init__(self, allow: str, *, debug: str = "") -> None:
+        super().__init__(debug=debug, headers=(("allow", allow),))
+
+
 class RateLimited(AuthError):
     status = 429
     error = "rate_limited"

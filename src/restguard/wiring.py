@@ -40,16 +40,25 @@ AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
 }
 
 
+def unservable_routes(settings: Settings) -> list[ConfigError]:
+    """A problem for every protected route that accepts no method this build provides."""
+    return [
+        settings.error(
+            ("routes", route.index + 1, "auth"),
+            f"none of {', '.join(route.auth)} is available in this version",
+            f"use one of {', '.join(AUTHENTICATORS)}",
+        )
+        for route in settings.routes
+        if not route.public and not any(m in AUTHENTICATORS for m in route.auth)
+    ]
+
+
 def check_routes_servable(settings: Settings) -> None:
     """Every protected route must accept at least one method this build provides."""
-    for route in settings.routes:
-        if not route.public and not any(m in AUTHENTICATORS for m in route.auth):
-            raise ConfigError(
-                settings.file,
-                f"routes[{route.index}].auth",
-                f"none of {', '.join(route.auth)} is available in this version",
-                f"use one of {', '.join(AUTHENTICATORS)}",
-            )
+    problems = unservable_routes(settings)
+    if problems:
+        problems[0].problems = tuple(problems)
+        raise problems[0]
 
 
 @dataclass
@@ -139,9 +148,8 @@ async def open_runtime(
             try:
                 audit = JsonLinesAudit(settings.audit_path, required=settings.audit_required)
             except OSError as exc:
-                raise ConfigError(
-                    settings.file,
-                    "audit.path",
+                raise settings.error(
+                    ("audit", "path"),
                     f"cannot open {settings.audit_path} ({exc.strerror or exc})",
                     'choose a writable path, or "" to turn the file off',
                 ) from None

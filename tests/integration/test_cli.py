@@ -198,7 +198,8 @@ def test_create_human_output_shows_the_key_once(runner: CliRunner, config: str) 
     [
         (("--expires-in", "10x"), "not a duration"),
         (("--expires-in", "0d"), "not a duration"),
-        (("--scope", "bad scope"), "not a valid scope"),
+        (("--scope", "bad scope"), "has white space"),
+        (("--scope", "a,b"), "has a comma"),
         (("--scope", ""), "not a valid scope"),
     ],
 )
@@ -524,7 +525,9 @@ def test_broken_config_gives_one_clear_line(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     line = lines[0]
-    assert line.startswith(f"Error: {path.resolve()}: routes[0].methods: ")
+    text = path.read_text().splitlines()
+    number = text.index('methods = ["get"]') + 1
+    assert line.startswith(f"Error: {path.resolve()}:{number}: routes[1].methods: ")
     assert "'get' is not a supported method" in line
     assert "Fix: use upper-case names" in line
     assert "Traceback" not in result.output

@@ -23,32 +23,22 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from restguard.authz.paths import decode_path, normalise_path
+from restguard.authz.pattern_hints import pattern_hint
 from restguard.errors import InvalidRequest, NotFound
-
-# restguard's own endpoints on the gateway listener (CONTRACT "Authorization server endpoints").
-RESERVED_PREFIXES = ("/.well-known/", "/oauth2/", "/oauth1/")
-RESERVED_PATHS = ("/login", "/consent")
-RESERVED_ENDPOINTS = (
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/jwks.json",
-    "/oauth2/authorize",
-    "/oauth2/token",
-    "/oauth2/introspect",
-    "/oauth2/revoke",
-    "/oauth2/device_authorization",
-    "/oauth1/request_token",
-    "/oauth1/authorize",
-    "/oauth1/access_token",
-)
 
 AUTH_METHODS = ("api_key", "signature", "jwt", "oauth2", "oauth1")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 _PARAM = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+PATTERN_FIX = "write literal segments, {name} for one segment and a trailing /** for a subtree"
 
 
 class PatternError(ValueError):
-    """A route pattern is not valid; the message says why."""
+    """A route pattern is not valid: ``problem`` says why, ``fix`` what to write instead."""
+
+    def __init__(self, problem: str, fix: str = PATTERN_FIX) -> None:
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,32 +116,30 @@ class Route:
 
 def compile_pattern(pattern: str) -> tuple[tuple[str | None, ...], bool]:
     """Compile a route path into (segments, subtree); literal segments must be in the normal
-    form the path normaliser produces, or no request could ever match them."""
-    if not pattern.startswith("/"):
-        raise PatternError("a route path starts with '/'")
+    form the path normaliser produces, or no request could ever match them. Other routers'
+    syntax (``:id``, ``*``, ``<id>``, ``{id:int}``, regular expressions) is refused with the
+    spelling to write instead (``authz/pattern_hints.py``): taken literally it would never match."""
+    hint = pattern_hint(pattern)
+    if hint is not None:
+        raise PatternError(*hint)
     subtree = pattern == "/**" or pattern.endswith("/**")
     body = pattern[: -len("/**")] if subtree else pattern
     if body == "":
         return (), subtree
-    segments: list[str | None] = []
-    for segment in body.split("/")[1:]:
-        if _PARAM.match(segment):
-            segments.append(None)
-        elif "{" in segment or "}" in segment or "*" in segment:
-            raise PatternError(
-                f"'{segment}' in '{pattern}': use {{name}} for a whole segment and a trailing /**"
-            )
-        else:
-            segments.append(segment)  # (decoded below, once its normal form is checked)
+    segments: list[str | None] = [
+        None if _PARAM.match(segment) else segment for segment in body.split("/")[1:]
+    ]  # (literals are decoded below, once their normal form is checked)
     literal = "/" + "/".join("p" if s is None else s for s in segments)
     try:
         normal = normalise_path(literal.encode("ascii"))
-    except (InvalidRequest, UnicodeEncodeError) as exc:
-        raise PatternError(
-            f"'{pattern}' is not a valid path ({exc.args[0] if exc.args else exc})"
-        ) from None
+    except InvalidRequest as exc:
+        raise PatternError(f"'{pattern}' is not a valid path ({exc.debug or exc})") from None
     if normal != literal or (subtree and literal.endswith("/")):
-        raise PatternError(f"'{pattern}' is not in normal form (dot segments, '//', encodings)")
+        raise PatternError(
+            f"'{pattern}' is not in normal form (dot segments, '//', encodings)",
+            "write the path as requests arrive after normalisation: no '.' or '..' segments, "
+            "no '//', percent-encode only what must be",
+        )
     # Routes match decoded paths (``decode_path``): literals are kept decoded too.
     return tuple(None if s is None else unquote(s) for s in segments), subtree
 
@@ -223,16 +211,3 @@ class Policy:
                     debug=f"{path} folds onto route {route.path}",
                 )
         raise NotFound(debug=f"no route for {method} {path}")
-
-    @staticmethod
-    def overlaps_reserved(route: Route) -> str | None:
-        """The reserved endpoint a route could capture, if any (a start-up error)."""
-        probes = (*RESERVED_PATHS, *RESERVED_ENDPOINTS)
-        for probe in probes:
-            if route.matches_path(probe):
-                return probe
-        first = route.path.split("/")[1]
-        for reserved in (*RESERVED_PREFIXES, *RESERVED_PATHS):
-            if first == reserved.strip("/"):
-                return reserved + ("**" if reserved.endswith("/") else "")
-        return None

@@ -17,7 +17,7 @@ from restguard.cli.context import (
     with_store,
 )
 from restguard.cli.output import emit_json, iso, success, table
-from restguard.config import parse_duration, valid_scope
+from restguard.config import parse_duration, scope_problem
 from restguard.credentials.apikey import check_name, generate_key, new_record
 from restguard.keys.hashing import token_digest
 from restguard.store.errors import UnknownRecord
@@ -40,8 +40,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def _scopes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     for scope in value:
-        if not valid_scope(scope):
-            raise click.BadParameter(f"'{scope}' is not a valid scope (printable ASCII, no spaces)")
+        problem = scope_problem(scope)
+        if problem:
+            raise click.BadParameter(f"{problem}: repeat --scope for each one")
     return tuple(dict.fromkeys(value))
 
 
@@ -94,7 +95,7 @@ def apikey() -> None:
     "--expires-in",
     callback=_duration,
     metavar="DURATION",
-    help="Lifetime: a number with s, m, h or d (default: no expiry).",
+    help="Lifetime: a number with ms, s, m, h or d (default: no expiry).",
 )
 @config_option
 @json_option

@@ -34,7 +34,9 @@ def settings_from(config: str | None) -> Settings:
     try:
         return load(config_path(config))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        more = len(exc.problems) - 1
+        hint = f" ({more} more: 'restguard check' lists them all)" if more else ""
+        raise click.ClickException(f"{exc}{hint}") from None
 
 
 def friendly(fn: Callable[P, T]) -> Callable[P, T]:

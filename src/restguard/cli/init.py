@@ -9,6 +9,7 @@ import click
 
 from restguard.cli.context import resolve
 from restguard.cli.output import success
+from restguard.config import upstream_url_problem
 from restguard.keys.sealing import generate_master_key
 from restguard.store.sql import migrate
 
@@ -85,7 +86,8 @@ queue_timeout = "5s"
 
 # Routes are tried in file order; the first whose path and method match decides.
 # A request that matches no route gets 404 and never reaches the upstream (default deny).
-# path: literal segments, {{param}} for one segment, a trailing /** for a subtree.
+# path: literal segments, {{param}} for one segment, a trailing /** for a subtree ("/**" is
+# every path: restguard's own endpoints, such as /.well-known/jwks.json, are answered first).
 # auth: which credential kinds the route accepts (default: all of them).
 {routes}"""
 
@@ -135,6 +137,13 @@ def write_data_dir(
     return config
 
 
+def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = upstream_url_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"{problem[0]}; {problem[1]}")
+    return value.rstrip("/")
+
+
 @click.command()
 @click.option(
     "--dir",
@@ -147,7 +156,8 @@ def write_data_dir(
     "--upstream",
     default="http://127.0.0.1:9000",
     show_default=True,
-    help="The URL of the REST API to protect.",
+    callback=_upstream,
+    help="The URL of the REST API to protect (scheme, host and port).",
 )
 def init(directory: str, upstream: str) -> None:
     """Write a starter config, database and master key."""

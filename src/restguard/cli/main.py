@@ -7,6 +7,7 @@ import click
 from restguard import __version__
 from restguard.cli.apikey import apikey
 from restguard.cli.audit import audit
+from restguard.cli.check import check
 from restguard.cli.init import init
 from restguard.cli.quickstart import quickstart
 from restguard.cli.server import migrate, serve
@@ -23,6 +24,7 @@ def cli() -> None:
 
 for command in (quickstart, init, serve, migrate, apikey, audit):
     cli.add_command(command)
+cli.add_command(check)
 
 
 def main() -> None:

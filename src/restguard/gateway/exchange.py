@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from restguard.authz.endpoints import OwnEndpoint, served_endpoint
 from restguard.edge.problem import problem
 from restguard.edge.view import build_view
 from restguard.errors import (
@@ -36,6 +37,7 @@ from restguard.errors import (
     UpstreamTimeout,
 )
 from restguard.gateway.headers import client_head, upstream_head
+from restguard.gateway.own import answer_own
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
 from restguard.guard import Decision
@@ -215,13 +217,6 @@ class Exchange:
 
     async def _decide_and_forward(self) -> None:
         gw = self.gw
-        if self.target == b"/.well-known/jwks.json" and self.method in ("GET", "HEAD"):
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"public, max-age=300"),
-            ]
-            self._respond(200, headers, gw.jwks_body())
-            return
         if self.finished:  # refused while its head was being read on (a body refusal)
             return
         try:
@@ -239,6 +234,10 @@ class Exchange:
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
             raise
+        endpoint = served_endpoint(view.path)
+        if endpoint is not None:  # restguard's own endpoints come before the policy
+            self._answer_own(endpoint)
+            return
         decision = await gw.guard.decide(view, deferred=True)
         self._decision = decision  # (recorded when the exchange ends: the status sent)
         if self.finished or self._discard:
@@ -260,6 +259,14 @@ class Exchange:
             if self.finished or self._discard:
                 return
         await self._forward(fresh=False)
+
+    def _answer_own(self, endpoint: OwnEndpoint) -> None:
+        status, headers, body = answer_own(self.gw, endpoint, self.method)
+        if not self.body_complete:  # the rest of a body is read and discarded
+            self._discard = True
+            if self.expect_continue:
+                self._close_after = True
+        self._respond(status, headers, body)
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""

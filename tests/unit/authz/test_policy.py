@@ -1,4 +1,4 @@
-"""authz/policy.py: first match wins, default deny, patterns, reserved endpoints."""
+"""authz/policy.py: first match wins, default deny, patterns."""
 
 from __future__ import annotations
 
@@ -166,61 +166,6 @@ def test_default_deny() -> None:
 def test_empty_policy_denies_everything() -> None:
     with pytest.raises(NotFound):
         Policy([]).match("GET", "/")
-
-
-# --- reserved endpoints ---------------------------------------------------------------------------
-
-OVERLAPPING = [
-    "/login",
-    "/consent",
-    "/{x}",
-    "/**",
-    "/{a}/{b}",
-    "/oauth2/anything",
-    "/oauth2/**",
-    "/oauth1/request_token",
-    "/oauth1/{x}",
-    "/.well-known/**",
-    "/.well-known/jwks.json",
-    "/{x}/jwks.json",
-    "/consent/**",
-    "/login/**",
-]
-
-
-@pytest.mark.parametrize("pattern", OVERLAPPING)
-def test_overlaps_reserved(pattern: str) -> None:
-    assert Policy.overlaps_reserved(route(0, pattern)) is not None
-
-
-@pytest.mark.parametrize(
-    "pattern", ["/{x}/authorize", "/{x}/access_token", "/{x}/introspect", "/{x}/revoke"]
-)
-def test_param_routes_capturing_other_endpoints_overlap(pattern: str) -> None:
-    assert Policy.overlaps_reserved(route(0, pattern)) is not None
-
-
-NOT_OVERLAPPING = [
-    "/notes/**",
-    "/notes/{id}",
-    "/logins",
-    "/api/login",
-    "/well-known/x",
-    "/oauth3/token",
-    "/{x}/notes",
-    "/",
-]
-
-
-@pytest.mark.parametrize("pattern", NOT_OVERLAPPING)
-def test_does_not_overlap_reserved(pattern: str) -> None:
-    assert Policy.overlaps_reserved(route(0, pattern)) is None
-
-
-def test_overlap_names_the_endpoint() -> None:
-    assert Policy.overlaps_reserved(route(0, "/login")) == "/login"
-    assert Policy.overlaps_reserved(route(0, "/oauth2/anything")) == "/oauth2/**"
-    assert (Policy.overlaps_reserved(route(0, "/.well-known/**")) or "").startswith("/.well-known/")
 
 
 # --- HEAD is decided as GET ----------------------------------------------------------------------

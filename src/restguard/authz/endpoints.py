@@ -1,0 +1,81 @@
+"""restguard's own endpoints on the gateway listener, in one place.
+
+CONTRACT "Configuration": restguard's own endpoints are matched before the policy, so ``/**``
+and ``/{tenant}/**`` routes are fine; a route that names one of them literally is a
+configuration error. Every endpoint the contract promises ("Authorization server endpoints") is
+listed here; ``served`` says whether this version answers it. Only served endpoints are matched
+before the policy (an unserved path is an ordinary path: the policy decides it), but a route
+naming any of them literally is refused already, so a later version that serves it cannot
+silently take a route's path away. An issue that adds an endpoint sets ``served = True`` here
+and registers its handler in ``gateway/own.py`` (a test holds the two in step).
+
+Embedded mode (``restguard.asgi``, ``restguard.fastapi``) serves none of them: there every
+path is the app's and the policy decides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from restguard.authz.policy import Route, fold
+
+
+@dataclass(frozen=True, slots=True)
+class OwnEndpoint:
+    """One of restguard's own endpoints (its path is in normal form)."""
+
+    path: str
+    methods: tuple[str, ...]  # GET implies HEAD, as for routes
+    reference: str
+    served: bool = False  # this version answers it on the gateway listener
+
+    def allows(self, method: str) -> bool:
+        return method in self.methods or (method == "HEAD" and "GET" in self.methods)
+
+    @property
+    def allow_header(self) -> str:
+        """The ``Allow`` value of a 405 (RFC 9110 §15.5.6)."""
+        extra = ("HEAD",) if "GET" in self.methods and "HEAD" not in self.methods else ()
+        return ", ".join((*self.methods, *extra))
+
+
+OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
+    OwnEndpoint("/.well-known/jwks.json", ("GET",), "RFC 7517 §5", served=True),
+    OwnEndpoint("/.well-known/oauth-authorization-server", ("GET",), "RFC 8414 §3"),
+    OwnEndpoint("/oauth2/authorize", ("GET",), "RFC 6749 §3.1"),
+    OwnEndpoint("/oauth2/token", ("POST",), "RFC 6749 §3.2"),
+    OwnEndpoint("/oauth2/introspect", ("POST",), "RFC 7662 §2"),
+    OwnEndpoint("/oauth2/revoke", ("POST",), "RFC 7009 §2"),
+    OwnEndpoint("/oauth2/device_authorization", ("POST",), "RFC 8628 §3.1"),
+    OwnEndpoint("/login", ("GET", "POST"), "CONTRACT: login page"),
+    OwnEndpoint("/consent", ("GET", "POST"), "CONTRACT: consent page"),
+    OwnEndpoint("/oauth1/request_token", ("POST",), "RFC 5849 §2.1"),
+    OwnEndpoint("/oauth1/authorize", ("GET", "POST"), "RFC 5849 §2.2"),
+    OwnEndpoint("/oauth1/access_token", ("POST",), "RFC 5849 §2.3"),
+)
+
+_SERVED = {e.path: e for e in OWN_ENDPOINTS if e.served}
+_FOLDED = {fold(e.path): e for e in OWN_ENDPOINTS}
+
+
+def served_endpoint(path: str) -> OwnEndpoint | None:
+    """The endpoint this version answers at the normalised ``path``, if any (exact match:
+    restguard's paths are case-sensitive)."""
+    return _SERVED.get(path)
+
+
+def named_endpoint(route: Route) -> OwnEndpoint | None:
+    """The own endpoint ``route`` names literally, if any (a configuration error).
+
+    Literally: every segment of the route's path is literal and, ignoring letter case and one
+    trailing slash (as lenient upstream routers do), the path is the endpoint's, or a subtree
+    rooted at it (``/login/**``). Parameters and subtrees above an endpoint (``/{page}``,
+    ``/**``, ``/oauth2/**``) name none: the endpoint is matched first and the route has the
+    rest."""
+    if any(s is None for s in route._segments):
+        return None
+    literal = "/" + "/".join(s for s in route._segments if s is not None)
+    folded = fold(literal)
+    if len(folded) > 1 and folded.endswith("/"):
+        folded = folded[:-1]
+    return _FOLDED.get(folded)

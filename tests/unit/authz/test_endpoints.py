@@ -1,0 +1,106 @@
+"""authz/endpoints.py: the one list of restguard's own endpoints, and which routes name one."""
+
+from __future__ import annotations
+
+import pytest
+
+from restguard.authz.endpoints import OWN_ENDPOINTS, named_endpoint, served_endpoint
+from restguard.authz.policy import Route, compile_pattern
+
+# CONTRACT "Authorization server endpoints (gateway listener)", written out again on purpose.
+CONTRACT = {
+    "/.well-known/oauth-authorization-server": {"GET"},
+    "/.well-known/jwks.json": {"GET"},
+    "/oauth2/authorize": {"GET"},
+    "/oauth2/token": {"POST"},
+    "/oauth2/introspect": {"POST"},
+    "/oauth2/revoke": {"POST"},
+    "/oauth2/device_authorization": {"POST"},
+    "/login": {"GET", "POST"},
+    "/consent": {"GET", "POST"},
+    "/oauth1/request_token": {"POST"},
+    "/oauth1/authorize": {"GET", "POST"},
+    "/oauth1/access_token": {"POST"},
+}
+
+
+def route(path: str) -> Route:
+    segments, subtree = compile_pattern(path)
+    return Route(0, path, frozenset({"GET"}), _segments=segments, _subtree=subtree)
+
+
+def test_every_endpoint_the_contract_promises_is_listed_once() -> None:
+    listed = {e.path: set(e.methods) for e in OWN_ENDPOINTS}
+    assert len(listed) == len(OWN_ENDPOINTS)
+    assert listed == CONTRACT
+
+
+def test_endpoint_paths_are_in_normal_form() -> None:
+    for endpoint in OWN_ENDPOINTS:
+        assert compile_pattern(endpoint.path) == (tuple(endpoint.path.split("/")[1:]), False)
+
+
+def test_this_version_serves_the_jwks_only() -> None:
+    assert [e.path for e in OWN_ENDPOINTS if e.served] == ["/.well-known/jwks.json"]
+    jwks = served_endpoint("/.well-known/jwks.json")
+    assert jwks is not None and jwks.allows("GET") and jwks.allows("HEAD")
+    assert not jwks.allows("POST") and not jwks.allows("OPTIONS")
+    assert jwks.allow_header == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/login", "/oauth2/token", "/.well-known/oauth-authorization-server", "/JWKS.json", "/"],
+)
+def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
+    assert served_endpoint(path) is None
+
+
+def test_served_paths_keep_their_case() -> None:
+    assert served_endpoint("/.well-known/JWKS.json") is None
+    assert served_endpoint("/.well-known/jwks.json/") is None
+
+
+NAMING = [
+    ("/login", "/login"),
+    ("/consent", "/consent"),
+    ("/oauth2/token", "/oauth2/token"),
+    ("/oauth1/access_token", "/oauth1/access_token"),
+    ("/.well-known/jwks.json", "/.well-known/jwks.json"),
+    ("/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server"),
+    ("/Login", "/login"),  # case-insensitive upstream routers
+    ("/OAUTH2/Token", "/oauth2/token"),
+    ("/login/", "/login"),  # one trailing slash
+    ("/login/**", "/login"),  # a subtree rooted at it
+    ("/.well-known/jwks.json/**", "/.well-known/jwks.json"),
+]
+
+
+@pytest.mark.parametrize(("path", "endpoint"), NAMING)
+def test_a_route_naming_an_endpoint_literally(path: str, endpoint: str) -> None:
+    found = named_endpoint(route(path))
+    assert found is not None and found.path == endpoint
+
+
+NOT_NAMING = [
+    "/**",
+    "/{tenant}/**",
+    "/{page}",
+    "/{a}/{b}",
+    "/oauth2/**",
+    "/oauth2/{action}",
+    "/.well-known/**",
+    "/{x}/jwks.json",
+    "/.well-known/security.txt",
+    "/.well-known/acme-challenge/**",
+    "/oauth2/token/extra",
+    "/logins",
+    "/api/login",
+    "/notes/**",
+    "/",
+]
+
+
+@pytest.mark.parametrize("path", NOT_NAMING)
+def test_patterns_and_other_paths_name_no_endpoint(path: str) -> None:
+    assert named_endpoint(route(path)) is None
