@@ -20,19 +20,35 @@ from restguard.wiring import open_store_for
 P = ParamSpec("P")
 T = TypeVar("T")
 
+CONFIG_HELP = "Configuration file (default: $RESTGUARD_CONFIG, then ./restguard.toml)."
 config_option = click.option(
     "--config",
     "config",
+    type=click.Path(dir_okay=False),  # also what shell completion offers: files
     metavar="PATH",
     default=None,
-    help="Configuration file (default: $RESTGUARD_CONFIG or ./restguard.toml).",
+    help=CONFIG_HELP,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout."
+)
+
+
+def given_config(config: str | None) -> str | None:
+    """The --config a command was given: after the subcommand, else before it
+    (``restguard --config X apikey list``); ``None`` leaves it to $RESTGUARD_CONFIG."""
+    ctx = click.get_current_context(silent=True)
+    root: str | None = ctx.find_root().params.get("config") if ctx is not None else None
+    if config is None:
+        return root
+    if root is not None and resolve(root) != resolve(config):
+        raise click.UsageError(f"--config is given twice ({root} and {config}); give it once")
+    return config
 
 
 def settings_from(config: str | None) -> Settings:
     try:
-        return load(config_path(config))
+        return load(config_path(given_config(config)))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
