@@ -13,8 +13,9 @@ import click
 from restguard.config import ConfigError, Settings, config_path, load
 from restguard.errors import BackendUnavailable
 from restguard.keys.sealing import MasterKeyError
-from restguard.store.errors import StoreError
+from restguard.store.errors import DriverMissing, StoreError
 from restguard.store.ports import Store
+from restguard.store.sql.engine import require_postgres_driver
 from restguard.wiring import open_store_for
 
 P = ParamSpec("P")
@@ -48,9 +49,15 @@ def given_config(config: str | None) -> str | None:
 
 def settings_from(config: str | None) -> Settings:
     try:
-        return load(config_path(given_config(config)))
+        settings = load(config_path(given_config(config)))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.database_url.startswith("postgresql"):  # the driver is an extra: say which
+        try:
+            require_postgres_driver()
+        except DriverMissing as exc:
+            raise click.ClickException(f"{settings.file}: {exc}") from None
+    return settings
 
 
 def friendly(fn: Callable[P, T]) -> Callable[P, T]:
