@@ -44,8 +44,8 @@ def cli(ctx: click.Context, config: str | None) -> None:
     """restguard: secure any REST API behind a default-deny gateway with API keys.
 
     Start with 'restguard quickstart', or 'restguard init --dir DIR' then 'restguard serve'.
-    Every command takes --json (exactly one JSON document on stdout) and, where it reads a
-    configuration, --config PATH (before or after the subcommand).
+    With --json a command prints exactly one JSON document on stdout. Where it reads a
+    configuration, --config PATH may stand before or after the subcommand.
     """
     name = ctx.invoked_subcommand
     if config is None or name is None or name in _CONFIG_IRRELEVANT:
