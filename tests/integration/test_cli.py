@@ -27,7 +27,8 @@ from restguard.store.sql import open_store
 from restguard.types import Principal, RequestView
 from restguard.wiring import open_runtime
 
-NEW_KEY_FIELDS = {"id", "key", "scopes", "expires_at"}
+NEW_KEY_FIELDS = {"id", "name", "key", "scopes", "expires_at"}
+ROTATED_KEY_FIELDS = NEW_KEY_FIELDS | {"old_id", "grace_ends_at"}
 
 
 @pytest.fixture(autouse=True)
@@ -160,6 +161,7 @@ def test_create_json_prints_exactly_the_new_key(runner: CliRunner, config: str) 
     )
     assert set(data) == NEW_KEY_FIELDS
     assert parse_key(data["key"]) == data["id"]
+    assert data["name"] == "n"
     assert data["scopes"] == ["a", "b"]
     expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
     assert before + timedelta(days=30) - timedelta(seconds=2) <= expires
@@ -299,11 +301,16 @@ def test_revoke_unknown_id(runner: CliRunner, config: str) -> None:
 
 def test_rotate_without_grace_revokes_at_once(runner: CliRunner, config: str) -> None:
     old = create(runner, config, "--name", "svc", "--scope", "a", "--expires-in", "30d")
+    before = datetime.now(UTC).replace(microsecond=0)
     result = invoke(runner, "apikey", "rotate", "--config", config, "--json", old["id"])
     assert result.exit_code == 0, result.output
     new = json.loads(result.stdout)
-    assert set(new) == NEW_KEY_FIELDS
+    assert set(new) == ROTATED_KEY_FIELDS
     assert new["id"] != old["id"] and new["key"] != old["key"]
+    assert parse_key(new["key"]) == new["id"]
+    assert (new["name"], new["old_id"]) == ("svc", old["id"])
+    grace_ends = datetime.fromisoformat(new["grace_ends_at"].replace("Z", "+00:00"))
+    assert before <= grace_ends <= datetime.now(UTC)  # no --grace: the old key stopped now
     assert new["scopes"] == ["a"]
     assert new["expires_at"] == old["expires_at"]  # same name, scopes and expiry
     rows = listing(runner, config)
@@ -325,6 +332,7 @@ def test_rotate_with_grace(runner: CliRunner, config: str) -> None:
     assert rows[old["id"]]["state"] == "grace"
     revoked_at = datetime.fromisoformat(rows[old["id"]]["revoked_at"].replace("Z", "+00:00"))
     assert timedelta(minutes=59) < revoked_at - datetime.now(UTC) <= timedelta(hours=1)
+    assert (new["old_id"], new["grace_ends_at"]) == (old["id"], rows[old["id"]]["revoked_at"])
     assert rows[new["id"]]["state"] == "active"
     assert authenticate(config, old["key"]).client_id == old["id"]  # still works
     assert authenticate(config, new["key"]).client_id == new["id"]
@@ -458,8 +466,8 @@ def test_audit_prints_decisions(runner: CliRunner, config: str) -> None:
     assert "cred=abcdefghij01" in lines[0]
     assert "deny" in lines[1] and "401" in lines[1] and "error=invalid_token" in lines[1]
     assert "(api key revoked)" in lines[1]
-    tail = invoke(runner, "audit", "--config", config, "--tail", "2", "--json")
-    assert [json.loads(line)["status"] for line in tail.output.splitlines()[:1]] == [401]
+    tail = invoke(runner, "audit", "--config", config, "--tail", "1", "--json")
+    assert [event["status"] for event in json.loads(tail.stdout)] == [401]
 
 
 def test_audit_shows_real_decisions(runner: CliRunner, config: str) -> None:
@@ -478,7 +486,7 @@ def test_audit_shows_real_decisions(runner: CliRunner, config: str) -> None:
 
     asyncio.run(decide())
     result = invoke(runner, "audit", "--config", config, "--json")
-    events = [json.loads(line) for line in result.output.splitlines()]
+    events = json.loads(result.stdout)
     assert [(e["outcome"], e["status"], e["path"]) for e in events] == [
         ("allow", 200, "/notes/1"),
         ("deny", 404, "/admin"),
@@ -566,7 +574,7 @@ def test_help_and_version(runner: CliRunner) -> None:
     assert result.exit_code == 0
     for command in ("quickstart", "init", "serve", "migrate", "apikey", "audit"):
         assert command in result.output
-    assert "restguard, version" in invoke(runner, "--version").output
+    assert invoke(runner, "--version").output == "restguard 0.1.0\n"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from restguard.cli.quickstart import DEMO_PORT
 from tests.harness import free_port
 
 pytestmark = pytest.mark.slow
@@ -25,28 +27,25 @@ pytestmark = pytest.mark.slow
 RESTGUARD = str(Path(sys.executable).with_name("restguard"))
 CURL = shutil.which("curl")
 PROMISED = [200, 200, 401, 403, 201, 404]
-READY = "Ctrl-C stops everything."
+READY = "Keys are shown once; a new run issues new ones. Ctrl-C stops everything."
+READY_JSON = "}"  # the last line of the one JSON document
+UPSTREAM_LINE = re.compile(r"demo notes API \(the upstream\)  http://127\.0\.0\.1:(\d+) ")
 
 
 class Quickstart:
     """One ``restguard quickstart`` process with its output collected in the background."""
 
-    def __init__(self, directory: Path, port: int, admin: int, upstream: int) -> None:
+    def __init__(
+        self, directory: Path, port: int, admin: int, upstream: int | None, *extra: str
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESTGUARD_")}
         env["PYTHONUNBUFFERED"] = "1"
+        ports = ["--port", str(port), "--admin-port", str(admin)]
+        if upstream is not None:
+            ports += ["--upstream-port", str(upstream)]
+        self.ready_marker = READY_JSON if "--json" in extra else READY
         self.proc = subprocess.Popen(
-            [
-                RESTGUARD,
-                "quickstart",
-                "--dir",
-                str(directory),
-                "--port",
-                str(port),
-                "--admin-port",
-                str(admin),
-                "--upstream-port",
-                str(upstream),
-            ],
+            [RESTGUARD, "quickstart", "--dir", str(directory), *ports, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -65,7 +64,7 @@ class Quickstart:
     def _pump(self, stream: object, into: list[str]) -> None:
         for line in stream:  # type: ignore[attr-defined]
             into.append(line)
-            if READY in line:
+            if line.startswith(self.ready_marker):
                 self.ready.set()
 
     def wait_ready(self, timeout: float = 30) -> str:
@@ -201,31 +200,103 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in second.stderr
 
 
-def test_quickstart_refuses_a_busy_port(tmp_path: Path) -> None:
-    import socket
-
+@pytest.mark.parametrize("flag", ["--port", "--admin-port", "--upstream-port"])
+def test_quickstart_refuses_a_busy_port_it_was_given(tmp_path: Path, flag: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         taken = busy.getsockname()[1]
+        ports = {"--port": free_port(), "--admin-port": free_port(), "--upstream-port": free_port()}
+        ports[flag] = taken
         done = subprocess.run(
             [
                 RESTGUARD,
                 "quickstart",
                 "--dir",
                 str(tmp_path / "qs"),
-                "--port",
-                str(taken),
-                "--admin-port",
-                str(free_port()),
-                "--upstream-port",
-                str(free_port()),
+                *(part for item in ports.items() for part in (item[0], str(item[1]))),
             ],
             capture_output=True,
             text=True,
             timeout=30,
         )
     assert done.returncode == 1
-    assert f"port {taken} on 127.0.0.1 is in use; pass another --port" in done.stderr
+    assert f"port {taken} on 127.0.0.1 is in use; pass another {flag}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "qs").exists()
+
+
+def _hold(port: int) -> socket.socket | None:
+    """Listen on 127.0.0.1:port; None when something else already does (taken either way)."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen(1)
+    return sock
+
+
+@pytest.mark.skipif(CURL is None, reason="the curl binary is not installed")
+def test_quickstart_moves_the_demo_off_a_busy_9000(tmp_path: Path) -> None:
+    directory = tmp_path / "qs"
+    port, admin = free_port(), free_port()
+    holder = _hold(DEMO_PORT)
+    try:
+        for run in ("created", "reusing"):  # a reused data dir follows the demo too
+            qs = Quickstart(directory, port, admin, None)
+            try:
+                out = qs.wait_ready()
+                assert f"{run} {directory}" in out
+                found = UPSTREAM_LINE.search(out)
+                assert found, out
+                demo = int(found.group(1))
+                assert demo != DEMO_PORT
+                assert (
+                    f"port {DEMO_PORT} is in use, so the demo notes API listens on "
+                    f"http://127.0.0.1:{demo}" in qs.stderr
+                )
+                requests = promised_requests(out)
+                assert [status for status, _ in requests] == PROMISED
+                for status, command in requests:  # 200/201 prove the gateway reaches the demo
+                    assert curl_status(command) == status, command
+            finally:
+                assert qs.interrupt() == 0, qs.stderr
+    finally:
+        if holder is not None:
+            holder.close()
+
+
+def test_quickstart_prints_the_demo_port_it_was_given(tmp_path: Path) -> None:
+    upstream = free_port()
+    qs = Quickstart(tmp_path / "qs", free_port(), free_port(), upstream)
+    try:
+        out = qs.wait_ready()
+    finally:
+        assert qs.interrupt() == 0, qs.stderr
+    found = UPSTREAM_LINE.search(out)
+    assert found and int(found.group(1)) == upstream
+    assert "is in use" not in qs.stderr
+
+
+@pytest.mark.skipif(CURL is None, reason="the curl binary is not installed")
+def test_quickstart_json_is_one_document(tmp_path: Path) -> None:
+    directory = tmp_path / "qs"
+    port, admin, upstream = free_port(), free_port(), free_port()
+    qs = Quickstart(directory, port, admin, upstream, "--json")
+    try:
+        document = json.loads(qs.wait_ready())
+        assert document["gateway"] == f"http://127.0.0.1:{port}"
+        assert document["admin"] == f"http://127.0.0.1:{admin}"
+        assert document["upstream"] == f"http://127.0.0.1:{upstream}"
+        assert document["config"] == str(directory / "restguard.toml")
+        assert set(document["keys"]) == {"read", "write"}
+        assert [r["expect"] for r in document["requests"]] == PROMISED
+        for request in document["requests"]:
+            assert curl_status(request["curl"]) == request["expect"], request
+    finally:
+        code = qs.interrupt()
+    assert code == 0, qs.stderr
+    assert json.loads(qs.stdout) == document  # nothing else on stdout, "stopped." included
+    assert f"created {directory}" in qs.stderr and "stopped." in qs.stderr

@@ -69,8 +69,24 @@ def _public(rec: ApiKeyRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def _print_new(as_json: bool, rec: ApiKeyRecord, key: str, verb: str) -> None:
-    data = {"id": rec.id, "key": key, "scopes": list(rec.scopes), "expires_at": iso(rec.expires_at)}
+def _print_new(
+    as_json: bool,
+    rec: ApiKeyRecord,
+    key: str,
+    verb: str,
+    old: ApiKeyRecord | None = None,
+) -> None:
+    """The new key, shown once. After a rotation (``old``): the old key's id and the time it
+    stops working (``grace_ends_at``: now without --grace)."""
+    data: dict[str, Any] = {
+        "id": rec.id,
+        "name": rec.name,
+        "key": key,
+        "scopes": list(rec.scopes),
+        "expires_at": iso(rec.expires_at),
+    }
+    if old is not None:
+        data |= {"old_id": old.id, "grace_ends_at": iso(old.revoked_at)}
     if as_json:
         emit_json(data)
         return
@@ -78,6 +94,8 @@ def _print_new(as_json: bool, rec: ApiKeyRecord, key: str, verb: str) -> None:
     click.echo(f"  key:        {key}")
     click.echo(f"  scopes:     {' '.join(rec.scopes) or '(none)'}")
     click.echo(f"  expires at: {iso(rec.expires_at) or 'never'}")
+    if old is not None:
+        click.echo(f"  old key:    {old.id} works until {iso(old.revoked_at)}")
     click.secho("  The key is shown once; only its hash is stored.", dim=True)
 
 
@@ -189,7 +207,7 @@ def rotate(key_id: str, grace: float | None, config: str | None, as_json: bool) 
     settings = settings_from(config)
     now = datetime.now(UTC)
 
-    async def act(store: Store) -> tuple[ApiKeyRecord, str]:
+    async def act(store: Store) -> tuple[ApiKeyRecord, str, ApiKeyRecord]:
         old = await store.api_keys.get(key_id)
         if old is None:
             raise UnknownRecord(key_id)
@@ -205,10 +223,12 @@ def rotate(key_id: str, grace: float | None, config: str | None, as_json: bool) 
             last_used_at=None,
         )
         await store.api_keys.rotate(old.id, new, now + timedelta(seconds=grace or 0))
-        return new, key
+        # Read back: a key already in its grace period keeps the earlier end.
+        after = await store.api_keys.get(old.id)
+        return new, key, after or old
 
     try:
-        new, key = run(with_store(settings, act))
+        new, key, old = run(with_store(settings, act))
     except UnknownRecord:
         raise click.ClickException(f"no API key has the id '{key_id}'") from None
-    _print_new(as_json, new, key, f"rotated from {key_id}")
+    _print_new(as_json, new, key, f"rotated from {key_id}", old=old)

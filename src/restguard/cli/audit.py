@@ -1,4 +1,4 @@
-"""``restguard audit [--follow]``: print the decision log."""
+"""``restguard audit [--follow] [--tail N] [--json]``: print the decision log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from restguard.cli.context import config_option, settings_from
+from restguard.cli.output import emit_json
 
 
 def _line(event: dict[str, Any], as_json: bool, raw: str) -> None:
@@ -34,19 +35,37 @@ def _line(event: dict[str, Any], as_json: bool, raw: str) -> None:
     click.echo(" ".join(parts))
 
 
-def _emit(raw: str, as_json: bool) -> None:
+def _event(raw: str) -> dict[str, Any] | None:
+    """One decision from one line; ``None`` for a broken or partial line (skipped)."""
     try:
         event = json.loads(raw)
     except json.JSONDecodeError:
-        return
-    if isinstance(event, dict):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _emit(raw: str, as_json: bool) -> None:
+    event = _event(raw)
+    if event is not None:
         _line(event, as_json, raw)
 
 
 @click.command()
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new decisions as they happen.")
-@click.option("--tail", "-n", type=int, default=None, help="Only the last N decisions.")
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON lines.")
+@click.option(
+    "--tail",
+    "-n",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Only the last N decisions (0: none, with --follow only new ones).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON array of decisions; with --follow, one JSON object per line (a stream).",
+)
 @config_option
 def audit(follow: bool, tail: int | None, as_json: bool, config: str | None) -> None:
     """The decision log: one line per request decided (never a secret)."""
@@ -57,15 +76,24 @@ def audit(follow: bool, tail: int | None, as_json: bool, config: str | None) -> 
     if not path.exists():
         if not follow:
             click.echo(f"no decisions logged yet ({path})", err=True)
+            if as_json:
+                emit_json([])
             return
         path.touch(mode=0o600)
     with path.open("rb") as f:
         lines = f.readlines()
-        for raw in lines[-tail:] if tail else lines:
-            _emit(raw.decode("utf-8", "replace"), as_json)
+        # A line still being written is finished by --follow, not skipped as broken.
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        found = [(raw, e) for raw in lines if (e := _event(raw.decode("utf-8", "replace")))]
+        if tail is not None:
+            found = found[len(found) - tail :]
+        if as_json and not follow:
+            emit_json([event for _, event in found])
+            return
+        for raw, event in found:
+            _line(event, as_json, raw.decode("utf-8", "replace"))
         if not follow:
             return
-        pending = b""
         try:
             while True:
                 pending += f.readline()

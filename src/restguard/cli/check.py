@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from restguard.cli.context import config_option, json_option, run
+from restguard.cli.context import config_option, given_config, json_option, run
 from restguard.cli.output import emit_json, success, warn
 from restguard.config import ConfigError, Settings, config_path, validate
 from restguard.errors import BackendUnavailable
@@ -141,7 +141,7 @@ def check(config: str | None, as_json: bool) -> None:
     Each problem is one line, 'FILE:LINE: KEY: problem. Fix: ...'; with --json, one document:
     {"ok": true|false, "problems": [{"file", "key", "problem", "fix", "line"}, ...]}.
     """
-    result = validate(config_path(config))
+    result = validate(config_path(given_config(config)))
     problems = list(result.problems)
     database = ""
     if result.settings is not None:

@@ -13,30 +13,53 @@ import click
 from restguard.config import ConfigError, Settings, config_path, load
 from restguard.errors import BackendUnavailable
 from restguard.keys.sealing import MasterKeyError
-from restguard.store.errors import StoreError
+from restguard.store.errors import DriverMissing, StoreError
 from restguard.store.ports import Store
+from restguard.store.sql.engine import require_postgres_driver
 from restguard.wiring import open_store_for
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+CONFIG_HELP = "Configuration file (default: $RESTGUARD_CONFIG, then ./restguard.toml)."
 config_option = click.option(
     "--config",
     "config",
+    type=click.Path(dir_okay=False),  # also what shell completion offers: files
     metavar="PATH",
     default=None,
-    help="Configuration file (default: $RESTGUARD_CONFIG or ./restguard.toml).",
+    help=CONFIG_HELP,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout."
+)
+
+
+def given_config(config: str | None) -> str | None:
+    """The --config a command was given: after the subcommand, else before it
+    (``restguard --config X apikey list``); ``None`` leaves it to $RESTGUARD_CONFIG."""
+    ctx = click.get_current_context(silent=True)
+    root: str | None = ctx.find_root().params.get("config") if ctx is not None else None
+    if config is None:
+        return root
+    if root is not None and resolve(root) != resolve(config):
+        raise click.UsageError(f"--config is given twice ({root} and {config}); give it once")
+    return config
 
 
 def settings_from(config: str | None) -> Settings:
     try:
-        return load(config_path(config))
+        settings = load(config_path(given_config(config)))
     except ConfigError as exc:
         more = len(exc.problems) - 1
         hint = f" ({more} more: 'restguard check' lists them all)" if more else ""
         raise click.ClickException(f"{exc}{hint}") from None
+    if settings.database_url.startswith("postgresql"):  # the driver is an extra: say which
+        try:
+            require_postgres_driver()
+        except DriverMissing as exc:
+            raise click.ClickException(f"{settings.file}: {exc}") from None
+    return settings
 
 
 def friendly(fn: Callable[P, T]) -> Callable[P, T]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import shlex
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from restguard.cli.context import friendly, resolve, settings_from
+from restguard.cli.context import friendly, json_option, resolve, settings_from
 from restguard.cli.init import write_data_dir
+from restguard.cli.output import emit_json
 from restguard.cli.serve import _Server, bind, install_loop, run_servers, uvicorn_config
 from restguard.config import Listen, Settings
 from restguard.credentials.apikey import new_record
@@ -19,6 +22,7 @@ from restguard.demo.notes import NotesApp
 from restguard.store.sql import open_store
 
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
+DEMO_PORT = 9000  # the demo notes API, when free
 
 
 def _free(host: str, port: int) -> bool:
@@ -49,29 +53,53 @@ async def _fresh_keys(database_url: str) -> tuple[str, str]:
         store.close()
 
 
-def _guide(base: str, admin: str, config: Path, read_key: str, write_key: str) -> str:
+@dataclass(frozen=True)
+class _Example:
+    status: int
+    what: str
+    curl: str
+
+
+def _examples(base: str, read_key: str, write_key: str) -> list[_Example]:
     q = shlex.quote
+    post = "-H 'Content-Type: application/json' -d '{\"text\":\"hi\"}'"
+    return [
+        _Example(200, "a public route", f"curl -i {base}/health"),
+        _Example(
+            200, "read with the read key", f"curl -i -H {q('X-API-Key: ' + read_key)} {base}/notes"
+        ),
+        _Example(401, "no credential", f"curl -i {base}/notes"),
+        _Example(
+            403,
+            "the read key may not write",
+            f"curl -i -X POST -H {q('Authorization: ApiKey ' + read_key)} {post} {base}/notes",
+        ),
+        _Example(
+            201,
+            "the read/write key may",
+            f"curl -i -X POST -H {q('Authorization: ApiKey ' + write_key)} {post} {base}/notes",
+        ),
+        _Example(
+            404,
+            "no route matches (default deny)",
+            f"curl -i -H {q('X-API-Key: ' + write_key)} {base}/admin",
+        ),
+    ]
+
+
+def _guide(base: str, admin: str, upstream: str, config: Path, examples: list[_Example]) -> str:
     lines = [
         "",
         click.style("restguard is protecting the demo notes API.", fg="green", bold=True),
         f"  gateway  {base}   admin {admin}   config {config}",
+        f"  demo notes API (the upstream)  {upstream}  (plain HTTP on loopback)",
         "",
         click.style("Try it (paste into another terminal):", bold=True),
         "",
-        "# 200: a public route",
-        f"curl -i {base}/health",
-        "# 200: read with the read key",
-        f"curl -i -H {q('X-API-Key: ' + read_key)} {base}/notes",
-        "# 401: no credential",
-        f"curl -i {base}/notes",
-        "# 403: the read key may not write",
-        f"curl -i -X POST -H {q('Authorization: ApiKey ' + read_key)} "
-        f"-H 'Content-Type: application/json' -d '{{\"text\":\"hi\"}}' {base}/notes",
-        "# 201: the read/write key may",
-        f"curl -i -X POST -H {q('Authorization: ApiKey ' + write_key)} "
-        f"-H 'Content-Type: application/json' -d '{{\"text\":\"hi\"}}' {base}/notes",
-        "# 404: no route matches (default deny)",
-        f"curl -i -H {q('X-API-Key: ' + write_key)} {base}/admin",
+    ]
+    for example in examples:
+        lines += [f"# {example.status}: {example.what}", example.curl]
+    lines += [
         "",
         f"Decisions: restguard audit --follow --config {config}",
         f"Metrics:   curl {admin}/metrics",
@@ -79,6 +107,19 @@ def _guide(base: str, admin: str, config: Path, read_key: str, write_key: str) -
         "",
     ]
     return "\n".join(lines)
+
+
+def _demo_socket(host: str, requested: int | None) -> socket.socket:
+    """The demo upstream's listening socket: ``--upstream-port`` if given (an error when it is
+    taken), else DEMO_PORT, else any free port (the guide prints which)."""
+    try:
+        return bind(Listen(host, requested or DEMO_PORT))
+    except click.ClickException:
+        if requested is not None:
+            raise click.ClickException(
+                f"port {requested} on {host} is in use; pass another --upstream-port"
+            ) from None
+    return bind(Listen(host, 0))
 
 
 @click.command()
@@ -92,53 +133,93 @@ def _guide(base: str, admin: str, config: Path, read_key: str, write_key: str) -
 )
 @click.option("--port", default=8080, show_default=True, help="Gateway port.")
 @click.option("--admin-port", default=8081, show_default=True, help="Admin port.")
-@click.option("--upstream-port", default=9000, show_default=True, help="Demo notes API port.")
+@click.option(
+    "--upstream-port",
+    type=int,
+    default=None,
+    help=f"Demo notes API port [default: {DEMO_PORT}, or a free one when it is taken].",
+)
+@json_option
 @friendly
-def quickstart(directory: str, port: int, admin_port: int, upstream_port: int) -> None:
-    """Everything in one go: data dir, demo API, policy, keys, server, ready-to-paste requests."""
+def quickstart(
+    directory: str, port: int, admin_port: int, upstream_port: int | None, as_json: bool
+) -> None:
+    """Everything in one go: data dir, demo API, policy, keys, server, ready-to-paste requests.
+
+    With --json, what the guide shows (listeners, keys, requests) is one JSON document on
+    stdout once everything listens; progress goes to stderr."""
     data = resolve(directory)
     config = data / "restguard.toml"
     host = "127.0.0.1"
-    for name, p in (
-        ("--port", port),
-        ("--admin-port", admin_port),
-        ("--upstream-port", upstream_port),
-    ):
+    for name, p in (("--port", port), ("--admin-port", admin_port)):
         if not _free(host, p):
             raise click.ClickException(f"port {p} on {host} is in use; pass another {name}")
-    if config.exists():
-        click.echo(f"reusing {data}")
-    else:
-        write_data_dir(
-            data,
-            upstream=f"http://{host}:{upstream_port}",
-            listen=f"{host}:{port}",
-            admin_listen=f"{host}:{admin_port}",
-        )
-        click.echo(f"created {data}")
-    settings = settings_from(str(config))
-    if (settings.server.listen.port, settings.admin_listen.port) != (port, admin_port):
-        raise click.ClickException(
-            f"{config} listens on {settings.server.listen} and {settings.admin_listen}; "
-            "pass matching --port/--admin-port or use another --dir"
-        )
-    read_key, write_key = asyncio.run(_fresh_keys(settings.database_url))
-    install_loop()
-    asyncio.run(_serve(settings, config, read_key, write_key, upstream_port))
-    click.echo("stopped.")
-
-
-async def _serve(
-    settings: Settings, config: Path, read_key: str, write_key: str, upstream_port: int
-) -> None:
-    demo = _Server(uvicorn_config(NotesApp()))
-    demo_task = asyncio.create_task(demo.serve(sockets=[bind(Listen("127.0.0.1", upstream_port))]))
+    demo_sock = _demo_socket(host, upstream_port)
+    try:
+        demo_port = demo_sock.getsockname()[1]
+        upstream = f"http://{host}:{demo_port}"
+        if upstream_port is None and demo_port != DEMO_PORT:
+            click.secho(
+                f"port {DEMO_PORT} is in use, so the demo notes API listens on {upstream}",
+                fg="yellow",
+                err=True,
+            )
+        if config.exists():
+            click.echo(f"reusing {data}", err=as_json)
+        else:
+            write_data_dir(
+                data,
+                upstream=upstream,
+                listen=f"{host}:{port}",
+                admin_listen=f"{host}:{admin_port}",
+            )
+            click.echo(f"created {data}", err=as_json)
+        settings = settings_from(str(config))
+        if (settings.server.listen.port, settings.admin_listen.port) != (port, admin_port):
+            raise click.ClickException(
+                f"{config} listens on {settings.server.listen} and {settings.admin_listen}; "
+                "pass matching --port/--admin-port or use another --dir"
+            )
+        if settings.upstream.url != upstream:
+            # A reused data dir written when another port was free: this run forwards to the
+            # demo where it listens now (the file is left as it is).
+            settings = replace(settings, upstream=replace(settings.upstream, url=upstream))
+        read_key, write_key = asyncio.run(_fresh_keys(settings.database_url))
+    except BaseException:
+        demo_sock.close()
+        raise
     base = f"http://{settings.server.listen}"
     admin = f"http://{settings.admin_listen}"
-    try:
-        await run_servers(
-            settings, on_ready=lambda: click.echo(_guide(base, admin, config, read_key, write_key))
+    examples = _examples(base, read_key, write_key)
+
+    def ready() -> None:
+        if not as_json:
+            click.echo(_guide(base, admin, upstream, config, examples))
+            return
+        emit_json(
+            {
+                "data_dir": str(data),
+                "config": str(config),
+                "gateway": base,
+                "admin": admin,
+                "upstream": upstream,
+                "keys": {"read": read_key, "write": write_key},
+                "requests": [
+                    {"expect": e.status, "what": e.what, "curl": e.curl} for e in examples
+                ],
+            }
         )
+
+    install_loop()
+    asyncio.run(_serve(settings, demo_sock, ready))
+    click.echo("stopped.", err=as_json)
+
+
+async def _serve(settings: Settings, demo_sock: socket.socket, ready: Callable[[], None]) -> None:
+    demo = _Server(uvicorn_config(NotesApp()))
+    demo_task = asyncio.create_task(demo.serve(sockets=[demo_sock]))
+    try:
+        await run_servers(settings, on_ready=ready)
     finally:
         demo.should_exit = True
         await demo_task

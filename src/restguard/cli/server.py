@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import click
 
-from restguard.cli.context import config_option, friendly, settings_from
-from restguard.cli.output import success
+from restguard.cli.context import config_option, friendly, json_option, settings_from
+from restguard.cli.output import emit_json, success
 from restguard.cli.serve import bind, install_loop, raise_file_limit, run_servers
 from restguard.cli.workers import Supervisor
 from restguard.store.sql import migrate as apply_migrations
@@ -27,8 +28,14 @@ from restguard.store.sql import migrate as apply_migrations
     "supervises the others and its /metrics covers them all).",
 )
 @config_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Once listening, print one JSON document (listeners, upstream, routes) on stdout.",
+)
 @friendly
-def serve(workers: int, config: str | None) -> None:
+def serve(workers: int, config: str | None, as_json: bool) -> None:
     """Run the gateway (policy, credentials, proxy, JWKS) and the admin listener."""
     settings = settings_from(config)
     logging.basicConfig(level=logging.WARNING, format="restguard: %(message)s")
@@ -36,9 +43,24 @@ def serve(workers: int, config: str | None) -> None:
     raise_file_limit(settings)
 
     def ready() -> None:
-        success(f"restguard gateway on http://{settings.server.listen} -> {settings.upstream.url}")
-        success(f"admin on http://{settings.admin_listen} (healthz, readyz, metrics)")
-        click.echo(f"{len(settings.routes)} routes from {settings.file}; Ctrl-C stops.")
+        if as_json:
+            emit_json(
+                {
+                    "gateway": f"http://{settings.server.listen}",
+                    "admin": f"http://{settings.admin_listen}",
+                    "upstream": settings.upstream.url,
+                    "config": str(settings.file),
+                    "routes": len(settings.routes),
+                    "workers": workers,
+                    "pid": os.getpid(),
+                }
+            )
+        else:
+            success(
+                f"restguard gateway on http://{settings.server.listen} -> {settings.upstream.url}"
+            )
+            success(f"admin on http://{settings.admin_listen} (healthz, readyz, metrics)")
+            click.echo(f"{len(settings.routes)} routes from {settings.file}; Ctrl-C stops.")
         if not settings.routes:
             click.secho(
                 f"warning: {settings.file} has no [[routes]]: every request gets 404 (default "
@@ -80,12 +102,15 @@ def serve(workers: int, config: str | None) -> None:
 
 @click.command()
 @config_option
+@json_option
 @friendly
-def migrate(config: str | None) -> None:
+def migrate(config: str | None, as_json: bool) -> None:
     """Apply pending database migrations (safe while other instances start)."""
     settings = settings_from(config)
     applied = apply_migrations(settings.database_url)
-    if applied:
+    if as_json:
+        emit_json({"applied": list(applied)})
+    elif applied:
         success(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
         click.echo("the database schema is up to date")

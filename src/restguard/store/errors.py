@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from restguard.errors import BackendUnavailable
 
-__all__ = ["BackendUnavailable", "DuplicateRecord", "StoreError", "UnknownRecord"]
+__all__ = ["BackendUnavailable", "DriverMissing", "DuplicateRecord", "StoreError", "UnknownRecord"]
 
 
 class StoreError(Exception):
@@ -17,3 +17,7 @@ class UnknownRecord(StoreError):
 
 class DuplicateRecord(StoreError):
     """A record with that id or name already exists."""
+
+
+class DriverMissing(StoreError):
+    """The configured database needs a driver that is not installed (a restguard extra)."""

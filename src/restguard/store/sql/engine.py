@@ -1,12 +1,14 @@
 """Build the one synchronous SQLAlchemy engine a store or a migration runs on.
 
 Accepted URLs: ``sqlite:///ABSOLUTE/PATH`` (the embedded default) and
-``postgresql://user@host:port/db`` (also ``postgresql+psycopg://...``; psycopg 3 is the driver).
+``postgresql://user@host:port/db`` (also ``postgresql+psycopg://...``; psycopg 3 is the driver,
+installed by the ``restguard[postgres]`` extra).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sqlite3
 from pathlib import Path
@@ -16,7 +18,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from restguard.store.errors import DriverMissing
+
 ACCEPTED = "sqlite:///ABSOLUTE/PATH or postgresql://user@host:port/db"
+POSTGRES_EXTRA = "pip install 'restguard[postgres]'"
 
 #: Applied to every new SQLite connection. ``busy_timeout`` comes first so that switching the
 #: journal to WAL waits for a concurrent starter instead of failing with "database is locked".
@@ -85,6 +90,7 @@ def make_engine(url: str, *, statement_timeout: float | None = None) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
+    require_postgres_driver()
     return create_engine(
         parsed,
         hide_parameters=True,
@@ -102,6 +108,28 @@ def make_engine(url: str, *, statement_timeout: float | None = None) -> Engine:
             ),
         },
     )
+
+
+def require_postgres_driver() -> None:
+    """``DriverMissing`` naming the extra to install, unless psycopg imports. (The default
+    install is SQLite only: the driver is the ``restguard[postgres]`` extra.)"""
+    try:
+        importlib.import_module("psycopg")
+    except ModuleNotFoundError as exc:
+        if exc.name != "psycopg":
+            raise DriverMissing(
+                f"storage.database: the PostgreSQL driver (psycopg) cannot be loaded: {exc}. "
+                f"Fix: {POSTGRES_EXTRA}"
+            ) from None
+        raise DriverMissing(
+            "storage.database: a PostgreSQL URL needs the PostgreSQL driver (psycopg), which is "
+            f"not installed. Fix: {POSTGRES_EXTRA}"
+        ) from None
+    except ImportError as exc:  # installed without a libpq it can load
+        raise DriverMissing(
+            f"storage.database: the PostgreSQL driver (psycopg) cannot be loaded: {exc}. "
+            f"Fix: {POSTGRES_EXTRA} (it brings psycopg's binary build, libpq included)"
+        ) from None
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-import psycopg
 from sqlalchemy import (
     Connection,
     Engine,
@@ -56,6 +55,17 @@ _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 
 
+#: What a failing backend raises: SQLAlchemy's wrappers, and driver errors that escape them.
+#: psycopg is the restguard[postgres] extra: without it only SQLite can be configured (the
+#: engine says so).
+_BACKEND_ERRORS: tuple[type[Exception], ...]
+try:
+    import psycopg
+except ImportError:
+    _BACKEND_ERRORS = (DBAPIError, PoolTimeout, sqlite3.Error)
+else:
+    _BACKEND_ERRORS = (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error)
+
 DEFAULT_TIMEOUT = 2.0
 READ_THREADS = 8
 WRITE_THREADS = 2
@@ -80,7 +90,7 @@ class Runner:
             ) from None
         except IntegrityError:
             raise StoreError("the record breaks a constraint of the store") from None
-        except (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error) as exc:
+        except _BACKEND_ERRORS as exc:
             cause = exc.orig if isinstance(exc, DBAPIError) else exc
             raise BackendUnavailable(
                 debug=f"store {operation} failed: {type(cause).__name__}: {cause}".strip()
