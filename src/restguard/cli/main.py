@@ -12,6 +12,7 @@ from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
+from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
 
 VERSION_MESSAGE = f"restguard {__version__}"
@@ -67,7 +68,7 @@ def version(as_json: bool) -> None:
         click.echo(VERSION_MESSAGE)
 
 
-for command in (quickstart, init, check, serve, migrate, apikey, audit, version):
+for command in (quickstart, init, check, serve, reload, migrate, apikey, audit, version):
     cli.add_command(command)
 
 

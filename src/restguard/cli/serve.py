@@ -20,9 +20,10 @@ import click
 import uvicorn
 
 from restguard.admin.app import AdminApp
+from restguard.cli.reload import reload_settings
 from restguard.config import Listen, Settings
 from restguard.gateway.identity import IdentityHeaders
-from restguard.gateway.server import make_gateway
+from restguard.gateway.server import Gateway, make_gateway
 from restguard.observe import Metrics, read_snapshots, write_snapshot
 from restguard.wiring import Runtime, open_runtime
 
@@ -130,7 +131,7 @@ async def run_servers(
         def on_hup() -> None:
             if on_signal is not None:
                 on_signal(signal.SIGHUP)
-            on_hangup(runtime)
+            on_hangup(runtime, gateway)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -193,11 +194,13 @@ def count_losses(metrics: Metrics, runtime: Runtime) -> None:
         )
 
 
-def on_hangup(runtime: Runtime) -> None:
-    """SIGHUP (what logrotate sends): reopen the audit log. Never fatal."""
+def on_hangup(runtime: Runtime, gateway: Gateway | None = None) -> None:
+    """SIGHUP (logrotate, ``restguard reload``): reopen the audit log and reload the
+    configuration (``cli/reload.py``). Never fatal."""
     if runtime.audit is not None:
         runtime.audit.reopen()
-    _log.warning("SIGHUP: audit log reopened")
+    _log.warning("SIGHUP: audit log reopened; reloading %s", runtime.settings.file)
+    reload_settings(runtime, gateway)
 
 
 def raise_file_limit(settings: Settings) -> int:

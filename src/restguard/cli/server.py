@@ -7,14 +7,17 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from restguard.cli.context import config_option, friendly, json_option, settings_from
 from restguard.cli.output import emit_json, success
+from restguard.cli.reload import remove_pid_file, write_pid_file
 from restguard.cli.serve import bind, install_loop, raise_file_limit, run_servers
 from restguard.cli.workers import Supervisor
+from restguard.config import Settings
 from restguard.store.sql import migrate as apply_migrations
 
 
@@ -77,6 +80,14 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
             )
 
     install_loop()
+    pid_file = write_pid_file(settings)  # for 'restguard reload'
+    try:
+        _serve(settings, workers, ready)
+    finally:
+        remove_pid_file(pid_file)
+
+
+def _serve(settings: Settings, workers: int, ready: Callable[[], None]) -> None:
     if workers == 1:
         asyncio.run(run_servers(settings, on_ready=ready))
         return

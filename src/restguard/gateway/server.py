@@ -63,6 +63,13 @@ class Gateway:
         self.connections: set[ClientConnection] = set()
         self._server: asyncio.base_events.Server | None = None
 
+    def apply_limits(self, limits: ServerSettings) -> None:
+        """New ``[server]`` limits (a reload): read per request and connection from now on."""
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
+        self.max_header_bytes = limits.max_header_bytes
+        self.trusted_proxies = tuple(limits.trusted_proxies)
+
     def jwks_body(self) -> bytes:
         return json.dumps(self.keys.jwks()).encode()
 
