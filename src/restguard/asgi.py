@@ -104,8 +104,9 @@ class GuardMiddleware:
         self, scope: Scope, receive: Receive, send: Send, fallback: Route | None
     ) -> None:
         """The policy covers HTTP: a WebSocket handshake is refused (1008) unless the endpoint
-        is public on purpose (then it is judged as the GET it is) or its dependency decides."""
-        if fallback is None or not fallback.public:
+        says how to decide it (public on purpose, or its ``require_scopes``): then it is judged
+        as the GET it is, a policy route for the path first."""
+        if fallback is None:
             await send({"type": "websocket.close", "code": 1008})
             return
         try:

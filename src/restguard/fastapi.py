@@ -8,15 +8,17 @@ or, inside a lifespan of one's own, ``async with restguard.fastapi.guarded(app, 
 (``install(app, runtime)`` at import time or in ``lifespan`` works as well). The runtime is
 closed at shutdown and its audit log written while the app runs.
 
-Default deny holds: every endpoint of the app (mounts and static files included) is covered by
-a policy route in ``restguard.toml`` (then restguard decides it before the app sees it), carries
-``require_scopes`` (the dependency is that endpoint's policy: it decides the request, by the
-policy's route if one matches, else by its own scopes), or is marked public on purpose
-(``Depends(restguard.fastapi.public)`` or ``install(..., public=["/path"])``). Anything else
-stops start-up with ``UnprotectedEndpoints`` naming it. FastAPI's own documentation routes are
-public unless ``public_docs=False``. ``require_scopes`` works on WebSocket endpoints (a refusal
-closes the handshake with 1008) and declares the API-key schemes in the OpenAPI document, so
-that the docs' Authorize button sends a key.
+Default deny holds: every endpoint of the app (routes of included routers, mounts, static files
+and host routes included) is covered by a policy route in ``restguard.toml``, carries
+``require_scopes`` (the endpoint's own policy: any accepted credential plus every scope its
+dependencies name), or is marked public on purpose (``Depends(restguard.fastapi.public)`` or
+``install(..., public=["/path"])``). Anything else stops start-up with ``UnprotectedEndpoints``
+naming it. ``install``'s layer decides every request before the app sees it -- the policy route
+first, then the endpoint's own rule -- so no dependency runs, and no body is read, for a request
+that is refused. FastAPI's own documentation routes are public unless ``public_docs=False``.
+``require_scopes`` works on WebSocket endpoints (a refusal closes the handshake with 1008) and
+declares the API-key schemes in the OpenAPI document, so that the docs' Authorize button sends
+a key.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from fastapi.exceptions import WebSocketException
 from fastapi.responses import Response
 from fastapi.routing import APIWebSocketRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
+from starlette.routing import Host, Match, Mount, WebSocketRoute
+from starlette.routing import Route as StarletteRoute
 from starlette.status import WS_1008_POLICY_VIOLATION
 
 from restguard.asgi import (
@@ -163,6 +167,35 @@ async def _check_body(guard: Guard, view: RequestView, request: Request) -> None
 # --- install ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """One endpoint of the app as Starlette dispatches it (routes of included routers too):
+    how it is decided -- "dependency" (it carries ``require_scopes``: ``scopes`` is every scope
+    they name), "public" or "policy" -- and what the start-up check calls it."""
+
+    route: Any  # (a Starlette route, or FastAPI's route context for an included router's)
+    kind: str  # "http", "websocket", "mount" or "host"
+    path: str
+    methods: tuple[str, ...]
+    mode: str
+    scopes: tuple[str, ...] = ()
+    name: str = ""
+
+    def matches(self, scope: Scope) -> bool:
+        return bool(self.route.matches(scope)[0] == Match.FULL)
+
+
+def _route_contexts(app: FastAPI) -> list[Any]:
+    """Every route as Starlette dispatches it. Recent FastAPI keeps an included router as one
+    entry whose routes it builds lazily (``iter_route_contexts`` gives them with their full
+    paths, methods and dependencies); older versions copy them into ``app.routes``."""
+    try:
+        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return list(app.router.routes)
+    return list(iter_route_contexts(app.router.routes))
+
+
 @dataclass
 class _Installed:
     """What ``install`` put on an app: the guard, and how each endpoint is decided."""
@@ -173,32 +206,60 @@ class _Installed:
     public: frozenset[str]
     public_docs: bool
     checked: bool = False
-    _modes: dict[int, str] = field(default_factory=dict)
+    _endpoints: list[_Endpoint] = field(default_factory=list)
+    _version: Any = None
 
-    def mode(self, route: BaseRoute) -> str:
-        """How an endpoint is decided: "dependency" (it carries require_scopes), "public" or
-        "policy"."""
-        known = self._modes.get(id(route))
-        if known is None:
-            known = self._modes[id(route)] = self._classify(route)
-        return known
+    def endpoints(self) -> list[_Endpoint]:
+        """The app's endpoints, rebuilt when its routes change."""
+        router = self.app.router
+        versioned = getattr(router, "_get_routes_version", None)
+        version = versioned() if versioned is not None else None
+        key = (version, tuple(id(r) for r in router.routes))
+        if key != self._version:
+            self._endpoints = [self._endpoint(rc) for rc in _route_contexts(self.app)]
+            self._version = key
+        return self._endpoints
 
-    def _classify(self, route: BaseRoute) -> str:
-        path = getattr(route, "path", None)
-        if path in self.public or (self.public_docs and path in _docs_paths(self.app)):
-            return "public"
+    def forget(self) -> None:
+        self.checked = False
+        self._endpoints, self._version = [], None
+
+    def _endpoint(self, route: Any) -> _Endpoint:
+        original = getattr(route, "original_route", route)
+        path = getattr(route, "path", None) or ""
+        name = getattr(getattr(route, "endpoint", None), "__name__", "") or ""
+        methods: tuple[str, ...] = ()
+        if isinstance(original, Host):
+            kind, methods = "host", ()
+        elif isinstance(original, Mount):
+            kind, methods = "mount", ()
+        elif isinstance(original, (APIWebSocketRoute, WebSocketRoute)):
+            kind, methods = "websocket", ("GET",)
+        else:
+            kind, methods = "http", _methods_of(route)
         dependant = getattr(route, "dependant", None)
         calls = list(_calls(dependant)) if dependant is not None else []
-        if any(hasattr(call, _SCOPES_MARK) for call in calls):
-            return "dependency"
-        if public in calls:
-            return "public"
-        return "policy"
+        marks = [getattr(call, _SCOPES_MARK) for call in calls if hasattr(call, _SCOPES_MARK)]
+        scopes = tuple(dict.fromkeys(s for mark in marks for s in mark))
+        if marks:
+            mode = "dependency"  # (before any public marking: the endpoint asks for a key)
+        elif public in calls or path in self.public or self._is_docs(original, path):
+            mode = "public"
+        else:
+            mode = "policy"
+        return _Endpoint(route, kind, path, methods, mode, scopes, name)
+
+    def _is_docs(self, route: Any, path: str) -> bool:
+        """FastAPI's own documentation routes (not an endpoint of the app at the same path)."""
+        if not self.public_docs or path not in _docs_paths(self.app):
+            return False
+        qualname = getattr(getattr(route, "endpoint", None), "__qualname__", "")
+        return isinstance(route, StarletteRoute) and qualname.startswith("FastAPI.setup.")
 
     def check(self) -> None:
         """Every endpoint is protected somehow, or UnprotectedEndpoints names each one that
         is not."""
-        problems = [p for route in self.app.router.routes for p in self._problems(route)]
+        problems = [p for endpoint in self.endpoints() for p in self._problems(endpoint)]
         if problems:  # (and every request answers 500 until the app is fixed: fail closed)
             raise UnprotectedEndpoints(
                 "restguard: endpoints that nothing protects (default deny):\n"
@@ -209,19 +270,21 @@ class _Installed:
             )
         self.checked = True
 
-    def _problems(self, route: BaseRoute) -> list[str]:
-        if self.mode(route) != "policy":
+    def _problems(self, endpoint: _Endpoint) -> list[str]:
+        if endpoint.mode != "policy":
             return []
         policy = self.guard.policy
-        path = getattr(route, "path", "?")
-        if isinstance(route, (APIWebSocketRoute, WebSocketRoute)):
+        path = endpoint.path
+        if endpoint.kind == "websocket":
             return [f"WebSocket {path}: the policy covers HTTP only; use require_scopes"]
-        if isinstance(route, Mount):
-            pattern = _pattern(path.rstrip("/")) + "/**" if path.rstrip("/") else "/**"
+        if endpoint.kind in ("mount", "host"):
+            root = path.rstrip("/")
+            pattern = (_pattern(root) if root else "") + "/**"
             if any(policy.covers(pattern, m) for m in _METHODS):
                 return []
-            return [f"mount {path or '/'} (everything under it)"]
-        methods = sorted(getattr(route, "methods", None) or ())
+            where = "host route" if endpoint.kind == "host" else f"mount {path or '/'}"
+            return [f"{where} (everything under it)"]
+        methods = endpoint.methods
         pattern = _pattern(path)
         missing = [
             m
@@ -230,16 +293,34 @@ class _Installed:
         ]
         if not missing:
             return []
-        name = getattr(getattr(route, "endpoint", None), "__name__", "")
-        return [f"{' '.join(missing)} {path}" + (f" ({name})" if name else "")]
+        name = f" ({endpoint.name})" if endpoint.name else ""
+        return [f"{' '.join(missing)} {path}{name}"]
 
-    def endpoint(self, scope: Scope) -> BaseRoute | None:
-        """The app's route for this request, as Starlette's router picks it (first full match)."""
-        for route in self.app.router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return route
-        return None
+    def decider(self, scope: Scope) -> Route | None:
+        """The route that decides this request when no policy route matches: none (default
+        deny) for an endpoint the policy must cover, a public one for an endpoint public on
+        purpose, or one requiring the endpoint's ``require_scopes`` scopes. Every endpoint
+        that matches counts and the strictest wins: no routing detail can pick a weaker one."""
+        matching = [e for e in self.endpoints() if e.matches(scope)]
+        if not matching or any(e.mode == "policy" for e in matching):
+            return None
+        label = matching[0].path
+        if all(e.mode == "public" for e in matching):
+            return Route(-1, f"public endpoint {label}", frozenset(_METHODS), public=True)
+        scopes = tuple(dict.fromkeys(s for e in matching for s in e.scopes))
+        return Route(-1, f"endpoint {label}", frozenset(_METHODS), scopes=scopes)
+
+
+def _methods_of(route: Any) -> tuple[str, ...]:
+    """The HTTP methods a route serves: its list, an HTTPEndpoint class's handlers, or every
+    method for a route without a list (a plain ASGI app)."""
+    methods = getattr(route, "methods", None)
+    if methods:
+        return tuple(sorted(methods))
+    endpoint = getattr(route, "endpoint", None)
+    if isinstance(endpoint, type) and issubclass(endpoint, HTTPEndpoint):
+        return tuple(m for m in _METHODS if hasattr(endpoint, m.lower()))
+    return _METHODS
 
 
 def _calls(dependant: Any) -> Iterable[Any]:
@@ -272,9 +353,9 @@ def _pattern(path: str) -> str:
 
 
 class _EndpointGuard(GuardMiddleware):
-    """``install``'s layer: decides by the policy, but lets an endpoint that carries
-    ``require_scopes`` decide itself, and decides a public endpoint as public when no policy
-    route matches it."""
+    """``install``'s layer: decides every request before the app sees it (its dependencies
+    included) -- by the policy, and where no policy route matches, by the endpoint's
+    ``require_scopes`` scopes or as a public endpoint; default deny for anything else."""
 
     def __init__(self, app: Any, installed: _Installed) -> None:
         limits = installed.limits
@@ -291,14 +372,7 @@ class _EndpointGuard(GuardMiddleware):
         installed = self.installed
         if not installed.checked:  # a server that sends no lifespan events: check now
             installed.check()
-        route = installed.endpoint(scope)
-        mode = installed.mode(route) if route is not None else "policy"
-        if mode == "dependency":
-            return True, None
-        if mode == "public":
-            path = getattr(route, "path", "")
-            return False, Route(-1, f"public endpoint {path}", frozenset(_METHODS), public=True)
-        return False, None
+        return False, installed.decider(scope)
 
 
 def install(
@@ -318,8 +392,7 @@ def install(
     if isinstance(installed, _Installed):  # a second install replaces the first's settings
         installed.guard, installed.limits = bare, limits
         installed.public, installed.public_docs = frozenset(public), public_docs
-        installed.checked = False
-        installed._modes.clear()
+        installed.forget()
         started = app.middleware_stack is not None
         app.middleware_stack = None  # (rebuilt at the next request, with the new guard)
         if not started:

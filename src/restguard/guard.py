@@ -303,6 +303,21 @@ class Guard:
         if retry is not None:
             raise RateLimited(retry, debug="route rate limit")
 
+    def screen(self, view: RequestView) -> None:
+        """The checks every request passes, whatever answers it (restguard's own endpoints
+        too): no credential or method override in the query, no method- or path-override
+        header, an unambiguous Content-Type. A refusal is recorded as a decision."""
+        started = self.clock.monotonic()
+        try:
+            if view.query:
+                check_query(view.query)
+            check_headers(view)
+            content_type(view.headers)
+            check_encoding(view.headers)
+        except AuthError as err:
+            self._emit(view, None, None, started, None, err)
+            raise
+
     def check_body(self, view: RequestView, body: bytes) -> None:
         """After an allowing decision: refuse a body carrying a ``_method`` parameter (read only
         now, so that no unauthenticated client can make restguard buffer a body). The refusal

@@ -169,8 +169,6 @@ def test_other_methods_on_an_own_endpoint_get_405(
         "/login",  # promised by the contract, not served by this version: the policy decides
         "/oauth2/token",
         "/.well-known/openid-configuration",
-        "/.well-known/JWKS.json",  # restguard's paths keep their case
-        "/.well-known/jwks.json/",
         "/tenant/.well-known/jwks.json",
     ],
 )
@@ -179,3 +177,15 @@ def test_other_paths_go_to_the_policy(
 ) -> None:
     assert httpx.get(recording_gateway.url + path).status_code == 200
     assert upstream.last().target == path.encode()
+
+
+@pytest.mark.parametrize("path", ["/.well-known/JWKS.json", "/.well-known/jwks.json/"])
+def test_spellings_of_an_own_endpoint_are_refused_not_forwarded(
+    recording_gateway: GatewayProcess, upstream: RecordingUpstream, path: str
+) -> None:
+    # a case-insensitive upstream router would answer them with a document of its own,
+    # under restguard's issuer URL: ambiguous, as a path folding onto a route is
+    upstream.clear()
+    r = httpx.get(recording_gateway.url + path)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+    assert upstream.requests == []

@@ -165,4 +165,4 @@ def test_reload_without_a_running_server_says_so(tmp_path: Path) -> None:
     assert "no running server" in done.stderr and "Traceback" not in done.stderr
     (config.parent / "restguard.pid").write_text("1\n")  # init, not restguard: never signalled
     done = reload_cli(config)
-    assert done.returncode == 1 and "is not restguard" in done.stderr
+    assert done.returncode == 1 and "is not 'restguard serve'" in done.stderr

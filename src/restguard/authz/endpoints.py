@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from restguard.authz.policy import Route, fold
+from restguard.authz.policy import AmbiguousPath, Route, fold, fold_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +55,23 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
 )
 
 _SERVED = {e.path: e for e in OWN_ENDPOINTS if e.served}
+_SERVED_FOLDED = {fold(e.path) for e in OWN_ENDPOINTS if e.served}
 _FOLDED = {fold(e.path): e for e in OWN_ENDPOINTS}
 
 
 def served_endpoint(path: str) -> OwnEndpoint | None:
     """The endpoint this version answers at the normalised ``path``, if any (exact match:
-    restguard's paths are case-sensitive)."""
-    return _SERVED.get(path)
+    restguard's paths are case-sensitive). ``AmbiguousPath`` for a path that differs from one
+    only in letter case or a trailing slash: a lenient upstream router behind a ``/**`` route
+    would answer it with a document of its own under restguard's name."""
+    endpoint = _SERVED.get(path)
+    if endpoint is None and fold_path(path) in _SERVED_FOLDED:
+        raise AmbiguousPath(
+            "The path differs from one of restguard's own endpoints only in letter case or a "
+            "trailing slash; send the endpoint's exact path.",
+            debug=f"{path} folds onto restguard's {fold_path(path)}",
+        )
+    return endpoint
 
 
 def named_endpoint(route: Route) -> OwnEndpoint | None:

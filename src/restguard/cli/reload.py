@@ -11,7 +11,7 @@ URL) is named in a warning and keeps its old value. The audit log is reopened (l
 
 ``restguard reload`` checks the file first (as ``restguard check`` reads settings and routes)
 and refuses to signal a server with a broken one; it finds the server through the pid file
-``serve`` writes next to the configuration (``restguard.pid``).
+``serve`` writes next to the configuration (``restguard.pid`` for ``restguard.toml``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from restguard.gateway.server import Gateway
 from restguard.wiring import Runtime, check_routes_servable
 
 _log = logging.getLogger("restguard.reload")
-PID_FILE = "restguard.pid"
 # [server] settings a running gateway takes over as they are (read per request or connection).
 _LIVE_SERVER = frozenset(
     {
@@ -111,7 +110,9 @@ def _needs_restart(applied: Settings, new: Settings) -> list[str]:
 
 
 def pid_path(settings: Settings) -> Path:
-    return settings.file.parent / PID_FILE
+    """``<config>.pid`` next to the configuration (``restguard.toml`` -> ``restguard.pid``):
+    one per configuration file, so servers of two files in one directory stay apart."""
+    return settings.file.with_suffix(".pid")
 
 
 def write_pid_file(settings: Settings) -> Path:
@@ -145,9 +146,33 @@ def _server_pid(settings: Settings) -> int:
         raise click.ClickException(
             f"no running server for {settings.file} (process {pid} from {path} is gone)"
         ) from None
-    if b"restguard" not in cmdline:  # a reused pid: never signal a stranger
-        raise click.ClickException(f"process {pid} from {path} is not restguard")
+    if not _is_server_of(cmdline, settings):  # a reused pid: never signal a stranger
+        raise click.ClickException(
+            f"process {pid} from {path} is not 'restguard serve' for {settings.file}"
+        )
     return pid
+
+
+def _is_server_of(cmdline: bytes, settings: Settings) -> bool:
+    """Whether a process's command line is ``restguard serve`` (however started) for this
+    configuration: its own file by --config, or none given (then $RESTGUARD_CONFIG or the
+    default, which led to the same pid file)."""
+    args = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
+    if "serve" not in args:
+        return False
+    names = [Path(a).name for a in args[: args.index("serve")]]  # (python -m restguard.cli)
+    if not any(n == "restguard" or n.startswith("restguard.") for n in names):
+        return False
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    configs += [a.partition("=")[2] for a in args if a.startswith("--config=")]
+    return all(_same_file(c, settings.file) for c in configs)
+
+
+def _same_file(given: str, file: Path) -> bool:
+    try:
+        return Path(given).resolve() == file.resolve() or Path(given).samefile(file)
+    except OSError:
+        return False
 
 
 @click.command()
@@ -162,8 +187,14 @@ def reload(config: str | None, as_json: bool) -> None:
     server's log.
     """
     result = validate(config_path(given_config(config)))
-    if result.settings is None or result.problems:
-        for problem in result.problems:
+    problems = list(result.problems)
+    if result.settings is not None and not problems:
+        try:
+            check_routes_servable(result.settings)  # (what the server checks as well)
+        except ConfigError as exc:
+            problems.append(exc)
+    if result.settings is None or problems:
+        for problem in problems:
             click.echo(str(problem), err=True)
         raise click.ClickException("the configuration has problems: the server was not signalled")
     settings = result.settings

@@ -85,13 +85,15 @@ async def run_servers(
     metrics_dir: Path | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_signal: Callable[[int], None] | None = None,
+    on_reload: Callable[[Settings], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
 
     ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
     the others write theirs there every second. ``background`` coroutines (the workers'
     supervisor) run while serving; ``on_signal`` hears every SIGHUP, SIGTERM and SIGINT first
-    (the supervisor passes them on to the workers at once)."""
+    (the supervisor passes them on to the workers at once); ``on_reload`` gets the settings in
+    force after each reload (the supervisor starts new workers with them)."""
     metrics = Metrics(
         peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
     )
@@ -131,7 +133,8 @@ async def run_servers(
         def on_hup() -> None:
             if on_signal is not None:
                 on_signal(signal.SIGHUP)
-            on_hangup(runtime, gateway)
+            if on_hangup(runtime, gateway) and on_reload is not None:
+                on_reload(runtime.settings)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -194,13 +197,13 @@ def count_losses(metrics: Metrics, runtime: Runtime) -> None:
         )
 
 
-def on_hangup(runtime: Runtime, gateway: Gateway | None = None) -> None:
+def on_hangup(runtime: Runtime, gateway: Gateway | None = None) -> bool:
     """SIGHUP (logrotate, ``restguard reload``): reopen the audit log and reload the
-    configuration (``cli/reload.py``). Never fatal."""
+    configuration (``cli/reload.py``); whether the new one is in force. Never fatal."""
     if runtime.audit is not None:
         runtime.audit.reopen()
     _log.warning("SIGHUP: audit log reopened; reloading %s", runtime.settings.file)
-    reload_settings(runtime, gateway)
+    return reload_settings(runtime, gateway)
 
 
 def raise_file_limit(settings: Settings) -> int:

@@ -104,6 +104,7 @@ def _serve(settings: Settings, workers: int, ready: Callable[[], None]) -> None:
                 metrics_dir=metrics_dir,
                 background=(supervisor.watch,),
                 on_signal=supervisor.signal_all,
+                on_reload=supervisor.use_settings,
             )
         )
     finally:

@@ -59,6 +59,11 @@ class Supervisor:
         self.workers = [_Worker() for _ in range(count)]
         self._stopping = False
 
+    def use_settings(self, settings: Settings) -> None:
+        """The settings in force after a reload: a worker started from now on gets them (the
+        running ones reload the file themselves on the SIGHUP passed on to them)."""
+        self.settings = settings
+
     def start(self) -> None:
         for worker in self.workers:
             self._spawn(worker)

@@ -231,11 +231,12 @@ class Exchange:
                 trusted_proxies=gw.trusted_proxies,
                 max_header_bytes=None,  # capped while parsing (http1.on_header)
             )
+            endpoint = served_endpoint(view.path)
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
             raise
-        endpoint = served_endpoint(view.path)
         if endpoint is not None:  # restguard's own endpoints come before the policy
+            gw.guard.screen(view)  # (no credential in the URL, no override: as everywhere)
             self._answer_own(endpoint)
             return
         decision = await gw.guard.decide(view, deferred=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from restguard.authz.endpoints import OWN_ENDPOINTS, named_endpoint, served_endpoint
-from restguard.authz.policy import Route, compile_pattern
+from restguard.authz.policy import AmbiguousPath, Route, compile_pattern
 
 # CONTRACT "Authorization server endpoints (gateway listener)", written out again on purpose.
 CONTRACT = {
@@ -56,9 +56,12 @@ def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None
 
 
-def test_served_paths_keep_their_case() -> None:
-    assert served_endpoint("/.well-known/JWKS.json") is None
-    assert served_endpoint("/.well-known/jwks.json/") is None
+@pytest.mark.parametrize("path", ["/.well-known/JWKS.json", "/.well-known/jwks.json/"])
+def test_spellings_of_a_served_path_are_ambiguous(path: str) -> None:
+    with pytest.raises(AmbiguousPath):
+        served_endpoint(path)
+    assert served_endpoint("/.well-known/jwks.json") is not None
+    assert served_endpoint("/.well-known/jwks") is None
 
 
 NAMING = [
