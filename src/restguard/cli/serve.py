@@ -22,7 +22,8 @@ import uvicorn
 from restguard.admin.app import AdminApp
 from restguard.config import Listen, Settings
 from restguard.gateway.identity import IdentityHeaders
-from restguard.gateway.server import make_gateway
+from restguard.gateway.server import listener_tls, make_gateway
+from restguard.keys.tls import ServerTLS
 from restguard.observe import Metrics, read_snapshots, write_snapshot
 from restguard.wiring import Runtime, open_runtime
 
@@ -84,13 +85,19 @@ async def run_servers(
     metrics_dir: Path | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_signal: Callable[[int], None] | None = None,
+    tls: ServerTLS | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
+
+    The gateway listener speaks TLS when ``[server] tls_cert``/``tls_key`` are set: ``tls`` is
+    its ``ServerTLS`` when the caller already loaded it, else it is loaded here (``ConfigError``
+    when the files do not load, before anything listens).
 
     ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
     the others write theirs there every second. ``background`` coroutines (the workers'
     supervisor) run while serving; ``on_signal`` hears every SIGHUP, SIGTERM and SIGINT first
     (the supervisor passes them on to the workers at once)."""
+    tls = tls or listener_tls(settings)
     metrics = Metrics(
         peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
     )
@@ -103,7 +110,9 @@ async def run_servers(
     loop = asyncio.get_running_loop()
     try:
         sock = gateway_socket or bind(settings.server.listen)
-        gateway = make_gateway(runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream)
+        gateway = make_gateway(
+            runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream, tls=tls
+        )
         await gateway.start(sock)
         if admin:
             checks = {"upstream": gateway.pool.probe}
