@@ -2,9 +2,11 @@
 ``tls_key``, and its reload.
 
 The context is the standard library's server recipe (``create_default_context(CLIENT_AUTH)``)
-with: TLS 1.2 at least (RFC 8446 §1.3 for 1.3; RFC 9325 §3.1.1: "Implementations MUST NOT
-negotiate TLS version 1.1"), no compression (RFC 9325 §3.3, CRIME), the server's cipher
-order, no renegotiation, and ALPN ``http/1.1`` only (RFC 7301; the listener speaks HTTP/1.1).
+with: TLS 1.2 at least (RFC 8446 for 1.3; RFC 9325 §3.1.1: "Implementations MUST NOT negotiate
+TLS version 1.1"), TLS 1.2 suites narrowed to forward-secret AEAD ones (ECDHE with AES-GCM or
+ChaCha20-Poly1305: RFC 9325 §4.2's recommended suites, Mozilla's "intermediate" profile), no
+compression (RFC 9325 §3.3, CRIME), the server's cipher order, no renegotiation, and ALPN
+``http/1.1`` only (RFC 7301; the listener speaks HTTP/1.1).
 
 Reload without a restart: the listener keeps one context whose SNI callback, which OpenSSL
 runs on every ClientHello (with or without a server name), hands the connection the *current*
@@ -22,6 +24,7 @@ from pathlib import Path
 _log = logging.getLogger("restguard.tls")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _ALPN = ["http/1.1"]
+_TLS12_CIPHERS = "@SECLEVEL=2:ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"  # (1.3's are all AEAD)
 
 __all__ = ["ServerTLS", "TLSFileError", "server_context"]
 
@@ -91,6 +94,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context.options |= (
         ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     )
+    context.set_ciphers(_TLS12_CIPHERS)
     context.set_alpn_protocols(_ALPN)
     try:
         context.load_cert_chain(cert, key, password=_no_password)

@@ -32,6 +32,9 @@ def test_the_context_is_tls12_plus_http11_only_without_compression(pki: Pki) -> 
     assert context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
     assert context.options & ssl.OP_NO_RENEGOTIATION
     assert context.verify_mode == ssl.CERT_NONE  # (no client certificates asked for)
+    suites = context.get_ciphers()
+    assert suites and all(s["aead"] for s in suites)
+    assert {s["kea"] for s in suites} == {"kx-any", "kx-ecdhe"}  # (1.3's, and ECDHE for 1.2)
 
 
 def _problem(cert: Path, key: Path) -> TLSFileError:
@@ -219,3 +222,38 @@ def test_a_client_that_wants_another_name_refuses_and_others_go_on(
         _connect(port, pki.ca, "wrong.example")
     with _connect(port, pki.ca, "localhost") as conn:
         assert _talk(conn) == b"hello x"
+
+
+def test_tls12_is_served_with_aead_suites_only(pki: Pki, listener: tuple[ServerTLS, int]) -> None:
+    _, port = listener
+
+    def tls12(ciphers: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.check_hostname = False
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+        return context
+
+    with tls12("DEFAULT").wrap_socket(socket.create_connection(("127.0.0.1", port))) as conn:
+        assert conn.version() == "TLSv1.2"
+        cipher = conn.cipher()
+        assert cipher is not None and cipher[0].startswith("ECDHE-ECDSA-")
+        assert "GCM" in cipher[0] or "CHACHA20" in cipher[0]
+        assert _talk(conn) == b"hello x"
+    # a client that offers only CBC suites finds none in common
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        tls12("ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384").wrap_socket(raw)
+
+
+def test_alpn_selects_http11_only(pki: Pki, listener: tuple[ServerTLS, int]) -> None:
+    _, port = listener
+    for offered, selected in ((["h2", "http/1.1"], "http/1.1"), (["h2"], None)):
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.set_alpn_protocols(offered)
+        with context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"
+        ) as conn:
+            assert conn.selected_alpn_protocol() == selected
