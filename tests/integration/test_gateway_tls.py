@@ -14,6 +14,7 @@ import asyncio
 import http.client
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -37,6 +38,7 @@ from tests.faults import (
     ready_workers,
     serve_dir,
     set_keys,
+    wait_until,
     worker_decisions,
 )
 from tests.harness import TEST_ROUTES, GatewayProcess, RecordingUpstream
@@ -380,6 +382,39 @@ def test_every_worker_serves_tls(tmp_path: Path, upstream: RecordingUpstream) ->
     finally:
         serve.stop()
     assert serve.proc.returncode == 0
+
+
+def test_sigterm_finishes_tls_requests_and_does_not_wait_for_idle_clients(
+    tmp_path: Path, upstream: RecordingUpstream
+) -> None:
+    """Idle keep-alive clients do not answer the server's close_notify (nor need they): a stop
+    must not wait ``shutdown_grace`` for them (docker stops with SIGKILL after 10 s)."""
+    upstream.clear()
+    pki = Pki(tmp_path / "pki")
+    serve = ServeProcess(tls_config(tmp_path / "data", upstream, pki))
+    try:
+        serve.wait_up()
+        url = f"https://127.0.0.1:{serve.port}/public/"
+        idle = httpx.Client(verify=ssl.create_default_context(cafile=str(pki.ca)), timeout=10)
+        busy = httpx.Client(verify=ssl.create_default_context(cafile=str(pki.ca)), timeout=10)
+        assert idle.get(url + "idle").status_code == 200  # (its connection stays open)
+        upstream.reply.delay = 1.0
+        answers: list[int] = []
+        flight = threading.Thread(target=lambda: answers.append(busy.get(url + "slow").status_code))
+        flight.start()
+        wait_until(lambda: len(upstream.requests) == 2, 5, "the slow request at the upstream")
+        stopped = time.monotonic()
+        serve.signal(signal.SIGTERM)
+        assert serve.wait(15) == 0
+        took = time.monotonic() - stopped
+        flight.join(5)
+        assert answers == [200]  # the request in flight was finished
+        assert took < 3.0, took  # ~1 s for it; the idle client was not waited for
+        idle.close()
+        busy.close()
+        assert "Traceback" not in serve.stderr
+    finally:
+        serve.stop()
 
 
 # --- configuration mistakes: one line, before anything listens -----------------------------------

@@ -526,6 +526,19 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def only_goodbye_left(self) -> bool:
+        """Closed over TLS with everything handed to the transport: what is left is the TLS
+        goodbye, the client's ``close_notify``, which nothing needs to wait for (RFC 8446 §6.1:
+        the initiator of the close need not wait for the responding ``close_notify``)."""
+        transport = self.transport
+        return (
+            self.scheme == "https"
+            and self._closing
+            and self._active is None
+            and not self._queue
+            and (transport is None or transport.get_write_buffer_size() == 0)
+        )
+
     def close_when_idle(self) -> None:
         if self._active is None:
             self._close()

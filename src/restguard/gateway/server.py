@@ -124,6 +124,8 @@ class Gateway:
         for conn in list(self.connections):
             conn.close_when_idle()
         while self.connections and self.loop.time() < deadline:
+            if all(conn.only_goodbye_left() for conn in self.connections):
+                break  # (idle TLS clients need not answer our close_notify)
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.shut_down()
