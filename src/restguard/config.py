@@ -33,6 +33,7 @@ from restguard.config_base import (
     valid_scope,
 )
 from restguard.config_routes import read_routes
+from restguard.keys.tls import TLSFileError, server_context
 from restguard.wire.toml_lines import KeyLines, key_lines
 
 __all__ = [
@@ -94,6 +95,14 @@ class ServerSettings:
     # On SIGTERM/SIGINT: stop accepting, let requests in flight finish this long, then answer
     # what has not started with 503 and close.
     shutdown_grace: float = 10.0
+    # Both or neither: the listener speaks HTTPS with this PEM certificate (chain) and key.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the gateway listener speaks TLS."""
+        return self.tls_cert is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +182,46 @@ def _positive(r: Reader, name: str, default: int, what: str) -> int:
     return value
 
 
+def _tls(r: Reader) -> tuple[Path, Path] | None:
+    """``tls_cert`` and ``tls_key``: both or neither, and a pair that loads and matches."""
+    texts = {}
+    for name in ("tls_cert", "tls_key"):
+        texts[name] = r.get(name, str, "", f'"{name[4:]}.pem" (a PEM file)')
+    cert_text, key_text = texts["tls_cert"], texts["tls_key"]
+    if not cert_text and not key_text:
+        return None
+    if not cert_text or not key_text:
+        given, missing = ("tls_cert", "tls_key") if cert_text else ("tls_key", "tls_cert")
+        if given not in r.failed:
+            r.fail(
+                given,
+                f"is set but {missing} is not",
+                f"set both tls_cert and tls_key (PEM paths), or remove {given}",
+            )
+        return None
+    base = r.doc.file.parent
+    cert, key = (base / cert_text, base / key_text)  # (an absolute path stays as it is)
+    try:
+        server_context(cert, key)
+    except TLSFileError as exc:
+        r.fail(exc.key, exc.problem, exc.fix)
+        return None
+    return cert, key
+
+
 def _server(doc: Doc, table: Any) -> ServerSettings:
     r = Reader(doc, ("server",), table)
     d = ServerSettings()
     listen = _listen(r, "listen", d.listen)
-    public_url = _http_url(r, "public_url", f"http://{listen}")
+    tls = _tls(r)
+    scheme = "https" if tls else "http"
+    public_url = _http_url(r, "public_url", f"{scheme}://{listen}")
+    if tls and public_url.startswith("http://"):
+        r.fail(
+            "public_url",
+            f"'{public_url}' is http:// but the listener speaks TLS (tls_cert, tls_key)",
+            f'write "https://{public_url[len("http://") :]}"',
+        )
     proxies = []
     for text in r.strings("trusted_proxies", (), '["10.0.0.0/8"]'):
         try:
@@ -214,6 +258,8 @@ def _server(doc: Doc, table: Any) -> ServerSettings:
         max_connections=_positive(r, "max_connections", d.max_connections, "connections"),
         body_buffer_bytes=_positive(r, "body_buffer_bytes", d.body_buffer_bytes, "bytes"),
         shutdown_grace=_seconds(r, "shutdown_grace", d.shutdown_grace),
+        tls_cert=tls[0] if tls else None,
+        tls_key=tls[1] if tls else None,
     )
     r.finish()
     return settings

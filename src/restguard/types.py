@@ -16,6 +16,8 @@ class RequestView:
     removed before any decision (names other than letters, digits and ``-``; client-sent
     ``X-Restguard-*``). ``client`` is the client address after trusted-proxy handling;
     ``via_trusted_proxy`` says whether the peer was one of ``[server] trusted_proxies``.
+    ``scheme`` is the one the request reached restguard with (RFC 9110 §4.2): ``https`` over
+    TLS, else ``http`` (what a trusted proxy claims for its own client is not applied here).
     """
 
     method: str
@@ -24,6 +26,7 @@ class RequestView:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     client: str = ""
     via_trusted_proxy: bool = False
+    scheme: str = "http"
 
     def header_values(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (lower-case), in order."""

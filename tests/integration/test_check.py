@@ -68,6 +68,19 @@ def test_a_good_configuration(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_a_good_configuration_with_tls(tmp_path: Path) -> None:
+    from tests.pki import Pki
+
+    config = write_data_dir(tmp_path / "d")
+    cert, key = Pki(tmp_path / "pki").pair()
+    text = config.read_text().replace('public_url = "http://', 'public_url = "https://')
+    text = text.replace('# tls_cert = "cert.pem"', f'tls_cert = "{cert}"')
+    config.write_text(text.replace('# tls_key = "key.pem"', f'tls_key = "{key}"'))
+    result = check(config)
+    assert result.exit_code == 0, result.output
+    assert "gateway 127.0.0.1:8080 (TLS), admin 127.0.0.1:8081" in result.stdout
+
+
 def test_json_for_a_good_configuration(tmp_path: Path) -> None:
     result = check(write_data_dir(tmp_path / "d"), "--json")
     assert result.exit_code == 0

@@ -129,6 +129,29 @@ def test_init_writes_a_valid_data_dir(tmp_path: Path, runner: CliRunner) -> None
     assert [r.path for r in settings.routes] == ["/health", "/notes/**", "/notes/**"]
 
 
+def test_init_writes_tls_settings_to_uncomment(tmp_path: Path, runner: CliRunner) -> None:
+    from tests.pki import Pki
+
+    directory = tmp_path / "d"
+    assert invoke(runner, "init", "--dir", str(directory)).exit_code == 0
+    config = directory / "restguard.toml"
+    text = config.read_text()
+    server = text[text.index("[server]\n") : text.index("[admin]\n")]
+    assert '\n# tls_cert = "cert.pem"\n# tls_key = "key.pem"\n' in server
+    assert "TLS 1.2+" in server and "TLS-terminating proxy" in server
+    assert not load(config).server.tls
+    # uncommented, with the files in place and public_url made https://, it loads
+    pki = Pki(directory)
+    pki.pair("cert")
+    (directory / "cert.crt").rename(directory / "cert.pem")
+    (directory / "cert.key").rename(directory / "key.pem")
+    text = text.replace("# tls_cert", "tls_cert").replace("# tls_key", "tls_key")
+    config.write_text(text.replace('public_url = "http://', 'public_url = "https://'))
+    server_settings = load(config).server
+    assert server_settings.tls_cert == directory.resolve() / "cert.pem"
+    assert server_settings.tls_key == directory.resolve() / "key.pem"
+
+
 def test_init_refuses_an_existing_config(data_dir: Path, runner: CliRunner) -> None:
     config = data_dir / "restguard.toml"
     before = config.read_text()

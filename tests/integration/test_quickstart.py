@@ -152,6 +152,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     try:
         out = first.wait_ready()
         assert f"created {directory}" in out
+        assert "This is plain HTTP on loopback" in out
         requests = promised_requests(out)
         assert [status for status, _ in requests] == PROMISED
         keys = set(re.findall(r"rg_ak_[0-9a-z]{12}_[0-9A-Za-z]{49}", out))
@@ -198,6 +199,36 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         code = second.interrupt()
     assert code == 0, second.stderr
     assert "Traceback" not in second.stderr
+
+
+@pytest.mark.skipif(CURL is None, reason="the curl binary is not installed")
+def test_quickstart_stays_on_plain_http_with_a_tls_data_dir(tmp_path: Path) -> None:
+    from restguard.cli.init import write_data_dir
+    from tests.pki import Pki
+
+    directory = tmp_path / "qs"
+    port, admin, upstream = free_port(), free_port(), free_port()
+    config = write_data_dir(
+        directory,
+        upstream=f"http://127.0.0.1:{upstream}",
+        listen=f"127.0.0.1:{port}",
+        admin_listen=f"127.0.0.1:{admin}",
+    )
+    cert, key = Pki(tmp_path / "pki").pair()
+    text = config.read_text().replace('public_url = "http://', 'public_url = "https://')
+    text = text.replace('# tls_cert = "cert.pem"', f'tls_cert = "{cert}"')
+    config.write_text(text.replace('# tls_key = "key.pem"', f'tls_key = "{key}"'))
+    run = Quickstart(directory, port, admin, upstream)
+    try:
+        out = run.wait_ready()
+        assert "the quickstart serves plain HTTP on loopback" in run.stderr
+        assert f"gateway  http://127.0.0.1:{port}" in out
+        requests = promised_requests(out)
+        assert [curl_status(command) for _, command in requests] == PROMISED
+    finally:
+        code = run.interrupt()
+    assert code == 0, run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("flag", ["--port", "--admin-port", "--upstream-port"])

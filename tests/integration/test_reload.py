@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -15,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults import RESTGUARD, serve_dir, serving, wait_until
+from restguard.config import load
+from tests.faults import RESTGUARD, serve_dir, serving, set_keys, wait_until
 from tests.harness import RecordingUpstream
+from tests.pki import Pki, subject_of
 
 pytestmark = pytest.mark.slow
 
@@ -166,3 +170,44 @@ def test_reload_without_a_running_server_says_so(tmp_path: Path) -> None:
     (config.parent / "restguard.pid").write_text("1\n")  # init, not restguard: never signalled
     done = reload_cli(config)
     assert done.returncode == 1 and "is not 'restguard serve'" in done.stderr
+
+
+def test_reload_serves_a_renewed_certificate(
+    tmp_path: Path, fresh_upstream: RecordingUpstream
+) -> None:
+    # certbot's renewal: new files over the old ones, then `systemctl reload` (SIGHUP)
+    pki = Pki(tmp_path / "pki")
+    first_cert, first_key = pki.pair("first")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(first_cert.read_bytes())
+    key.write_bytes(first_key.read_bytes())
+    config = serve_dir(tmp_path / "d", upstream=fresh_upstream.url, routes=OPEN)
+    port = load(config).server.listen.port
+    set_keys(
+        config,
+        "server",
+        {
+            "tls_cert": f'"{cert}"',
+            "tls_key": f'"{key}"',
+            "public_url": f'"https://127.0.0.1:{port}"',
+        },
+    )
+    context = ssl.create_default_context(cafile=str(pki.ca))
+
+    def served() -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return subject_of(tls.getpeercert(binary_form=True))
+
+    with serving(config):
+        assert served() == "first"
+        second_cert, second_key = pki.pair("second")
+        cert.write_bytes(second_cert.read_bytes())
+        key.write_bytes(second_key.read_bytes())
+        assert reload_cli(config).returncode == 0
+        wait_until(lambda: served() == "second", 5, "the renewed certificate served")
+        # a broken renewal (a key that does not match) is refused as a whole
+        key.write_bytes(first_key.read_bytes())
+        refused = reload_cli(config)
+        assert refused.returncode == 1 and "tls_key" in refused.stderr
+        assert served() == "second"

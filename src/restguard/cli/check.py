@@ -115,11 +115,12 @@ def _shown(url: str) -> str:
 def _summary(settings: Settings, database: str) -> None:
     routes = settings.routes
     public = sum(1 for r in routes if r.public)
+    tls = " (TLS)" if settings.server.tls else ""
     success(f"configuration OK: {settings.file}")
     rows = [
         ("routes", f"{len(routes)} ({public} public)"),
         ("upstream", settings.upstream.url),
-        ("listeners", f"gateway {settings.server.listen}, admin {settings.admin_listen}"),
+        ("listeners", f"gateway {settings.server.listen}{tls}, admin {settings.admin_listen}"),
         ("database", f"{_shown(settings.database_url)}{f' ({database})' if database else ''}"),
     ]
     for name, value in rows:

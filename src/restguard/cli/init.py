@@ -23,6 +23,11 @@ TEMPLATE = """\
 listen = "{listen}"
 # The issuer of the tokens restguard signs, and the base of its redirect URLs.
 public_url = "http://{listen}"
+# TLS: with both set the listener speaks HTTPS (TLS 1.2+; PEM files, relative to this file; the
+# certificate file may hold the chain, server certificate first; make public_url https://).
+# Without them it speaks plain HTTP: keep it on loopback or behind a TLS-terminating proxy.
+# tls_cert = "cert.pem"
+# tls_key = "key.pem"
 # Proxies whose X-Forwarded-For is believed (addresses or CIDR networks). Empty: nobody's.
 trusted_proxies = []
 # Size caps, checked before anything is parsed.

@@ -101,6 +101,8 @@ def _guide(base: str, admin: str, upstream: str, config: Path, examples: list[_E
         lines += [f"# {example.status}: {example.what}", example.curl]
     lines += [
         "",
+        "This is plain HTTP on loopback, for trying things out: API keys sent over a network",
+        "need TLS ([server] tls_cert/tls_key, see the README) or a TLS-terminating proxy.",
         f"Decisions: restguard audit --follow --config {config}",
         f"Metrics:   curl {admin}/metrics",
         "Keys are shown once; a new run issues new ones. Ctrl-C stops everything.",
@@ -180,6 +182,17 @@ def quickstart(
                 f"{config} listens on {settings.server.listen} and {settings.admin_listen}; "
                 "pass matching --port/--admin-port or use another --dir"
             )
+        if settings.server.tls:
+            # The quickstart is for trying restguard out on this machine: loopback, plain HTTP,
+            # URLs that paste as they are. 'restguard serve' uses the reused file's TLS.
+            click.secho(
+                f"the quickstart serves plain HTTP on loopback: tls_cert/tls_key in {config} "
+                "are used by 'restguard serve', not here",
+                fg="yellow",
+                err=True,
+            )
+            server = replace(settings.server, tls_cert=None, tls_key=None)
+            settings = replace(settings, server=server)
         if settings.upstream.url != upstream:
             # A reused data dir written when another port was free: this run forwards to the
             # demo where it listens now (the file is left as it is).

@@ -6,8 +6,9 @@ error is logged and the old configuration keeps serving. Otherwise what can chan
 serving changes at once -- the policy (``[[routes]]``), ``trusted_proxies``, the size limits,
 the slow-client timeouts, ``failed_attempts``, ``max_connections`` -- for every request decided
 from then on; a request already decided finishes under the old policy, and no connection is
-dropped. What needs a restart (listeners, database, upstream, master key, audit file, public
-URL) is named in a warning and keeps its old value. The audit log is reopened (logrotate).
+dropped -- and a renewed TLS certificate and key serve new connections. What needs a restart
+(listeners, turning TLS on or off, database, upstream, master key, audit file, public URL) is
+named in a warning and keeps its old value. The audit log is reopened (logrotate).
 
 ``restguard reload`` checks the file first (as ``restguard check`` reads settings and routes)
 and refuses to signal a server with a broken one; it finds the server through the pid file
@@ -49,6 +50,8 @@ _LIVE_SERVER = frozenset(
         "max_connections",
         "body_buffer_bytes",
         "shutdown_grace",
+        "tls_cert",  # (the listener's context takes the new pair: gateway.reload_tls)
+        "tls_key",
     }
 )
 
@@ -60,6 +63,8 @@ def reload_settings(runtime: Runtime, gateway: Gateway | None) -> bool:
     try:
         new = load(old.file)
         check_routes_servable(new)
+        if gateway is not None:  # a renewed certificate (a broken pair refuses it all)
+            gateway.reload_tls(new)
     except ConfigError as exc:
         _log.error("reload refused, the old configuration keeps serving: %s", exc)
         return False

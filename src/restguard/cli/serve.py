@@ -23,7 +23,8 @@ from restguard.admin.app import AdminApp
 from restguard.cli.reload import reload_settings
 from restguard.config import Listen, Settings
 from restguard.gateway.identity import IdentityHeaders
-from restguard.gateway.server import Gateway, make_gateway
+from restguard.gateway.server import Gateway, listener_tls, make_gateway
+from restguard.keys.tls import ServerTLS
 from restguard.observe import Metrics, read_snapshots, write_snapshot
 from restguard.wiring import Runtime, open_runtime
 
@@ -86,14 +87,20 @@ async def run_servers(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_signal: Callable[[int], None] | None = None,
     on_reload: Callable[[Settings], None] | None = None,
+    tls: ServerTLS | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then close everything cleanly.
+
+    The gateway listener speaks TLS when ``[server] tls_cert``/``tls_key`` are set: ``tls`` is
+    its ``ServerTLS`` when the caller already loaded it, else it is loaded here (``ConfigError``
+    when the files do not load, before anything listens).
 
     ``metrics_dir`` joins the workers' metrics: the admin process reads the others' snapshots,
     the others write theirs there every second. ``background`` coroutines (the workers'
     supervisor) run while serving; ``on_signal`` hears every SIGHUP, SIGTERM and SIGINT first
     (the supervisor passes them on to the workers at once); ``on_reload`` gets the settings in
     force after each reload (the supervisor starts new workers with them)."""
+    tls = tls or listener_tls(settings)
     metrics = Metrics(
         peers=(lambda: read_snapshots(metrics_dir)) if admin and metrics_dir else None
     )
@@ -106,7 +113,9 @@ async def run_servers(
     loop = asyncio.get_running_loop()
     try:
         sock = gateway_socket or bind(settings.server.listen)
-        gateway = make_gateway(runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream)
+        gateway = make_gateway(
+            runtime, IdentityHeaders(runtime.minter), metrics.observe_upstream, tls=tls
+        )
         await gateway.start(sock)
         if admin:
             checks = {"upstream": gateway.pool.probe}

@@ -18,6 +18,8 @@ from restguard.cli.reload import remove_pid_file, write_pid_file
 from restguard.cli.serve import bind, install_loop, raise_file_limit, run_servers
 from restguard.cli.workers import Supervisor
 from restguard.config import Settings
+from restguard.gateway.server import listener_tls
+from restguard.keys.tls import ServerTLS
 from restguard.store.sql import migrate as apply_migrations
 
 
@@ -41,15 +43,17 @@ from restguard.store.sql import migrate as apply_migrations
 def serve(workers: int, config: str | None, as_json: bool) -> None:
     """Run the gateway (policy, credentials, proxy, JWKS) and the admin listener."""
     settings = settings_from(config)
+    tls = listener_tls(settings)  # (checked at load too: the files may have changed since)
     logging.basicConfig(level=logging.WARNING, format="restguard: %(message)s")
     apply_migrations(settings.database_url)
     raise_file_limit(settings)
+    gateway = f"{'https' if tls else 'http'}://{settings.server.listen}"
 
     def ready() -> None:
         if as_json:
             emit_json(
                 {
-                    "gateway": f"http://{settings.server.listen}",
+                    "gateway": gateway,
                     "admin": f"http://{settings.admin_listen}",
                     "upstream": settings.upstream.url,
                     "config": str(settings.file),
@@ -59,9 +63,7 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
                 }
             )
         else:
-            success(
-                f"restguard gateway on http://{settings.server.listen} -> {settings.upstream.url}"
-            )
+            success(f"restguard gateway on {gateway} -> {settings.upstream.url}")
             success(f"admin on http://{settings.admin_listen} (healthz, readyz, metrics)")
             click.echo(f"{len(settings.routes)} routes from {settings.file}; Ctrl-C stops.")
         if not settings.routes:
@@ -82,14 +84,16 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
     install_loop()
     pid_file = write_pid_file(settings)  # for 'restguard reload'
     try:
-        _serve(settings, workers, ready)
+        _serve(settings, workers, ready, tls)
     finally:
         remove_pid_file(pid_file)
 
 
-def _serve(settings: Settings, workers: int, ready: Callable[[], None]) -> None:
+def _serve(
+    settings: Settings, workers: int, ready: Callable[[], None], tls: ServerTLS | None
+) -> None:
     if workers == 1:
-        asyncio.run(run_servers(settings, on_ready=ready))
+        asyncio.run(run_servers(settings, on_ready=ready, tls=tls))
         return
     sock = bind(settings.server.listen)
     metrics_dir = Path(tempfile.mkdtemp(prefix="restguard-metrics-"))
@@ -105,6 +109,7 @@ def _serve(settings: Settings, workers: int, ready: Callable[[], None]) -> None:
                 background=(supervisor.watch,),
                 on_signal=supervisor.signal_all,
                 on_reload=supervisor.use_settings,
+                tls=tls,
             )
         )
     finally:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from restguard.cli.serve import install_loop, run_servers
-from restguard.config import Settings
+from restguard.config import ConfigError, Settings
 
 _log = logging.getLogger("restguard.workers")
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
@@ -175,7 +175,13 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=fd)
     logging.basicConfig(level=logging.WARNING, format="restguard worker %(process)d: %(message)s")
     install_loop()
-    asyncio.run(run_servers(settings, gateway_socket=sock, admin=False, metrics_dir=metrics_dir))
+    try:
+        asyncio.run(
+            run_servers(settings, gateway_socket=sock, admin=False, metrics_dir=metrics_dir)
+        )
+    except ConfigError as exc:  # a TLS certificate or key that no longer loads: one line
+        _log.error("%s", exc)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,12 @@ def build_view(
     trusted_proxies: Sequence[Network] = (),
     max_header_bytes: int | None = 16 * 1024,
     refuse_dot_segments: bool = False,
+    scheme: str = "http",
 ) -> RequestView:
     """The core's view of a request from its raw parts (the raw request target); raise
     InvalidRequest (or a subclass) on anything ambiguous. ``max_header_bytes=None``: the
-    server already capped the header block while parsing."""
+    server already capped the header block while parsing. ``scheme``: ``https`` when the
+    request came over TLS."""
     if max_header_bytes is not None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
         if size > max_header_bytes:
@@ -165,6 +167,7 @@ def build_view(
         headers=tuple(kept),
         client=_forwarded_client(peer, kept, trusted_proxies) if trusted else peer,
         via_trusted_proxy=trusted,
+        scheme="https" if scheme == "https" else "http",
     )
 
 
@@ -209,6 +212,7 @@ def view_from_scope(
         trusted_proxies=trusted_proxies,
         max_header_bytes=max_header_bytes,
         refuse_dot_segments=True,
+        scheme="https" if scope.get("scheme") in ("https", "wss") else "http",
     )
 
 

@@ -230,6 +230,7 @@ class Exchange:
                 peer=self.client.peer,
                 trusted_proxies=gw.trusted_proxies,
                 max_header_bytes=None,  # capped while parsing (http1.on_header)
+                scheme=self.client.scheme,
             )
             endpoint = served_endpoint(view.path)
         except AuthError as err:

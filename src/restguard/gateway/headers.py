@@ -4,7 +4,8 @@
 fields and what ``Connection`` names removed (except headers restguard relies on: naming those
 is ignored), the client-address and scheme family removed unless a trusted proxy sent it,
 restguard credentials removed (unless the route forwards them), ``X-Forwarded-*`` and the
-identity block added. Names arrive clean (``edge.view``: ``[0-9a-z-]`` only, no client-sent
+identity block added (``X-Forwarded-Proto``: ``https`` for a request that came over TLS).
+Names arrive clean (``edge.view``: ``[0-9a-z-]`` only, no client-sent
 ``X-Restguard-*``). ``client_head`` builds the answer's head for the client with its own framing.
 """
 
@@ -110,7 +111,8 @@ def upstream_head(
     target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")
     lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (view.method.encode(), target, upstream_host)]
     host = b""
-    proto = b"http"
+    # RFC 9110 §4.2: the scheme the client used; a trusted proxy's claim for its own client wins.
+    proto = b"https" if view.scheme == "https" else b"http"
     for name, value in view.headers:
         if name == b"host":
             host = value

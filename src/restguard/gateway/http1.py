@@ -77,6 +77,7 @@ class ClientConnection(asyncio.Protocol):
         self.loop = gw.loop
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.scheme = "http"  # "https" once a TLS handshake made the connection
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -111,6 +112,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
+        if transport.get_extra_info("ssl_object") is not None:
+            self.scheme = "https"
         if len(self.gw.connections) >= self.gw.limits.max_connections:
             self._closing = True
             self.transport.write(_error_response(Overloaded(debug="max_connections reached")))
@@ -233,7 +236,14 @@ class ClientConnection(asyncio.Protocol):
         """The client shut its sending side (``shutdown(SHUT_WR)``, ``nc -N``): the requests it
         sent whole are still answered, in order, then the connection closes. One cut short (in
         its head or body) can never be complete: the connection closes now (asyncio closes the
-        transport when this returns False)."""
+        transport when this returns False).
+
+        Over TLS this is the client's ``close_notify``: asyncio's TLS has no half-close (the
+        transport shuts down whatever this returns), so the client is gone and so are the
+        answers it has not received."""
+        if self.scheme == "https":
+            self._closing = True
+            return False
         if self._in_head or self._parsing is not None or self._active is None:
             return False
         self._closing = True
@@ -515,6 +525,19 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
         if self.transport is not None:
             self.transport.close()
+
+    def only_goodbye_left(self) -> bool:
+        """Closed over TLS with everything handed to the transport: what is left is the TLS
+        goodbye, the client's ``close_notify``, which nothing needs to wait for (RFC 8446 §6.1:
+        the initiator of the close need not wait for the responding ``close_notify``)."""
+        transport = self.transport
+        return (
+            self.scheme == "https"
+            and self._closing
+            and self._active is None
+            and not self._queue
+            and (transport is None or transport.get_write_buffer_size() == 0)
+        )
 
     def close_when_idle(self) -> None:
         if self._active is None:

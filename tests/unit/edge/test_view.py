@@ -312,6 +312,22 @@ def test_build_view_client_and_via_trusted_proxy(
     assert view.via_trusted_proxy is trusted
 
 
+@pytest.mark.parametrize(
+    ("given", "scheme"), [("https", "https"), ("http", "http"), ("HTTPS", "http"), ("ftp", "http")]
+)
+def test_build_view_scheme_is_http_or_https(given: str, scheme: str) -> None:
+    assert build_view("GET", b"/", [HOST]).scheme == "http"
+    assert build_view("GET", b"/", [HOST], scheme=given).scheme == scheme
+
+
+@pytest.mark.parametrize(
+    ("given", "scheme"), [("https", "https"), ("wss", "https"), ("http", "http"), (None, "http")]
+)
+def test_view_from_scope_takes_the_servers_scheme(given: str | None, scheme: str) -> None:
+    fields = {} if given is None else {"scheme": given}
+    assert view_from_scope(scope(**fields)).scheme == scheme
+
+
 # --- view_from_scope: judge what the app routes on ------------------------------------------------
 
 

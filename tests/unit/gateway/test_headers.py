@@ -103,6 +103,7 @@ def head_for(
     carriers: tuple[bytes, ...] = (),
     forward_credentials: bool = False,
     client: str = "203.0.113.9",
+    scheme: str = "http",
 ) -> bytes:
     route = Route(0, "/n/**", frozenset({"GET"}), forward_credentials=forward_credentials)
     view = RequestView(
@@ -112,6 +113,7 @@ def head_for(
         ((b"host", b"gw.example"), *headers),
         client=client,
         via_trusted_proxy=trusted,
+        scheme=scheme,
     )
     return upstream_head(
         view,
@@ -209,6 +211,23 @@ def test_untrusted_forwarded_scheme_and_host_are_not_believed() -> None:
     )
     assert values(head, b"x-forwarded-proto") == [b"http"]
     assert values(head, b"x-forwarded-host") == [b"gw.example"]
+
+
+def test_a_request_that_came_over_tls_is_forwarded_as_https() -> None:
+    assert values(head_for(scheme="https"), b"x-forwarded-proto") == [b"https"]
+    # a client's own claim, over TLS or not, is replaced by the truth
+    for scheme in ("http", "https"):
+        head = head_for((b"x-forwarded-proto", b"ftp"), (b"x-url-scheme", b"x"), scheme=scheme)
+        assert values(head, b"x-forwarded-proto") == [scheme.encode()]
+        assert values(head, b"x-url-scheme") == []
+
+
+def test_a_trusted_proxy_scheme_wins_over_the_connection_one() -> None:
+    # the proxy terminated its client's plain HTTP and reached restguard over TLS
+    head = head_for((b"x-forwarded-proto", b"http"), trusted=True, scheme="https")
+    assert values(head, b"x-forwarded-proto") == [b"http"]
+    head = head_for(trusted=True, scheme="https")  # (no claim: the connection's own)
+    assert values(head, b"x-forwarded-proto") == [b"https"]
 
 
 @pytest.mark.parametrize(
