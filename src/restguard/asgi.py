@@ -61,31 +61,22 @@ class GuardMiddleware:
         self.max_header_bytes = max_header_bytes or limits.max_header_bytes
         self.max_body_bytes = max_body_bytes or limits.max_body_bytes
 
-    def endpoint(self, scope: Scope) -> tuple[bool, Route | None]:
-        """(whether the app's endpoint decides this request itself, the route that decides it
-        when no policy route matches): here, neither; see ``restguard.fastapi``."""
-        return False, None
+    def fallback(self, scope: Scope) -> Route | None:
+        """The route that decides a request no policy route matches: here none (default
+        deny); ``restguard.fastapi`` asks the app's endpoint."""
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket") or DECISION_KEY in scope:
             await self.app(scope, receive, send)
             return
-        defer, fallback = self.endpoint(scope)
-        if defer:
-            await self.app(scope, receive, send)
-            return
+        fallback = self.fallback(scope)
         if kind == "websocket":
             await self._websocket(scope, receive, send, fallback)
             return
         try:
-            view, decision = await decide_scope(
-                self.guard,
-                scope,
-                trusted_proxies=self.trusted_proxies,
-                max_header_bytes=self.max_header_bytes,
-                fallback=fallback,
-            )
+            view, decision = await self._decide(scope, fallback)
             # Read whatever the headers announce or not: an HTTP/2 body needs no content-length
             # (RFC 9113 §8.1.1), and an absent body reads as b"" at once.
             if gate_for(view.headers) is not None:
@@ -110,18 +101,21 @@ class GuardMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         try:
-            view, decision = await decide_scope(
-                self.guard,
-                scope,
-                trusted_proxies=self.trusted_proxies,
-                max_header_bytes=self.max_header_bytes,
-                fallback=fallback,
-            )
+            view, decision = await self._decide(scope, fallback)
         except AuthError:
             await send({"type": "websocket.close", "code": 1008})
             return
         judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
         await self.app(judged, receive, send)
+
+    async def _decide(self, scope: Scope, fallback: Route | None) -> tuple[RequestView, Decision]:
+        return await decide_scope(
+            self.guard,
+            scope,
+            trusted_proxies=self.trusted_proxies,
+            max_header_bytes=self.max_header_bytes,
+            fallback=fallback,
+        )
 
     async def _read(self, view: RequestView, receive: Receive) -> bytes | None:
         try:

@@ -368,11 +368,11 @@ class _EndpointGuard(GuardMiddleware):
         )
         self.installed = installed
 
-    def endpoint(self, scope: Scope) -> tuple[bool, Route | None]:
+    def fallback(self, scope: Scope) -> Route | None:
         installed = self.installed
         if not installed.checked:  # a server that sends no lifespan events: check now
             installed.check()
-        return False, installed.decider(scope)
+        return installed.decider(scope)
 
 
 def install(
