@@ -44,6 +44,25 @@ class DecisionEvent:
     # log's line, written before forwarding); None for denials and where there is no upstream.
     upstream: str | None = None
 
+    def finished(self, status: int, upstream: str) -> DecisionEvent:
+        """This event with the status sent and the upstream outcome (a plain constructor call:
+        ``dataclasses.replace`` cost ~3 us on the gateway's hot path)."""
+        return DecisionEvent(
+            self.time,
+            self.method,
+            self.path,
+            self.route,
+            self.outcome,
+            status,
+            self.error,
+            self.auth_method,
+            self.credential_id,
+            self.client,
+            self.detail,
+            self.duration_ms,
+            upstream,
+        )
+
     def to_json(self) -> str:
         """One compact JSON object, byte for byte what ``json.dumps(asdict(event),
         separators=(",", ":"))`` gives, built with the json module's C string encoder

@@ -189,12 +189,12 @@ class Guard:
         event = self._event(view, route, credential, started, decision.principal, None)
         if self._required:
             try:
-                self._send(replace(event, upstream="pending"), self._required)
+                self._send(event.finished(event.status, "pending"), self._required)
             except AuthError as err:  # not recorded: not allowed (fail closed)
                 refused = replace(event, outcome="deny", status=err.status, error=err.error)
                 self._send(refused, self._optional)
                 raise
-        return replace(decision, event=event)
+        return Decision(decision.route, decision.principal, decision.credential_headers, event)
 
     def completed(self, decision: Decision, status: int, upstream: str) -> None:
         """Record a deferred decision's outcome: the status the client got and what became of
@@ -204,7 +204,7 @@ class Guard:
         event = decision.event
         if event is None or not self.sinks:
             return
-        final = replace(event, status=status, upstream=upstream)
+        final = event.finished(status, upstream)
         with contextlib.suppress(AuthError):  # (a failing required log counts its own loss)
             self._send(final, self._optional)
             if upstream != "ok":

@@ -195,6 +195,7 @@ class Policy:
             method = "GET"
         path = decode_path(path)
         folded: str | None = None
+        suffixed = False  # the last segment has a "." (a format extension can be read in it)
         for route in self.routes:
             if route._matches(path, route._segments):
                 if method in route.methods:
@@ -202,9 +203,10 @@ class Policy:
                 continue
             if folded is None:
                 folded = fold_path(path)
-            if (
-                (folded != path or route._folds) and route.matches_folded(folded)
-            ) or route.matches_suffixed(folded):
+                suffixed = "." in folded[folded.rfind("/") + 1 :]
+            if ((folded != path or route._folds) and route.matches_folded(folded)) or (
+                suffixed and route.matches_suffixed(folded)
+            ):
                 raise AmbiguousPath(
                     "The path differs from a configured route only in letter case, a "
                     "trailing slash or a format extension; send the route's exact path.",

@@ -128,8 +128,10 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._backlog:  # (reading is paused meanwhile; kept in order all the same)
             self._backlog += data
-            return
-        self._take(data)
+        elif len(data) <= SLICE_BYTES:
+            self._feed(data)
+        else:
+            self._take(data)
 
     def _take(self, data: bytes) -> None:
         """Parse ``data`` a slice at a time. Once this turn has cost ``TURN_SECONDS`` (a body
