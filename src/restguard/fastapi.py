@@ -26,11 +26,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import WebSocketException
@@ -45,13 +44,10 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 
 from restguard.asgi import (
     DECISION_KEY,
-    VIEW_KEY,
     GuardMiddleware,
     Limits,
     Scope,
-    decide_scope,
     guard_and_limits,
-    judge_body,
 )
 from restguard.authz.policy import Route
 from restguard.config import Settings, load
@@ -59,8 +55,7 @@ from restguard.edge.problem import problem
 from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
 from restguard.guard import require_scopes as _check
-from restguard.types import Principal, RequestView
-from restguard.wire.forms import gate_for
+from restguard.types import Principal
 from restguard.wiring import Runtime, open_runtime
 
 __all__ = [
@@ -73,7 +68,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("restguard.fastapi")
-_URLENCODED = ((b"content-type", b"application/x-www-form-urlencoded"),)
 _STATE = "restguard"
 _SCOPES_MARK = "__restguard_scopes__"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -110,10 +104,10 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
         _key: Annotated[Any, Security(_API_KEY)] = None,
         _bearer: Annotated[Any, Security(_BEARER)] = None,
     ) -> Principal:
+        decision = connection.scope.get(DECISION_KEY)
+        if not isinstance(decision, Decision):  # (install's layer decides every request)
+            raise RuntimeError("call restguard.fastapi.install(app, runtime) first")
         try:
-            decision = connection.scope.get(DECISION_KEY)
-            if not isinstance(decision, Decision):
-                decision = await _decide(connection, scopes)
             _check(decision.principal, scopes)
         except AuthError as err:
             if connection.scope["type"] == "websocket":  # the handshake is refused: 1008
@@ -123,45 +117,6 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
 
     setattr(dependency, _SCOPES_MARK, scopes)
     return dependency
-
-
-async def _decide(connection: HTTPConnection, scopes: tuple[str, ...]) -> Decision:
-    installed = getattr(connection.app.state, _STATE, None)
-    if not isinstance(installed, _Installed):
-        raise RuntimeError("call restguard.fastapi.install(app, runtime) first")
-    scope = connection.scope
-    endpoint = scope.get("route")
-    name = getattr(endpoint, "path", None) or scope.get("path", "")
-    # Without a policy route for it, this dependency is the endpoint's policy.
-    fallback = Route(-1, f"endpoint {name}", frozenset(_METHODS), scopes=scopes)
-    view, decision = await decide_scope(
-        installed.guard,
-        scope,
-        trusted_proxies=installed.limits.trusted_proxies,
-        max_header_bytes=installed.limits.max_header_bytes,
-        fallback=fallback,
-    )
-    scope[DECISION_KEY] = decision
-    scope[VIEW_KEY] = view
-    if scope["type"] == "http" and gate_for(view.headers) is not None:
-        # (with or without a length: HTTP/2)
-        assert isinstance(connection, Request)
-        await _check_body(installed.guard, view, connection)
-    return decision
-
-
-async def _check_body(guard: Guard, view: RequestView, request: Request) -> None:
-    """A body's ``_method`` parameter is refused here too. Starlette caches the body it reads;
-    when FastAPI already parsed a form for the endpoint (its ``Form()`` parameters), the body
-    is gone and the parsed fields are judged instead."""
-    try:
-        body = await request.body()
-    except RuntimeError:  # "Stream consumed": FastAPI parsed the form first
-        form = await request.form()
-        fields = "&".join(quote_plus(name) + "=" for name in form)
-        await judge_body(guard, replace(view, headers=_URLENCODED), fields.encode())
-        return
-    await judge_body(guard, view, body)
 
 
 # --- install ------------------------------------------------------------------------------------
