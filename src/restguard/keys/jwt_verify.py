@@ -35,13 +35,12 @@ The size cap applies before any parsing. Only the stdlib and pyca ``cryptography
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
@@ -88,15 +87,22 @@ class UnusableKey(ValueError):
     """A JWK that cannot be a verification key here (configuration error, not a 401)."""
 
 
+_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
+_PADDING: Final = (b"", b"", b"==", b"=")
+# The last character of a part whose length is 2 or 3 mod 4 carries 4 or 2 unused bits; they
+# MUST be zero for the encoding to be the canonical one (RFC 4648 §3.5).
+_CANONICAL_LAST: Final = ("", "", "AQgw", "AEIMQUYcgkosw048")
+
+
 def _b64decode(part: str) -> bytes:
     """Strict base64url without padding (RFC 7515 §2); the caller checked the alphabet.
-    Canonical: the decoded octets re-encode to exactly ``part``."""
-    if len(part) % 4 == 1:
+    Canonical: the decoded octets re-encode to exactly ``part`` (no stray trailing bits)."""
+    rem = len(part) % 4
+    if rem == 1:
         raise ValueError("impossible base64url length")
-    raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != part.encode("ascii"):
+    if rem and part[-1] not in _CANONICAL_LAST[rem]:
         raise ValueError("non-canonical base64url")
-    return raw
+    return binascii.a2b_base64(part.encode("ascii").translate(_TO_STANDARD) + _PADDING[rem])
 
 
 def _b64decode_checked(part: str) -> bytes:
@@ -119,10 +125,14 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads(..., object_pairs_hook=...) would build a decoder per call.
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")  # UTF-8 only (RFC 8259 §8.1); json.loads(bytes) guesses
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeError too
         raise TokenInvalid(f"{what} is not valid JSON: {exc}") from None
     if type(value) is not dict:
@@ -317,6 +327,7 @@ class Rules:
     leeway: float = 0
     typ: str | None = None
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    normalised_typ: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -334,9 +345,9 @@ class Rules:
         ):
             raise ValueError(f"max_token_bytes must be between 1 and {MAX_TOKEN_BYTES_LIMIT}")
 
-    @property
-    def normalised_typ(self) -> str | None:
-        return None if self.typ is None else _normalise_typ(self.typ)
+        object.__setattr__(
+            self, "normalised_typ", None if self.typ is None else _normalise_typ(self.typ)
+        )
 
 
 _SEAL: Final = object()
@@ -438,33 +449,70 @@ def _check_claims(claims: dict[str, Any], rules: Rules, now: float) -> None:
             raise TokenInvalid(f"'{name}' is not a string")
 
 
-def verify(token: str, keys: KeySet, rules: Rules, now: datetime) -> VerifiedToken:
-    """Verify a JWS compact serialisation carrying JWT claims, or raise ``TokenInvalid``.
+HEADER_CACHE_SIZE: Final = 16
 
-    ``now`` must be timezone-aware (the injected clock's time).
+
+class JWTVerifier:
+    """One issuer's verifier: its keys and rules, prepared once. ``verify`` is the hot path.
+
+    Tokens of one issuer repeat a handful of headers (one per live key), so the outcome of the
+    header checks is remembered per encoded header, but only once a token with that header has
+    passed the signature check (an unsigned header never enters), and at most
+    ``HEADER_CACHE_SIZE`` of them. New keys mean a new ``JWTVerifier`` (``with_keys``).
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if not isinstance(token, str):
-        raise TokenInvalid("token is not a string")
-    if len(token) > rules.max_token_bytes:  # before any parsing
-        raise TokenInvalid(f"token longer than {rules.max_token_bytes} octets")
-    match = _COMPACT.fullmatch(token)
-    if match is None:
-        raise TokenInvalid("not three base64url parts (JWS compact serialisation)")
-    h64, p64, s64 = match.groups()
-    try:
-        header_raw = _b64decode(h64)
-    except (ValueError, binascii.Error):
-        raise TokenInvalid("header is not canonical base64url") from None
-    header = _json_object(header_raw, "header")
-    key = _check_header(header, rules, keys)
-    try:
-        signature = _b64decode(s64)
-        payload_raw = _b64decode(p64)
-    except (ValueError, binascii.Error):
-        raise TokenInvalid("payload or signature is not canonical base64url") from None
-    key.verify_signature(token[: len(h64) + 1 + len(p64)].encode("ascii"), signature)
-    claims = _json_object(payload_raw, "payload")
-    _check_claims(claims, rules, now.timestamp())
-    return VerifiedToken(_SEAL, header, claims, key)
+
+    __slots__ = ("_headers", "keys", "rules")
+
+    def __init__(self, keys: KeySet, rules: Rules) -> None:
+        if not isinstance(keys, KeySet) or not isinstance(rules, Rules):
+            raise TypeError("JWTVerifier(KeySet, Rules)")
+        self.keys, self.rules = keys, rules
+        self._headers: dict[str, tuple[dict[str, Any], VerificationKey]] = {}
+
+    def with_keys(self, keys: KeySet) -> JWTVerifier:
+        return JWTVerifier(keys, self.rules)
+
+    def verify(self, token: str, now: datetime) -> VerifiedToken:
+        """Verify a JWS compact serialisation carrying JWT claims, or raise ``TokenInvalid``.
+
+        ``now`` must be timezone-aware (the injected clock's time).
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        rules = self.rules
+        if not isinstance(token, str):
+            raise TokenInvalid("token is not a string")
+        if len(token) > rules.max_token_bytes:  # before any parsing
+            raise TokenInvalid(f"token longer than {rules.max_token_bytes} octets")
+        match = _COMPACT.fullmatch(token)
+        if match is None:
+            raise TokenInvalid("not three base64url parts (JWS compact serialisation)")
+        h64, p64, s64 = match.groups()
+        cached = self._headers.get(h64)
+        if cached is None:
+            try:
+                header_raw = _b64decode(h64)
+            except (ValueError, binascii.Error):
+                raise TokenInvalid("header is not canonical base64url") from None
+            header = _json_object(header_raw, "header")
+            key = _check_header(header, rules, self.keys)
+        else:
+            header, key = cached
+        try:
+            signature = _b64decode(s64)
+            payload_raw = _b64decode(p64)
+        except (ValueError, binascii.Error):
+            raise TokenInvalid("payload or signature is not canonical base64url") from None
+        key.verify_signature(token[: len(h64) + 1 + len(p64)].encode("ascii"), signature)
+        if cached is None:
+            if len(self._headers) >= HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[h64] = (header, key)
+        claims = _json_object(payload_raw, "payload")
+        _check_claims(claims, rules, now.timestamp())
+        return VerifiedToken(_SEAL, header, claims, key)
+
+
+def verify(token: str, keys: KeySet, rules: Rules, now: datetime) -> VerifiedToken:
+    """One-off ``JWTVerifier(keys, rules).verify(token, now)``; a server keeps the verifier."""
+    return JWTVerifier(keys, rules).verify(token, now)

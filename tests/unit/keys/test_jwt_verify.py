@@ -13,16 +13,21 @@ from datetime import datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given
+from hypothesis import strategies as st
 
 from restguard.errors import InvalidCredential
 from restguard.keys.jwt_verify import (
+    HEADER_CACHE_SIZE,
     MAX_LEEWAY,
+    JWTVerifier,
     KeySet,
     Rules,
     TokenInvalid,
     UnusableKey,
     VerificationKey,
     VerifiedToken,
+    _b64decode,
     verify,
 )
 from tests.unit.keys.jwt_helpers import (
@@ -620,3 +625,75 @@ def test_attack_header_only_swap_between_keys() -> None:
 
 def test_expired_by_a_large_delta() -> None:
     bad(mint(EC, claims(exp=int((NOW - timedelta(days=365)).timestamp()))), "expired")
+
+
+# --- base64url: the fast decoder against the reference -------------------------------------
+
+
+@given(st.binary(max_size=200))
+def test_b64decode_round_trips(data: bytes) -> None:
+    assert _b64decode(b64(data)) == data
+
+
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+def test_b64decode_accepts_exactly_the_canonical_encodings(text: str) -> None:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        canonical = None
+    else:
+        canonical = raw if b64(raw) == text else None
+    if canonical is None:
+        with pytest.raises(ValueError):
+            _b64decode(text)
+    else:
+        assert _b64decode(text) == canonical
+
+
+# --- JWTVerifier: the prepared, per-issuer verifier and its header cache ---------------------
+
+
+def test_verifier_remembers_only_headers_of_signed_tokens() -> None:
+    verifier = JWTVerifier(KEYS, RULES)
+    token = mint(EC)
+    h, _, s = token.split(".")
+    forged = f"{h}.{mint(EC, claims(sub='admin')).split('.')[1]}.{s}"
+    with pytest.raises(TokenInvalid):
+        verifier.verify(forged, NOW)
+    assert h not in verifier._headers  # a header enters only after its signature verified
+    assert verifier.verify(token, NOW).subject == "user-1"
+    assert h in verifier._headers
+    with pytest.raises(TokenInvalid) as info:  # cached header: signature still checked
+        verifier.verify(forged, NOW)
+    assert info.value.detail == "bad signature"
+    with pytest.raises(TokenInvalid) as info:  # and claims too
+        verifier.verify(mint(EC, claims(exp=T - 1)), NOW)
+    assert info.value.detail == "token expired"
+
+
+def test_verifier_header_cache_is_bounded() -> None:
+    verifier = JWTVerifier(KEYS, RULES)
+    for i in range(HEADER_CACHE_SIZE * 3):
+        verifier.verify(mint(EC, x=i), NOW)
+        assert len(verifier._headers) <= HEADER_CACHE_SIZE
+
+
+def test_verifier_cache_is_per_rules() -> None:
+    """A header accepted under one issuer's rules is not accepted under stricter ones."""
+    loose = JWTVerifier(KEYS, RULES)
+    strict = JWTVerifier(KEYS, Rules(ISSUER, AUDIENCE, typ="at+jwt"))
+    token = mint(EC, typ="JWT")
+    assert loose.verify(token, NOW)
+    with pytest.raises(TokenInvalid):
+        strict.verify(token, NOW)
+    with pytest.raises(TypeError):
+        JWTVerifier(KEYS, None)  # type: ignore[arg-type]
+
+
+def test_verifier_with_new_keys_forgets_old_keys() -> None:
+    verifier = JWTVerifier(KEYS, RULES)
+    assert verifier.verify(mint(EC), NOW)
+    rotated = verifier.with_keys(RSA.keyset())
+    assert rotated.verify(mint(RSA), NOW)
+    with pytest.raises(TokenInvalid):
+        rotated.verify(mint(EC), NOW)
