@@ -1,7 +1,8 @@
 """Strict, sans-IO verification of JWS compact-serialised JWTs (RFC 7515, 7519, 8725).
 
 Keys are parsed once (``VerificationKey.from_jwk``, ``KeySet``): each holds a pyca public key
-and the one algorithm it verifies. ``verify(token, keys, rules, now)`` returns a
+and the one algorithm it verifies. ``JWTVerifier(keys, rules).verify(token, now)`` (one per
+issuer, built once; ``verify(token, keys, rules, now)`` for a one-off) returns a
 ``VerifiedToken`` or raises ``TokenInvalid``; the exception's ``debug`` names the failure for
 the audit log, its public description is the generic ``invalid_token`` one (RFC 6750 §3.1: a
 malformed token is an invalid token).
