@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from restguard.cli.context import resolve
-from restguard.cli.output import success
+from restguard.cli.context import json_option, resolve
+from restguard.cli.output import emit_json, success
 from restguard.config import upstream_url_problem
 from restguard.keys.sealing import generate_master_key
 from restguard.store.sql import migrate
@@ -164,9 +164,20 @@ def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> str:
     callback=_upstream,
     help="The URL of the REST API to protect (scheme, host and port).",
 )
-def init(directory: str, upstream: str) -> None:
+@json_option
+def init(directory: str, upstream: str, as_json: bool) -> None:
     """Write a starter config, database and master key."""
     config = write_data_dir(resolve(directory), upstream=upstream)
+    if as_json:
+        emit_json(
+            {
+                "config": str(config),
+                "master_key": str(config.parent / "master.key"),
+                "database": str(config.parent / "restguard.db"),
+                "upstream": upstream,
+            }
+        )
+        return
     success(f"wrote {config}")
     click.echo(f"  master key: {config.parent / 'master.key'} (mode 0600; back it up)")
     click.echo(f"  database:   {config.parent / 'restguard.db'}")
