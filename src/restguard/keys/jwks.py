@@ -45,6 +45,7 @@ from typing import Final
 
 from restguard.clock import Clock
 from restguard.errors import BackendUnavailable
+from restguard.keys.jwk import KeySet, VerificationKey
 from restguard.keys.jwks_fetch import (
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
@@ -54,7 +55,6 @@ from restguard.keys.jwks_fetch import (
     fetch_jwks,
     tls_context,
 )
-from restguard.keys.jwt_verify import KeySet, VerificationKey
 
 _log = logging.getLogger("restguard.jwks")
 

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import ssl
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import httptools
 
-from restguard.keys.jwt_verify import KeySet, UnusableKey
+from restguard.keys.jose import STRICT_JSON, UnusableKey
+from restguard.keys.jwk import KeySet
 
 DEFAULT_TIMEOUT: Final = 2.0  # seconds, the whole GET
 DEFAULT_MAX_BYTES: Final = 256 * 1024
@@ -125,20 +125,6 @@ class FetchedJWKS:
     cache_control: str | None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate member name")
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
 def _json_media_type(content_type: str | None) -> bool:
     if content_type is None:
         return False
@@ -153,7 +139,7 @@ def parse_jwks(body: bytes, content_type: str | None) -> KeySet:
     if not _json_media_type(content_type):
         raise JWKSFetchError(f"content type {content_type!r} is not JSON")
     try:
-        document = _DECODER.decode(body.decode("utf-8"))
+        document = STRICT_JSON.decode(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise JWKSFetchError(f"body is not valid JSON: {exc}") from None
     try:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from restguard.errors import InvalidCredential
+from restguard.keys.jose import b64decode
 from restguard.keys.jwt_verify import (
     HEADER_CACHE_SIZE,
     MAX_LEEWAY,
@@ -27,7 +28,6 @@ from restguard.keys.jwt_verify import (
     UnusableKey,
     VerificationKey,
     VerifiedToken,
-    _b64decode,
     verify,
 )
 from tests.unit.keys.jwt_helpers import (
@@ -495,9 +495,7 @@ def test_attack_non_canonical_base64_trailing_bits(where: int) -> None:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(original[-1])
     parts[where] = original[:-1] + alphabet[last ^ 1]  # same octets, different text
-    assert base64.urlsafe_b64decode(parts[where] + "==") == base64.urlsafe_b64decode(
-        original + "=="
-    )
+    assert base64.urlsafe_b64decode(parts[where] + "==") == base64.urlsafe_b64decode(original + "==")
     bad(".".join(parts), "canonical base64url")
 
 
@@ -632,7 +630,7 @@ def test_expired_by_a_large_delta() -> None:
 
 @given(st.binary(max_size=200))
 def test_b64decode_round_trips(data: bytes) -> None:
-    assert _b64decode(b64(data)) == data
+    assert b64decode(b64(data)) == data
 
 
 @given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
@@ -645,9 +643,9 @@ def test_b64decode_accepts_exactly_the_canonical_encodings(text: str) -> None:
         canonical = raw if b64(raw) == text else None
     if canonical is None:
         with pytest.raises(ValueError):
-            _b64decode(text)
+            b64decode(text)
     else:
-        assert _b64decode(text) == canonical
+        assert b64decode(text) == canonical
 
 
 # --- JWTVerifier: the prepared, per-issuer verifier and its header cache ---------------------
