@@ -495,7 +495,9 @@ def test_attack_non_canonical_base64_trailing_bits(where: int) -> None:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(original[-1])
     parts[where] = original[:-1] + alphabet[last ^ 1]  # same octets, different text
-    assert base64.urlsafe_b64decode(parts[where] + "==") == base64.urlsafe_b64decode(original + "==")
+    assert base64.urlsafe_b64decode(parts[where] + "==") == base64.urlsafe_b64decode(
+        original + "=="
+    )
     bad(".".join(parts), "canonical base64url")
 
 
