@@ -278,7 +278,7 @@ class Guard:
         scheme no accepted method uses, a credential in a header nothing reads). Names only
         methods, schemes and header names: never a credential."""
         accepted = [a for m in route.auth if (a := self.authenticators.get(m)) is not None]
-        send = "send " + " or ".join(a.presentation for a in accepted) + "."
+        send = "send " + ", or ".join(a.presentation for a in accepted) + "."
         for method, other in self.authenticators.items():
             if method not in route.auth and other.carriers(view):
                 return f"This route does not accept {method} credentials; {send}"

@@ -15,7 +15,9 @@ from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import Clock, SystemClock
 from restguard.config import ConfigError, Settings
 from restguard.credentials.apikey import ApiKeyAuthenticator
-from restguard.credentials.base import Authenticator
+from restguard.credentials.base import Authenticator, Background
+from restguard.credentials.jwt import JwtAuthenticator
+from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.guard import Guard
 from restguard.keys.sealing import Sealer, load_master_key
 from restguard.keys.signing import IdentityMinter, SigningKeys, load_signing_keys
@@ -35,8 +37,16 @@ class Parts:
     usage: UsageBook
 
 
+def _jwt(p: Parts) -> Authenticator:
+    """External issuers' JWTs; the issuers come from the store and stay current."""
+    jwt = JwtAuthenticator(None, p.clock, own_issuer=p.settings.server.public_url)
+    jwt.follow(IssuerDirectory(p.store.issuers, jwt.set_issuers, p.clock))
+    return jwt
+
+
 AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
     "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock, usage=p.usage.record),
+    "jwt": _jwt,
 }
 
 
@@ -158,6 +168,10 @@ async def open_runtime(
             closers.append(_canceller(flusher))
         parts = Parts(settings, store, clock, sealer, usage)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
+        for authenticator in authenticators.values():
+            if isinstance(authenticator, Background):
+                closers.append(authenticator.close)
+                await authenticator.start()
         guard = Guard(
             Policy(list(settings.routes)),
             authenticators,

@@ -30,6 +30,10 @@ class Response:
         assert len(values) <= 1, f"{name} repeated: {values}"
         return values[0] if values else None
 
+    def values(self, name: str) -> list[str]:
+        """Every value of a header that may be repeated (WWW-Authenticate), in order."""
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
     def json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
 

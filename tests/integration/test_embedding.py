@@ -154,7 +154,10 @@ async def test_middleware_never_runs_the_app_on_a_refusal(embedded: Embedded) ->
             assert response.headers["content-type"] == "application/json"
             if response.request.method != "HEAD":
                 assert set(response.json()) <= {"error", "error_description", "scope"}
-        assert cases[0][0].headers.get_list("www-authenticate") == ['ApiKey realm="restguard"']
+        assert cases[0][0].headers.get_list("www-authenticate") == [
+            'ApiKey realm="restguard"',
+            'Bearer realm="restguard"',
+        ]
         assert cases[2][0].json()["scope"] == "notes:write"
         assert cases[-1][0].content == b""
     assert embedded.calls == []
@@ -283,9 +286,13 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
         assert r.json() == {
             "error": "unauthorized",
             "error_description": "This route needs a credential: send an API key in "
-            "'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or 'X-API-Key: <key>'.",
+            "'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or 'X-API-Key: <key>', "
+            "or a JWT in 'Authorization: Bearer <token>'.",
         }
-        assert r.headers.get_list("www-authenticate") == ['ApiKey realm="restguard"']
+        assert r.headers.get_list("www-authenticate") == [
+            'ApiKey realm="restguard"',
+            'Bearer realm="restguard"',
+        ]
         assert r.headers["content-type"] == "application/json"
 
         # the policy's scope first ...

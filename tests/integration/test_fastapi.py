@@ -207,7 +207,9 @@ async def test_set_up_in_lifespan_under_uvicorn(uvicorn_app: Any, config: Path, 
         assert r.status_code == 401  # not a 500: the error translator is in
         assert r.headers["content-type"] == "application/json"
         assert r.json()["error"] == "unauthorized"
-        assert r.headers["www-authenticate"] == 'ApiKey realm="restguard"'
+        assert r.headers["www-authenticate"] == (
+            'ApiKey realm="restguard", Bearer realm="restguard"'
+        )
         r = c.delete("/notes/7", headers={"Authorization": "Bearer " + reader})
         assert (r.status_code, r.json()["error"], r.json()["scope"]) == (
             403,

@@ -20,7 +20,7 @@ from sqlalchemy import inspect, text
 
 from restguard.errors import BackendUnavailable
 from restguard.store.errors import DuplicateRecord, UnknownRecord
-from restguard.store.ports import ApiKeyRecord, SigningKeyRecord, Store
+from restguard.store.ports import ApiKeyRecord, IssuerRecord, SigningKeyRecord, Store
 from restguard.store.sql import SqlStore, make_engine, migrate, open_store, pending
 from restguard.store.sql.migrate import MIGRATIONS
 from restguard.store.sql.tables import metadata
@@ -28,6 +28,8 @@ from restguard.store.sql.tables import metadata
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 CEST = timezone(timedelta(hours=2))
 HEADS = ScriptDirectory(str(MIGRATIONS)).get_heads()
+#: Every revision, oldest first.
+REVISIONS = [r.revision for r in reversed(list(ScriptDirectory(str(MIGRATIONS)).walk_revisions()))]
 
 
 def api_key(key_id: str, created_at: datetime = T0, **fields: Any) -> ApiKeyRecord:
@@ -201,6 +203,51 @@ async def test_signing_keys_newest_first(store: SqlStore) -> None:
     assert await store.signing_keys.list() == [keys[2], keys[1], keys[0]]
 
 
+# --- issuers -------------------------------------------------------------------------------------
+
+
+def issuer(issuer_id: str, created_at: datetime = T0, **fields: Any) -> IssuerRecord:
+    return IssuerRecord(
+        id=issuer_id,
+        issuer=fields.pop("issuer", f"https://{issuer_id}.example/"),
+        jwks_uri=fields.pop("jwks_uri", f"https://{issuer_id}.example/jwks"),
+        audience=fields.pop("audience", "api"),
+        algorithms=fields.pop("algorithms", ("RS256", "ES256")),
+        scope_claim=fields.pop("scope_claim", "scope"),
+        typ=fields.pop("typ", None),
+        created_at=created_at,
+        **fields,
+    )
+
+
+async def test_issuers_round_trip_oldest_first(store: SqlStore) -> None:
+    second = issuer("b", T0 + timedelta(seconds=1), typ="at+jwt", leeway=30.0)
+    first = issuer("a", T0.astimezone(CEST), scope_claim="scp")
+    await store.issuers.insert(second)
+    await store.issuers.insert(first)
+
+    assert await store.issuers.list() == [issuer("a", T0, scope_claim="scp"), second]
+
+
+async def test_issuer_duplicates_change_nothing(store: SqlStore) -> None:
+    await store.issuers.insert(issuer("a"))
+    with pytest.raises(DuplicateRecord):
+        await store.issuers.insert(issuer("a", issuer="https://other.example/"))
+    with pytest.raises(DuplicateRecord):  # one issuer, two rows: which rules would apply?
+        await store.issuers.insert(issuer("b", issuer="https://a.example/"))
+    assert [r.id for r in await store.issuers.list()] == ["a"]
+
+
+async def test_issuer_remove(store: SqlStore) -> None:
+    await store.issuers.insert(issuer("a"))
+    await store.issuers.insert(issuer("b"))
+
+    assert await store.issuers.remove("a") == issuer("a")
+    with pytest.raises(UnknownRecord):
+        await store.issuers.remove("a")
+    assert [r.id for r in await store.issuers.list()] == ["b"]
+
+
 async def test_ping(store: SqlStore) -> None:
     await store.ping()
 
@@ -209,8 +256,9 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert pending(database_url) == ["0001"]
-    assert migrate(database_url) == ["0001"]
+    assert REVISIONS[:2] == ["0001", "0002"]
+    assert pending(database_url) == REVISIONS
+    assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
     assert pending(database_url) == []
 
@@ -252,7 +300,7 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
         assert proc.returncode == 0, err
         results.append(json.loads(out))
 
-    assert sorted(results) == [[], [], [], ["0001"]]
+    assert sorted(results) == [[], [], [], REVISIONS]
     assert pending(database_url) == []
     engine = make_engine(database_url)
     try:
@@ -262,7 +310,7 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
     finally:
         engine.dispose()
     assert [row[0] for row in versions] == list(HEADS)
-    assert {"api_keys", "signing_keys"} <= tables
+    assert {"api_keys", "signing_keys", "issuers"} <= tables
 
 
 # --- outages -------------------------------------------------------------------------------------
@@ -302,6 +350,9 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "api_keys.touch": lambda: store.api_keys.touch({"ak": T0}),
         "signing_keys.insert": lambda: store.signing_keys.insert(signing_key("kid", T0)),
         "signing_keys.list": store.signing_keys.list,
+        "issuers.insert": lambda: store.issuers.insert(issuer("is1")),
+        "issuers.list": store.issuers.list,
+        "issuers.remove": lambda: store.issuers.remove("is1"),
     }
 
 

@@ -201,7 +201,7 @@ API_KEY_FORMS = (
             "GET",
             "/notes/1",
             (),
-            f"This route needs a credential: send {API_KEY_FORMS} or "
+            f"This route needs a credential: send {API_KEY_FORMS}, or "
             "a token in 'Authorization: Bearer <token>'.",
         ),
         (

@@ -10,6 +10,7 @@ import click
 
 from restguard.cli.context import (
     config_option,
+    duration_option,
     friendly,
     json_option,
     run,
@@ -17,25 +18,11 @@ from restguard.cli.context import (
     with_store,
 )
 from restguard.cli.output import emit_json, iso, success, table
-from restguard.config import parse_duration, scope_problem
+from restguard.config import scope_problem
 from restguard.credentials.apikey import check_name, generate_key, new_record
 from restguard.keys.hashing import token_digest
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
-
-MAX_DURATION = 100 * 365 * 86400.0  # beyond this a date no longer fits a datetime
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if seconds > MAX_DURATION:
-        raise click.BadParameter(f"'{value}' is too long; at most 36500d")
-    return seconds
 
 
 def _scopes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -111,7 +98,7 @@ def apikey() -> None:
 )
 @click.option(
     "--expires-in",
-    callback=_duration,
+    callback=duration_option,
     metavar="DURATION",
     help="Lifetime: a number with ms, s, m, h or d (default: no expiry).",
 )
@@ -195,7 +182,7 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
 @click.argument("key_id")
 @click.option(
     "--grace",
-    callback=_duration,
+    callback=duration_option,
     metavar="DURATION",
     help="Keep the old key working this long (default: it stops at once).",
 )

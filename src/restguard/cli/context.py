@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from restguard.config import ConfigError, Settings, config_path, load
+from restguard.config import ConfigError, Settings, config_path, load, parse_duration
 from restguard.errors import BackendUnavailable
 from restguard.keys.sealing import MasterKeyError
 from restguard.store.errors import DriverMissing, StoreError
@@ -45,6 +45,16 @@ def given_config(config: str | None) -> str | None:
     if root is not None and resolve(root) != resolve(config):
         raise click.UsageError(f"--config is given twice ({root} and {config}); give it once")
     return config
+
+
+def duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A click callback: seconds for a duration option (``30d``, ``90s``, ``500ms``)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)  # at most 36500d: later dates do not fit a datetime
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def settings_from(config: str | None) -> Settings:

@@ -10,6 +10,7 @@ from restguard.cli.audit import audit
 from restguard.cli.check import check
 from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
+from restguard.cli.issuer import issuer
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
@@ -43,7 +44,7 @@ def _reads_config(command: click.Command | None) -> bool:
 @click.version_option(__version__, prog_name="restguard", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
-    """restguard: secure any REST API behind a default-deny gateway with API keys.
+    """restguard: secure any REST API behind a default-deny gateway (API keys, JWTs).
 
     Start with 'restguard quickstart', or 'restguard init --dir DIR' then 'restguard serve'.
     With --json a command prints exactly one JSON document on stdout. Where it reads a
@@ -68,7 +69,18 @@ def version(as_json: bool) -> None:
         click.echo(VERSION_MESSAGE)
 
 
-for command in (quickstart, init, check, serve, reload, migrate, apikey, audit, version):
+for command in (
+    quickstart,
+    init,
+    check,
+    serve,
+    reload,
+    migrate,
+    apikey,
+    issuer,
+    audit,
+    version,
+):
     cli.add_command(command)
 
 

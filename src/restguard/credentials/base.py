@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from restguard.errors import AuthError
 from restguard.types import Principal, RequestView
@@ -55,3 +55,13 @@ class Authenticator(Protocol):
     def challenge(self, error: AuthError | None) -> str:
         """The ``WWW-Authenticate`` challenge for a 401 on a route that accepts this method."""
         ...
+
+
+@runtime_checkable
+class Background(Protocol):
+    """An authenticator with work of its own (keeping a key set or a list current): the
+    runtime awaits ``start`` once inside the running loop and calls ``close`` at the end."""
+
+    async def start(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,10 +1,19 @@
 """``jwt``: access tokens of external issuers (Auth0, Keycloak, Okta...), issue 8 item 3-4.
 
-A token comes in ``Authorization: Bearer <token>`` (RFC 6750 §2.1). That header is shared: the
-API-key authenticator reads ``Bearer rg_ak_...`` and (later) ``oauth2`` reads restguard's own
-tokens, so ``extract`` claims only what is shaped like a JWS compact serialisation (three
-base64url parts) and does not start with ``rg_`` (restguard's own opaque credentials); for
-anything else it returns ``None`` and the guard never sees two credentials for one header.
+A token comes in ``Authorization: Bearer <token>`` (RFC 6750 §2.1). That header is shared, so
+each method claims a disjoint set of Bearer tokens and the guard never sees two credentials in
+one header (its "send one credential" 400 stays for requests that really carry two):
+
+* ``api_key``: the ``rg_ak_`` prefix;
+* ``oauth2`` (restguard's own authorization server): its opaque ``rg_`` tokens, and JWS tokens
+  whose unverified ``iss`` is restguard's own ``public_url`` (``own_issuer``);
+* ``jwt``: every other JWS compact serialisation (three base64url parts), whatever its
+  ``iss`` — an unknown issuer is an invalid token (401), never passed on.
+
+So a route accepting several Bearer methods sends each token to the verifier it belongs to, by
+format and then by issuer, and a route accepting only one answers 401 "does not accept this
+Bearer token" for the others'. An external issuer may not be restguard's own ``public_url``
+(``jwt_issuers.check_issuer`` refuses it).
 
 ``authenticate`` routes the token to its issuer by the (unverified) ``iss`` claim, asks the
 issuer's key source for the header's ``kid`` (``JWKSCache.key``: an unknown ``kid`` causes at
@@ -17,13 +26,14 @@ issuer and key to verify with.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
-from restguard.credentials.base import AuthContext, Credential
+from restguard.credentials.base import AuthContext, Background, Credential
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwt_verify import (
     MAX_KID_LENGTH,
@@ -48,6 +58,7 @@ _COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _OWN_PREFIX = b"rg_"  # restguard's own credentials (API keys, opaque tokens): not ours
 _UNSAFE = re.compile(r"[^A-Za-z0-9:/._~%?#@!$&'()*+,;=-]")
 _KID_CACHE_SIZE: Final = 16
+_log = logging.getLogger("restguard.jwt")
 
 
 class KeySource(Protocol):
@@ -151,14 +162,54 @@ class JwtAuthenticator:
     method = "jwt"
     presentation = "a JWT in 'Authorization: Bearer <token>'"
 
-    def __init__(self, issuers: Iterable[JwtIssuer], clock: Clock) -> None:
+    def __init__(
+        self,
+        issuers: Iterable[JwtIssuer] | None,
+        clock: Clock,
+        *,
+        own_issuer: str | None = None,
+    ) -> None:
+        """``issuers=None``: not known yet (503 until ``set_issuers``, which a
+        ``Background`` given to ``follow`` calls). ``own_issuer``: restguard's ``public_url``,
+        whose tokens are left to ``oauth2``."""
         self._clock = clock
+        self._own = own_issuer
         self._issuers: dict[str, _Issuer] = {}
+        self._loaded = issuers is not None
+        self._background: Background | None = None
+        if issuers is not None:
+            self.set_issuers(issuers, strict=True)
+
+    def set_issuers(self, issuers: Iterable[JwtIssuer], *, strict: bool = False) -> None:
+        """Trust exactly ``issuers`` from now on. An issuer already trusted keeps its verifier.
+        Two issuers with one id: ValueError if ``strict``, else the first wins (logged)."""
+        held: dict[str, _Issuer] = {}
         for config in issuers:
             key = issuer_id(config.issuer)
-            if key in self._issuers:
-                raise ValueError(f"issuer {config.issuer!r} is configured twice")
-            self._issuers[key] = _Issuer(config, JWTVerifier(KeySet(()), config.rules))
+            if key in held:
+                if strict:
+                    raise ValueError(f"issuer {config.issuer!r} is configured twice")
+                _log.error("issuer %s is configured twice; the first one is used", key)
+                continue
+            old = self._issuers.get(key)
+            if old is not None and old.config is config:
+                held[key] = old
+            else:
+                held[key] = _Issuer(config, JWTVerifier(KeySet(()), config.rules))
+        self._issuers = held
+        self._loaded = True
+
+    def follow(self, background: Background) -> None:
+        """Let ``background`` keep the issuers current (started and closed with the runtime)."""
+        self._background = background
+
+    async def start(self) -> None:
+        if self._background is not None:
+            await self._background.start()
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.close()
 
     @staticmethod
     def _token(view: RequestView) -> bytes | None:
@@ -196,11 +247,15 @@ class JwtAuthenticator:
         iss = decode_part(token.split(".")[1], "payload").get("iss")
         if type(iss) is not str:
             raise TokenInvalid("'iss' missing or not a string")
+        if iss == self._own:
+            return None  # restguard's own token: oauth2's to verify
         return Credential(self.method, token, issuer_id(iss), (b"authorization",))
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
         # credential_id selects the issuer; the verifier then checks ``iss`` exactly, so a
         # look-alike issuer that maps to the same id is still refused.
+        if not self._loaded:
+            raise BackendUnavailable(debug="the trusted issuers could not be read yet")
         issuer = self._issuers.get(credential.credential_id)
         if issuer is None:
             raise InvalidCredential(debug=f"unknown issuer {credential.credential_id}")

@@ -290,6 +290,12 @@ class JWKSCache:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().create_task(self._refresher())
 
+    def close(self) -> None:
+        """Stop the refresher and any fetch without waiting (``aclose`` also waits)."""
+        for task in (self._timer, self._inflight):
+            if task is not None:
+                task.cancel()
+
     async def aclose(self) -> None:
         for task in (self._timer, self._inflight):
             if task is not None:

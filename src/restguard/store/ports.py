@@ -41,6 +41,22 @@ class SigningKeyRecord:
     retired_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IssuerRecord:
+    """An external JWT issuer restguard trusts (``restguard issuer add``). Nothing secret:
+    the keys come from ``jwks_uri``. ``issuer`` is unique; ``algorithms`` are JWS names."""
+
+    id: str
+    issuer: str
+    jwks_uri: str
+    audience: str
+    algorithms: tuple[str, ...]
+    scope_claim: str
+    typ: str | None
+    created_at: datetime
+    leeway: float = 0  # seconds of clock skew allowed on exp/nbf/iat (at most 60)
+
+
 class ApiKeyStore(Protocol):
     async def insert(self, record: ApiKeyRecord) -> None:
         """Add a key; ``DuplicateRecord`` if the id exists."""
@@ -74,11 +90,26 @@ class SigningKeyStore(Protocol):
         ...
 
 
+class IssuerStore(Protocol):
+    async def insert(self, record: IssuerRecord) -> None:
+        """Add an issuer; ``DuplicateRecord`` if its id or its ``issuer`` exists."""
+        ...
+
+    async def list(self) -> list[IssuerRecord]:
+        """All issuers, oldest first."""
+        ...
+
+    async def remove(self, issuer_id: str) -> IssuerRecord:
+        """Delete and return the issuer; ``UnknownRecord`` if absent."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
     api_keys: ApiKeyStore
     signing_keys: SigningKeyStore
+    issuers: IssuerStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     bindparam,
+    delete,
     insert,
     or_,
     select,
@@ -40,13 +41,15 @@ from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
     ApiKeyRecord,
     ApiKeyStore,
+    IssuerRecord,
+    IssuerStore,
     SigningKeyRecord,
     SigningKeyStore,
     Store,
 )
-from restguard.store.sql.tables import api_keys, signing_keys, to_utc
+from restguard.store.sql.tables import api_keys, issuers, signing_keys, to_utc
 
-__all__ = ["SqlApiKeyStore", "SqlSigningKeyStore", "SqlStore"]
+__all__ = ["SqlApiKeyStore", "SqlIssuerStore", "SqlSigningKeyStore", "SqlStore"]
 
 T = TypeVar("T")
 
@@ -172,6 +175,34 @@ def _signing_key_record(row: RowMapping) -> SigningKeyRecord:
         sealed_private=bytes(row["sealed_private"]),
         created_at=row["created_at"],
         retired_at=row["retired_at"],
+    )
+
+
+def _issuer_row(record: IssuerRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "issuer": record.issuer,
+        "jwks_uri": record.jwks_uri,
+        "audience": record.audience,
+        "algorithms": _scopes_text(record.algorithms),
+        "scope_claim": record.scope_claim,
+        "typ": record.typ,
+        "leeway": float(record.leeway),
+        "created_at": to_utc(record.created_at),
+    }
+
+
+def _issuer_record(row: RowMapping) -> IssuerRecord:
+    return IssuerRecord(
+        id=row["id"],
+        issuer=row["issuer"],
+        jwks_uri=row["jwks_uri"],
+        audience=row["audience"],
+        algorithms=tuple(row["algorithms"].split()),
+        scope_claim=row["scope_claim"],
+        typ=row["typ"],
+        created_at=row["created_at"],
+        leeway=row["leeway"],
     )
 
 
@@ -311,14 +342,56 @@ class SqlSigningKeyStore(SigningKeyStore):
         return await self._run("signing_keys.list", work)
 
 
+class SqlIssuerStore(IssuerStore):
+    """``IssuerStore`` on the ``issuers`` table."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    async def insert(self, record: IssuerRecord) -> None:
+        """Add an issuer; ``DuplicateRecord`` if its id or issuer exists (nothing written)."""
+        row = _issuer_row(record)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, issuers, row, f"issuer {record.issuer!r}")
+
+        await self._run("issuers.insert", work, write=True)
+
+    async def list(self) -> builtins.list[IssuerRecord]:
+        """All issuers, oldest first (by ``created_at``, then id)."""
+
+        def work() -> builtins.list[IssuerRecord]:
+            query = select(issuers).order_by(issuers.c.created_at, issuers.c.id)
+            with self._engine.connect() as conn:
+                return [_issuer_record(row) for row in conn.execute(query).mappings()]
+
+        return await self._run("issuers.list", work)
+
+    async def remove(self, issuer_id: str) -> IssuerRecord:
+        """Delete and return the issuer; ``UnknownRecord`` if absent (nothing changes)."""
+
+        def work() -> IssuerRecord:
+            with self._engine.begin() as conn:
+                query = select(issuers).where(issuers.c.id == issuer_id)
+                row = conn.execute(query).mappings().first()
+                if row is None:
+                    raise UnknownRecord(f"no issuer has id {issuer_id!r}")
+                conn.execute(delete(issuers).where(issuers.c.id == issuer_id))
+                return _issuer_record(row)
+
+        return await self._run("issuers.remove", work, write=True)
+
+
 class SqlStore(Store):
-    """The SQL backend: both stores on one engine, its health check, and its shutdown."""
+    """The SQL backend: every store on one engine, its health check, and its shutdown."""
 
     def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.engine = engine
         self._run = Runner(timeout)
         self.api_keys: ApiKeyStore = SqlApiKeyStore(engine, self._run)
         self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine, self._run)
+        self.issuers: IssuerStore = SqlIssuerStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Dialect, LargeBinary, MetaData, Table, Text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 
 
@@ -45,7 +55,9 @@ def to_utc(value: datetime) -> datetime:
 
 
 #: Constraint names match those the migrations create.
-metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+metadata = MetaData(
+    naming_convention={"pk": "pk_%(table_name)s", "uq": "uq_%(table_name)s_%(column_0_name)s"}
+)
 
 api_keys = Table(
     "api_keys",
@@ -69,4 +81,19 @@ signing_keys = Table(
     Column("sealed_private", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("retired_at", UtcDateTime, nullable=True),
+)
+
+issuers = Table(
+    "issuers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("issuer", Text, nullable=False),
+    Column("jwks_uri", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("algorithms", Text, nullable=False),  # space-separated JWS names
+    Column("scope_claim", Text, nullable=False),
+    Column("typ", Text, nullable=True),
+    Column("leeway", Float, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("issuer"),
 )
