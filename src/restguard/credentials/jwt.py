@@ -72,6 +72,14 @@ class KeySource(Protocol):
         """The key set held now."""
         ...
 
+    def start(self) -> None:
+        """Begin keeping the keys current (inside the running loop)."""
+        ...
+
+    def close(self) -> None:
+        """Stop any background work."""
+        ...
+
 
 class StaticKeys:
     """A fixed ``KeySet`` as a ``KeySource`` (tests, keys given in the configuration)."""
@@ -84,6 +92,12 @@ class StaticKeys:
 
     def keyset(self) -> KeySet | None:
         return self.keys
+
+    def start(self) -> None:
+        """Nothing to keep current."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 @dataclass(frozen=True, slots=True)

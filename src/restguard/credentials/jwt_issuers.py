@@ -187,14 +187,14 @@ class IssuerDirectory:
                 except ValueError as exc:  # a row written by hand, or by a future version
                     _log.error("issuer %s (%s) ignored: %s", record.id, record.issuer, exc)
                     continue
-                _start(current.keys)
+                current.keys.start()
             held[record] = current
         gone = [issuer for record, issuer in self._held.items() if record not in held]
         self._held = held
         self._apply(list(held.values()))
         self.loaded = True
         for issuer in gone:
-            _close(issuer.keys)
+            issuer.keys.close()
 
     async def start(self) -> None:
         """Load the issuers once (a failure is logged: ``jwt`` answers 503 until a read
@@ -209,7 +209,7 @@ class IssuerDirectory:
             self._task.cancel()
             self._task = None
         for issuer in self._held.values():
-            _close(issuer.keys)
+            issuer.keys.close()
 
     async def _follow(self) -> None:
         failing = False
@@ -225,13 +225,3 @@ class IssuerDirectory:
                 _log.exception("issuer refresh failed")
             else:
                 failing = False
-
-
-def _start(keys: KeySource) -> None:
-    if isinstance(keys, JWKSCache):
-        keys.start()
-
-
-def _close(keys: KeySource) -> None:
-    if isinstance(keys, JWKSCache):
-        keys.close()
