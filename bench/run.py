@@ -3,12 +3,14 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Four targets share one upstream (nginx answering ``{"ok":true}``):
+Five targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
 3. ``rg-public``  - a restguard gateway, public route ``/public/**``;
-4. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``).
+4. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``);
+5. ``rg-jwt``     - the same route with an RS256 JWT of an external issuer (``restguard issuer
+   add``) whose JWKS this script serves on 127.0.0.1.
 
 For each, wrk drives a fixed number of connections; we record requests/s, p50/p99 latency and
 the proxy's CPU time per request (utime+stime of its process tree from /proc). Rounds are
@@ -45,6 +47,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
 UPSTREAM_BODY = '{"ok":true}'
 BENCH_SCOPE = "bench:read"
+BENCH_ISSUER = "https://issuer.bench.example/"
 LOAD_CPU, SERVER_CPU = 0, 1  # wrk on one core; upstream and proxy on the other
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -63,6 +66,7 @@ scopes = ["{BENCH_SCOPE}"]
 
 TARGET_CPU_RATIO = 3.0  # restguard CPU/request <= 3x nginx's
 TARGET_APIKEY_OVERHEAD = 0.05  # API-key route <= 5% more CPU/request than the public route
+TARGET_JWT_RATIO = 1.5  # JWT route <= 1.5x the API-key route's CPU/request (issue 8)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ CHECKS = (
         TARGET_APIKEY_OVERHEAD,
         overhead=1,
     ),
+    Check("JWT CPU/req / API-key CPU/req", "rg-jwt", "rg-apikey", TARGET_JWT_RATIO),
 )
 
 
@@ -392,8 +397,59 @@ def check_config(config: Path, port: int, admin_port: int) -> None:
         raise BenchError(f"{config}: edited config gives {got}, expected {want}")
 
 
-def setup_restguard(work: Path, upstream_port: int) -> tuple[Path, int, str]:
-    """``restguard init`` + config edit + ``apikey create``; returns (config, port, key)."""
+@contextmanager
+def jwks_server(keys: dict[str, Any]) -> Iterator[int]:
+    """Serve ``{"keys": [...]}`` at ``/jwks.json`` on a free 127.0.0.1 port, in a thread."""
+    import http.server
+    import threading
+
+    body = json.dumps(keys).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/jwks.json" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "max-age=3600")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def bench_issuer() -> tuple[dict[str, Any], Callable[[str], str]]:
+    """An RS256 key pair as a JWKS and a minting function (issuer URL -> token, 1 h)."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    public |= {"kid": "bench-1", "alg": "RS256", "use": "sig"}
+
+    def mint(issuer: str) -> str:
+        now = int(time.time())
+        claims = {"iss": issuer, "aud": "bench", "sub": "bench-user", "scope": BENCH_SCOPE}
+        claims |= {"iat": now, "exp": now + 3600}
+        return pyjwt.encode(claims, private, "RS256", headers={"kid": "bench-1"})
+
+    return {"keys": [public]}, mint
+
+
+def setup_restguard(
+    work: Path, upstream_port: int, jwks_port: int, mint: Callable[[str], str]
+) -> tuple[Path, int, str, str]:
+    """``restguard init`` + config edit + ``apikey create`` + ``issuer add``; returns (config,
+    port, key, token)."""
     data = work / "restguard"
     rg = restguard_cmd()
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -404,7 +460,12 @@ def setup_restguard(work: Path, upstream_port: int) -> tuple[Path, int, str]:
     check_config(config, port, admin_port)
     create = ["apikey", "create", "--config", str(config), "--name", "bench", "--json"]
     created = run_checked([*rg, *create, "--scope", BENCH_SCOPE])
-    return config, port, json.loads(created)["key"]
+    issuer = f"http://127.0.0.1:{jwks_port}/bench"
+    add = ["issuer", "add", "--config", str(config), "--issuer", issuer, "--audience", "bench"]
+    add += ["--jwks-uri", f"http://127.0.0.1:{jwks_port}/jwks.json", "--alg", "RS256", "--json"]
+    if json.loads(run_checked([*rg, *add]))["jwks_keys"] != 1:
+        raise BenchError("restguard issuer add could not read the bench JWKS")
+    return config, port, json.loads(created)["key"], mint(issuer)
 
 
 def run_checked(cmd: list[str]) -> str:
@@ -539,8 +600,9 @@ class MemoryApiKeys:
         return None
 
 
-def bench_guard(store: Any, cache_ttl: float) -> Any:
-    """A Guard with the benchmark's two routes, built like ``restguard.wiring`` does."""
+def bench_guard(store: Any, cache_ttl: float, jwks: dict[str, Any] | None = None) -> Any:
+    """A Guard with the benchmark's two routes, built like ``restguard.wiring`` does; with
+    ``jwks``, the ``jwt`` method too (issuer ``BENCH_ISSUER``, keys given, no fetching)."""
     from restguard.authz.policy import Policy, Route, compile_pattern
     from restguard.authz.ratelimit import MemoryRateLimiter
     from restguard.clock import SystemClock
@@ -554,17 +616,27 @@ def bench_guard(store: Any, cache_ttl: float) -> Any:
 
     routes = [route(0, "/public/**", public=True), route(1, "/keyed/**", scopes=(BENCH_SCOPE,))]
     clock = SystemClock()
-    authenticators = {"api_key": ApiKeyAuthenticator(store, clock, cache_ttl=cache_ttl)}
+    authenticators: dict[str, Any] = {
+        "api_key": ApiKeyAuthenticator(store, clock, cache_ttl=cache_ttl)
+    }
+    if jwks is not None:
+        from restguard.credentials.jwt import JwtAuthenticator, JwtIssuer, StaticKeys
+        from restguard.keys.jwk import KeySet
+
+        issuer = JwtIssuer(BENCH_ISSUER, "bench", StaticKeys(KeySet.from_jwks(jwks)))
+        authenticators["jwt"] = JwtAuthenticator([issuer], clock)
     return Guard(Policy(routes), authenticators, clock, MemoryRateLimiter())
 
 
-def bench_view(path: str, key: str | None = None) -> Any:
+def bench_view(path: str, key: str | None = None, token: str | None = None) -> Any:
     """A RequestView like the ones wrk's requests produce."""
     from restguard.types import RequestView
 
     headers = [(b"host", b"127.0.0.1:8080")]
     if key is not None:
         headers.append((b"x-api-key", key.encode()))
+    if token is not None:
+        headers.append((b"authorization", b"Bearer " + token.encode()))
     return RequestView("GET", path, b"", tuple(headers), "127.0.0.1")
 
 
@@ -582,15 +654,19 @@ async def time_decide(guard: Any, view: Any, ops: int, samples: int = 3) -> floa
 
 
 async def micro_benchmarks(work: Path, ops: int) -> dict[str, float]:
-    """µs/op of Guard.decide: public route; API-key route cache hit; API-key on SQLite, no cache."""
+    """µs/op of Guard.decide: public route; API-key route cache hit; JWT route; API-key on
+    SQLite, no cache."""
     from restguard.credentials.apikey import new_record
     from restguard.store.sql import migrate, open_store
 
     record, key = new_record("bench", (BENCH_SCOPE,), datetime.now(UTC), None)
-    hot = bench_guard(MemoryApiKeys(record), cache_ttl=1.0)
+    jwks, mint = bench_issuer()
+    hot = bench_guard(MemoryApiKeys(record), cache_ttl=1.0, jwks=jwks)
+    token = mint(BENCH_ISSUER)
     out = {
         "public_us": await time_decide(hot, bench_view("/public/item"), ops),
         "apikey_cached_us": await time_decide(hot, bench_view("/keyed/item", key), ops),
+        "jwt_rs256_us": await time_decide(hot, bench_view("/keyed/item", token=token), ops),
     }
     url = f"sqlite:///{work / 'micro.db'}"
     migrate(url)
@@ -680,7 +756,7 @@ def format_report(
     for c in checks:
         percent = c["unit"] == "%"
         value = f"{c['value']:+.1%}" if percent else f"{c['value']:.2f}x"
-        target = f"<={c['target']:.0%}" if percent else f"<={c['target']:.0f}x"
+        target = f"<={c['target']:.0%}" if percent else f"<={c['target']:g}x"
         lines.append(f"{c['name']:<46}{value:>9}{target:>9}  {c['result']}")
     lines += ["", "micro-benchmark: Guard.decide, in-process (us/op)"]
     names = {
@@ -688,6 +764,7 @@ def format_report(
         "apikey_cached_us": "API-key route, cache hit (in-memory store)",
         "apikey_sqlite_uncached_us": "API-key route, SQLite store, cache_ttl=0",
         "apikey_cached_minus_public_us": "API-key check cost (cache hit - public)",
+        "jwt_rs256_us": "JWT route, RS256, keys held (no fetch)",
     }
     for key, label in names.items():
         lines.append(f"  {label:<50}{micro[key]:>8.2f}")
@@ -725,13 +802,16 @@ def write_results(data: dict[str, Any]) -> None:
 
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
-    """Start the upstream, the nginx proxy and the gateway; return the four targets."""
+    """Start the upstream, the nginx proxy, the JWKS server and the gateway; return the five
+    targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
     proxy_http = PROXY_HTTP.format(port=proxy_port, upstream_port=up_port)
     proxy_pid = stack.enter_context(nginx(work, "proxy", proxy_http, proxy_port, pin))
-    config, rg_port, key = setup_restguard(work, up_port)
+    jwks, mint = bench_issuer()
+    jwks_port = stack.enter_context(jwks_server(jwks))
+    config, rg_port, key, token = setup_restguard(work, up_port, jwks_port, mint)
     rg_pid = stack.enter_context(restguard(config, rg_port, pin))
     return [
         Target(
@@ -747,6 +827,13 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             f"http://127.0.0.1:{rg_port}/keyed/item",
             rg_pid,
             (f"X-API-Key: {key}",),
+        ),
+        Target(
+            "rg-jwt",
+            "restguard JWT route (RS256)",
+            f"http://127.0.0.1:{rg_port}/keyed/item",
+            rg_pid,
+            (f"Authorization: Bearer {token}",),
         ),
     ]
 

@@ -27,10 +27,10 @@ from restguard.errors import (
     RateLimited,
 )
 from restguard.tokens import (
-    MAY_CARRY,
     QUERY_NAMES,
     carries_credential,
     contains_credential,
+    may_carry,
     redact,
 )
 from restguard.types import ANONYMOUS, Principal, RequestView
@@ -220,9 +220,9 @@ class Guard:
             found += a.carriers(view)
         for name, value in view.headers:
             if (
-                MAY_CARRY.search(value)
-                and name not in found
+                name not in found
                 and name != b"host"
+                and may_carry(value)
                 and carries_credential(value)
             ):
                 found += (name,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from urllib.parse import unquote
 
 import pytest
@@ -9,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from restguard.credentials.apikey import generate_key
-from restguard.tokens import PREFIXES, QUERY_NAMES, contains_credential, redact
+from restguard.tokens import (
+    PREFIXES,
+    QUERY_NAMES,
+    carries_credential,
+    contains_credential,
+    may_carry,
+    redact,
+)
 
 
 def key() -> str:
@@ -141,3 +150,33 @@ def test_a_key_glued_to_the_preceding_text_is_still_found_and_redacted(before: s
     # where a key is found behind encodings, the decoded text is what is logged
     assert redact(before + k) == unquote(before) + "rg_ak_[redacted]"
     assert contains_credential(before + k)
+
+
+# What may_carry must find: the case-insensitive search it replaced (ten times slower on a JWT).
+_MAY_CARRY_SPEC = re.compile(rb"(?i)rg|%|^[ \t]*basic")
+
+
+@given(st.binary(max_size=64) | st.sampled_from([b"Rg", b" \tBaSiC x", b"x%", b"\tbasic"]))
+def test_may_carry_finds_what_the_pattern_finds(value: bytes) -> None:
+    assert may_carry(value) == bool(_MAY_CARRY_SPEC.search(value))
+
+
+_KEY = generate_key()[1]
+_CARRIED = [
+    _KEY.encode(),
+    _KEY.upper().encode(),
+    _KEY.replace("_", "%5F").encode(),
+    b"Basic " + base64.b64encode(_KEY.encode() + b":"),
+    b" \tbasic " + base64.b64encode(b"user:" + _KEY.encode()),
+]
+
+
+@given(st.binary(max_size=16), st.sampled_from(_CARRIED), st.binary(max_size=16))
+def test_every_value_carrying_a_credential_is_looked_at(
+    before: bytes, carried: bytes, after: bytes
+) -> None:
+    """The cheap pre-check never hides a credential from the full one."""
+    for value in (before + carried + after, carried + after):
+        if carries_credential(value):
+            assert may_carry(value)
+    assert carries_credential(carried)

@@ -22,11 +22,19 @@ then verifies with that issuer's ``JWTVerifier`` (``keys.jwt_verify``: algorithm
 ``iss`` exact, ``aud``, ``exp``, ``typ``...). The verifier is rebuilt only when the source's
 ``KeySet`` object changes. Nothing read before verification is trusted: it only chooses which
 issuer and key to verify with.
+
+A token that passed is remembered (``_Verified``, keyed by the token itself) so that a client
+sending it again is not verified again: the hot path of a gateway sees the same token many
+times. A remembered token still goes through its key source first (so a JWKS past max-stale
+still answers 503), and counts only while its issuer and that issuer's key set are the very
+objects it was verified with (an issuer removed, or keys refetched, means verifying again), and
+until its ``exp`` (plus leeway) or ``VERIFIED_TTL``, whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +66,9 @@ _COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _OWN_PREFIX = b"rg_"  # restguard's own credentials (API keys, opaque tokens): not ours
 _UNSAFE = re.compile(r"[^A-Za-z0-9:/._~%?#@!$&'()*+,;=-]")
 _KID_CACHE_SIZE: Final = 16
+VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
+_VERIFIED_SIZE: Final = 2048  # tokens remembered, at most (cleared when full)
+_VERIFIED_MAX_CHARS: Final = 2048  # longer tokens are verified every time (bounded memory)
 _log = logging.getLogger("restguard.jwt")
 
 
@@ -157,6 +168,17 @@ class _Issuer:
         return kid
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed: for whom, against which issuer and key set, until when."""
+
+    credential_id: str
+    issuer: _Issuer
+    keys: KeySet
+    until: float
+    principal: Principal
+
+
 def _scopes(claims: Mapping[str, Any], name: str) -> frozenset[str]:
     value = claims.get(name)
     if value is None:
@@ -191,6 +213,7 @@ class JwtAuthenticator:
         self._issuers: dict[str, _Issuer] = {}
         self._loaded = issuers is not None
         self._background: Background | None = None
+        self._verified: dict[str, _Verified] = {}
         if issuers is not None:
             self.set_issuers(issuers, strict=True)
 
@@ -212,6 +235,7 @@ class JwtAuthenticator:
                 held[key] = _Issuer(config, JWTVerifier(KeySet(()), config.rules))
         self._issuers = held
         self._loaded = True
+        self._verified = {}
 
     def follow(self, background: Background) -> None:
         """Let ``background`` keep the issuers current (started and closed with the runtime)."""
@@ -258,6 +282,9 @@ class JwtAuthenticator:
         if len(raw) > MAX_TOKEN_BYTES_LIMIT:
             raise InvalidCredential(debug="jwt too long")
         token = raw.decode("ascii")  # the pattern admits ASCII only
+        hit = self._verified.get(token)
+        if hit is not None:
+            return Credential(self.method, token, hit.credential_id, (b"authorization",))
         iss = decode_part(token.split(".")[1], "payload").get("iss")
         if type(iss) is not str:
             raise TokenInvalid("'iss' missing or not a string")
@@ -284,8 +311,20 @@ class JwtAuthenticator:
         keys = config.keys.keyset()
         if keys is None:
             raise BackendUnavailable(debug=f"no key set for {credential.credential_id}")
+        now = ctx.now.timestamp()
+        hit = self._verified.get(token)
+        if hit is not None and hit.issuer is issuer and hit.keys is keys and now < hit.until:
+            return hit.principal
         verified = issuer.verifier_for(keys).verify(token, ctx.now)
-        return self._principal(verified, config)
+        principal = self._principal(verified, config)
+        if len(token) <= _VERIFIED_MAX_CHARS:
+            if len(self._verified) >= _VERIFIED_SIZE:
+                self._verified.clear()
+            until = min(math.floor(verified.expires_at) + config.leeway, now + VERIFIED_TTL)
+            self._verified[token] = _Verified(
+                credential.credential_id, issuer, keys, until, principal
+            )
+        return principal
 
     @staticmethod
     def _principal(token: VerifiedToken, config: JwtIssuer) -> Principal:

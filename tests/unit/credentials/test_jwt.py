@@ -4,7 +4,7 @@ guard with the API-key and JWT authenticators on one route."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
@@ -297,6 +297,60 @@ async def test_the_verifier_is_rebuilt_only_when_the_key_set_changes() -> None:
     keys.keys = KeySet([ED.verification_key(), EC.verification_key()])
     await auth(a, mint(EC))
     assert a._issuers[issuer_id(ISS)].verifier is not verifier
+
+
+# --- verified tokens remembered -------------------------------------------------------------------
+
+
+async def test_a_remembered_token_skips_the_signature_check_but_not_its_expiry() -> None:
+    keys = StaticKeys(ED.keyset())
+    a = authenticator(JwtIssuer(ISS, AUD, keys, leeway=5))
+    token = mint(ED, exp=T + 30)
+    first = await auth(a, token)
+    assert await auth(a, token) is first  # remembered: the same principal, not verified again
+    clock_now = T0 + timedelta(seconds=34)  # exp + leeway - 1: still valid
+    assert (await auth(a, token, now=clock_now)).subject == "user-1"
+    with pytest.raises(InvalidCredential):  # exp + leeway: expired, as the verifier says
+        await auth(a, token, now=T0 + timedelta(seconds=35))
+
+
+async def test_a_remembered_token_is_verified_again_when_the_keys_change() -> None:
+    keys = StaticKeys(KeySet([ED.verification_key(), EC.verification_key()]))
+    a = authenticator(JwtIssuer(ISS, AUD, keys))
+    token = mint(EC)
+    await auth(a, token)
+    keys.keys = ED.keyset()  # the issuer withdrew the EC key (say, it leaked)
+    with pytest.raises(InvalidCredential):
+        await auth(a, token)
+
+
+async def test_a_remembered_token_is_forgotten_with_its_issuer() -> None:
+    a = authenticator()
+    token = mint(ED)
+    await auth(a, token)
+    a.set_issuers([])
+    with pytest.raises(InvalidCredential):
+        await auth(a, token)
+
+
+async def test_a_remembered_token_still_asks_its_key_source_so_outages_fail_closed() -> None:
+    clock, fetcher = FixedClock(T0), Fetcher(ED.keyset())
+    a = cached(clock, fetcher)
+    token = mint(ED, exp=T + 3 * 86400)
+    await auth(a, token)
+    fetcher.down = True
+    clock.advance(2 * 86400)  # past max-stale
+    with pytest.raises(BackendUnavailable):
+        await auth(a, token, now=clock.now())
+
+
+async def test_only_tokens_that_passed_are_remembered() -> None:
+    a = authenticator()
+    bad = mint(ED, aud="https://other.example")
+    for _ in range(2):
+        with pytest.raises(InvalidCredential):
+            await auth(a, bad)
+    assert a._verified == {}
 
 
 # --- the guard: one Bearer header, two authenticators ---------------------------------------------
