@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 RESTGUARD = str(Path(sys.executable).with_name("restguard"))
 CURL = shutil.which("curl")
-PROMISED = [200, 200, 401, 403, 201, 404]
+PROMISED = [200, 200, 401, 403, 201, 200, 403, 404]
 READY = "Keys are shown once; a new run issues new ones. Ctrl-C stops everything."
 READY_JSON = "}"  # the last line of the one JSON document
 UPSTREAM_LINE = re.compile(r"demo notes API \(the upstream\)  http://127\.0\.0\.1:(\d+) ")
@@ -191,8 +191,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         assert [status for status, _ in new_requests] == PROMISED
         new_keys = set(re.findall(r"rg_ak_[0-9a-z]{12}_[0-9A-Za-z]{49}", out2))
         assert len(new_keys) == 2 and not new_keys & keys
-        # the previous run's keys: 401 wherever a route matches (404 stays 404: no route)
-        assert [curl_status(c) for _, c in requests] == [200, 401, 401, 401, 401, 404]
+        # the previous run's keys and token (its demo issuer's key is gone): 401 wherever a
+        # route matches (404 stays 404: no route)
+        assert [curl_status(c) for _, c in requests] == [200, 401, 401, 401, 401, 401, 401, 404]
         for status, command in new_requests:
             assert curl_status(command) == status, command
     finally:

@@ -18,11 +18,16 @@ from restguard.cli.output import emit_json
 from restguard.cli.serve import _Server, bind, install_loop, run_servers, uvicorn_config
 from restguard.config import Listen, Settings
 from restguard.credentials.apikey import new_record
+from restguard.credentials.jwt_issuers import new_issuer
+from restguard.demo.idp import ALG as IDP_ALG
+from restguard.demo.idp import PATH as IDP_PATH
+from restguard.demo.idp import DemoIdentityProvider
 from restguard.demo.notes import NotesApp
 from restguard.store.sql import open_store
 
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
 DEMO_PORT = 9000  # the demo notes API, when free
+DEMO_AUDIENCE = "restguard-quickstart"  # the demo identity provider's tokens are for this API
 
 
 def _free(host: str, port: int) -> bool:
@@ -35,9 +40,10 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
-async def _fresh_keys(database_url: str) -> tuple[str, str]:
+async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> tuple[str, str]:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
-    a read key and a read/write key."""
+    a read key and a read/write key; trust this run's demo identity provider instead of the
+    last one's."""
     store = open_store(database_url)
     try:
         now = datetime.now(UTC)
@@ -48,6 +54,19 @@ async def _fresh_keys(database_url: str) -> tuple[str, str]:
         write, write_key = new_record(WRITE_NAME, ("notes:read", "notes:write"), now, None)
         await store.api_keys.insert(read)
         await store.api_keys.insert(write)
+        for issuer in await store.issuers.list():
+            if issuer.audience == DEMO_AUDIENCE:
+                await store.issuers.remove(issuer.id)
+        await store.issuers.insert(
+            new_issuer(
+                issuer=idp.issuer,
+                jwks_uri=idp.jwks_uri,
+                audience=DEMO_AUDIENCE,
+                now=now,
+                algorithms=[IDP_ALG],
+                typ="at+jwt",
+            )
+        )
         return read_key, write_key
     finally:
         store.close()
@@ -60,7 +79,7 @@ class _Example:
     curl: str
 
 
-def _examples(base: str, read_key: str, write_key: str) -> list[_Example]:
+def _examples(base: str, read_key: str, write_key: str, token: str) -> list[_Example]:
     q = shlex.quote
     post = "-H 'Content-Type: application/json' -d '{\"text\":\"hi\"}'"
     return [
@@ -78,6 +97,16 @@ def _examples(base: str, read_key: str, write_key: str) -> list[_Example]:
             201,
             "the read/write key may",
             f"curl -i -X POST -H {q('Authorization: ApiKey ' + write_key)} {post} {base}/notes",
+        ),
+        _Example(
+            200,
+            "read with a JWT from the demo identity provider (like one from Auth0 or Keycloak)",
+            f"curl -i -H {q('Authorization: Bearer ' + token)} {base}/notes",
+        ),
+        _Example(
+            403,
+            "that token carries only notes:read",
+            f"curl -i -X POST -H {q('Authorization: Bearer ' + token)} {post} {base}/notes",
         ),
         _Example(
             404,
@@ -197,13 +226,15 @@ def quickstart(
             # A reused data dir written when another port was free: this run forwards to the
             # demo where it listens now (the file is left as it is).
             settings = replace(settings, upstream=replace(settings.upstream, url=upstream))
-        read_key, write_key = asyncio.run(_fresh_keys(settings.database_url))
+        idp = DemoIdentityProvider(upstream + IDP_PATH, DEMO_AUDIENCE)
+        read_key, write_key = asyncio.run(_fresh_keys(settings.database_url, idp))
     except BaseException:
         demo_sock.close()
         raise
     base = f"http://{settings.server.listen}"
     admin = f"http://{settings.admin_listen}"
-    examples = _examples(base, read_key, write_key)
+    token = idp.token("alice", ("notes:read",))
+    examples = _examples(base, read_key, write_key, token)
 
     def ready() -> None:
         if not as_json:
@@ -217,6 +248,7 @@ def quickstart(
                 "admin": admin,
                 "upstream": upstream,
                 "keys": {"read": read_key, "write": write_key},
+                "jwt": {"token": token, "issuer": idp.issuer, "jwks_uri": idp.jwks_uri},
                 "requests": [
                     {"expect": e.status, "what": e.what, "curl": e.curl} for e in examples
                 ],
@@ -224,12 +256,17 @@ def quickstart(
         )
 
     install_loop()
-    asyncio.run(_serve(settings, demo_sock, ready))
+    asyncio.run(_serve(settings, demo_sock, ready, idp))
     click.echo("stopped.", err=as_json)
 
 
-async def _serve(settings: Settings, demo_sock: socket.socket, ready: Callable[[], None]) -> None:
-    demo = _Server(uvicorn_config(NotesApp()))
+async def _serve(
+    settings: Settings,
+    demo_sock: socket.socket,
+    ready: Callable[[], None],
+    idp: DemoIdentityProvider,
+) -> None:
+    demo = _Server(uvicorn_config(NotesApp(idp)))
     demo_task = asyncio.create_task(demo.serve(sockets=[demo_sock]))
     try:
         await run_servers(settings, on_ready=ready)

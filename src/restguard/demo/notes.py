@@ -9,6 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from restguard.demo.idp import PATH as IDP_PATH
+from restguard.demo.idp import DemoIdentityProvider
 from restguard.edge.asgi_send import acknowledge_lifespan, send_json
 
 Scope = dict[str, Any]
@@ -18,17 +20,23 @@ MAX_NOTE_BYTES = 64 * 1024
 
 
 class NotesApp:
-    """GET /health, GET|POST /notes, GET|PUT|DELETE /notes/{id}."""
+    """GET /health, GET|POST /notes, GET|PUT|DELETE /notes/{id}; with an ``idp``, also its
+    JWK Set at ``GET /idp/jwks.json`` (the quickstart's stand-in identity provider)."""
 
-    def __init__(self) -> None:
+    def __init__(self, idp: DemoIdentityProvider | None = None) -> None:
         self.notes: dict[int, dict[str, Any]] = {1: {"id": 1, "text": "Welcome to restguard."}}
         self.next_id = 2
+        self.idp = idp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.idp is not None and scope["path"] == IDP_PATH + "/jwks.json":
+            head = scope["method"] == "HEAD"
+            await send_json(send, 200, self.idp.jwks, cache=b"max-age=300", head=head)
             return
         headers = dict(scope["headers"])
         who = {

@@ -43,7 +43,7 @@ def record(**over: Any) -> IssuerRecord:
 def test_a_new_issuer_has_every_default() -> None:
     rec = record()
     assert rec.issuer == ISS and rec.audience == AUD and rec.created_at == T0
-    assert rec.algorithms == ("ES256", "EdDSA", "RS256")
+    assert rec.algorithms == ("EdDSA", "ES256", "RS256")
     assert (rec.scope_claim, rec.typ, rec.leeway) == ("scope", None, 0.0)
     assert len(rec.id) == 12 and rec.id.isalnum() and rec.id != record().id
 
@@ -88,7 +88,7 @@ def test_loopback_issuers_may_use_http_for_tests_and_sidecars() -> None:
 
 def test_algorithm_spellings() -> None:
     assert algorithm_names(["ed25519", "ES256", "rs256", "EdDSA"]) == ("EdDSA", "ES256", "RS256")
-    assert algorithm_names([]) == ("ES256", "EdDSA", "RS256")
+    assert algorithm_names([]) == ("EdDSA", "ES256", "RS256")
 
 
 # --- the directory --------------------------------------------------------------------------------
