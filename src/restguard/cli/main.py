@@ -10,10 +10,12 @@ from restguard.cli.audit import audit
 from restguard.cli.check import check
 from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
+from restguard.cli.master_key import master_key
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
+from restguard.cli.signing_key import signing_key
 
 VERSION_MESSAGE = f"restguard {__version__}"
 
@@ -70,6 +72,8 @@ def version(as_json: bool) -> None:
 
 for command in (quickstart, init, check, serve, reload, migrate, apikey, audit, version):
     cli.add_command(command)
+cli.add_command(signing_key)
+cli.add_command(master_key)
 
 
 def main() -> None:
