@@ -98,8 +98,9 @@ def list_(config: str | None, as_json: bool) -> None:
 def rotate(alg: str, config: str | None, as_json: bool) -> None:
     """Add a new signing key that signs from now on (on every running instance within 5 s).
 
-    The other keys stay in the JWKS for another hour, so that every token they signed still
-    verifies until it expires; then they leave it by themselves."""
+    The other keys stay in the JWKS for up to an hour more (one retiring sooner keeps its
+    time), so that every token they signed still verifies until it expires; then they leave it
+    by themselves."""
     settings = settings_from(config)
     sealer = open_sealer(settings.master_key_path)
     now = datetime.now(UTC)
