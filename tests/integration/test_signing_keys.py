@@ -338,3 +338,20 @@ def test_help_texts(runner: CliRunner) -> None:
     rotate = invoke(runner, "signing-key", "rotate", "--help").output
     assert "EdDSA|ES256|RS256" in rotate and "--json" in rotate and "--config" in rotate
     assert "--json" in invoke(runner, "master-key", "rotate", "--help").output
+
+
+def test_master_key_rotate_refuses_a_key_that_does_not_open_the_data(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    directory = tmp_path / "d"
+    invoke(runner, "init", "--dir", str(directory))
+    config = str(directory / "restguard.toml")
+    check_opens(config)
+    key = directory / "master.key"
+    key.unlink()
+    generate_master_key(key)  # not the key the data directory was made with
+    before = key.read_bytes()
+    result = invoke(runner, "master-key", "rotate", "--config", config)
+    assert result.exit_code == 1
+    assert "does not open" in result.output and "nothing was changed" in result.output
+    assert key.read_bytes() == before and not next_key_path(key).exists()

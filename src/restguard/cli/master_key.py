@@ -12,9 +12,15 @@ from sqlalchemy.exc import DBAPIError
 
 from restguard.cli.context import config_option, friendly, json_option, settings_from
 from restguard.cli.output import emit_json, success
-from restguard.keys.sealing import Sealer, SealError, finish_rotation, prepare_rotation
+from restguard.keys.sealing import (
+    Sealer,
+    SealError,
+    finish_rotation,
+    open_sealer,
+    prepare_rotation,
+)
 from restguard.store.sql import SqlStore
-from restguard.store.sql.reseal import reseal_all
+from restguard.store.sql.reseal import check_all, reseal_all
 from restguard.wiring import open_store_for
 
 
@@ -35,15 +41,16 @@ def rotate(config: str | None, as_json: bool) -> None:
     already pick up new signing keys sealed with the new master key)."""
     settings = settings_from(config)
     path = settings.master_key_path
-    current, nxt, resumed = prepare_rotation(path)
     store = open_store_for(settings)
     try:
         assert isinstance(store, SqlStore)
+        check_all(store.engine, open_sealer(path))  # the right key, before writing a new one
+        current, nxt, resumed = prepare_rotation(path)
         count = reseal_all(store.engine, Sealer(nxt, also=(current,)), Sealer(nxt))
     except SealError:
         raise click.ClickException(
             f"a stored secret does not open with {path} (nor with a pending rotation's key): "
-            "it is not the data directory's master key; nothing was re-sealed"
+            "it is not the data directory's master key; nothing was changed"
         ) from None
     except DBAPIError as exc:
         raise click.ClickException(

@@ -30,6 +30,21 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
 )
 
 
+def check_all(
+    engine: Engine, opener: Sealer, columns: Sequence[SealedColumn] = SEALED_COLUMNS
+) -> int:
+    """Open every sealed value with ``opener`` (nothing is written); how many.
+    ``SealError`` if one does not open."""
+    count = 0
+    with engine.connect() as conn:
+        for col in columns:
+            key, sealed = col.table.c[col.key], col.table.c[col.sealed]
+            for row_key, value in conn.execute(select(key, sealed)):
+                opener.open(bytes(value), col.purpose(str(row_key)))
+                count += 1
+    return count
+
+
 def reseal_all(
     engine: Engine,
     opener: Sealer,
