@@ -19,8 +19,9 @@ from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.guard import Guard
-from restguard.keys.sealing import Sealer, load_master_key
-from restguard.keys.signing import IdentityMinter, SigningKeys, load_signing_keys
+from restguard.keys.keyring import Keyring
+from restguard.keys.sealing import Sealer, open_sealer
+from restguard.keys.signing import IdentityMinter, load_signing_keys
 from restguard.store.bookkeeping import UsageBook
 from restguard.store.ports import Store
 from restguard.store.sql import migrate, open_store
@@ -75,14 +76,15 @@ def check_routes_servable(settings: Settings) -> None:
 class Runtime:
     """Everything a running restguard holds; ``close`` releases it. While it is open, the audit
     log is written every ``AUDIT_FLUSH_SECONDS`` (so lines appear while an embedding app runs,
-    not only at ``close``)."""
+    not only at ``close``) and the signing keys are reloaded every ``REFRESH_SECONDS``
+    (``keys/keyring.py``)."""
 
     settings: Settings
     clock: Clock
     store: Store
     sealer: Sealer
     guard: Guard
-    keys: SigningKeys
+    keys: Keyring
     minter: IdentityMinter
     usage: UsageBook
     audit: JsonLinesAudit | None = None
@@ -147,12 +149,21 @@ async def open_runtime(
     """Build the whole object graph from settings (migrating the database first)."""
     check_routes_servable(settings)
     clock = clock or SystemClock()
-    sealer = Sealer(load_master_key(settings.master_key_path))
+    sealer = open_sealer(settings.master_key_path)
     store = open_store_for(settings, apply_migrations=apply_migrations)
     usage = UsageBook(store.api_keys.touch)
     closers: list[Callable[[], None]] = [store.close, usage.close]
     try:
-        keys = await load_signing_keys(store.signing_keys, sealer, clock)
+        snapshot = await load_signing_keys(store.signing_keys, sealer, clock)
+        keys = Keyring(
+            store.signing_keys,
+            sealer,
+            clock,
+            snapshot,
+            reopen_sealer=lambda: open_sealer(settings.master_key_path),
+        )
+        refresher = asyncio.get_running_loop().create_task(keys.run())
+        closers.append(_canceller(refresher))
         audit = None
         if settings.audit_path:
             try:

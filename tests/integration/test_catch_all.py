@@ -92,7 +92,7 @@ def test_a_catch_all_policy_in_front_of_the_demo_api(demo_gateway: GatewayProces
     # ... and restguard's JWKS is still restguard's, with no credential, not the demo's 404
     jwks = httpx.get(gw.url + "/.well-known/jwks.json")
     assert jwks.status_code == 200
-    assert jwks.headers["cache-control"] == "public, max-age=300"
+    assert jwks.headers["cache-control"] == "public, max-age=60"
     assert "seen_by_upstream" not in jwks.text
     [key] = jwt.PyJWKSet.from_dict(jwks.json()).keys
     assert key.key_id in _signing_kids(gw)  # restguard's own signing key

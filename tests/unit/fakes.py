@@ -81,9 +81,23 @@ class FakeSigningKeyStore:
 
     def __init__(self) -> None:
         self.records: list[SigningKeyRecord] = []
+        self.fail: Exception | None = None  # raised by ``list`` while set
 
     async def insert(self, record: SigningKeyRecord) -> None:
         self.records.append(record)
 
     async def list(self) -> list[SigningKeyRecord]:
+        if self.fail is not None:
+            raise self.fail
         return sorted(self.records, key=lambda r: r.created_at, reverse=True)
+
+    async def rotate(self, new: SigningKeyRecord, retire_at: datetime) -> None:
+        if any(r.kid == new.kid for r in self.records):
+            raise DuplicateRecord(new.kid)
+        self.records = [
+            r
+            if r.retired_at is not None and r.retired_at <= retire_at
+            else dataclasses.replace(r, retired_at=retire_at)
+            for r in self.records
+        ]
+        self.records.append(new)

@@ -20,7 +20,7 @@ from restguard.cli.context import config_option, given_config, json_option, run
 from restguard.cli.output import emit_json, success, warn
 from restguard.config import ConfigError, Settings, config_path, validate
 from restguard.errors import BackendUnavailable
-from restguard.keys.sealing import MasterKeyError, Sealer, load_master_key
+from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
 from restguard.keys.signing import open_keys
 from restguard.store.sql import open_store, pending
 from restguard.wiring import unservable_routes
@@ -53,7 +53,7 @@ async def _preflight(settings: Settings, seen: tuple[ConfigError, ...]) -> _Find
     sealer = None
     if _untouched(seen, "keys"):
         try:
-            sealer = Sealer(load_master_key(settings.master_key_path))
+            sealer = open_sealer(settings.master_key_path)
         except MasterKeyError as exc:
             found.master_key(exc)
     if _untouched(seen, "storage") and settings.database_url:

@@ -11,10 +11,12 @@ from restguard.cli.check import check
 from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
 from restguard.cli.issuer import issuer
+from restguard.cli.master_key import master_key
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
+from restguard.cli.signing_key import signing_key
 
 VERSION_MESSAGE = f"restguard {__version__}"
 
@@ -78,6 +80,8 @@ for command in (
     migrate,
     apikey,
     issuer,
+    signing_key,
+    master_key,
     audit,
     version,
 ):

@@ -27,17 +27,24 @@ class IdentityHeaders:
 
     The block (with its signed ``X-Restguard-Identity`` token) is built once per principal and
     reused for up to a minute, so signing and encoding do not sit on every request; the token's
-    ``exp`` stays within the contract's 5 minutes of its ``iat``.
+    ``exp`` stays within the contract's 5 minutes of its ``iat``. When a rotation changes the
+    signing key, the cached blocks are dropped so new ones carry the new key (a block signed by
+    the old key would still verify: a rotated-out key stays published ``MAX_TOKEN_LIFETIME``).
     """
 
     def __init__(self, minter: IdentityMinter) -> None:
         self.minter = minter
         self._cache: dict[tuple[str, str, frozenset[str], str], tuple[float, bytes]] = {}
+        self._kid = minter.signer_kid()
 
     def __call__(self, decision: Decision) -> bytes:
         p = decision.principal
         if p.auth_method == "none":
             return b""
+        kid = self.minter.signer_kid()
+        if kid != self._kid:
+            self._cache.clear()
+            self._kid = kid
         key = (p.subject, p.client_id, p.scopes, p.auth_method)
         now = self.minter.clock.monotonic()
         hit = self._cache.get(key)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from restguard.authz.endpoints import OwnEndpoint
 from restguard.errors import MethodNotAllowed
+from restguard.keys.signing import JWKS_MAX_AGE
 
 if TYPE_CHECKING:
     from restguard.gateway.server import Gateway
@@ -21,10 +22,17 @@ Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]
 
 
+_JWKS_HEADERS: Headers = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"public, max-age=%d" % JWKS_MAX_AGE),
+]
+
+
 def _jwks(gw: Gateway) -> Answer:
-    """RFC 7517 §5: the JWK Set restguard's identity tokens verify against."""
-    headers = [(b"content-type", b"application/json"), (b"cache-control", b"public, max-age=300")]
-    return 200, headers, gw.jwks_body()
+    """RFC 7517 §5: the JWK Set restguard's identity tokens verify against. A rotation's new
+    key signs at once, so caches keep it briefly (``JWKS_MAX_AGE``); verifiers refetch on an
+    unknown ``kid`` (``keys/signing.py``)."""
+    return 200, list(_JWKS_HEADERS), gw.jwks_body()
 
 
 HANDLERS: dict[str, Callable[[Gateway], Answer]] = {

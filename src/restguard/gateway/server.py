@@ -14,7 +14,6 @@ a TLS connection (flushing the answer and ``close_notify``) takes at most
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import ssl
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from restguard.config import ServerSettings, Settings
 from restguard.gateway.http1 import ClientConnection
 from restguard.gateway.upstream import UpstreamPool
 from restguard.guard import Decision, Guard
-from restguard.keys.signing import SigningKeys
+from restguard.keys.keyring import Keyring
 from restguard.keys.tls import ServerTLS, TLSFileError
 from restguard.wiring import Runtime
 
@@ -36,7 +35,7 @@ class Gateway:
     def __init__(
         self,
         guard: Guard,
-        keys: SigningKeys,
+        keys: Keyring,
         identity: Callable[[Decision], bytes],
         *,
         upstream_host: str,
@@ -82,7 +81,8 @@ class Gateway:
         self.trusted_proxies = tuple(limits.trusted_proxies)
 
     def jwks_body(self) -> bytes:
-        return json.dumps(self.keys.jwks()).encode()
+        """The JWKS as served: the keys published now (encoded once per change)."""
+        return self.keys.jwks_body()
 
     async def start(self, sock: socket.socket) -> None:
         # (asyncio builds the protocol when it accepts, before any handshake: the connection's

@@ -89,6 +89,11 @@ class SigningKeyStore(Protocol):
         """All keys, newest first."""
         ...
 
+    async def rotate(self, new: SigningKeyRecord, retire_at: datetime) -> None:
+        """In one transaction: insert ``new`` and set ``retired_at`` to ``retire_at`` on every
+        other key (keeping an earlier one); ``DuplicateRecord`` if ``new.kid`` exists."""
+        ...
+
 
 class IssuerStore(Protocol):
     async def insert(self, record: IssuerRecord) -> None:

@@ -14,8 +14,12 @@ from restguard.keys.sealing import (
     MasterKeyError,
     Sealer,
     SealError,
+    finish_rotation,
     generate_master_key,
     load_master_key,
+    next_key_path,
+    open_sealer,
+    prepare_rotation,
 )
 
 
@@ -162,3 +166,77 @@ def test_env_var_bad_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, val
     monkeypatch.setenv(MASTER_KEY_ENV, value)
     with pytest.raises(MasterKeyError, match=MASTER_KEY_ENV):
         load_master_key(tmp_path / "x")
+
+
+# --- master-key rotation: the .next file ----------------------------------------------------------
+
+
+def test_sealer_opens_with_any_of_its_keys_and_seals_with_the_first() -> None:
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    by_old = Sealer(old).seal(b"a", "p")
+    both = Sealer(new, also=(old,))
+    assert both.open(by_old, "p") == b"a"
+    assert Sealer(new).open(both.seal(b"b", "p"), "p") == b"b"
+    with pytest.raises(SealError):
+        Sealer(old).open(both.seal(b"b", "p"), "p")
+
+
+def test_prepare_writes_next_durably_and_finish_renames(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    generate_master_key(path)
+    current, nxt, resumed = prepare_rotation(path)
+    assert not resumed and current == load_master_key(path) and nxt != current
+    pending = next_key_path(path)
+    assert pending.name == "master.key.next"
+    assert pending.stat().st_mode & 0o777 == 0o600
+    assert not list(tmp_path.glob("*.tmp"))
+    sealer = open_sealer(path)  # pending: seals with next, opens with both
+    assert Sealer(nxt).open(sealer.seal(b"x", "p"), "p") == b"x"
+    assert sealer.open(Sealer(current).seal(b"y", "p"), "p") == b"y"
+    # an interrupted rotation resumes with the same next key
+    assert prepare_rotation(path) == (current, nxt, True)
+    finish_rotation(path)
+    assert load_master_key(path) == nxt and not pending.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_crash_while_writing_next_leaves_the_old_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "master.key"
+    generate_master_key(path)
+    key = load_master_key(path)
+
+    def crash(*args: object) -> None:
+        raise OSError("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", crash)
+        with pytest.raises(OSError):
+            prepare_rotation(path)
+    assert not next_key_path(path).exists()
+    assert open_sealer(path).open(Sealer(key).seal(b"v", "p"), "p") == b"v"
+    _, nxt, resumed = prepare_rotation(path)  # the leftover temporary file is replaced
+    assert not resumed and len(nxt) == 32
+
+
+def test_a_damaged_next_key_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    generate_master_key(path)
+    prepare_rotation(path)
+    next_key_path(path).write_text("garbage\n")
+    with pytest.raises(MasterKeyError, match="pending key"):
+        open_sealer(path)
+    os.chmod(next_key_path(path), 0o644)
+    with pytest.raises(MasterKeyError, match="chmod 600"):
+        open_sealer(path)
+
+
+def test_rotation_is_refused_with_the_key_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "master.key"
+    monkeypatch.setenv(MASTER_KEY_ENV, b64(secrets.token_bytes(32)))
+    with pytest.raises(MasterKeyError, match="cannot rewrite"):
+        prepare_rotation(path)
+    assert not next_key_path(path).exists()

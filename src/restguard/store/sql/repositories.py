@@ -341,6 +341,25 @@ class SqlSigningKeyStore(SigningKeyStore):
 
         return await self._run("signing_keys.list", work)
 
+    async def rotate(self, new: SigningKeyRecord, retire_at: datetime) -> None:
+        """In one transaction: insert ``new``, then set ``retired_at`` to ``retire_at`` on every
+        other key not retired earlier. ``DuplicateRecord`` if ``new.kid`` exists (nothing
+        changes)."""
+        row = _signing_key_row(new)
+        at = to_utc(retire_at)
+        col = signing_keys.c.retired_at
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, signing_keys, row, f"signing key {new.kid!r}")
+                conn.execute(
+                    update(signing_keys)
+                    .where(signing_keys.c.kid != new.kid, or_(col.is_(None), col > at))
+                    .values(retired_at=at)
+                )
+
+        await self._run("signing_keys.rotate", work, write=True)
+
 
 class SqlIssuerStore(IssuerStore):
     """``IssuerStore`` on the ``issuers`` table."""

@@ -1,0 +1,73 @@
+"""Re-seal every sealed secret in the database under a new master key, in ONE transaction.
+
+``SEALED_COLUMNS`` names each sealed column: its table, the key column, the sealed column and
+the sealing purpose of a row (the associated data its value was sealed with). A table that adds
+a sealed column adds one entry here, and ``restguard master-key rotate`` covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, Table, select, update
+
+from restguard.keys.sealing import Sealer
+from restguard.keys.signing import purpose as signing_key_purpose
+from restguard.store.sql.tables import signing_keys
+
+
+@dataclass(frozen=True, slots=True)
+class SealedColumn:
+    table: Table
+    key: str
+    sealed: str
+    purpose: Callable[[str], str]
+
+
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    SealedColumn(signing_keys, "kid", "sealed_private", signing_key_purpose),
+)
+
+
+def check_all(
+    engine: Engine, opener: Sealer, columns: Sequence[SealedColumn] = SEALED_COLUMNS
+) -> int:
+    """Open every sealed value with ``opener`` (nothing is written); how many.
+    ``SealError`` if one does not open."""
+    count = 0
+    with engine.connect() as conn:
+        for col in columns:
+            key, sealed = col.table.c[col.key], col.table.c[col.sealed]
+            for row_key, value in conn.execute(select(key, sealed)):
+                opener.open(bytes(value), col.purpose(str(row_key)))
+                count += 1
+    return count
+
+
+def reseal_all(
+    engine: Engine,
+    opener: Sealer,
+    sealer: Sealer,
+    columns: Sequence[SealedColumn] = SEALED_COLUMNS,
+) -> int:
+    """Open every sealed value with ``opener`` and seal it again with ``sealer``, in one
+    transaction; the number of values. ``SealError`` (nothing changes) if one does not open.
+
+    The transaction starts with a write to every table (taking SQLite's write lock first and
+    locking PostgreSQL's rows), so no value can change between reading and re-sealing it.
+    """
+    count = 0
+    with engine.begin() as conn:
+        for col in columns:
+            sealed = col.table.c[col.sealed]
+            conn.execute(update(col.table).values({col.sealed: sealed}))
+        for col in columns:
+            key, sealed = col.table.c[col.key], col.table.c[col.sealed]
+            rows = conn.execute(select(key, sealed)).all()
+            for row_key, value in rows:
+                purpose = col.purpose(str(row_key))
+                fresh = sealer.seal(opener.open(bytes(value), purpose), purpose)
+                conn.execute(update(col.table).where(key == row_key).values({col.sealed: fresh}))
+                count += 1
+    return count
