@@ -99,7 +99,12 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims[name]
     if type(value) is not int and type(value) is not float:
         raise TokenInvalid(f"'{name}' is not a number")
-    if not math.isfinite(value):
+    try:
+        # an int beyond a float's range (10**400) would raise OverflowError here: not finite
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
         raise TokenInvalid(f"'{name}' is not finite")
     return value
 

@@ -336,6 +336,14 @@ def test_times_must_be_finite(name: str) -> None:
     bad(mint(EC, payload), "not finite")
 
 
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["huge", "huge-negative"])
+def test_times_beyond_a_float_are_not_finite(name: str, value: int) -> None:
+    # An integer NumericDate too large for a float made math.isfinite raise OverflowError:
+    # a 500 at the gateway instead of a 401.
+    bad(mint(EC, claims(**{name: value})), "not finite")
+
+
 def test_json_constants_are_rejected() -> None:
     payload = json.dumps(claims()).encode()[:-1] + b', "nbf": NaN}'
     bad(mint(EC, payload), "not valid JSON")
