@@ -202,7 +202,9 @@ def _check_header(header: dict[str, Any], rules: Rules, keys: KeySet) -> Verific
     if wanted is not None and (typ is None or _normalise_typ(typ) != wanted):
         raise TokenInvalid(f"header 'typ' is {typ!r}, expected {rules.typ!r}")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+    # RFC 7515 §4.1.4: a string. ``"kid": null`` is not an absent kid (which a one-key set
+    # answers with its only key): it is refused like any other non-string.
+    if "kid" in header and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
         raise TokenInvalid("header 'kid' is not a short string")
     key = keys.select(kid)
     if key is None:

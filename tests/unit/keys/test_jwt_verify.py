@@ -257,6 +257,13 @@ def test_kid_must_be_a_short_string() -> None:
     bad(mint(EC, kid="k" * 257), "'kid' is not a short string")
 
 
+def test_kid_null_is_not_an_absent_kid() -> None:
+    # A one-key set answers a token without kid with its only key; "kid": null is a non-string
+    # kid (RFC 7515 §4.1.4) and was taken for an absent one.
+    bad(mint(EC, kid=None), "'kid' is not a short string", keys=EC.keyset())
+    assert ok(mint(EC, kid=DROP), keys=EC.keyset())
+
+
 def test_no_kid_only_with_exactly_one_key() -> None:
     token = mint(EC, kid=DROP)
     bad(token, "no 'kid' in header")
