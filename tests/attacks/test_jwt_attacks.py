@@ -669,9 +669,13 @@ def test_non_canonical_trailing_bits(gw: GatewayProcess) -> None:
 
 def test_duplicate_claims(gw: GatewayProcess) -> None:
     base = json.dumps(claims_for(ISS, AUD, sub=DROP))[:-1]
-    for dup in ('"sub": "a", "sub": "b"', f'"iss": "https://evil.example/", "iss": "{ISS}"',
-                '"aud": "x", "aud": "api"', '"scope": "x", "scope": "notes:read"',
-                '"exp": 1, "exp": 99999999999'):  # fmt: skip
+    for dup in (
+        '"sub": "a", "sub": "b"',
+        f'"iss": "https://evil.example/", "iss": "{ISS}"',
+        '"aud": "x", "aud": "api"',
+        '"scope": "x", "scope": "notes:read"',
+        '"exp": 1, "exp": 99999999999',
+    ):
         refused(gw, mint_raw(EC, (base + ", " + dup + "}").encode()))
     forwarded(gw, mint_raw(EC, (base + ', "sub": "a"}').encode()))
 

@@ -128,7 +128,7 @@ def forwarded(gw: GatewayProcess, token: str, path: bytes = b"/notes/1") -> Any:
     return got[0]
 
 
-# --- what the upstream receives, per library and algorithm ---------------------------------------
+# --- what the upstream receives, per library and algorithm ---
 
 
 @pytest.mark.parametrize("signer", [ED, EC, RS], ids=lambda s: s.alg)
@@ -167,7 +167,7 @@ def test_client_credentials_token_without_sub(gw: GatewayProcess) -> None:
     assert got.header("X-Restguard-Client-Id") == "svc-1"
 
 
-# --- scopes -------------------------------------------------------------------------------------
+# --- scopes ---
 
 
 def _insufficient(gw: GatewayProcess, token: str, path: bytes, scope: str) -> None:
@@ -206,12 +206,12 @@ def test_permissions_claim_issuer(gw: GatewayProcess) -> None:
     assert got.header("X-Restguard-Scopes") == "notes:read"
     _insufficient(gw, mint_joserfc(PERM, claims(PERM_ISS)), b"/notes/1", "notes:read")
     # permissions must be an array of strings: a string there is an invalid token
-    response = send(gw.port, request(b"/notes/1", bearer(mint_joserfc(
-        PERM, claims(PERM_ISS, scope=None, permissions="notes:read")))))  # fmt: skip
+    as_string = mint_joserfc(PERM, claims(PERM_ISS, scope=None, permissions="notes:read"))
+    response = send(gw.port, request(b"/notes/1", bearer(as_string)))
     assert response.status == 401 and response.json()["error"] == "invalid_token"
 
 
-# --- key rotation and an endpoint that goes down ------------------------------------------------
+# --- key rotation and an endpoint that goes down ---
 
 
 def test_issuer_key_rotation_is_accepted_within_5_s(gw: GatewayProcess, jwks: JWKSServer) -> None:
@@ -267,7 +267,7 @@ def test_fully_specified_ed25519_alg(gw: GatewayProcess, jwks: JWKSServer) -> No
     _live(gw, token)
 
 
-# --- curl and a stock upstream --------------------------------------------------------------------
+# --- curl and a stock upstream ---
 
 
 def curl(*args: str) -> tuple[int, bytes, str]:

@@ -29,7 +29,11 @@ The rules, each with the MUST it implements:
 * RFC 8725 §3.11: explicit typing, ``typ`` compared case-insensitively with an optional
   ``application/`` prefix (RFC 7515 §4.1.9), when the rules ask for one.
 * RFC 7518 §3.4: ES256 signatures are the 64-octet R || S; R and S must lie in [1, n-1]
-  (CVE-2022-21449, "psychic signatures"). RFC 8037 §3.1: Ed25519 signatures are 64 octets.
+  (CVE-2022-21449, "psychic signatures"); a DER signature is refused by its length. A high-S
+  signature (n - S of a valid one) is accepted on purpose: RFC 7518 does not ask for low-S,
+  OpenSSL-based signers produce high-S half of the time, and a second encoding of a token
+  grants nothing the token does not (nothing here is keyed on the token's bytes).
+  RFC 8037 §3.1: Ed25519 signatures are 64 octets (a non-canonical S is refused by OpenSSL).
   RFC 8017 §8.2.2: an RSASSA-PKCS1-v1_5 signature has the modulus' length.
 
 The size cap applies before any parsing. Only the stdlib and pyca ``cryptography`` are used.
