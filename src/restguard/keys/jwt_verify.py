@@ -29,7 +29,11 @@ The rules, each with the MUST it implements:
 * RFC 8725 §3.11: explicit typing, ``typ`` compared case-insensitively with an optional
   ``application/`` prefix (RFC 7515 §4.1.9), when the rules ask for one.
 * RFC 7518 §3.4: ES256 signatures are the 64-octet R || S; R and S must lie in [1, n-1]
-  (CVE-2022-21449, "psychic signatures"). RFC 8037 §3.1: Ed25519 signatures are 64 octets.
+  (CVE-2022-21449, "psychic signatures"); a DER signature is refused by its length. A high-S
+  signature (n - S of a valid one) is accepted on purpose: RFC 7518 does not ask for low-S,
+  OpenSSL-based signers produce high-S half of the time, and a second encoding of a token
+  grants nothing the token does not (nothing here is keyed on the token's bytes).
+  RFC 8037 §3.1: Ed25519 signatures are 64 octets (a non-canonical S is refused by OpenSSL).
   RFC 8017 §8.2.2: an RSASSA-PKCS1-v1_5 signature has the modulus' length.
 
 The size cap applies before any parsing. Only the stdlib and pyca ``cryptography`` are used.
@@ -99,7 +103,12 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims[name]
     if type(value) is not int and type(value) is not float:
         raise TokenInvalid(f"'{name}' is not a number")
-    if not math.isfinite(value):
+    try:
+        # an int beyond a float's range (10**400) would raise OverflowError here: not finite
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
         raise TokenInvalid(f"'{name}' is not finite")
     return value
 
@@ -197,7 +206,9 @@ def _check_header(header: dict[str, Any], rules: Rules, keys: KeySet) -> Verific
     if wanted is not None and (typ is None or _normalise_typ(typ) != wanted):
         raise TokenInvalid(f"header 'typ' is {typ!r}, expected {rules.typ!r}")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+    # RFC 7515 §4.1.4: a string. ``"kid": null`` is not an absent kid (which a one-key set
+    # answers with its only key): it is refused like any other non-string.
+    if "kid" in header and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
         raise TokenInvalid("header 'kid' is not a short string")
     key = keys.select(kid)
     if key is None:

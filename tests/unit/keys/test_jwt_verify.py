@@ -257,6 +257,13 @@ def test_kid_must_be_a_short_string() -> None:
     bad(mint(EC, kid="k" * 257), "'kid' is not a short string")
 
 
+def test_kid_null_is_not_an_absent_kid() -> None:
+    # A one-key set answers a token without kid with its only key; "kid": null is a non-string
+    # kid (RFC 7515 §4.1.4) and was taken for an absent one.
+    bad(mint(EC, kid=None), "'kid' is not a short string", keys=EC.keyset())
+    assert ok(mint(EC, kid=DROP), keys=EC.keyset())
+
+
 def test_no_kid_only_with_exactly_one_key() -> None:
     token = mint(EC, kid=DROP)
     bad(token, "no 'kid' in header")
@@ -334,6 +341,14 @@ def test_times_must_be_finite(name: str) -> None:
     payload = json.dumps(claims()).encode()[:-1] + f', "{name}": 1e400}}'.encode()
     payload = payload.replace(f'"exp": {T + 300}, '.encode(), b"") if name == "exp" else payload
     bad(mint(EC, payload), "not finite")
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["huge", "huge-negative"])
+def test_times_beyond_a_float_are_not_finite(name: str, value: int) -> None:
+    # An integer NumericDate too large for a float made math.isfinite raise OverflowError:
+    # a 500 at the gateway instead of a 401.
+    bad(mint(EC, claims(**{name: value})), "not finite")
 
 
 def test_json_constants_are_rejected() -> None:
