@@ -249,13 +249,6 @@ def test_jwks_endpoint_down_cached_keys_keep_working(gw: GatewayProcess, jwks: J
     forwarded(gw, mint_pyjwt(key, claims(iss)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JWKS key with the fully-specified alg 'Ed25519' (RFC 9864; keys/jwk.py accepts "
-    "it) is refused by JwtAuthenticator: credentials/jwt.py ALGORITHMS / jwt_issuers.ALG_NAMES "
-    "map --alg ed25519 to 'EdDSA' only, so 'key algorithm Ed25519 not allowed for this issuer' "
-    "(401) even for an issuer added with --alg ed25519",
-)
 def test_fully_specified_ed25519_alg(gw: GatewayProcess, jwks: JWKSServer) -> None:
     iss = "https://ed25519.example/"
     key = Signer.generate("EdDSA", "fs-1")

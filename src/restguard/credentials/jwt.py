@@ -7,8 +7,9 @@ one header (its "send one credential" 400 stays for requests that really carry t
 * ``api_key``: the ``rg_ak_`` prefix;
 * ``oauth2`` (restguard's own authorization server): its opaque ``rg_`` tokens, and JWS tokens
   whose unverified ``iss`` is restguard's own ``public_url`` (``own_issuer``);
-* ``jwt``: every other JWS compact serialisation (three base64url parts), whatever its
-  ``iss`` — an unknown issuer is an invalid token (401), never passed on.
+* ``jwt``: every other Bearer token, whatever its ``iss`` — an unknown issuer is an invalid
+  token (401), never passed on, and so is a value that is not a JWS compact serialisation
+  (three base64url parts): a malformed token is an invalid one (RFC 6750 §3.1).
 
 So a route accepting several Bearer methods sends each token to the verifier it belongs to, by
 format and then by issuer, and a route accepting only one answers 401 "does not accept this
@@ -57,6 +58,10 @@ from restguard.keys.jwt_verify import (
 from restguard.types import Principal, RequestView, verified_principal
 
 ALGORITHMS: Final = frozenset({"EdDSA", "ES256", "RS256"})
+# RFC 9864 names Ed25519 signatures "Ed25519" (fully specified); "EdDSA" (RFC 8037) is the
+# older name for the same thing. Allowing one allows both: which a token may use is still the
+# key's choice (keys/jwk.py: a JWK with "alg": "Ed25519" verifies only tokens that say so).
+_SAME_ALGORITHM: Final = {"Ed25519": "EdDSA"}
 SCOPE_CLAIMS: Final = frozenset({"scope", "scp", "permissions"})
 MAX_ISSUER_ID_CHARS: Final = 120
 CHALLENGE: Final = 'Bearer realm="restguard"'
@@ -250,8 +255,8 @@ class JwtAuthenticator:
             self._background.close()
 
     @staticmethod
-    def _token(view: RequestView) -> bytes | None:
-        """The Bearer token if it is shaped like a JWT (not restguard's own ``rg_`` ones)."""
+    def _bearer(view: RequestView) -> bytes | None:
+        """The Bearer token unless it is one of restguard's own (``rg_``), JWT-shaped or not."""
         auth = None
         for name, value in view.headers:  # one pass; a repeated field is ambiguous
             if name == b"authorization":
@@ -265,9 +270,13 @@ class JwtAuthenticator:
         if scheme.lower() != b"bearer":
             return None
         token = rest.strip(b" ")
-        if token.startswith(_OWN_PREFIX) or not _COMPACT.fullmatch(token):
-            return None
-        return token
+        return None if token.startswith(_OWN_PREFIX) else token
+
+    @classmethod
+    def _token(cls, view: RequestView) -> bytes | None:
+        """The Bearer token if it is shaped like a JWT (not restguard's own ``rg_`` ones)."""
+        token = cls._bearer(view)
+        return token if token is not None and _COMPACT.fullmatch(token) else None
 
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         try:
@@ -276,11 +285,13 @@ class JwtAuthenticator:
             return (b"authorization",)
 
     def extract(self, view: RequestView) -> Credential | None:
-        raw = self._token(view)
+        raw = self._bearer(view)
         if raw is None:
             return None
         if len(raw) > MAX_TOKEN_BYTES_LIMIT:
             raise InvalidCredential(debug="jwt too long")
+        if not _COMPACT.fullmatch(raw):
+            raise InvalidCredential(debug="Bearer token is not a JWS compact serialisation")
         token = raw.decode("ascii")  # the pattern admits ASCII only
         hit = self._verified.get(token)
         if hit is not None:
@@ -306,7 +317,7 @@ class JwtAuthenticator:
         key = await config.keys.key(kid)  # an unknown kid: one fetch, within the cooldown
         if key is None:
             raise TokenInvalid("no key for this 'kid'" if kid is not None else "no 'kid'")
-        if key.alg not in config.algorithms:
+        if _SAME_ALGORITHM.get(key.alg, key.alg) not in config.algorithms:
             raise TokenInvalid(f"key algorithm {key.alg} not allowed for this issuer")
         keys = config.keys.keyset()
         if keys is None:
