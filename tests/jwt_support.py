@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 import time
@@ -36,15 +35,13 @@ from restguard.store.ports import IssuerRecord
 from restguard.store.sql import open_store
 from tests.harness import GatewayProcess, free_port
 
+# shared with the unit tests' helpers, and re-exported for the gateway-level tests
+from tests.unit.keys.jwt_helpers import DROP as DROP
+from tests.unit.keys.jwt_helpers import b64 as b64
+from tests.unit.keys.jwt_helpers import part as part
+from tests.unit.keys.jwt_helpers import uint as uint
+
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def uint(n: int, size: int | None = None) -> str:
-    return b64(n.to_bytes(size or (n.bit_length() + 7) // 8, "big"))
 
 
 def bearer(token: str | bytes) -> tuple[bytes, bytes]:
@@ -151,16 +148,6 @@ def claims_for(issuer: str, audience: str, **over: Any) -> dict[str, Any]:
     }
     base.update(over)
     return {k: v for k, v in base.items() if v is not DROP}
-
-
-DROP: Any = object()
-
-
-def part(value: dict[str, Any] | bytes | str) -> str:
-    if isinstance(value, str):
-        return value
-    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-    return b64(raw)
 
 
 def mint_raw(
