@@ -101,6 +101,13 @@ def _shown_scheme(scheme: bytes) -> str:
 _SCHEME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
+def _bucket(p: Principal) -> str:
+    """A credential's rate-limit bucket: who vouched, for which client and subject. Two
+    callers share one only when they are the same credential (an API key's id; a JWT's
+    issuer, client and subject), never because one claim of theirs matches."""
+    return "\x1f".join((p.auth_method, p.issuer, p.client_id, p.subject))
+
+
 def require_scopes(principal: Principal, scopes: Sequence[str]) -> None:
     """Raise InsufficientScope unless ``principal`` holds every scope in ``scopes``."""
     missing = [s for s in scopes if s not in principal.scopes]
@@ -178,7 +185,7 @@ class Guard:
                     await self._failed_attempt(view)
                     raise
                 require_scopes(principal, route.scopes)
-                await self._rate_limit(route, f"{principal.auth_method}:{principal.client_id}")
+                await self._rate_limit(route, _bucket(principal))
                 decision = Decision(route, principal, strip)
         except AuthError as err:
             self._emit(view, route, credential, started, None, err)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 
-from restguard.errors import InvalidRequest
+from restguard.errors import InvalidCredential, InvalidRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +54,45 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     auth_method: str
+    # Who vouched for ``subject`` when it is not restguard itself (``jwt``: the token's ``iss``).
+    # A subject is unique only together with its issuer (OpenID Connect Core §2).
+    issuer: str = ""
 
     def __post_init__(self) -> None:
         if not getattr(_minting, "active", False):
             raise TypeError("a Principal is created by a verifier, not constructed directly")
 
 
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# What no identity value may hold: control characters (C0, DEL, C1), which could split or bend
+# a header block, and lone surrogates, which cannot be written as UTF-8 at all.
+_UNWRITABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def verified_principal(
-    *, subject: str, client_id: str, scopes: frozenset[str] | set[str], auth_method: str
+    *,
+    subject: str,
+    client_id: str,
+    scopes: frozenset[str] | set[str],
+    auth_method: str,
+    issuer: str = "",
 ) -> Principal:
-    """Create a Principal. For verifiers (credentials/*) and the anonymous public-route case."""
+    """Create a Principal. For verifiers (credentials/*) and the anonymous public-route case.
+
+    Every value is forwarded to the upstream as a header, so a credential whose values could
+    not be written faithfully is an invalid credential (401), whatever vouched for it: a
+    control character or lone surrogate in the subject, client id or issuer, or a scope that
+    is not an RFC 6749 scope-token (a space inside one would read as two scopes upstream)."""
+    for value in (subject, client_id, issuer):
+        if _UNWRITABLE.search(value):
+            raise InvalidCredential(debug="identity value with a control character or surrogate")
+    for scope in scopes:
+        if not _SCOPE_TOKEN.fullmatch(scope):
+            raise InvalidCredential(debug="a scope that is not an RFC 6749 scope-token")
     _minting.active = True
     try:
-        return Principal(subject, client_id, frozenset(scopes), auth_method)
+        return Principal(subject, client_id, frozenset(scopes), auth_method, issuer)
     finally:
         _minting.active = False
 

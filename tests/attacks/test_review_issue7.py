@@ -695,14 +695,14 @@ def test_reload_cli_refuses_a_file_the_server_would_refuse(
 ) -> None:
     # `restguard reload` runs config.validate() only; the server's reload_settings (and
     # `restguard check`, and start-up) also run check_routes_servable. A route whose only auth
-    # method this build lacks (auth = ["jwt"], a method the CONTRACT lists) passes the CLI:
+    # method this build lacks (auth = ["oauth1"], a method the CONTRACT lists) passes the CLI:
     # "reload sent ... 2 routes", exit 0, while the server logs "reload refused" and keeps
     # the old policy. An operator reloading to close a hole is told it is closed.
     config = serve_dir(tmp_path / "d", upstream=clean.url, routes=OPEN)
     with serving(config) as serve:
         good = config.read_text().replace(OPEN, CLOSED)
         config.write_text(
-            good + '\n[[routes]]\npath = "/sso/**"\nmethods = ["GET"]\nauth = ["jwt"]\n'
+            good + '\n[[routes]]\npath = "/sso/**"\nmethods = ["GET"]\nauth = ["oauth1"]\n'
         )
         assert load(config).routes  # (loads: only servability is wrong)
         done = reload_cli(config)

@@ -191,11 +191,6 @@ def restguard_headers(got: Received) -> list[tuple[bytes, bytes]]:
 # === findings ===================================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: an array scope holding a space ('x admin') is forwarded in the "
-    "space-separated X-Restguard-Scopes, so the upstream reads a scope 'admin' never granted",
-)
 def test_array_scope_with_a_space_does_not_become_two_scopes_upstream(
     gw: GatewayProcess,
 ) -> None:
@@ -211,11 +206,6 @@ def test_array_scope_with_a_space_does_not_become_two_scopes_upstream(
     assert got.header("x-restguard-scopes") == "notes:read x"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: 'scope' is split on every Unicode whitespace (NBSP, U+001F, U+0085): "
-    "'admin<NBSP>notes:read' grants notes:read; RFC 6749 §3.3 delimits with SP only",
-)
 @pytest.mark.parametrize("sep", ["\u00a0", "\x1f", "\u0085", "\u2003"], ids=repr)
 def test_scope_string_is_split_on_spaces_only(gw: GatewayProcess, sep: str) -> None:
     response = send(gw.port, request(b"/jwt/x", bearer(tok_a(scope=f"admin{sep}notes:read"))))
@@ -241,12 +231,6 @@ UNWRITABLE = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a signed token whose sub/client_id/scope holds a control character or a "
-    "lone surrogate is allowed, then answered 500 server_error (surrogates: a traceback in the "
-    "log; audit says 'allow'); it should be an invalid token (401)",
-)
 @pytest.mark.parametrize("case", list(UNWRITABLE))
 def test_identity_that_cannot_be_a_header_value_is_an_invalid_token(
     gw: GatewayProcess, case: str
@@ -256,12 +240,6 @@ def test_identity_that_cannot_be_a_header_value_is_an_invalid_token(
     forwarded(gw, tok_a())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: the same sub/client_id from two different issuers reaches the upstream as "
-    "byte-identical identity headers (the same X-Restguard-Identity token, jti included): the "
-    "upstream cannot tell alice@a from alice@b",
-)
 def test_same_subject_from_two_issuers_is_distinguishable_upstream(gw: GatewayProcess) -> None:
     sub = "victim-" + secrets.token_hex(4)
     got_a = forwarded(gw, tok_a(sub=sub))
@@ -272,12 +250,6 @@ def test_same_subject_from_two_issuers_is_distinguishable_upstream(gw: GatewayPr
     assert restguard_headers(got_a) != restguard_headers(got_b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a route's per-credential rate_limit is keyed on jwt:<client_id>: another "
-    "issuer's token with the same client_id, or any token without one (all share 'jwt:'), "
-    "exhausts an unrelated subject's limit (429)",
-)
 @pytest.mark.parametrize("case", ["same-client-id-other-issuer", "no-client-id"])
 def test_rate_limit_of_one_subject_is_not_spent_by_another(gw: GatewayProcess, case: str) -> None:
     if case == "same-client-id-other-issuer":
@@ -294,12 +266,6 @@ def test_rate_limit_of_one_subject_is_not_spent_by_another(gw: GatewayProcess, c
     assert status(gw, victim, path) == 200  # alice (another issuer, another subject): untouched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a request waiting on an issuer's JWKS fetch when the issuer is removed "
-    "never gets an answer (the cancelled fetch's CancelledError kills the exchange; the "
-    "connection hangs, no decision is recorded)",
-)
 def test_request_waiting_on_a_jwks_fetch_of_a_removed_issuer_is_answered(
     gw: GatewayProcess, jwks: JWKSServer
 ) -> None:

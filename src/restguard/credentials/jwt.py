@@ -191,7 +191,9 @@ def _scopes(claims: Mapping[str, Any], name: str) -> frozenset[str]:
     if name == "scope":
         if type(value) is not str:
             raise TokenInvalid("'scope' is not a string")
-        return frozenset(value.split())
+        # RFC 6749 §3.3: scope-tokens delimited by SP only; any other white space stays in
+        # a token (and makes it invalid there), never a second delimiter.
+        return frozenset(s for s in value.split(" ") if s)
     if type(value) is not list or not all(type(s) is str for s in value):
         raise TokenInvalid(f"'{name}' is not an array of strings")
     return frozenset(value)
@@ -351,6 +353,7 @@ class JwtAuthenticator:
             client_id=client_id,
             scopes=_scopes(claims, config.scope_claim),
             auth_method="jwt",
+            issuer=config.issuer,
         )
 
     def challenge(self, error: AuthError | None) -> str:

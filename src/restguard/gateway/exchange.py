@@ -203,11 +203,20 @@ class Exchange:
             await work
         except AuthError as err:
             self._respond_error(err)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this exchange is being cancelled (its client left, shutdown)
+            # Something it awaited was cancelled under it: a bug, as below, not a hang.
+            self._fail("a cancellation from below")
         except Exception:  # a bug: fail closed with a 500, never a hung connection
-            _log.exception("unexpected error while handling %s", self.method)
-            self._close_after = True
-            self._abort_upstream()
-            self._respond_error(ServerError(debug="unexpected error; see the server log"))
+            self._fail("an unexpected error")
+
+    def _fail(self, what: str) -> None:
+        _log.exception("%s while handling %s", what, self.method)
+        self._close_after = True
+        self._abort_upstream()
+        self._respond_error(ServerError(debug=f"{what}; see the server log"))
 
     async def _wait_body(self, enough: Callable[[], bool]) -> None:
         """Wait (with reading on) until ``enough()`` or the body ended one way or another."""

@@ -34,7 +34,7 @@ class IdentityHeaders:
 
     def __init__(self, minter: IdentityMinter) -> None:
         self.minter = minter
-        self._cache: dict[tuple[str, str, frozenset[str], str], tuple[float, bytes]] = {}
+        self._cache: dict[Principal, tuple[float, bytes]] = {}
         self._kid = minter.signer_kid()
 
     def __call__(self, decision: Decision) -> bytes:
@@ -45,14 +45,13 @@ class IdentityHeaders:
         if kid != self._kid:
             self._cache.clear()
             self._kid = kid
-        key = (p.subject, p.client_id, p.scopes, p.auth_method)
         now = self.minter.clock.monotonic()
-        hit = self._cache.get(key)
+        hit = self._cache.get(p)  # the whole principal: every fact the block carries
         if hit is None or now - hit[0] >= IDENTITY_REUSE_SECONDS:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             hit = (now, self._block(p))
-            self._cache[key] = hit
+            self._cache[p] = hit
         return hit[1]
 
     def _block(self, p: Principal) -> bytes:
@@ -61,6 +60,7 @@ class IdentityHeaders:
             (b"x-restguard-client-id", p.client_id),
             (b"x-restguard-scopes", " ".join(sorted(p.scopes))),
             (b"x-restguard-auth-method", p.auth_method),
+            *(((b"x-restguard-subject-issuer", p.issuer),) if p.issuer else ()),
             (b"x-restguard-identity", self.minter.mint(p)),
         )
         return b"".join(b"%s: %s\r\n" % (name, _value(text)) for name, text in fields)

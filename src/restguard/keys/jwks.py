@@ -327,7 +327,18 @@ class JWKSCache:
 
     async def _fetch(self) -> None:
         # shield: a request that goes away does not cancel the fetch others wait on
-        await asyncio.shield(self._start_fetch())
+        task = self._start_fetch()
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                # The fetch was stopped under the request (the issuer removed, shutdown): the
+                # request is not cancelled itself, so it gets an answer: no keys, 503.
+                raise BackendUnavailable(
+                    debug=f"JWKS {self.endpoint.url}: the fetch was stopped"
+                ) from None
+            raise
 
     async def _run_fetch(self) -> None:
         self.fetch_count += 1

@@ -215,4 +215,12 @@ class IdentityMinter:
             "exp": int((now + timedelta(seconds=IDENTITY_LIFETIME)).timestamp()),
             "jti": secrets.token_urlsafe(12),
         }
+        if principal.issuer:
+            # Who vouched for the subject (an external issuer): RFC 9493's subject identifier
+            # of format "iss_sub", since a subject is unique only with its issuer.
+            claims["sub_id"] = {
+                "format": "iss_sub",
+                "iss": principal.issuer,
+                "sub": principal.subject,
+            }
         return self.keys.sign(claims)
