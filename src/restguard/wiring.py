@@ -20,6 +20,7 @@ from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
+from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import Sealer, open_sealer
 from restguard.keys.signing import IdentityMinter, load_signing_keys
 from restguard.store.bookkeeping import UsageBook
@@ -154,6 +155,7 @@ async def open_runtime(
     usage = UsageBook(store.api_keys.touch)
     closers: list[Callable[[], None]] = [store.close, usage.close]
     try:
+        await ensure_master_key(store, sealer)  # before anything is sealed with it
         snapshot = await load_signing_keys(store.signing_keys, sealer, clock)
         keys = Keyring(
             store.signing_keys,

@@ -299,12 +299,6 @@ def test_request_waiting_on_a_jwks_fetch_of_a_removed_issuer_is_answered(
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: 'signing-key rotate' with the wrong master key on a data dir without a "
-    "live signing key seals the new key with it and reports success; serve with the right "
-    "key then refuses to start",
-)
 def test_signing_key_rotate_with_a_wrong_master_key_leaves_the_data_dir_openable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -248,6 +249,31 @@ async def test_issuer_remove(store: SqlStore) -> None:
     assert [r.id for r in await store.issuers.list()] == ["b"]
 
 
+async def test_master_key_check_keeps_the_first_value(store: SqlStore) -> None:
+    assert await store.master_key_check.get() is None
+    assert await store.master_key_check.put_if_absent(b"first\x00") == b"first\x00"
+    assert await store.master_key_check.put_if_absent(b"second") == b"first\x00"
+    assert await store.master_key_check.get() == b"first\x00"
+
+
+async def test_master_key_check_racing_writers_all_read_the_winner(store: SqlStore) -> None:
+    values = [b"value %d" % i for i in range(8)]
+    got = await asyncio.gather(*(store.master_key_check.put_if_absent(v) for v in values))
+    assert len(set(got)) == 1 and got[0] in values
+    assert await store.master_key_check.get() == got[0]
+
+
+async def test_master_key_check_lists_every_sealed_secret_but_itself(store: SqlStore) -> None:
+    assert await store.master_key_check.sealed_secrets() == []
+    await store.signing_keys.insert(signing_key("k1", T0))
+    await store.signing_keys.rotate(signing_key("k2", T0 + timedelta(seconds=1)), T0)
+    await store.master_key_check.put_if_absent(b"check")
+    assert sorted(await store.master_key_check.sealed_secrets()) == [
+        ("signing-key:k1", b"\x01sealed\x00k1"),  # retired ones too
+        ("signing-key:k2", b"\x01sealed\x00k2"),
+    ]
+
+
 async def test_ping(store: SqlStore) -> None:
     await store.ping()
 
@@ -310,7 +336,7 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
     finally:
         engine.dispose()
     assert [row[0] for row in versions] == list(HEADS)
-    assert {"api_keys", "signing_keys", "issuers"} <= tables
+    assert {"api_keys", "signing_keys", "issuers", "master_key_check"} <= tables
 
 
 # --- outages -------------------------------------------------------------------------------------
@@ -353,6 +379,9 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "issuers.insert": lambda: store.issuers.insert(issuer("is1")),
         "issuers.list": store.issuers.list,
         "issuers.remove": lambda: store.issuers.remove("is1"),
+        "master_key_check.get": store.master_key_check.get,
+        "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
+        "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,
     }
 
 

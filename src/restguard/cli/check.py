@@ -10,7 +10,6 @@ be opened. Nothing is created, migrated or bound (a running server holds the lis
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,8 +19,8 @@ from restguard.cli.context import config_option, given_config, json_option, run
 from restguard.cli.output import emit_json, success, warn
 from restguard.config import ConfigError, Settings, config_path, validate
 from restguard.errors import BackendUnavailable
+from restguard.keys.master_check import verify_master_key
 from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
-from restguard.keys.signing import open_keys
 from restguard.store.sql import open_store, pending
 from restguard.wiring import unservable_routes
 
@@ -91,11 +90,8 @@ async def _database(found: _Findings, sealer: Sealer | None) -> None:
     if sealer is None:
         return
     store = open_store(url, timeout=found.settings.store_timeout)
-    now = datetime.now(UTC)
     try:
-        records = await store.signing_keys.list()
-        if any(r.retired_at is None or r.retired_at > now for r in records):
-            open_keys(records, sealer, now)  # (none before the first 'serve')
+        await verify_master_key(store, sealer)  # reads only: check writes nothing
     except MasterKeyError as exc:
         found.master_key(exc)
     except BackendUnavailable as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -10,8 +12,15 @@ import click
 from restguard.cli.context import json_option, resolve
 from restguard.cli.output import emit_json, success
 from restguard.config import upstream_url_problem
-from restguard.keys.sealing import generate_master_key
-from restguard.store.sql import migrate
+from restguard.keys.master_check import ensure_master_key
+from restguard.keys.sealing import (
+    MASTER_KEY_ENV,
+    MasterKeyError,
+    generate_master_key,
+    load_master_key,
+    open_sealer,
+)
+from restguard.store.sql import migrate, open_store
 
 TEMPLATE = """\
 # restguard configuration. Every key is optional unless marked; unknown keys are refused.
@@ -130,6 +139,11 @@ def write_data_dir(
     for existing in (config, key):
         if existing.exists():
             raise click.ClickException(f"{existing} already exists; choose another --dir")
+    if os.environ.get(MASTER_KEY_ENV):
+        try:
+            load_master_key(key)  # the key the database will be bound to: well-formed first
+        except MasterKeyError as exc:
+            raise click.ClickException(str(exc)) from None
     # CONTRACT: every file in the data directory is readable by its owner only.
     text = TEMPLATE.format(
         listen=listen, admin_listen=admin_listen, upstream=upstream, routes=routes
@@ -138,8 +152,29 @@ def write_data_dir(
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
     generate_master_key(key)
-    migrate("sqlite:///" + str(directory / "restguard.db"))
+    database = "sqlite:///" + str(directory / "restguard.db")
+    migrate(database)
+    _bind(database, key)
     return config
+
+
+def _bind(database: str, key: Path) -> None:
+    """Bind the new database to its master key (``keys/master_check.py``) -- the one every
+    command will use: ``$RESTGUARD_MASTER_KEY`` if set, else the key file -- so that no other key
+    can ever seal a secret into it. In a thread of its own: callers may run an event loop."""
+
+    async def bind() -> None:
+        store = open_store(database)
+        try:
+            await ensure_master_key(store, open_sealer(key))
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="restguard-init") as pool:
+        try:
+            pool.submit(asyncio.run, bind()).result()
+        except MasterKeyError as exc:  # (a database left by an earlier data directory)
+            raise click.ClickException(f"{database}: {exc}") from None
 
 
 def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -179,7 +214,11 @@ def init(directory: str, upstream: str, as_json: bool) -> None:
         )
         return
     success(f"wrote {config}")
-    click.echo(f"  master key: {config.parent / 'master.key'} (mode 0600; back it up)")
+    if os.environ.get(MASTER_KEY_ENV):
+        click.echo(f"  master key: {MASTER_KEY_ENV} (it is set: the data directory is bound to it")
+        click.echo(f"              and {config.parent / 'master.key'} is not used)")
+    else:
+        click.echo(f"  master key: {config.parent / 'master.key'} (mode 0600; back it up)")
     click.echo(f"  database:   {config.parent / 'restguard.db'}")
     click.echo("next:")
     click.echo(f"  restguard apikey create --config {config} --name me --scope notes:read")

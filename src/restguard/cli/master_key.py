@@ -10,8 +10,9 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import DBAPIError
 
-from restguard.cli.context import config_option, friendly, json_option, settings_from
+from restguard.cli.context import config_option, friendly, json_option, run, settings_from
 from restguard.cli.output import emit_json, success
+from restguard.keys.master_check import WrongMasterKey, ensure_master_key
 from restguard.keys.sealing import (
     Sealer,
     SealError,
@@ -44,10 +45,14 @@ def rotate(config: str | None, as_json: bool) -> None:
     store = open_store_for(settings)
     try:
         assert isinstance(store, SqlStore)
-        check_all(store.engine, open_sealer(path))  # the right key, before writing a new one
+        sealer = open_sealer(path)
+        # The right key, before writing a new one (a data directory made before the master-key
+        # check gets one here, re-sealed below with the secrets).
+        run(ensure_master_key(store, sealer))
+        check_all(store.engine, sealer)
         current, nxt, resumed = prepare_rotation(path)
         count = reseal_all(store.engine, Sealer(nxt, also=(current,)), Sealer(nxt))
-    except SealError:
+    except (SealError, WrongMasterKey):
         raise click.ClickException(
             f"a stored secret does not open with {path} (nor with a pending rotation's key): "
             "it is not the data directory's master key; nothing was changed"

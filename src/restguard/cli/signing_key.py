@@ -17,6 +17,7 @@ from restguard.cli.context import (
 )
 from restguard.cli.output import emit_json, iso, success, table
 from restguard.keys.jws_sign import DEFAULT_ALG, canonical_alg
+from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import open_sealer
 from restguard.keys.signing import (
     MAX_TOKEN_LIFETIME,
@@ -106,6 +107,7 @@ def rotate(alg: str, config: str | None, as_json: bool) -> None:
     now = datetime.now(UTC)
 
     async def act(store: Store) -> tuple[SigningKeyRecord, list[SigningKeyRecord]]:
+        await ensure_master_key(store, sealer)  # a wrong master key must seal nothing
         before = await store.signing_keys.list()
         live = [r for r in before if r.retired_at is None or r.retired_at > now]
         if live:

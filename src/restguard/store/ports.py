@@ -109,12 +109,32 @@ class IssuerStore(Protocol):
         ...
 
 
+class MasterKeyCheckStore(Protocol):
+    """The data directory's master-key check: one value sealed by the master key it is bound to
+    (``keys/master_check.py``), and the sealed secrets a first binding must be able to open."""
+
+    async def get(self) -> bytes | None:
+        """The sealed check value; ``None`` while the data directory is bound to no key."""
+        ...
+
+    async def put_if_absent(self, sealed: bytes) -> bytes:
+        """Store ``sealed`` as the check value unless one exists; the value stored afterwards
+        (another writer's, if it came first: a lost race reads back the winner)."""
+        ...
+
+    async def sealed_secrets(self) -> list[tuple[str, bytes]]:
+        """``(purpose, sealed value)`` of every sealed secret the store holds (the check value
+        itself excluded), retired ones included."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
     api_keys: ApiKeyStore
     signing_keys: SigningKeyStore
     issuers: IssuerStore
+    master_key_check: MasterKeyCheckStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

@@ -43,13 +43,28 @@ from restguard.store.ports import (
     ApiKeyStore,
     IssuerRecord,
     IssuerStore,
+    MasterKeyCheckStore,
     SigningKeyRecord,
     SigningKeyStore,
     Store,
 )
-from restguard.store.sql.tables import api_keys, issuers, signing_keys, to_utc
+from restguard.store.sql.reseal import sealed_secrets
+from restguard.store.sql.tables import (
+    MASTER_KEY_CHECK_ID,
+    api_keys,
+    issuers,
+    master_key_check,
+    signing_keys,
+    to_utc,
+)
 
-__all__ = ["SqlApiKeyStore", "SqlIssuerStore", "SqlSigningKeyStore", "SqlStore"]
+__all__ = [
+    "SqlApiKeyStore",
+    "SqlIssuerStore",
+    "SqlMasterKeyCheckStore",
+    "SqlSigningKeyStore",
+    "SqlStore",
+]
 
 T = TypeVar("T")
 
@@ -402,6 +417,55 @@ class SqlIssuerStore(IssuerStore):
         return await self._run("issuers.remove", work, write=True)
 
 
+class SqlMasterKeyCheckStore(MasterKeyCheckStore):
+    """``MasterKeyCheckStore`` on the one-row ``master_key_check`` table; the secrets it lists
+    are every entry of ``reseal.SEALED_COLUMNS``."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    def _read(self, conn: Connection) -> bytes | None:
+        check = master_key_check.c
+        query = select(check.sealed).where(check.id == MASTER_KEY_CHECK_ID)
+        value = conn.execute(query).scalar_one_or_none()
+        return None if value is None else bytes(value)
+
+    async def get(self) -> bytes | None:
+        def work() -> bytes | None:
+            with self._engine.connect() as conn:
+                return self._read(conn)
+
+        return await self._run("master_key_check.get", work)
+
+    async def put_if_absent(self, sealed: bytes) -> bytes:
+        """Insert the check value unless one exists; the stored value. Racing writers: the
+        primary key lets one insert win (PostgreSQL makes the others wait for its commit, SQLite
+        for its write lock); the others read the winner's value back."""
+        row = {"id": MASTER_KEY_CHECK_ID, "sealed": bytes(sealed)}
+
+        def work() -> bytes:
+            try:
+                with self._engine.begin() as conn:
+                    _insert_row(conn, master_key_check, row, "the master-key check")
+                return bytes(sealed)
+            except DuplicateRecord:
+                pass
+            with self._engine.connect() as conn:
+                stored = self._read(conn)
+            if stored is None:  # (the row is never deleted)
+                raise StoreError("the master-key check vanished while it was written")
+            return stored
+
+        return await self._run("master_key_check.put_if_absent", work, write=True)
+
+    async def sealed_secrets(self) -> builtins.list[tuple[str, bytes]]:
+        def work() -> builtins.list[tuple[str, bytes]]:
+            with self._engine.connect() as conn:
+                return sealed_secrets(conn)
+
+        return await self._run("master_key_check.sealed_secrets", work)
+
+
 class SqlStore(Store):
     """The SQL backend: every store on one engine, its health check, and its shutdown."""
 
@@ -411,6 +475,7 @@ class SqlStore(Store):
         self.api_keys: ApiKeyStore = SqlApiKeyStore(engine, self._run)
         self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine, self._run)
         self.issuers: IssuerStore = SqlIssuerStore(engine, self._run)
+        self.master_key_check: MasterKeyCheckStore = SqlMasterKeyCheckStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -97,3 +97,13 @@ issuers = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("issuer"),
 )
+
+#: One row (id ``MASTER_KEY_CHECK_ID``): a value sealed by the master key the data directory is
+#: bound to (``keys/master_check.py``). Opening it proves a master key belongs here.
+master_key_check = Table(
+    "master_key_check",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+)
+MASTER_KEY_CHECK_ID = "master"
