@@ -15,7 +15,7 @@ import base64
 import re
 from urllib.parse import unquote
 
-PREFIXES = ("rg_ak_",)
+PREFIXES = ("rg_ak_", "rg_cs_")
 # Query parameter names clients commonly put API keys in.
 QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
 

@@ -128,6 +128,44 @@ class MasterKeyCheckStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class OAuthClientRecord:
+    """A client of restguard's OAuth 2.0 authorization server (RFC 6749 §2).
+
+    ``secret_hash`` is SHA-256 of the whole client secret (256 random bits, shown once), None
+    for a public client (RFC 6749 §2.1: it cannot keep a secret; PKCE instead). ``grants`` are
+    RFC 6749 names (``authorization_code``, ``client_credentials``, ``refresh_token``,
+    ``device_code``); ``redirect_uris`` match exactly; ``scopes`` are what it may be granted;
+    ``token_format`` is ``jwt`` (RFC 9068) or ``opaque``. ``revoked_at`` may lie in the future
+    (a rotation's grace)."""
+
+    client_id: str
+    name: str
+    secret_hash: bytes | None
+    grants: tuple[str, ...]
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+    token_format: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class OAuthClientStore(Protocol):
+    async def insert(self, record: OAuthClientRecord) -> None:
+        """Add a client; ``DuplicateRecord`` if the client_id exists."""
+        ...
+
+    async def get(self, client_id: str) -> OAuthClientRecord | None: ...
+
+    async def list(self) -> list[OAuthClientRecord]:
+        """All clients, oldest first."""
+        ...
+
+    async def revoke(self, client_id: str, at: datetime) -> OAuthClientRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -135,6 +173,7 @@ class Store(Protocol):
     signing_keys: SigningKeyStore
     issuers: IssuerStore
     master_key_check: MasterKeyCheckStore
+    oauth2_clients: OAuthClientStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""
