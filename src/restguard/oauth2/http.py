@@ -1,0 +1,48 @@
+"""What the authorization server's endpoints take and give, free of any HTTP stack.
+
+The gateway (``gateway/own.py``) reads the request (its body capped by the endpoint's
+``body_limit`` in ``authz/endpoints.py``), hands an ``EndpointRequest`` to the server and writes
+the ``EndpointResponse`` back as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRequest:
+    """One request to an endpoint: header names lower-case, as received (``RequestView``)."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes = b""
+    query: bytes = b""
+    client: str = ""
+    scheme: str = "http"
+
+    def header(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k == name]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResponse:
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+
+
+class AuthorizationServer(Protocol):
+    """The endpoints the gateway serves for restguard's OAuth 2.0 authorization server."""
+
+    async def token(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth2/token`` (RFC 6749 §3.2)."""
+        ...
+
+    def metadata(self) -> EndpointResponse:
+        """``GET /.well-known/oauth-authorization-server`` (RFC 8414 §3)."""
+        ...
