@@ -18,11 +18,15 @@ from restguard.credentials.apikey import ApiKeyAuthenticator
 from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
+from restguard.credentials.oauth2 import OAuth2Authenticator
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import Sealer, open_sealer
 from restguard.keys.signing import IdentityMinter, load_signing_keys
+from restguard.oauth2.access_tokens import AccessTokens
+from restguard.oauth2.http import AuthorizationServer
+from restguard.oauth2.server import Server
 from restguard.store.bookkeeping import UsageBook
 from restguard.store.ports import Store
 from restguard.store.sql import migrate, open_store
@@ -37,6 +41,7 @@ class Parts:
     clock: Clock
     sealer: Sealer
     usage: UsageBook
+    keys: Keyring
 
 
 def _jwt(p: Parts) -> Authenticator:
@@ -49,6 +54,13 @@ def _jwt(p: Parts) -> Authenticator:
 AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
     "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock, usage=p.usage.record),
     "jwt": _jwt,
+    "oauth2": lambda p: OAuth2Authenticator(
+        p.keys,
+        p.store.oauth2_clients,
+        p.clock,
+        issuer=p.settings.server.public_url,
+        audience=p.settings.server.public_url,
+    ),
 }
 
 
@@ -90,6 +102,7 @@ class Runtime:
     usage: UsageBook
     audit: JsonLinesAudit | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    authorization_server: AuthorizationServer | None = None
 
     async def flush(self) -> None:
         """Write what bookkeeping and the audit log still hold (before ``close``)."""
@@ -179,7 +192,7 @@ async def open_runtime(
             closers.append(audit.close)
             flusher = asyncio.get_running_loop().create_task(_flush_audit(audit))
             closers.append(_canceller(flusher))
-        parts = Parts(settings, store, clock, sealer, usage)
+        parts = Parts(settings, store, clock, sealer, usage, keys)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         for authenticator in authenticators.values():
             if isinstance(authenticator, Background):
@@ -198,4 +211,10 @@ async def open_runtime(
             closer()
         raise
     minter = IdentityMinter(keys, settings.server.public_url, clock)
-    return Runtime(settings, clock, store, sealer, guard, keys, minter, usage, audit, closers)
+    public_url = settings.server.public_url
+    # The access tokens' audience: the APIs behind this gateway, named by its public URL.
+    tokens = AccessTokens(keys, public_url, public_url, clock)
+    server = Server(public_url, store.oauth2_clients, tokens, clock)
+    return Runtime(
+        settings, clock, store, sealer, guard, keys, minter, usage, audit, closers, server
+    )

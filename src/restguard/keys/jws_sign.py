@@ -124,9 +124,10 @@ class PrivateSigningKey:
             return _int_bytes(r, 32) + _int_bytes(s, 32)
         return key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
 
-    def sign_jwt(self, claims: Mapping[str, Any]) -> str:
-        """A JWS compact serialisation (RFC 7515 §7.1) of ``claims`` as a JWT."""
-        header = {"alg": self.alg, "kid": self.kid, "typ": "JWT"}
+    def sign_jwt(self, claims: Mapping[str, Any], typ: str = "JWT") -> str:
+        """A JWS compact serialisation (RFC 7515 §7.1) of ``claims`` as a JWT of type ``typ``
+        (``at+jwt`` for RFC 9068 access tokens)."""
+        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
         head = b64url(json.dumps(header, separators=(",", ":")).encode())
         body = b64url(json.dumps(dict(claims), separators=(",", ":")).encode())
         signing_input = f"{head}.{body}"

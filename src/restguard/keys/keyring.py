@@ -55,8 +55,8 @@ class Keyring:
     def signer(self) -> LiveKey:
         return self.current.signer
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        return self.current.sign(claims)
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        return self.current.sign(claims, typ)
 
     def jwks(self) -> dict[str, Any]:
         return self.current.jwks(self.clock.now())

@@ -118,22 +118,28 @@ class SigningKeys:
         self._body = (now, min(ends) if ends else None, body)
         return body
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        return self.signer.key.sign_jwt(claims)
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        return self.signer.key.sign_jwt(claims, typ)
+
+    def keyset(self) -> KeySet:
+        """The public keys of this snapshot, for verifying (built once per snapshot). A key
+        past its ``retired_at`` is still in it until the next reload: check ``live``."""
+        if self._keyset is None:
+            self._keyset = KeySet(VerificationKey.from_jwk(k.public_jwk) for k in self.keys)
+        return self._keyset
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a token signed by a key of this snapshot; ``ValueError`` otherwise.
         Signature and header only (``keys/jwt_verify``'s key checks): claims are the caller's.
         For tests and tools."""
-        if self._keyset is None:
-            self._keyset = KeySet(VerificationKey.from_jwk(k.public_jwk) for k in self.keys)
+        keyset = self.keyset()
         parts = token.split(".")
         try:
             if len(parts) != 3:
                 raise TokenInvalid("not three parts")
             header = decode_part(parts[0], "header")
             kid = header.get("kid")
-            key = self._keyset.select(kid) if isinstance(kid, str) else None
+            key = keyset.select(kid) if isinstance(kid, str) else None
             if key is None or header.get("alg") != key.alg:
                 raise ValueError("not signed by a live restguard key")
             signature = b64decode_checked(parts[2])

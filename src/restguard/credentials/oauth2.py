@@ -1,0 +1,166 @@
+"""``oauth2``: access tokens issued by restguard's own authorization server (issue 9).
+
+Which Bearer tokens are this method's (``credentials/jwt.py`` explains the dispatch): JWS
+tokens whose unverified ``iss`` is restguard's ``public_url``, and restguard's opaque ``rg_at_``
+tokens (not issued yet by this version: refused as invalid).
+
+A JWT access token is verified locally with the keyring's public keys, by the same strict
+verifier as external issuers' (``keys/jwt_verify``): the algorithm from the key, ``typ``
+``at+jwt`` (RFC 9068 §4: so no other JWT restguard signs passes as an access token), ``iss``
+exactly ``public_url``, ``aud``, ``exp``. Its signing key must still be published (a key past
+its retirement verifies nothing), and its client must not be revoked: client records are read
+through a cache of at most one second, so a revocation takes effect on every instance within
+a second.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from restguard.clock import Clock
+from restguard.credentials.base import AuthContext, Credential
+from restguard.errors import AuthError, InvalidCredential, InvalidRequest
+from restguard.keys.jwk import KeySet
+from restguard.keys.jwt_verify import (
+    MAX_TOKEN_BYTES_LIMIT,
+    JWTVerifier,
+    Rules,
+    TokenInvalid,
+    decode_part,
+)
+from restguard.keys.signing import SigningKeys
+from restguard.store.ports import OAuthClientRecord, OAuthClientStore
+from restguard.types import Principal, RequestView, verified_principal
+
+CHALLENGE: Final = 'Bearer realm="restguard"'
+OPAQUE_PREFIX: Final = b"rg_at_"
+CLIENT_CACHE_SECONDS: Final = 1.0
+_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_CLIENT_CACHE_SIZE: Final = 10_000
+
+
+class KeyringView(Protocol):
+    """What the authenticator reads of the keyring: its current snapshot."""
+
+    @property
+    def current(self) -> SigningKeys: ...
+
+
+@dataclass(slots=True)
+class _CachedClient:
+    record: OAuthClientRecord | None
+    read_at: float
+
+
+class OAuth2Authenticator:
+    """Verifies restguard's own access tokens."""
+
+    method = "oauth2"
+    presentation = (
+        "an access token from restguard's authorization server in 'Authorization: Bearer <token>'"
+    )
+
+    def __init__(
+        self,
+        keyring: KeyringView,
+        clients: OAuthClientStore,
+        clock: Clock,
+        *,
+        issuer: str,
+        audience: str,
+    ) -> None:
+        self._keyring, self._clients, self._clock = keyring, clients, clock
+        self._issuer = issuer
+        self._rules = Rules(issuer, audience, typ="at+jwt")
+        self._verifier: JWTVerifier | None = None
+        self._verifier_keys: KeySet | None = None
+        self._cache: dict[str, _CachedClient] = {}
+
+    @staticmethod
+    def _bearer(view: RequestView) -> bytes | None:
+        auth = None
+        for name, value in view.headers:
+            if name == b"authorization":
+                if auth is not None:
+                    raise InvalidRequest("The authorization header must not be repeated.")
+                auth = value
+        if auth is None:
+            return None
+        scheme, _, rest = auth.replace(b"\t", b" ").partition(b" ")
+        return rest.strip(b" ") if scheme.lower() == b"bearer" else None
+
+    def _claim(self, view: RequestView) -> tuple[str, str] | None:
+        """(token, client id for the audit log) if the Bearer token is this method's."""
+        raw = self._bearer(view)
+        if raw is None:
+            return None
+        if raw.startswith(OPAQUE_PREFIX):
+            raise InvalidCredential(debug="opaque access tokens are not issued by this version")
+        if len(raw) > MAX_TOKEN_BYTES_LIMIT or not _COMPACT.fullmatch(raw):
+            return None  # not a JWS: jwt's (which refuses it as malformed)
+        token = raw.decode("ascii")
+        payload = decode_part(token.split(".")[1], "payload")
+        if payload.get("iss") != self._issuer:
+            return None
+        client_id = payload.get("client_id")
+        return token, client_id if isinstance(client_id, str) else ""
+
+    def carriers(self, view: RequestView) -> tuple[bytes, ...]:
+        try:
+            return (b"authorization",) if self._claim(view) is not None else ()
+        except (InvalidRequest, InvalidCredential):
+            return (b"authorization",)
+
+    def extract(self, view: RequestView) -> Credential | None:
+        claimed = self._claim(view)
+        if claimed is None:
+            return None
+        token, client_id = claimed
+        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
+        return Credential(self.method, token, shown, (b"authorization",))
+
+    def _verifier_for(self, keys: SigningKeys) -> JWTVerifier:
+        keyset = keys.keyset()
+        if self._verifier is None or self._verifier_keys is not keyset:
+            self._verifier = JWTVerifier(keyset, self._rules)
+            self._verifier_keys = keyset
+        return self._verifier
+
+    async def _client(self, client_id: str) -> OAuthClientRecord | None:
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit is None or now - hit.read_at >= CLIENT_CACHE_SECONDS:
+            record = await self._clients.get(client_id)  # BackendUnavailable: 503
+            if len(self._cache) >= _CLIENT_CACHE_SIZE:
+                self._cache.clear()
+            hit = self._cache[client_id] = _CachedClient(record, now)
+        return hit.record
+
+    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
+        keys = self._keyring.current
+        verified = self._verifier_for(keys).verify(credential.secret, ctx.now)
+        if not any(k.kid == verified.kid for k in keys.live(ctx.now)):
+            raise TokenInvalid("signed by a key no longer published")
+        claims = verified.claims
+        client_id, subject, scope = claims.get("client_id"), claims.get("sub"), claims.get("scope")
+        if not isinstance(client_id, str) or not isinstance(subject, str):
+            raise TokenInvalid("'client_id' or 'sub' missing")
+        if scope is not None and not isinstance(scope, str):
+            raise TokenInvalid("'scope' is not a string")
+        client = await self._client(client_id)
+        if client is None or not (client.revoked_at is None or client.revoked_at > ctx.now):
+            raise InvalidCredential(debug="the token's client is unknown or revoked")
+        return verified_principal(
+            subject=subject,
+            client_id=client_id,
+            scopes=frozenset(s for s in (scope or "").split(" ") if s),
+            auth_method=self.method,
+        )
+
+    def challenge(self, error: AuthError | None) -> str:
+        if isinstance(error, InvalidCredential):
+            return CHALLENGE + ', error="invalid_token"'
+        return CHALLENGE

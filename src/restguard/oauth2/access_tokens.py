@@ -1,0 +1,65 @@
+"""Access tokens restguard issues: JWTs per RFC 9068, signed with restguard's keyring.
+
+Header ``typ: at+jwt`` (RFC 9068 §2.1, so no other JWT restguard signs can pass as an access
+token); claims ``iss`` (``public_url``), ``exp``, ``aud``, ``sub``, ``client_id``, ``iat``,
+``jti`` and ``scope`` (RFC 9068 §2.2). For the client credentials grant the subject is the
+client itself (RFC 9068 §2.2: "sub ... the client identifier"). Lifetimes are capped by
+``MAX_TOKEN_LIFETIME``: a rotated signing key stays published that long, so every token it
+signed verifies until it expires.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from restguard.clock import Clock
+from restguard.keys.signing import MAX_TOKEN_LIFETIME
+
+TYP: Final = "at+jwt"
+DEFAULT_LIFETIME: Final = 900  # seconds
+
+
+class TokenSigner(Protocol):
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+class AccessTokens:
+    """Mints RFC 9068 access tokens for one issuer and audience."""
+
+    def __init__(
+        self,
+        signer: TokenSigner,
+        issuer: str,
+        audience: str,
+        clock: Clock,
+        lifetime: int = DEFAULT_LIFETIME,
+    ) -> None:
+        if not 0 < lifetime <= MAX_TOKEN_LIFETIME:
+            raise ValueError(f"lifetime must be in (0, {MAX_TOKEN_LIFETIME}] seconds")
+        self.signer, self.issuer, self.audience = signer, issuer, audience
+        self.clock, self.lifetime = clock, lifetime
+
+    def issue(self, *, client_id: str, subject: str, scopes: Iterable[str]) -> IssuedToken:
+        now = int(self.clock.now().timestamp())
+        scope = " ".join(scopes)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "exp": now + self.lifetime,
+            "aud": self.audience,
+            "sub": subject,
+            "client_id": client_id,
+            "iat": now,
+            "jti": secrets.token_urlsafe(16),
+            "scope": scope,
+        }
+        return IssuedToken(self.signer.sign(claims, TYP), self.lifetime, scope)

@@ -1,0 +1,48 @@
+"""restguard's OAuth 2.0 authorization server: the endpoints ``oauth2.http`` names."""
+
+from __future__ import annotations
+
+import json
+
+from restguard.clock import Clock
+from restguard.oauth2.access_tokens import AccessTokens
+from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.token_endpoint import GRANTS, TokenEndpoint
+from restguard.store.ports import OAuthClientStore
+
+
+class Server:
+    """The token endpoint and the metadata document, for issuer ``public_url``."""
+
+    def __init__(
+        self, public_url: str, clients: OAuthClientStore, tokens: AccessTokens, clock: Clock
+    ) -> None:
+        self.issuer = public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
+        self.clock = clock
+        self._token = TokenEndpoint(clients, tokens)
+        base = public_url.rstrip("/")
+        # RFC 8414 §2: what this server does, and only that.
+        self._metadata = json.dumps(
+            {
+                "issuer": self.issuer,
+                "token_endpoint": base + "/oauth2/token",
+                "jwks_uri": base + "/.well-known/jwks.json",
+                "grant_types_supported": sorted(GRANTS),
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+                "response_types_supported": [],
+            },
+            indent=2,
+        ).encode()
+
+    async def token(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._token(request, self.clock.now())
+
+    def metadata(self) -> EndpointResponse:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"public, max-age=300"),
+        ]
+        return EndpointResponse(200, headers, self._metadata)

@@ -1,0 +1,86 @@
+"""``POST /oauth2/token`` (RFC 6749 §3.2): parse strictly, authenticate the client, run the
+grant, answer with ``Cache-Control: no-store`` (§5.1) or an RFC 6749 §5.2 error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import parse_qsl
+
+from restguard.oauth2 import client_auth
+from restguard.oauth2.access_tokens import AccessTokens, IssuedToken
+from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
+from restguard.oauth2.grants import client_credentials
+from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.store.ports import OAuthClientRecord, OAuthClientStore
+
+MAX_PARAMETERS = 32
+FORM = b"application/x-www-form-urlencoded"
+Grant = Callable[[OAuthClientRecord, dict[str, str], AccessTokens], IssuedToken]
+
+#: The grants this version serves, by ``grant_type``.
+GRANTS: dict[str, Grant] = {client_credentials.GRANT_TYPE: client_credentials.grant}
+#: RFC 6749 names of the grants a client may be registered for, by ``grant_type`` value.
+GRANT_NAMES = {client_credentials.GRANT_TYPE: "client_credentials"}
+
+
+def parse_form(request: EndpointRequest) -> dict[str, str]:
+    """The body's parameters. RFC 6749 §3.2: form-encoded, each at most once; one sent
+    without a value counts as omitted."""
+    types = request.header(b"content-type")
+    if len(types) != 1 or types[0].partition(b";")[0].strip().lower() != FORM:
+        raise invalid_request("Send the parameters as application/x-www-form-urlencoded.")
+    try:
+        pairs = parse_qsl(
+            request.body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=bool(request.body),
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_PARAMETERS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise invalid_request("The form body does not parse.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise invalid_request(f"The parameter {name} is repeated.")
+        form[name] = value
+    return {name: value for name, value in form.items() if value != ""}
+
+
+class TokenEndpoint:
+    def __init__(self, clients: OAuthClientStore, tokens: AccessTokens) -> None:
+        self.clients, self.tokens = clients, tokens
+
+    async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
+        try:
+            issued = await self._issue(request, now)
+        except OAuthError as err:
+            return err.response()
+        body = {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        }
+        return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
+
+    async def _issue(self, request: EndpointRequest, now: datetime) -> IssuedToken:
+        if request.query:
+            raise invalid_request("Send the parameters in the body, not the URL.")
+        form = parse_form(request)
+        found = client_auth.presented(request, form)
+        grant_type = form.get("grant_type")
+        if grant_type is None:
+            raise invalid_request("grant_type is missing.")
+        grant = GRANTS.get(grant_type)
+        if grant is None:
+            raise OAuthError(
+                "unsupported_grant_type", f"This server does not serve {grant_type[:64]!r}."
+            )
+        client = await client_auth.authenticate(found, self.clients, now)
+        if GRANT_NAMES[grant_type] not in client.grants:
+            raise OAuthError("unauthorized_client", "This client may not use this grant type.")
+        return grant(client, form, self.tokens)
