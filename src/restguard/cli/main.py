@@ -17,6 +17,7 @@ from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
 from restguard.cli.signing_key import signing_key
+from restguard.cli.token import token
 
 VERSION_MESSAGE = f"restguard {__version__}"
 
@@ -82,6 +83,7 @@ for command in (
     issuer,
     signing_key,
     master_key,
+    token,
     audit,
     version,
 ):

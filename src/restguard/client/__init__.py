@@ -9,5 +9,6 @@ Each class is an ``httpx.Auth`` (sync and async clients) and also a ``requests``
 from __future__ import annotations
 
 from restguard.client.apikey import ApiKeyAuth
+from restguard.client.client_credentials import ClientCredentialsAuth, TokenError
 
-__all__ = ["ApiKeyAuth"]
+__all__ = ["ApiKeyAuth", "ClientCredentialsAuth", "TokenError"]
