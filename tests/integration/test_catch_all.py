@@ -167,7 +167,7 @@ def test_other_methods_on_an_own_endpoint_get_405(
     "path",
     [
         "/login",  # promised by the contract, not served by this version: the policy decides
-        "/oauth2/token",
+        "/oauth2/introspect",
         "/.well-known/openid-configuration",
         "/tenant/.well-known/jwks.json",
     ],
@@ -179,7 +179,41 @@ def test_other_paths_go_to_the_policy(
     assert upstream.last().target == path.encode()
 
 
-@pytest.mark.parametrize("path", ["/.well-known/JWKS.json", "/.well-known/jwks.json/"])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/oauth2/token", 503),
+        ("GET", "/oauth2/token", 405),
+        ("GET", "/.well-known/oauth-authorization-server", 503),
+        ("POST", "/.well-known/oauth-authorization-server", 405),
+    ],
+)
+def test_the_authorization_servers_endpoints_are_never_proxied(
+    recording_gateway: GatewayProcess,
+    upstream: RecordingUpstream,
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    # served by restguard whatever the routes say; this gateway has no authorization server
+    # (its runtime carries none), so they answer 503 rather than fall through to the upstream
+    upstream.clear()
+    r = httpx.request(method, recording_gateway.url + path, data={"grant_type": "x"})
+    assert r.status_code == status
+    assert r.json()["error"] == ("temporarily_unavailable" if status == 503 else "invalid_request")
+    time.sleep(0.05)
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.well-known/JWKS.json",
+        "/.well-known/jwks.json/",
+        "/OAuth2/Token",
+        "/.well-known/oauth-authorization-server/",
+    ],
+)
 def test_spellings_of_an_own_endpoint_are_refused_not_forwarded(
     recording_gateway: GatewayProcess, upstream: RecordingUpstream, path: str
 ) -> None:

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 from restguard.authz.policy import AmbiguousPath, Route, fold, fold_path
 
+# A token request is a handful of form parameters (RFC 6749 §4.1.3, §4.4.2, §6; an assertion or
+# a code_verifier at most): 16 KiB is ample.
+TOKEN_BODY_LIMIT = 16 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class OwnEndpoint:
@@ -28,6 +32,9 @@ class OwnEndpoint:
     methods: tuple[str, ...]  # GET implies HEAD, as for routes
     reference: str
     served: bool = False  # this version answers it on the gateway listener
+    # Bytes of request body the endpoint reads (``gateway/exchange.py``): a declared or sent
+    # body above it gets 413. 0: none, a body is read and discarded.
+    body_limit: int = 0
 
     def allows(self, method: str) -> bool:
         return method in self.methods or (method == "HEAD" and "GET" in self.methods)
@@ -41,9 +48,11 @@ class OwnEndpoint:
 
 OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
     OwnEndpoint("/.well-known/jwks.json", ("GET",), "RFC 7517 §5", served=True),
-    OwnEndpoint("/.well-known/oauth-authorization-server", ("GET",), "RFC 8414 §3"),
+    OwnEndpoint("/.well-known/oauth-authorization-server", ("GET",), "RFC 8414 §3", served=True),
     OwnEndpoint("/oauth2/authorize", ("GET",), "RFC 6749 §3.1"),
-    OwnEndpoint("/oauth2/token", ("POST",), "RFC 6749 §3.2"),
+    OwnEndpoint(
+        "/oauth2/token", ("POST",), "RFC 6749 §3.2", served=True, body_limit=TOKEN_BODY_LIMIT
+    ),
     OwnEndpoint("/oauth2/introspect", ("POST",), "RFC 7662 §2"),
     OwnEndpoint("/oauth2/revoke", ("POST",), "RFC 7009 §2"),
     OwnEndpoint("/oauth2/device_authorization", ("POST",), "RFC 8628 §3.1"),

@@ -15,6 +15,12 @@ body is read whole before the decision, which checks it; a multipart body stream
 ``wire.forms``'s gate, which releases no byte of a part header it has not checked. Any other
 body is read up to ``[server] body_buffer_bytes`` before an upstream connection is taken, so slow
 senders of small bodies hold no pooled connection, and streams from there.
+
+restguard's own endpoints (``gateway/own.py``) are answered here, after ``Guard.screen``: one
+with a ``body_limit`` has its body read whole first (Content-Length or chunked, under the same
+slow-body clock and caps; a declared length over the limit is refused with 413 before a byte is
+read, a sent one at the first byte over it), ``100 Continue`` sent when the client waits for it;
+any other endpoint's body is read and discarded.
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ from restguard.errors import (
     UpstreamTimeout,
 )
 from restguard.gateway.headers import client_head, upstream_head
-from restguard.gateway.own import answer_own
+from restguard.gateway.own import answer_own, check_own
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
 from restguard.guard import Decision
+from restguard.oauth2.http import EndpointRequest
+from restguard.types import RequestView
 
 if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
@@ -107,6 +115,7 @@ class Exchange:
         self._retried = False
         self._retry: asyncio.Task[None] | None = None
         self._forwarded_at = 0.0
+        self._collecting = False  # an own endpoint's body is being read whole (no buffer cap)
         self.finished = False
 
     # --- request body, fed by the client connection -----------------------------------------
@@ -129,7 +138,7 @@ class Exchange:
         self._body.append(data)
         self._buffered += len(data)
         # (what a gate holds back counts too: body.seen is everything received)
-        if self.body.seen >= self.gw.limits.body_buffer_bytes:
+        if not self._collecting and self.body.seen >= self.gw.limits.body_buffer_bytes:
             self.client.pause("buffer")
             self._wake_body_wait()
 
@@ -247,7 +256,7 @@ class Exchange:
             raise
         if endpoint is not None:  # restguard's own endpoints come before the policy
             gw.guard.screen(view)  # (no credential in the URL, no override: as everywhere)
-            self._answer_own(endpoint)
+            await self._answer_own(endpoint, view)
             return
         decision = await gw.guard.decide(view, deferred=True)
         self._decision = decision  # (recorded when the exchange ends: the status sent)
@@ -271,13 +280,56 @@ class Exchange:
                 return
         await self._forward(fresh=False)
 
-    def _answer_own(self, endpoint: OwnEndpoint) -> None:
-        status, headers, body = answer_own(self.gw, endpoint, self.method)
+    async def _answer_own(self, endpoint: OwnEndpoint, view: RequestView) -> None:
+        """Answer one of restguard's own endpoints: refusals that need no body first (405,
+        503), then the body if the endpoint reads one, then its handler's answer."""
+        check_own(self.gw, endpoint, self.method)
+        body = b""
+        if endpoint.body_limit:
+            collected = await self._collect_body(endpoint.body_limit)
+            if collected is None:  # refused or cut meanwhile: answered already
+                return
+            body = collected
+        request = EndpointRequest(
+            method=self.method,
+            path=view.path,
+            headers=view.headers,
+            body=body,
+            query=view.query,
+            client=view.client,
+            scheme=view.scheme,
+        )
+        status, headers, answer = await answer_own(self.gw, endpoint, request)
+        if self.finished:  # the client went away meanwhile
+            return
         if not self.body_complete:  # the rest of a body is read and discarded
             self._discard = True
             if self.expect_continue:
                 self._close_after = True
-        self._respond(status, headers, body)
+        self._respond(status, headers, answer)
+
+    async def _collect_body(self, limit: int) -> bytes | None:
+        """The whole request body, at most ``limit`` bytes (413 beyond: before reading when
+        the declared length is over it, else at the first byte over it). None when the body
+        was refused, too slow or broken, or the client left: that was answered already."""
+        if self.content_length is not None and self.content_length > limit:
+            raise PayloadTooLarge(debug=f"content-length {self.content_length} over {limit}")
+        if self.body.seen > limit:  # (arrived, maybe whole, while the request was screened)
+            raise PayloadTooLarge(debug=f"body over {limit}")
+        if not self.body_complete:
+            self.body.limit(limit)
+            self._collecting = True
+            self.client.resume("buffer")  # (held at body_buffer_bytes before: read on)
+            if self.expect_continue:
+                self.client.write(_CONTINUE)
+                self.client.flush()
+            await self._wait_body(lambda: False)
+        if self.finished or self._discard:
+            return None
+        body = b"".join(self._body)
+        self._body.clear()
+        self._buffered = 0
+        return body
 
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""

@@ -68,6 +68,11 @@ class RequestBody:
             raise PayloadTooLarge(debug="body over the limit")
         return self._gate.feed(data) if self._gate is not None else data
 
+    def limit(self, max_bytes: int) -> None:
+        """Lower the cap to ``max_bytes`` (an own endpoint's ``body_limit``); ``take`` refuses
+        the first byte beyond it."""
+        self._cap = min(self._cap, max_bytes)
+
     def finish(self) -> bytes:
         """The body ended: what the gate still held back (its last byte, or a line)."""
         return self._gate.finish() if self._gate is not None else b""

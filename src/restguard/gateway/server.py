@@ -25,12 +25,18 @@ from restguard.gateway.upstream import UpstreamPool
 from restguard.guard import Decision, Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.tls import ServerTLS, TLSFileError
+from restguard.oauth2.http import AuthorizationServer
 from restguard.wiring import Runtime
 
 
 class Gateway:
     """What every connection shares: the guard, the upstream pool, identity, and ``limits``
-    (the ``[server]`` settings: body buffer, slow-client timeouts, connection cap)."""
+    (the ``[server]`` settings: body buffer, slow-client timeouts, connection cap).
+
+    ``authorization_server`` answers restguard's OAuth 2.0 endpoints (``/oauth2/token``,
+    ``/.well-known/oauth-authorization-server``; ``gateway/own.py``). Without one those paths
+    are still restguard's (never the policy's or the upstream's): they get 503
+    ``temporarily_unavailable``."""
 
     def __init__(
         self,
@@ -48,9 +54,11 @@ class Gateway:
         limits: ServerSettings,
         observe_upstream: Callable[[float], None] = lambda seconds: None,
         tls: ServerTLS | None = None,
+        authorization_server: AuthorizationServer | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.guard, self.keys, self.identity = guard, keys, identity
+        self.authorization_server = authorization_server
         self.pool = UpstreamPool(
             upstream_host,
             upstream_port,
@@ -164,7 +172,8 @@ def make_gateway(
     tls: ServerTLS | None = None,
 ) -> Gateway:
     """The Gateway for ``runtime``'s settings (must run inside the event loop); ``tls`` is the
-    listener's (``listener_tls``), None for plain HTTP."""
+    listener's (``listener_tls``), None for plain HTTP. The authorization server is the
+    runtime's ``authorization_server`` when it has one."""
     settings = runtime.settings
     parts = urlsplit(settings.upstream.url)
     upstream_tls = None
@@ -186,4 +195,6 @@ def make_gateway(
         limits=settings.server,
         observe_upstream=observe_upstream,
         tls=tls,
+        # (read with getattr until wiring.Runtime carries it: issue 9's wiring)
+        authorization_server=getattr(runtime, "authorization_server", None),
     )

@@ -40,23 +40,48 @@ def test_endpoint_paths_are_in_normal_form() -> None:
         assert compile_pattern(endpoint.path) == (tuple(endpoint.path.split("/")[1:]), False)
 
 
-def test_this_version_serves_the_jwks_only() -> None:
-    assert [e.path for e in OWN_ENDPOINTS if e.served] == ["/.well-known/jwks.json"]
+def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoint() -> None:
+    assert [e.path for e in OWN_ENDPOINTS if e.served] == [
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/oauth2/token",
+    ]
     jwks = served_endpoint("/.well-known/jwks.json")
     assert jwks is not None and jwks.allows("GET") and jwks.allows("HEAD")
     assert not jwks.allows("POST") and not jwks.allows("OPTIONS")
     assert jwks.allow_header == "GET, HEAD"
+    assert jwks.body_limit == 0
+    metadata = served_endpoint("/.well-known/oauth-authorization-server")
+    assert metadata is not None and metadata.allow_header == "GET, HEAD"
+    assert metadata.body_limit == 0
+    token = served_endpoint("/oauth2/token")
+    assert token is not None and token.allows("POST") and not token.allows("GET")
+    assert token.allow_header == "POST"
+    assert token.body_limit == 16 * 1024
+
+
+def test_only_served_endpoints_read_a_body() -> None:
+    assert all(e.served for e in OWN_ENDPOINTS if e.body_limit)
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/login", "/oauth2/token", "/.well-known/oauth-authorization-server", "/JWKS.json", "/"],
+    ["/login", "/oauth2/introspect", "/oauth2/authorize", "/JWKS.json", "/"],
 )
 def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None
 
 
-@pytest.mark.parametrize("path", ["/.well-known/JWKS.json", "/.well-known/jwks.json/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.well-known/JWKS.json",
+        "/.well-known/jwks.json/",
+        "/OAuth2/token",
+        "/oauth2/token/",
+        "/.well-known/OAuth-Authorization-Server",
+    ],
+)
 def test_spellings_of_a_served_path_are_ambiguous(path: str) -> None:
     with pytest.raises(AmbiguousPath):
         served_endpoint(path)
