@@ -86,19 +86,29 @@ class Env:
             gw.stop()
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
-    """The fake, set as the runtime's ``authorization_server`` (what ``make_gateway`` reads)."""
-    fake = FakeServer()
+def _replace_server(monkeypatch: pytest.MonkeyPatch, fake: FakeServer | None) -> None:
     real = serve.open_runtime
 
     async def with_server(*args: Any, **kwargs: Any) -> Any:
         runtime = await real(*args, **kwargs)
-        setattr(runtime, "authorization_server", fake)  # (not a Runtime field yet)
+        runtime.authorization_server = fake
         return runtime
 
     monkeypatch.setattr(serve, "open_runtime", with_server)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    """The fake, set as the runtime's ``authorization_server`` (what ``make_gateway`` reads)."""
+    fake = FakeServer()
+    _replace_server(monkeypatch, fake)
     return fake
+
+
+@pytest.fixture
+def without_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime with no authorization server (an embedding that builds its own gateway)."""
+    _replace_server(monkeypatch, None)
 
 
 @pytest.fixture
@@ -536,8 +546,10 @@ def test_own_endpoint_requests_are_screened_first(
 # --- without an authorization server ------------------------------------------------------------
 
 
-def test_without_an_authorization_server_its_endpoints_get_503(env: Env) -> None:
-    gw = env.gateway()  # (no fake: the runtime has no authorization_server)
+def test_without_an_authorization_server_its_endpoints_get_503(
+    env: Env, without_server: None
+) -> None:
+    gw = env.gateway()
     s = env.connect(gw)
     s.sendall(token_request(form_body(500)) + request(METADATA_PATH) + request(JWKS))
     got = read(s, count=3, timeout=3.0)

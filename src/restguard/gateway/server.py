@@ -196,5 +196,5 @@ def make_gateway(
         observe_upstream=observe_upstream,
         tls=tls,
         # (read with getattr until wiring.Runtime carries it: issue 9's wiring)
-        authorization_server=getattr(runtime, "authorization_server", None),
+        authorization_server=runtime.authorization_server,
     )
