@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from restguard.wire.scope import scope_problem as scope_problem  # re-exported
 from restguard.wire.toml_lines import KeyLines
 
 KeyPath = tuple[str | int, ...]
@@ -21,7 +22,6 @@ MAX_DURATION = 36500 * 86400.0  # 100 years: a later date no longer fits a datet
 _RATE = re.compile(r"^([1-9][0-9]{0,8})/(second|minute|hour|day)$")
 _RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _HOST_PORT = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?/?$")
-_SCOPE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 §3.3 scope-token
 
 
 class ConfigError(Exception):
@@ -86,19 +86,6 @@ def parse_rate(text: str) -> tuple[int, float]:
     if not m:
         raise ValueError(f"'{text}' is not a rate; write N/second, N/minute, N/hour or N/day")
     return int(m.group(1)), _RATE_UNITS[m.group(2)]
-
-
-def scope_problem(scope: str) -> str | None:
-    """Why ``scope`` is not a scope restguard accepts, or None. RFC 6749 §3.3: a scope-token is
-    printable ASCII less space, '"' and '\\'. A comma is refused too: ``"a,b"`` is two scopes
-    written as one, and a credential would never hold it."""
-    if "," in scope:
-        return f"'{scope}' has a comma; each scope is its own string"
-    if any(c.isspace() for c in scope):
-        return f"'{scope}' has white space; each scope is its own string"
-    if not _SCOPE.match(scope):
-        return f"'{scope}' is not a valid scope (printable ASCII without '\"' or '\\')"
-    return None
 
 
 def valid_scope(scope: str) -> bool:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,7 +21,13 @@ from sqlalchemy import inspect, text
 
 from restguard.errors import BackendUnavailable
 from restguard.store.errors import DuplicateRecord, UnknownRecord
-from restguard.store.ports import ApiKeyRecord, IssuerRecord, SigningKeyRecord, Store
+from restguard.store.ports import (
+    ApiKeyRecord,
+    IssuerRecord,
+    OAuthClientRecord,
+    SigningKeyRecord,
+    Store,
+)
 from restguard.store.sql import SqlStore, make_engine, migrate, open_store, pending
 from restguard.store.sql.migrate import MIGRATIONS
 from restguard.store.sql.tables import metadata
@@ -249,6 +255,123 @@ async def test_issuer_remove(store: SqlStore) -> None:
     assert [r.id for r in await store.issuers.list()] == ["b"]
 
 
+# --- OAuth 2.0 clients ---------------------------------------------------------------------------
+
+
+def oauth2_client(client_id: str, created_at: datetime = T0, **fields: Any) -> OAuthClientRecord:
+    return OAuthClientRecord(
+        client_id=client_id,
+        name=fields.pop("name", f"client {client_id}"),
+        secret_hash=fields.pop("secret_hash", b"\x00\xff" + client_id.encode()),
+        grants=fields.pop("grants", ("authorization_code", "refresh_token")),
+        redirect_uris=fields.pop(
+            "redirect_uris", ("https://app.example/cb?x=1&y=%20", "com.example.app:/cb")
+        ),
+        scopes=fields.pop("scopes", ("notes:read", "notes:write")),
+        token_format=fields.pop("token_format", "jwt"),
+        created_at=created_at,
+        **fields,
+    )
+
+
+async def test_oauth2_client_round_trip_keeps_values_order_and_utc(store: SqlStore) -> None:
+    confidential = oauth2_client(
+        "rg_ci_conf",
+        created_at=T0.astimezone(CEST),
+        grants=("refresh_token", "device_code", "authorization_code"),
+        scopes=("z", "a", "m"),
+        token_format="opaque",
+        revoked_at=T0 + timedelta(days=1),
+    )
+    public = oauth2_client("rg_ci_pub", secret_hash=None, grants=("device_code",), redirect_uris=())
+    await store.oauth2_clients.insert(confidential)
+    await store.oauth2_clients.insert(public)
+
+    got = await store.oauth2_clients.get("rg_ci_conf")
+    assert got == oauth2_client(
+        "rg_ci_conf",
+        grants=("refresh_token", "device_code", "authorization_code"),
+        scopes=("z", "a", "m"),
+        token_format="opaque",
+        revoked_at=T0 + timedelta(days=1),
+    )
+    assert got is not None
+    for stamp in (got.created_at, got.revoked_at):
+        assert stamp is not None and stamp.utcoffset() == timedelta(0)
+    got_public = await store.oauth2_clients.get("rg_ci_pub")
+    assert got_public == public
+    assert got_public is not None
+    assert got_public.secret_hash is None and got_public.redirect_uris == ()
+    assert await store.oauth2_clients.get("absent") is None
+
+
+async def test_oauth2_client_list_is_oldest_first_then_by_id(store: SqlStore) -> None:
+    newest = oauth2_client("a_newest", T0 + timedelta(hours=1))
+    tie_b = oauth2_client("b_tie", T0)
+    tie_a = oauth2_client("a_tie", T0)
+    oldest = oauth2_client("z_oldest", T0 - timedelta(microseconds=1))
+    for record in (newest, tie_b, oldest, tie_a):
+        await store.oauth2_clients.insert(record)
+
+    assert await store.oauth2_clients.list() == [oldest, tie_a, tie_b, newest]
+
+
+async def test_oauth2_client_duplicate_keeps_the_first(store: SqlStore) -> None:
+    first = oauth2_client("rg_ci_dup", name="first")
+    await store.oauth2_clients.insert(first)
+
+    with pytest.raises(DuplicateRecord):
+        await store.oauth2_clients.insert(oauth2_client("rg_ci_dup", name="second"))
+
+    assert await store.oauth2_clients.list() == [first]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"redirect_uris": ("https://app.example/a b",)},
+        {"redirect_uris": ("",)},
+        {"scopes": ("a b",)},
+        {"grants": ("authorization_code\t",)},
+        {"created_at": datetime(2024, 5, 1, 12)},  # naive
+    ],
+    ids=["space-in-uri", "empty-uri", "space-in-scope", "tab-in-grant", "naive"],
+)
+async def test_oauth2_client_values_that_would_not_read_back_are_refused(
+    store: SqlStore, fields: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError):
+        await store.oauth2_clients.insert(oauth2_client("rg_ci_bad", **fields))
+    assert await store.oauth2_clients.list() == []
+
+
+async def test_oauth2_client_revoke_sets_and_keeps_an_earlier_time(store: SqlStore) -> None:
+    await store.oauth2_clients.insert(oauth2_client("rg_ci_a"))
+    await store.oauth2_clients.insert(oauth2_client("rg_ci_b"))
+    at = T0 + timedelta(days=2)
+
+    revoked = await store.oauth2_clients.revoke("rg_ci_a", at)
+    assert revoked == oauth2_client("rg_ci_a", revoked_at=at)
+
+    later = await store.oauth2_clients.revoke("rg_ci_a", at + timedelta(days=5))
+    assert later.revoked_at == at  # the earlier revocation stands
+
+    earlier = await store.oauth2_clients.revoke(
+        "rg_ci_a", (at - timedelta(hours=1)).astimezone(CEST)
+    )
+    assert earlier.revoked_at == at - timedelta(hours=1)
+    assert await store.oauth2_clients.get("rg_ci_a") == earlier
+    assert await store.oauth2_clients.get("rg_ci_b") == oauth2_client("rg_ci_b")  # untouched
+    with pytest.raises(ValueError, match="naive"):
+        await store.oauth2_clients.revoke("rg_ci_b", datetime(2024, 5, 2))
+
+
+async def test_oauth2_client_revoke_unknown_id(store: SqlStore) -> None:
+    with pytest.raises(UnknownRecord):
+        await store.oauth2_clients.revoke("absent", T0)
+    assert await store.oauth2_clients.list() == []
+
+
 async def test_master_key_check_keeps_the_first_value(store: SqlStore) -> None:
     assert await store.master_key_check.get() is None
     assert await store.master_key_check.put_if_absent(b"first\x00") == b"first\x00"
@@ -282,7 +405,7 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS[:2] == ["0001", "0002"]
+    assert REVISIONS == ["0001", "0002", "0003", "0004"]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -336,7 +459,7 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
     finally:
         engine.dispose()
     assert [row[0] for row in versions] == list(HEADS)
-    assert {"api_keys", "signing_keys", "issuers", "master_key_check"} <= tables
+    assert {"api_keys", "signing_keys", "issuers", "master_key_check", "oauth2_clients"} <= tables
 
 
 # --- outages -------------------------------------------------------------------------------------
@@ -376,9 +499,14 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "api_keys.touch": lambda: store.api_keys.touch({"ak": T0}),
         "signing_keys.insert": lambda: store.signing_keys.insert(signing_key("kid", T0)),
         "signing_keys.list": store.signing_keys.list,
+        "signing_keys.rotate": lambda: store.signing_keys.rotate(signing_key("kid2", T0), T0),
         "issuers.insert": lambda: store.issuers.insert(issuer("is1")),
         "issuers.list": store.issuers.list,
         "issuers.remove": lambda: store.issuers.remove("is1"),
+        "oauth2_clients.insert": lambda: store.oauth2_clients.insert(oauth2_client("ci")),
+        "oauth2_clients.get": lambda: store.oauth2_clients.get("ci"),
+        "oauth2_clients.list": store.oauth2_clients.list,
+        "oauth2_clients.revoke": lambda: store.oauth2_clients.revoke("ci", T0),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,
@@ -390,6 +518,22 @@ def down_store(down_url: str) -> Iterator[SqlStore]:
     sql_store = open_store(down_url)
     try:
         yield sql_store
+    finally:
+        sql_store.close()
+
+
+def test_port_calls_cover_every_port_method(tmp_path: Path) -> None:
+    """A store or method added to the ports is added to the outage test too."""
+    expected = {"ping"}
+    for attr, port in get_type_hints(Store).items():
+        expected |= {
+            f"{attr}.{name}"
+            for name, member in vars(port).items()
+            if callable(member) and not name.startswith("_")
+        }
+    sql_store = open_store(f"sqlite:///{tmp_path / 'unused.db'}")
+    try:
+        assert set(port_calls(sql_store)) == expected
     finally:
         sql_store.close()
 

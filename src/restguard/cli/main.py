@@ -12,6 +12,7 @@ from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
 from restguard.cli.issuer import issuer
 from restguard.cli.master_key import master_key
+from restguard.cli.oauth2 import oauth2
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
@@ -81,6 +82,7 @@ for command in (
     migrate,
     apikey,
     issuer,
+    oauth2,
     signing_key,
     master_key,
     token,

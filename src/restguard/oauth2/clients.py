@@ -6,21 +6,44 @@
   once. Only its SHA-256 is stored: with that much entropy a slow password hash adds latency
   and no safety (Hydra's bcrypt caps it near 400 grants/s). Checked in constant time. The
   ``rg_cs_`` prefix lets secret scanners and restguard's own redaction find a leaked one.
+
+``new_client`` makes the record ``oauth2 client create`` stores, refusing what RFC 6749 and the
+OAuth 2.0 Security BCP (RFC 9700) rule out: redirect URIs are exact strings (RFC 9700 §4.1.1),
+absolute, without a fragment (RFC 6749 §3.1.2), over https, or http to a loopback IP literal, or
+a private-use scheme for native apps (RFC 8252 §7.3, §7.1); only the authorization_code grant
+uses them, and it needs one; client_credentials is for confidential clients (RFC 6749 §4.4).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
+from urllib.parse import urlsplit
 
-from restguard.keys.hashing import digest_matches
+from restguard.credentials.apikey import check_name
+from restguard.keys.hashing import digest_matches, token_digest
 from restguard.store.ports import OAuthClientRecord
+from restguard.wire.scope import scope_problem
 
 ID_PREFIX: Final = "rg_ci_"
 SECRET_PREFIX: Final = "rg_cs_"  # noqa: S105 (a public marker, not a secret)
 GRANTS: Final = ("authorization_code", "client_credentials", "refresh_token", "device_code")
 TOKEN_FORMATS: Final = ("jwt", "opaque")
+#: RFC 8628 §3.4's grant type, accepted for ``device_code`` (the name stored and printed).
+DEVICE_CODE_URN: Final = "urn:ietf:params:oauth:grant-type:device_code"
+MAX_REDIRECT_URI_CHARS: Final = 2000
+#: Grants that come with a refresh token; ``refresh_token`` alone could never be used.
+_REFRESHABLE = ("authorization_code", "device_code")
+#: RFC 3986 characters: unreserved, reserved and '%'. Everything else (spaces, controls,
+#: non-ASCII, ``"<>\\^`{|}``) must be percent-encoded, so the stored string is the one sent.
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+#: RFC 3986 §3.1 scheme; a private-use one is a reverse domain name (RFC 8252 §7.1).
+_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -42,3 +65,144 @@ def secret_matches(record: OAuthClientRecord, secret: str) -> bool:
 
 def is_active(record: OAuthClientRecord, now: datetime) -> bool:
     return record.revoked_at is None or record.revoked_at > now
+
+
+def new_client(
+    name: str,
+    scopes: Iterable[str],
+    grants: Iterable[str],
+    redirect_uris: Iterable[str] = (),
+    public: bool = False,
+    token_format: str = "jwt",  # noqa: S107 (a format's name, not a secret)
+    *,
+    now: datetime,
+) -> tuple[OAuthClientRecord, str | None]:
+    """A record to store and the client secret to show once (None for a public client);
+    ``ValueError("--option: problem")`` for anything the authorization server could not honour.
+    Repeated grants, scopes and redirect URIs count once, in the order first given."""
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise ValueError(f"--name: {exc}") from None
+    grant_list = _grants(grants, public)
+    scope_list = _scopes(scopes)
+    uris = tuple(dict.fromkeys(redirect_uris))
+    if "authorization_code" in grant_list and not uris:
+        raise ValueError(
+            "--redirect-uri: the authorization_code grant needs at least one "
+            "(RFC 6749 §3.1.2.2); repeat --redirect-uri for more"
+        )
+    if uris and "authorization_code" not in grant_list:
+        raise ValueError(
+            "--redirect-uri: only the authorization_code grant redirects; "
+            "add --grant authorization_code or drop --redirect-uri"
+        )
+    for uri in uris:
+        problem = redirect_uri_problem(uri)
+        if problem:
+            raise ValueError(f"--redirect-uri: {problem}")
+    if token_format not in TOKEN_FORMATS:
+        raise ValueError(f"--token-format: must be {' or '.join(TOKEN_FORMATS)}")
+    secret = None if public else new_client_secret()
+    record = OAuthClientRecord(
+        client_id=new_client_id(),
+        name=name,
+        secret_hash=None if secret is None else token_digest(secret),
+        grants=grant_list,
+        redirect_uris=uris,
+        scopes=scope_list,
+        token_format=token_format,
+        created_at=now,
+    )
+    return record, secret
+
+
+def _grants(values: Iterable[str], public: bool) -> tuple[str, ...]:
+    names = []
+    for value in values:
+        name = "device_code" if value == DEVICE_CODE_URN else value
+        if name not in GRANTS:
+            raise ValueError(f"--grant: '{value}' is not one of {', '.join(GRANTS)}")
+        names.append(name)
+    grants = tuple(dict.fromkeys(names))
+    if not grants:
+        raise ValueError(f"--grant: give at least one ({', '.join(GRANTS)}); repeat for more")
+    if public and "client_credentials" in grants:
+        raise ValueError(
+            "--grant: client_credentials is for confidential clients only (RFC 6749 §4.4): "
+            "drop --public or this grant"
+        )
+    if "refresh_token" in grants and not any(g in grants for g in _REFRESHABLE):
+        raise ValueError(
+            "--grant: refresh_token needs authorization_code or device_code, the grants that "
+            "issue refresh tokens (client_credentials issues none, RFC 6749 §4.4.3)"
+        )
+    return grants
+
+
+def _scopes(values: Iterable[str]) -> tuple[str, ...]:
+    scopes = tuple(dict.fromkeys(values))
+    if not scopes:
+        raise ValueError("--scope: give at least one scope the client may be granted")
+    for scope in scopes:
+        problem = scope_problem(scope)
+        if problem:
+            raise ValueError(f"--scope: {problem}: repeat --scope for each one")
+    return scopes
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a registered redirect URI, or None (see the module doc)."""
+    shown = repr(uri) if len(uri) <= 80 else repr(uri[:77] + "...")
+    if not uri:
+        return "must not be empty"
+    if len(uri) > MAX_REDIRECT_URI_CHARS:
+        return f"{shown} is longer than {MAX_REDIRECT_URI_CHARS} characters"
+    if not _URI_CHARS.fullmatch(uri) or _BAD_PERCENT.search(uri):
+        return (
+            f"{shown} must be a URI of printable ASCII without spaces, any other character "
+            "percent-encoded as %XX"
+        )
+    if "#" in uri:
+        return f"{shown} must not have a fragment (RFC 6749 §3.1.2)"
+    if "*" in uri:
+        return f"{shown}: wildcards are not allowed; a redirect URI must match exactly"
+    try:
+        parts = urlsplit(uri)
+        host, _ = parts.hostname, parts.port  # port: ValueError when it is not a number
+    except ValueError:
+        return f"{shown} is not a valid URI"
+    scheme = parts.scheme
+    if not scheme:
+        return f"{shown} must be an absolute URI (RFC 6749 §3.1.2), e.g. https://app.example/cb"
+    if scheme in ("https", "http"):
+        if not host:
+            return f"{shown} has no host"
+        if "@" in parts.netloc:
+            return f"{shown} must not carry user information"
+        if scheme == "http" and not _is_loopback_ip(host):
+            return (
+                f"{shown} must be https:// (http:// only to a loopback IP literal such as "
+                "http://127.0.0.1:PORT/ or http://[::1]:PORT/, RFC 8252 §7.3 and §8.3)"
+            )
+        return None
+    if _PRIVATE_SCHEME.fullmatch(scheme):
+        if not uri[len(scheme) + 1 :].startswith("/"):
+            return (
+                f"{shown}: a private-use scheme needs a path, e.g. com.example.app:/cb "
+                "(a web address starts with https://)"
+            )
+        return None
+    return (
+        f"{shown}: the scheme must be https, http (loopback only) or a private-use scheme "
+        "named after a domain you control, e.g. com.example.app:/cb (RFC 8252 §7.1)"
+    )
+
+
+def _is_loopback_ip(host: str) -> bool:
+    """A loopback IP literal; 'localhost' is not one (RFC 8252 §8.3: it may not resolve to
+    the loopback interface, and a listener on it may listen on others too)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -44,6 +44,8 @@ from restguard.store.ports import (
     IssuerRecord,
     IssuerStore,
     MasterKeyCheckStore,
+    OAuthClientRecord,
+    OAuthClientStore,
     SigningKeyRecord,
     SigningKeyStore,
     Store,
@@ -54,6 +56,7 @@ from restguard.store.sql.tables import (
     api_keys,
     issuers,
     master_key_check,
+    oauth2_clients,
     signing_keys,
     to_utc,
 )
@@ -62,6 +65,7 @@ __all__ = [
     "SqlApiKeyStore",
     "SqlIssuerStore",
     "SqlMasterKeyCheckStore",
+    "SqlOAuthClientStore",
     "SqlSigningKeyStore",
     "SqlStore",
 ]
@@ -137,11 +141,13 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc(value)
 
 
-def _scopes_text(scopes: Iterable[str]) -> str:
+def _scopes_text(scopes: Iterable[str], what: str = "scope") -> str:
+    """Space-separated ``scopes`` (or grants, redirect URIs: ``what``); ValueError for a value
+    that would not read back as itself."""
     scopes = tuple(scopes)
     for scope in scopes:
         if not scope or scope != scope.strip() or any(c.isspace() for c in scope):
-            raise ValueError(f"a scope must be a non-empty token without spaces: {scope!r}")
+            raise ValueError(f"a {what} must be a non-empty token without spaces: {scope!r}")
     return " ".join(scopes)
 
 
@@ -218,6 +224,35 @@ def _issuer_record(row: RowMapping) -> IssuerRecord:
         typ=row["typ"],
         created_at=row["created_at"],
         leeway=row["leeway"],
+    )
+
+
+def _oauth2_client_row(record: OAuthClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": record.client_id,
+        "name": record.name,
+        "secret_hash": None if record.secret_hash is None else bytes(record.secret_hash),
+        "grants": _scopes_text(record.grants, "grant"),
+        "redirect_uris": _scopes_text(record.redirect_uris, "redirect URI"),
+        "scopes": _scopes_text(record.scopes),
+        "token_format": record.token_format,
+        "created_at": to_utc(record.created_at),
+        "revoked_at": _utc_or_none(record.revoked_at),
+    }
+
+
+def _oauth2_client_record(row: RowMapping) -> OAuthClientRecord:
+    secret_hash = row["secret_hash"]
+    return OAuthClientRecord(
+        client_id=row["client_id"],
+        name=row["name"],
+        secret_hash=None if secret_hash is None else bytes(secret_hash),
+        grants=tuple(row["grants"].split()),
+        redirect_uris=tuple(row["redirect_uris"].split()),
+        scopes=tuple(row["scopes"].split()),
+        token_format=row["token_format"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -417,6 +452,64 @@ class SqlIssuerStore(IssuerStore):
         return await self._run("issuers.remove", work, write=True)
 
 
+class SqlOAuthClientStore(OAuthClientStore):
+    """``OAuthClientStore`` on the ``oauth2_clients`` table."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    async def insert(self, record: OAuthClientRecord) -> None:
+        """Add a client; ``DuplicateRecord`` if the client_id exists (nothing written)."""
+        row = _oauth2_client_row(record)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                _insert_row(conn, oauth2_clients, row, f"OAuth 2.0 client {record.client_id!r}")
+
+        await self._run("oauth2_clients.insert", work, write=True)
+
+    async def get(self, client_id: str) -> OAuthClientRecord | None:
+        def work() -> OAuthClientRecord | None:
+            with self._engine.connect() as conn:
+                query = select(oauth2_clients).where(oauth2_clients.c.client_id == client_id)
+                row = conn.execute(query).mappings().first()
+            return None if row is None else _oauth2_client_record(row)
+
+        return await self._run("oauth2_clients.get", work)
+
+    async def list(self) -> builtins.list[OAuthClientRecord]:
+        """All clients, oldest first (by ``created_at``, then client_id)."""
+
+        def work() -> builtins.list[OAuthClientRecord]:
+            c = oauth2_clients.c
+            query = select(oauth2_clients).order_by(c.created_at, c.client_id)
+            with self._engine.connect() as conn:
+                return [_oauth2_client_record(row) for row in conn.execute(query).mappings()]
+
+        return await self._run("oauth2_clients.list", work)
+
+    async def revoke(self, client_id: str, at: datetime) -> OAuthClientRecord:
+        """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if
+        absent (nothing changes)."""
+        at = to_utc(at)
+        c = oauth2_clients.c
+
+        def work() -> OAuthClientRecord:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(oauth2_clients)
+                    .where(c.client_id == client_id, or_(c.revoked_at.is_(None), c.revoked_at > at))
+                    .values(revoked_at=at)
+                )
+                query = select(oauth2_clients).where(c.client_id == client_id)
+                row = conn.execute(query).mappings().first()
+            if row is None:
+                raise UnknownRecord(f"no OAuth 2.0 client has client_id {client_id!r}")
+            return _oauth2_client_record(row)
+
+        return await self._run("oauth2_clients.revoke", work, write=True)
+
+
 class SqlMasterKeyCheckStore(MasterKeyCheckStore):
     """``MasterKeyCheckStore`` on the one-row ``master_key_check`` table; the secrets it lists
     are every entry of ``reseal.SEALED_COLUMNS``."""
@@ -476,6 +569,7 @@ class SqlStore(Store):
         self.signing_keys: SigningKeyStore = SqlSigningKeyStore(engine, self._run)
         self.issuers: IssuerStore = SqlIssuerStore(engine, self._run)
         self.master_key_check: MasterKeyCheckStore = SqlMasterKeyCheckStore(engine, self._run)
+        self.oauth2_clients: OAuthClientStore = SqlOAuthClientStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -107,3 +107,20 @@ master_key_check = Table(
     Column("sealed", LargeBinary, nullable=False),
 )
 MASTER_KEY_CHECK_ID = "master"
+
+#: Clients of restguard's OAuth 2.0 authorization server. ``secret_hash`` is SHA-256 of the
+#: client secret, NULL for a public client; list-valued columns are space-separated (redirect
+#: URIs hold no spaces: ``oauth2.clients`` refuses them).
+oauth2_clients = Table(
+    "oauth2_clients",
+    metadata,
+    Column("client_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=True),
+    Column("grants", Text, nullable=False),  # space-separated, in the order given
+    Column("redirect_uris", Text, nullable=False),  # space-separated, in the order given
+    Column("scopes", Text, nullable=False),  # space-separated, in the order given
+    Column("token_format", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
