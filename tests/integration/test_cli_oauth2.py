@@ -89,7 +89,7 @@ def test_create_json_is_one_complete_document(config: str) -> None:
             "--redirect-uri",
             "http://127.0.0.1:8400/cb",
             "--token-format",
-            "opaque",
+            "jwt",
             "--json",
         )
     )
@@ -110,7 +110,7 @@ def test_create_json_is_one_complete_document(config: str) -> None:
     assert doc["grants"] == ["authorization_code", "refresh_token"]
     assert doc["redirect_uris"] == [WEB, "http://127.0.0.1:8400/cb"]
     assert doc["scopes"] == ["notes:read", "notes:write"]
-    assert doc["token_format"] == "opaque"
+    assert doc["token_format"] == "jwt"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["created_at"])
     [record] = stored(config)
     assert record.client_id == doc["client_id"]

@@ -82,7 +82,7 @@ def client() -> None:
     type=click.Choice(TOKEN_FORMATS),
     default="jwt",
     show_default=True,
-    help="Access tokens as JWTs (RFC 9068) or opaque references.",
+    help="Access tokens as JWTs (RFC 9068); opaque references come in a later version.",
 )
 @config_option
 @json_option

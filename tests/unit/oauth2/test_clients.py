@@ -56,7 +56,7 @@ def test_confidential_client_record_and_secret() -> None:
         scopes=("notes:read", "notes:write", "notes:read"),
         grants=("authorization_code", "refresh_token", "authorization_code"),
         redirect_uris=(WEB, "http://127.0.0.1:8400/cb", WEB),
-        token_format="opaque",
+        token_format="jwt",
     )
     assert secret is not None and re.fullmatch(r"rg_cs_[0-9A-Za-z]{43}", secret)
     assert re.fullmatch(r"rg_ci_[0-9a-z]{16}", record.client_id)
@@ -66,7 +66,7 @@ def test_confidential_client_record_and_secret() -> None:
     assert record.grants == ("authorization_code", "refresh_token")  # repeats count once
     assert record.redirect_uris == (WEB, "http://127.0.0.1:8400/cb")
     assert record.scopes == ("notes:read", "notes:write")
-    assert record.token_format == "opaque"
+    assert record.token_format == "jwt"
     assert record.created_at == T0 and record.revoked_at is None
     assert secret_matches(record, secret)
     assert is_active(record, T0)
@@ -193,9 +193,10 @@ def test_redirect_uris_only_with_authorization_code(grants: tuple[str, ...]) -> 
     assert "authorization_code" in message
 
 
-def test_bad_token_format() -> None:
-    message = refused("--token-format", token_format="paseto")
-    assert "jwt" in message and "opaque" in message
+@pytest.mark.parametrize("token_format", ["paseto", "opaque"])
+def test_bad_token_format(token_format: str) -> None:
+    message = refused("--token-format", token_format=token_format)
+    assert "jwt" in message and "opaque access tokens are not available" in message
 
 
 # --- redirect URIs -------------------------------------------------------------------------------
