@@ -182,7 +182,7 @@ class Guard:
                             self._challenges(route, credential.method, err)
                         ) from None
                 except (MissingCredential, InvalidCredential):
-                    await self._failed_attempt(view)
+                    await self.failed_attempt(view.client)
                     raise
                 require_scopes(principal, route.scopes)
                 await self._rate_limit(route, _bucket(principal))
@@ -245,15 +245,15 @@ class Guard:
             if (a := self.authenticators.get(m)) is not None
         )
 
-    async def _failed_attempt(self, view: RequestView) -> None:
+    async def failed_attempt(self, client: str) -> None:
         """Every 401 counts toward the client address's failed-attempt limit; past it, the
         failure is answered 429 instead. Only failing credentials are refused so: a valid one
         always passes, so nothing a stranger does (not even from the same address, behind a
         proxy or NAT, or over a Unix socket where no address is known) can lock a credential's
-        owner out."""
+        owner out. (Also counted: failed client authentications at the token endpoint.)"""
         limit, window = self.failed_attempts
         now = self.clock.monotonic()
-        retry = await self.limiter.hit("fail:" + view.client, limit, window, now)
+        retry = await self.limiter.hit("fail:" + client, limit, window, now)
         if retry is not None:
             raise RateLimited(retry, debug="too many failed attempts from this client")
 

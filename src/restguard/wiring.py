@@ -214,7 +214,7 @@ async def open_runtime(
     public_url = settings.server.public_url
     # The access tokens' audience: the APIs behind this gateway, named by its public URL.
     tokens = AccessTokens(keys, public_url, public_url, clock)
-    server = Server(public_url, store.oauth2_clients, tokens, clock)
+    server = Server(public_url, store.oauth2_clients, tokens, clock, failures=guard.failed_attempt)
     return Runtime(
         settings, clock, store, sealer, guard, keys, minter, usage, audit, closers, server
     )

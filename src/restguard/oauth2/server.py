@@ -7,7 +7,7 @@ import json
 from restguard.clock import Clock
 from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.oauth2.token_endpoint import GRANTS, TokenEndpoint
+from restguard.oauth2.token_endpoint import GRANTS, Failures, TokenEndpoint
 from restguard.store.ports import OAuthClientStore
 
 
@@ -15,11 +15,17 @@ class Server:
     """The token endpoint and the metadata document, for issuer ``public_url``."""
 
     def __init__(
-        self, public_url: str, clients: OAuthClientStore, tokens: AccessTokens, clock: Clock
+        self,
+        public_url: str,
+        clients: OAuthClientStore,
+        tokens: AccessTokens,
+        clock: Clock,
+        *,
+        failures: Failures | None = None,
     ) -> None:
         self.issuer = public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
         self.clock = clock
-        self._token = TokenEndpoint(clients, tokens)
+        self._token = TokenEndpoint(clients, tokens, failures)
         base = public_url.rstrip("/")
         # RFC 8414 §2: what this server does, and only that.
         self._metadata = json.dumps(

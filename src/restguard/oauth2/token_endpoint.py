@@ -4,7 +4,7 @@ grant, answer with ``Cache-Control: no-store`` (§5.1) or an RFC 6749 §5.2 erro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from urllib.parse import parse_qsl
 
@@ -50,14 +50,25 @@ def parse_form(request: EndpointRequest) -> dict[str, str]:
     return {name: value for name, value in form.items() if value != ""}
 
 
+Failures = Callable[[str], Awaitable[None]]
+
+
 class TokenEndpoint:
-    def __init__(self, clients: OAuthClientStore, tokens: AccessTokens) -> None:
-        self.clients, self.tokens = clients, tokens
+    """``failures``: told the client address of every failed client authentication; it may
+    raise an ``AuthError`` (the gateway's failed-attempt limit: 429 with ``Retry-After``), as
+    for every 401 on the gateway (CONTRACT "Errors")."""
+
+    def __init__(
+        self, clients: OAuthClientStore, tokens: AccessTokens, failures: Failures | None = None
+    ) -> None:
+        self.clients, self.tokens, self.failures = clients, tokens, failures
 
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
         try:
             issued = await self._issue(request, now)
         except OAuthError as err:
+            if err.error == "invalid_client" and self.failures is not None:
+                await self.failures(request.client)
             return err.response()
         body = {
             "access_token": issued.access_token,

@@ -12,6 +12,7 @@ from urllib.parse import quote_plus, urlencode
 import jwt as pyjwt
 import pytest
 
+from restguard.authz.policy import Policy
 from restguard.clock import FixedClock
 from restguard.keys.hashing import token_digest
 from restguard.keys.jwk import KeySet
@@ -187,3 +188,36 @@ def test_metadata_names_what_is_served() -> None:
         "client_secret_basic",
         "client_secret_post",
     ]
+
+
+async def test_failed_client_authentications_count_toward_the_address_limit() -> None:
+    """CONTRACT: every 401 counts toward the client address's failed-attempt limit; past it,
+    failing attempts get 429, and valid credentials still pass."""
+    from restguard.authz.ratelimit import MemoryRateLimiter
+    from restguard.errors import RateLimited
+    from restguard.guard import Guard
+
+    guard = Guard(Policy([]), {}, CLOCK, MemoryRateLimiter(), failed_attempts=(2, 60.0))
+    server = Server(
+        ISSUER,
+        Clients(CONF),
+        AccessTokens(KEYS, ISSUER, ISSUER, CLOCK),
+        CLOCK,
+        failures=guard.failed_attempt,
+    )
+
+    async def send(secret: str, client: str = "192.0.2.7") -> int:
+        request = EndpointRequest(
+            "POST",
+            "/oauth2/token",
+            (FORM, basic(CONF.client_id, secret)),
+            CC.encode(),
+            client=client,
+        )
+        return (await server.token(request)).status
+
+    assert [await send("wrong"), await send("wrong")] == [401, 401]
+    with pytest.raises(RateLimited):
+        await send("wrong")
+    assert await send(SECRET) == 200  # a valid credential always passes
+    assert await send("wrong", client="192.0.2.8") == 401  # per address
