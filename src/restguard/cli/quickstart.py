@@ -23,9 +23,11 @@ from restguard.demo.idp import ALG as IDP_ALG
 from restguard.demo.idp import PATH as IDP_PATH
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.demo.notes import NotesApp
+from restguard.oauth2.clients import new_client
 from restguard.store.sql import open_store
 
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
+SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client
 DEMO_PORT = 9000  # the demo notes API, when free
 DEMO_AUDIENCE = "restguard-quickstart"  # the demo identity provider's tokens are for this API
 
@@ -40,10 +42,18 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
-async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Demo:
+    read_key: str
+    write_key: str
+    client_id: str
+    client_secret: str
+
+
+async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> _Demo:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
-    a read key and a read/write key; trust this run's demo identity provider instead of the
-    last one's."""
+    a read key and a read/write key and an OAuth 2.0 client (client credentials, read only);
+    trust this run's demo identity provider instead of the last one's."""
     store = open_store(database_url)
     try:
         now = datetime.now(UTC)
@@ -67,7 +77,20 @@ async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> tuple[str
                 typ="at+jwt",
             )
         )
-        return read_key, write_key
+        for client in await store.oauth2_clients.list():
+            if client.name == SERVICE_NAME and client.revoked_at is None:
+                await store.oauth2_clients.revoke(client.client_id, now)
+        service, secret = new_client(
+            name=SERVICE_NAME,
+            scopes=("notes:read",),
+            grants=("client_credentials",),
+            redirect_uris=(),
+            public=False,
+            now=now,
+        )
+        assert secret is not None  # a confidential client
+        await store.oauth2_clients.insert(service)
+        return _Demo(read_key, write_key, service.client_id, secret)
     finally:
         store.close()
 
@@ -79,7 +102,8 @@ class _Example:
     curl: str
 
 
-def _examples(base: str, read_key: str, write_key: str, token: str) -> list[_Example]:
+def _examples(base: str, demo: _Demo, token: str) -> list[_Example]:
+    read_key, write_key = demo.read_key, demo.write_key
     q = shlex.quote
     post = "-H 'Content-Type: application/json' -d '{\"text\":\"hi\"}'"
     return [
@@ -107,6 +131,13 @@ def _examples(base: str, read_key: str, write_key: str, token: str) -> list[_Exa
             403,
             "that token carries only notes:read",
             f"curl -i -X POST -H {q('Authorization: Bearer ' + token)} {post} {base}/notes",
+        ),
+        _Example(
+            200,
+            "an OAuth 2.0 access token for the demo service (client credentials); send its "
+            "access_token as 'Authorization: Bearer <token>'",
+            f"curl -i -u {q(demo.client_id + ':' + demo.client_secret)} "
+            f"-d grant_type=client_credentials {base}/oauth2/token",
         ),
         _Example(
             404,
@@ -227,14 +258,14 @@ def quickstart(
             # demo where it listens now (the file is left as it is).
             settings = replace(settings, upstream=replace(settings.upstream, url=upstream))
         idp = DemoIdentityProvider(upstream + IDP_PATH, DEMO_AUDIENCE)
-        read_key, write_key = asyncio.run(_fresh_keys(settings.database_url, idp))
+        demo = asyncio.run(_fresh_keys(settings.database_url, idp))
     except BaseException:
         demo_sock.close()
         raise
     base = f"http://{settings.server.listen}"
     admin = f"http://{settings.admin_listen}"
     token = idp.token("alice", ("notes:read",))
-    examples = _examples(base, read_key, write_key, token)
+    examples = _examples(base, demo, token)
 
     def ready() -> None:
         if not as_json:
@@ -247,7 +278,12 @@ def quickstart(
                 "gateway": base,
                 "admin": admin,
                 "upstream": upstream,
-                "keys": {"read": read_key, "write": write_key},
+                "keys": {"read": demo.read_key, "write": demo.write_key},
+                "oauth2": {
+                    "client_id": demo.client_id,
+                    "client_secret": demo.client_secret,
+                    "token_url": base + "/oauth2/token",
+                },
                 "jwt": {"token": token, "issuer": idp.issuer, "jwks_uri": idp.jwks_uri},
                 "requests": [
                     {"expect": e.status, "what": e.what, "curl": e.curl} for e in examples
