@@ -238,12 +238,19 @@ class Guard:
     def _challenges(
         self, route: Route, failed: str | None = None, err: AuthError | None = None
     ) -> tuple[str, ...]:
-        """One ``WWW-Authenticate`` challenge per method the route accepts."""
-        return tuple(
-            a.challenge(err if m == failed else None)
-            for m in route.auth
-            if (a := self.authenticators.get(m)) is not None
-        )
+        """One ``WWW-Authenticate`` challenge per scheme the route's methods use (``jwt`` and
+        ``oauth2`` share ``Bearer``): the failed method's where it has one (it may carry
+        ``error="invalid_token"``), else the first; in the order of the route's methods."""
+        by_scheme: dict[str, str] = {}
+        for m in route.auth:
+            a = self.authenticators.get(m)
+            if a is None:
+                continue
+            challenge = a.challenge(err if m == failed else None)
+            scheme = challenge.partition(" ")[0].lower()
+            if scheme not in by_scheme or m == failed:
+                by_scheme[scheme] = challenge
+        return tuple(by_scheme.values())
 
     async def failed_attempt(self, client: str) -> None:
         """Every 401 counts toward the client address's failed-attempt limit; past it, the
@@ -338,6 +345,38 @@ class Guard:
     def body_refused(self, view: RequestView, err: AuthError) -> None:
         """Record a body refusal found by ``wire.forms.check_body`` run elsewhere (a thread)."""
         self._emit(view, None, None, self.clock.monotonic(), None, err)
+
+    def record(
+        self,
+        view: RequestView,
+        *,
+        status: int,
+        started: float,
+        error: str | None = None,
+        auth_method: str | None = None,
+        credential_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record a decision made outside the policy: restguard's own endpoints (a token
+        granted or refused). A required audit log that cannot take it raises (503): what it
+        allowed must then not take effect."""
+        if not self.sinks:
+            return
+        event = DecisionEvent(
+            time=self.clock.now().isoformat(timespec="milliseconds"),
+            method=view.method,
+            path=redact(view.path),
+            route=None,
+            outcome="allow" if status < 400 else "deny",
+            status=status,
+            error=error,
+            auth_method=auth_method,
+            credential_id=credential_id,
+            client=view.client,
+            detail=redact(detail) if detail else None,
+            duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
+        )
+        self._send(event, self.sinks)
 
     def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
         """Record a request refused before it could be viewed (ambiguous path, header caps).

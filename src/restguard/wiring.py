@@ -25,11 +25,13 @@ from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import Sealer, open_sealer
 from restguard.keys.signing import IdentityMinter, load_signing_keys
 from restguard.oauth2.access_tokens import AccessTokens
-from restguard.oauth2.http import AuthorizationServer
+from restguard.oauth2.clients import is_client_id
+from restguard.oauth2.http import AuthorizationServer, EndpointRequest
 from restguard.oauth2.server import Server
 from restguard.store.bookkeeping import UsageBook
 from restguard.store.ports import Store
 from restguard.store.sql import migrate, open_store
+from restguard.types import RequestView
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,34 @@ async def open_runtime(
     public_url = settings.server.public_url
     # The access tokens' audience: the APIs behind this gateway, named by its public URL.
     tokens = AccessTokens(keys, public_url, public_url, clock)
-    server = Server(public_url, store.oauth2_clients, tokens, clock, failures=guard.failed_attempt)
+
+    def record(
+        request: EndpointRequest,
+        status: int,
+        error: str | None,
+        method: str | None,
+        client_id: str | None,
+        detail: str | None,
+    ) -> None:
+        guard.record(
+            RequestView(request.method, request.path, client=request.client),
+            status=status,
+            started=clock.monotonic(),
+            error=error,
+            auth_method=method,
+            # only a well-formed id: a client that sent its secret as the id must not log it
+            credential_id=f"oauth2:{client_id}" if client_id and is_client_id(client_id) else None,
+            detail=detail,
+        )
+
+    server = Server(
+        public_url,
+        store.oauth2_clients,
+        tokens,
+        clock,
+        failures=guard.failed_attempt,
+        record=record,
+    )
     return Runtime(
         settings, clock, store, sealer, guard, keys, minter, usage, audit, closers, server
     )

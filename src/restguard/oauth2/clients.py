@@ -47,11 +47,17 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 #: RFC 3986 §3.1 scheme; a private-use one is a reverse domain name (RFC 8252 §7.1).
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_CLIENT_ID = re.compile(r"rg_ci_[0-9a-z]{16}")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def new_client_id() -> str:
     return ID_PREFIX + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def is_client_id(text: str) -> bool:
+    """Whether ``text`` has the form of a client id (safe to log: ids are public)."""
+    return _CLIENT_ID.fullmatch(text) is not None
 
 
 def new_client_secret() -> str:

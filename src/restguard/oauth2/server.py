@@ -7,7 +7,7 @@ import json
 from restguard.clock import Clock
 from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.oauth2.token_endpoint import GRANTS, Failures, TokenEndpoint
+from restguard.oauth2.token_endpoint import GRANTS, Failures, Record, TokenEndpoint
 from restguard.store.ports import OAuthClientStore
 
 
@@ -22,10 +22,11 @@ class Server:
         clock: Clock,
         *,
         failures: Failures | None = None,
+        record: Record | None = None,
     ) -> None:
         self.issuer = public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
         self.clock = clock
-        self._token = TokenEndpoint(clients, tokens, failures)
+        self._token = TokenEndpoint(clients, tokens, failures, record)
         base = public_url.rstrip("/")
         # RFC 8414 §2: what this server does, and only that.
         self._metadata = json.dumps(
