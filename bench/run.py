@@ -3,14 +3,17 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Five targets share one upstream (nginx answering ``{"ok":true}``):
+Six targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
 3. ``rg-public``  - a restguard gateway, public route ``/public/**``;
 4. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``);
 5. ``rg-jwt``     - the same route with an RS256 JWT of an external issuer (``restguard issuer
-   add``) whose JWKS this script serves on 127.0.0.1.
+   add``) whose JWKS this script serves on 127.0.0.1;
+6. ``rg-oauth2``  - the same route with an access token restguard itself issued: a
+   ``client_credentials`` client (``restguard oauth2 client create``), its token fetched from the
+   gateway's ``POST /oauth2/token`` (``client_secret_basic``) once the gateway runs.
 
 For each, wrk drives a fixed number of connections; we record requests/s, p50/p99 latency and
 the proxy's CPU time per request (utime+stime of its process tree from /proc). Rounds are
@@ -67,6 +70,8 @@ scopes = ["{BENCH_SCOPE}"]
 TARGET_CPU_RATIO = 3.0  # restguard CPU/request <= 3x nginx's
 TARGET_APIKEY_OVERHEAD = 0.05  # API-key route <= 5% more CPU/request than the public route
 TARGET_JWT_RATIO = 1.5  # JWT route <= 1.5x the API-key route's CPU/request (issue 8)
+TARGET_OAUTH2_RATIO = 1.5  # restguard's own access token <= 1.5x the API-key route (issue 9)
+SRC_DIR = BENCH_DIR.parent / "src"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ CHECKS = (
         overhead=1,
     ),
     Check("JWT CPU/req / API-key CPU/req", "rg-jwt", "rg-apikey", TARGET_JWT_RATIO),
+    Check("oauth2 CPU/req / API-key CPU/req", "rg-oauth2", "rg-apikey", TARGET_OAUTH2_RATIO),
 )
 
 
@@ -356,12 +362,65 @@ def nginx(work: Path, name: str, http: str, port: int, pin: bool) -> Iterator[in
 # ---------------------------------------------------------------------------------------------
 
 
+def use_tree_under_test() -> None:
+    """Run this checkout's ``src/restguard``, in-process and in every ``restguard`` started
+    here, whatever the venv has installed (an editable install may point at another tree)."""
+    src = str(SRC_DIR)
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if not paths or paths[0] != src:
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *[p for p in paths if p != src]])
+
+
 def restguard_cmd() -> list[str]:
-    """The ``restguard`` console script of this interpreter's environment."""
-    script = Path(sys.executable).parent / "restguard"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from restguard.cli.main import main; main()"]
+    """``restguard`` as this interpreter runs it (``python -m restguard``), from the tree under
+    test (``use_tree_under_test``): not a console script, which may belong to another tree."""
+    return [sys.executable, "-m", "restguard"]
+
+
+def token_for(base: str, client_id: str, secret: str, scope: str = BENCH_SCOPE) -> dict[str, Any]:
+    """``POST {base}/oauth2/token``, client credentials grant, ``client_secret_basic``: the
+    token response, or BenchError."""
+    import base64
+    from urllib.parse import quote_plus
+
+    basic = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
+    request = urllib.request.Request(
+        base.rstrip("/") + "/oauth2/token",
+        data=f"grant_type=client_credentials&scope={quote_plus(scope)}".encode(),
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    except OSError as err:
+        raise BenchError(f"POST {request.full_url}: {err}") from None
+    try:
+        answer = json.loads(body) if status == 200 else None
+    except ValueError:
+        answer = None
+    if (
+        not isinstance(answer, dict)
+        or answer.get("token_type") != "Bearer"
+        or not isinstance(answer.get("access_token"), str)
+    ):
+        raise BenchError(f"POST {request.full_url} gave {status} {body[:300]!r}")
+    return answer
+
+
+def oauth2_client_create(config: Path) -> tuple[str, str]:
+    """``restguard oauth2 client create`` of the bench client; (client_id, client_secret)."""
+    create = ["oauth2", "client", "create", "--config", str(config), "--name", "bench"]
+    create += ["--scope", BENCH_SCOPE, "--grant", "client_credentials", "--json"]
+    created = json.loads(run_checked([*restguard_cmd(), *create]))
+    return created["client_id"], created["client_secret"]
 
 
 def bench_config(text: str, port: int, admin_port: int) -> str:
@@ -445,11 +504,23 @@ def bench_issuer() -> tuple[dict[str, Any], Callable[[str], str]]:
     return {"keys": [public]}, mint
 
 
+@dataclass(frozen=True)
+class Setup:
+    """The gateway's data directory and the credentials made for it before it starts."""
+
+    config: Path
+    port: int
+    key: str  # an API key
+    jwt: str  # an external issuer's RS256 token
+    client_id: str  # a client_credentials client of restguard's own authorization server
+    client_secret: str
+
+
 def setup_restguard(
     work: Path, upstream_port: int, jwks_port: int, mint: Callable[[str], str]
-) -> tuple[Path, int, str, str]:
-    """``restguard init`` + config edit + ``apikey create`` + ``issuer add``; returns (config,
-    port, key, token)."""
+) -> Setup:
+    """``restguard init`` + config edit + ``apikey create`` + ``issuer add`` + ``oauth2 client
+    create``."""
     data = work / "restguard"
     rg = restguard_cmd()
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -465,7 +536,8 @@ def setup_restguard(
     add += ["--jwks-uri", f"http://127.0.0.1:{jwks_port}/jwks.json", "--alg", "RS256", "--json"]
     if json.loads(run_checked([*rg, *add]))["jwks_keys"] != 1:
         raise BenchError("restguard issuer add could not read the bench JWKS")
-    return config, port, json.loads(created)["key"], mint(issuer)
+    client_id, secret = oauth2_client_create(config)
+    return Setup(config, port, json.loads(created)["key"], mint(issuer), client_id, secret)
 
 
 def run_checked(cmd: list[str]) -> str:
@@ -802,8 +874,8 @@ def write_results(data: dict[str, Any]) -> None:
 
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
-    """Start the upstream, the nginx proxy, the JWKS server and the gateway; return the five
-    targets."""
+    """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
+    client's access token from the gateway; return the six targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
@@ -811,8 +883,11 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     proxy_pid = stack.enter_context(nginx(work, "proxy", proxy_http, proxy_port, pin))
     jwks, mint = bench_issuer()
     jwks_port = stack.enter_context(jwks_server(jwks))
-    config, rg_port, key, token = setup_restguard(work, up_port, jwks_port, mint)
-    rg_pid = stack.enter_context(restguard(config, rg_port, pin))
+    setup = setup_restguard(work, up_port, jwks_port, mint)
+    rg_port, key, token = setup.port, setup.key, setup.jwt
+    rg_pid = stack.enter_context(restguard(setup.config, rg_port, pin))
+    # Lives DEFAULT_LIFETIME (900 s); a full run takes about 3 min.
+    issued = token_for(f"http://127.0.0.1:{rg_port}", setup.client_id, setup.client_secret)
     return [
         Target(
             "upstream", "upstream direct (nginx)", f"http://127.0.0.1:{up_port}/public/item", up_pid
@@ -834,6 +909,13 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             f"http://127.0.0.1:{rg_port}/keyed/item",
             rg_pid,
             (f"Authorization: Bearer {token}",),
+        ),
+        Target(
+            "rg-oauth2",
+            "restguard oauth2 route (own JWT)",
+            f"http://127.0.0.1:{rg_port}/keyed/item",
+            rg_pid,
+            (f"Authorization: Bearer {issued['access_token']}",),
         ),
     ]
 
@@ -899,6 +981,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke run (a few seconds)")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
+    use_tree_under_test()
     try:
         measured = measure_all(profile)
     except BenchError as err:
