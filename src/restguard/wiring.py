@@ -18,7 +18,7 @@ from restguard.credentials.apikey import ApiKeyAuthenticator
 from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
-from restguard.credentials.oauth2 import OAuth2Authenticator
+from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.master_check import ensure_master_key
@@ -44,6 +44,7 @@ class Parts:
     sealer: Sealer
     usage: UsageBook
     keys: Keyring
+    clients: ClientCache  # OAuth 2.0 client records, shared with the token endpoint
 
 
 def _jwt(p: Parts) -> Authenticator:
@@ -58,7 +59,7 @@ AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
     "jwt": _jwt,
     "oauth2": lambda p: OAuth2Authenticator(
         p.keys,
-        p.store.oauth2_clients,
+        p.clients,
         p.clock,
         issuer=p.settings.server.public_url,
         audience=p.settings.server.public_url,
@@ -194,7 +195,8 @@ async def open_runtime(
             closers.append(audit.close)
             flusher = asyncio.get_running_loop().create_task(_flush_audit(audit))
             closers.append(_canceller(flusher))
-        parts = Parts(settings, store, clock, sealer, usage, keys)
+        clients = ClientCache(store.oauth2_clients)
+        parts = Parts(settings, store, clock, sealer, usage, keys, clients)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         for authenticator in authenticators.values():
             if isinstance(authenticator, Background):
@@ -238,7 +240,7 @@ async def open_runtime(
 
     server = Server(
         public_url,
-        store.oauth2_clients,
+        clients,
         tokens,
         clock,
         failures=guard.failed_attempt,

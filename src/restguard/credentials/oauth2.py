@@ -11,6 +11,10 @@ exactly ``public_url``, ``aud``, ``exp``. Its signing key must still be publishe
 its retirement verifies nothing), and its client must not be revoked: client records are read
 through a cache of at most one second, so a revocation takes effect on every instance within
 a second.
+
+A token that passed is remembered (as in ``credentials/jwt.py``) while the keyring's snapshot is
+the one it was verified with, until its ``exp``, its key's retirement or ``VERIFIED_TTL``; its
+client is still checked (through the one-second cache) every time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Protocol
 
 from restguard.clock import Clock
@@ -40,6 +45,10 @@ OPAQUE_PREFIX: Final = b"rg_at_"
 CLIENT_CACHE_SECONDS: Final = 1.0
 _COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _CLIENT_CACHE_SIZE: Final = 10_000
+VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
+_VERIFIED_SIZE: Final = 4096
+_VERIFIED_MAX_CHARS: Final = 2048
+_HEADERS: Final = (b"authorization",)
 
 
 class KeyringView(Protocol):
@@ -55,6 +64,39 @@ class _CachedClient:
     read_at: float
 
 
+class ClientCache:
+    """OAuth 2.0 client records read through a cache of at most ``CLIENT_CACHE_SECONDS``, so a
+    revocation applies on every instance within a second. Shared by the token endpoint and the
+    ``oauth2`` authenticator of one process."""
+
+    def __init__(self, clients: OAuthClientStore, ttl: float = CLIENT_CACHE_SECONDS) -> None:
+        if not 0 <= ttl <= CLIENT_CACHE_SECONDS:
+            raise ValueError("ttl must be within [0, 1] s: revocation must apply in 1 s")
+        self._clients, self._ttl = clients, ttl
+        self._cache: dict[str, _CachedClient] = {}
+
+    async def get(self, client_id: str) -> OAuthClientRecord | None:
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit is None or now - hit.read_at >= self._ttl:
+            record = await self._clients.get(client_id)  # BackendUnavailable: 503
+            if len(self._cache) >= _CLIENT_CACHE_SIZE:
+                self._cache.clear()
+            hit = self._cache[client_id] = _CachedClient(record, now)
+        return hit.record
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed: with which key snapshot, until when, as whom."""
+
+    keys: SigningKeys
+    kid: str
+    until: float
+    credential_id: str
+    principal: Principal
+
+
 class OAuth2Authenticator:
     """Verifies restguard's own access tokens."""
 
@@ -66,18 +108,19 @@ class OAuth2Authenticator:
     def __init__(
         self,
         keyring: KeyringView,
-        clients: OAuthClientStore,
+        clients: OAuthClientStore | ClientCache,
         clock: Clock,
         *,
         issuer: str,
         audience: str,
     ) -> None:
-        self._keyring, self._clients, self._clock = keyring, clients, clock
+        self._keyring, self._clock = keyring, clock
+        self._clients = clients if isinstance(clients, ClientCache) else ClientCache(clients)
         self._issuer = issuer
         self._rules = Rules(issuer, audience, typ="at+jwt")
         self._verifier: JWTVerifier | None = None
         self._verifier_keys: KeySet | None = None
-        self._cache: dict[str, _CachedClient] = {}
+        self._verified: dict[str, _Verified] = {}
 
     @staticmethod
     def _bearer(view: RequestView) -> bytes | None:
@@ -115,12 +158,17 @@ class OAuth2Authenticator:
             return (b"authorization",)
 
     def extract(self, view: RequestView) -> Credential | None:
+        raw = self._bearer(view)
+        if raw is not None and len(raw) <= _VERIFIED_MAX_CHARS:
+            hit = self._verified.get(raw.decode("latin-1"))
+            if hit is not None:
+                return Credential(self.method, raw.decode("ascii"), hit.credential_id, _HEADERS)
         claimed = self._claim(view)
         if claimed is None:
             return None
         token, client_id = claimed
         shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
-        return Credential(self.method, token, shown, (b"authorization",))
+        return Credential(self.method, token, shown, _HEADERS)
 
     def _verifier_for(self, keys: SigningKeys) -> JWTVerifier:
         keyset = keys.keyset()
@@ -129,20 +177,22 @@ class OAuth2Authenticator:
             self._verifier_keys = keyset
         return self._verifier
 
-    async def _client(self, client_id: str) -> OAuthClientRecord | None:
-        now = time.monotonic()
-        hit = self._cache.get(client_id)
-        if hit is None or now - hit.read_at >= CLIENT_CACHE_SECONDS:
-            record = await self._clients.get(client_id)  # BackendUnavailable: 503
-            if len(self._cache) >= _CLIENT_CACHE_SIZE:
-                self._cache.clear()
-            hit = self._cache[client_id] = _CachedClient(record, now)
-        return hit.record
+    async def _active(self, client_id: str, now: datetime) -> None:
+        client = await self._clients.get(client_id)
+        if client is None or not (client.revoked_at is None or client.revoked_at > now):
+            raise InvalidCredential(debug="the token's client is unknown or revoked")
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
         keys = self._keyring.current
-        verified = self._verifier_for(keys).verify(credential.secret, ctx.now)
-        if not any(k.kid == verified.kid for k in keys.live(ctx.now)):
+        token = credential.secret
+        hit = self._verified.get(token)
+        now = ctx.now.timestamp()
+        if hit is not None and hit.keys is keys and now < hit.until:
+            await self._active(hit.principal.client_id, ctx.now)  # revocation: within 1 s
+            return hit.principal
+        verified = self._verifier_for(keys).verify(token, ctx.now)
+        key = next((k for k in keys.live(ctx.now) if k.kid == verified.kid), None)
+        if key is None:
             raise TokenInvalid("signed by a key no longer published")
         claims = verified.claims
         client_id, subject, scope = claims.get("client_id"), claims.get("sub"), claims.get("scope")
@@ -150,15 +200,24 @@ class OAuth2Authenticator:
             raise TokenInvalid("'client_id' or 'sub' missing")
         if scope is not None and not isinstance(scope, str):
             raise TokenInvalid("'scope' is not a string")
-        client = await self._client(client_id)
-        if client is None or not (client.revoked_at is None or client.revoked_at > ctx.now):
-            raise InvalidCredential(debug="the token's client is unknown or revoked")
-        return verified_principal(
+        await self._active(client_id, ctx.now)
+        principal = verified_principal(
             subject=subject,
             client_id=client_id,
             scopes=frozenset(s for s in (scope or "").split(" ") if s),
             auth_method=self.method,
         )
+        if len(token) <= _VERIFIED_MAX_CHARS:
+            if len(self._verified) >= _VERIFIED_SIZE:
+                self._verified.clear()
+            # until the token expires, its key retires, or VERIFIED_TTL: whichever comes first
+            ends = [verified.expires_at, now + VERIFIED_TTL]
+            if key.retired_at is not None:
+                ends.append(key.retired_at.timestamp())
+            self._verified[token] = _Verified(
+                keys, key.kid, min(ends), credential.credential_id, principal
+            )
+        return principal
 
     def challenge(self, error: AuthError | None) -> str:
         if isinstance(error, InvalidCredential):

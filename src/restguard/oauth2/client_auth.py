@@ -12,12 +12,20 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from restguard.oauth2.clients import is_active, secret_matches
 from restguard.oauth2.errors import OAuthError, invalid_request
 from restguard.oauth2.http import EndpointRequest
-from restguard.store.ports import OAuthClientRecord, OAuthClientStore
+from restguard.store.ports import OAuthClientRecord
+
+
+class ClientLookup(Protocol):
+    """Where client records come from: the store, or a cache in front of it."""
+
+    async def get(self, client_id: str) -> OAuthClientRecord | None: ...
+
 
 MAX_CREDENTIAL_CHARS = 256
 
@@ -84,9 +92,7 @@ def _failed(found: Presented, debug: str) -> OAuthError:
     )
 
 
-async def authenticate(
-    found: Presented, clients: OAuthClientStore, now: datetime
-) -> OAuthClientRecord:
+async def authenticate(found: Presented, clients: ClientLookup, now: datetime) -> OAuthClientRecord:
     """The client ``found`` proves to be: a confidential client with its secret, or a public
     client that sent none. Every failure is the same ``invalid_client`` (401)."""
     record = await clients.get(found.client_id)

@@ -6,9 +6,9 @@ import json
 
 from restguard.clock import Clock
 from restguard.oauth2.access_tokens import AccessTokens
+from restguard.oauth2.client_auth import ClientLookup
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.token_endpoint import GRANTS, Failures, Record, TokenEndpoint
-from restguard.store.ports import OAuthClientStore
 
 
 class Server:
@@ -17,7 +17,7 @@ class Server:
     def __init__(
         self,
         public_url: str,
-        clients: OAuthClientStore,
+        clients: ClientLookup,
         tokens: AccessTokens,
         clock: Clock,
         *,

@@ -13,7 +13,7 @@ from restguard.oauth2.access_tokens import AccessTokens, IssuedToken
 from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
 from restguard.oauth2.grants import client_credentials
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.store.ports import OAuthClientRecord, OAuthClientStore
+from restguard.store.ports import OAuthClientRecord
 
 MAX_PARAMETERS = 32
 FORM = b"application/x-www-form-urlencoded"
@@ -62,7 +62,7 @@ class TokenEndpoint:
 
     def __init__(
         self,
-        clients: OAuthClientStore,
+        clients: client_auth.ClientLookup,
         tokens: AccessTokens,
         failures: Failures | None = None,
         record: Record | None = None,

@@ -116,7 +116,7 @@ async def test_a_revoked_client_is_refused_within_a_second() -> None:
     token = tokens.issue(client_id="rg_ci_abc", subject="rg_ci_abc", scopes=()).access_token
     await decide(auth, token)
     clients.records["rg_ci_abc"] = dataclasses.replace(CLIENT, revoked_at=T0)
-    auth._cache["rg_ci_abc"].read_at -= 1.0  # a second later: the record is read again
+    auth._clients._cache["rg_ci_abc"].read_at -= 1.0  # a second later: the record is read again
     with pytest.raises(InvalidCredential):
         await decide(auth, token, T0 + timedelta(seconds=1))
 
@@ -150,3 +150,26 @@ async def test_the_guard_sends_each_bearer_token_to_its_method() -> None:
     assert (await guard.authenticate(bearer(own))).auth_method == "oauth2"
     external = mint(ED, aud="https://api.example.com")
     assert (await guard.authenticate(bearer(external))).auth_method == "jwt"
+
+
+async def test_a_remembered_token_is_not_verified_again_but_its_client_is_checked() -> None:
+    auth, tokens, clients, _ = setup()
+    token = tokens.issue(client_id="rg_ci_abc", subject="rg_ci_abc", scopes=("a",)).access_token
+    first = await decide(auth, token)
+    assert await decide(auth, token) is first  # remembered: the same principal
+    clients.records["rg_ci_abc"] = dataclasses.replace(CLIENT, revoked_at=T0)
+    auth._clients._cache["rg_ci_abc"].read_at -= 1.0
+    with pytest.raises(InvalidCredential):  # the client is still checked, within a second
+        await decide(auth, token, T0 + timedelta(seconds=1))
+
+
+async def test_a_remembered_token_follows_its_expiry_and_its_key() -> None:
+    auth, tokens, _, ring = setup(lifetime=60)
+    token = tokens.issue(client_id="rg_ci_abc", subject="rg_ci_abc", scopes=()).access_token
+    await decide(auth, token)
+    with pytest.raises(InvalidCredential):  # past exp, as the verifier would say
+        await decide(auth, token, T0 + timedelta(seconds=60))
+    await decide(auth, token, T0 + timedelta(seconds=59))
+    ring.current = SigningKeys([LiveKey("k1", KEY, KEY.public_jwk(), T0, retired_at=T0)])
+    with pytest.raises(InvalidCredential):  # a new snapshot: verified again, key retired
+        await decide(auth, token)
