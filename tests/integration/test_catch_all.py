@@ -180,12 +180,12 @@ def test_other_paths_go_to_the_policy(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
+    ("method", "path", "status", "error"),
     [
-        ("POST", "/oauth2/token", 503),
-        ("GET", "/oauth2/token", 405),
-        ("GET", "/.well-known/oauth-authorization-server", 503),
-        ("POST", "/.well-known/oauth-authorization-server", 405),
+        ("POST", "/oauth2/token", 401, "invalid_client"),  # no client authentication
+        ("GET", "/oauth2/token", 405, "invalid_request"),
+        ("GET", "/.well-known/oauth-authorization-server", 200, None),
+        ("POST", "/.well-known/oauth-authorization-server", 405, "invalid_request"),
     ],
 )
 def test_the_authorization_servers_endpoints_are_never_proxied(
@@ -194,13 +194,15 @@ def test_the_authorization_servers_endpoints_are_never_proxied(
     method: str,
     path: str,
     status: int,
+    error: str | None,
 ) -> None:
-    # served by restguard whatever the routes say; this gateway has no authorization server
-    # (its runtime carries none), so they answer 503 rather than fall through to the upstream
+    # served by restguard's authorization server whatever the routes say (a /** route too)
     upstream.clear()
     r = httpx.request(method, recording_gateway.url + path, data={"grant_type": "x"})
     assert r.status_code == status
-    assert r.json()["error"] == ("temporarily_unavailable" if status == 503 else "invalid_request")
+    assert r.json().get("error") == error
+    if status == 200:
+        assert r.json()["issuer"] == recording_gateway.settings.server.public_url
     time.sleep(0.05)
     assert upstream.requests == []
 

@@ -287,7 +287,8 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
             "error": "unauthorized",
             "error_description": "This route needs a credential: send an API key in "
             "'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or 'X-API-Key: <key>', "
-            "or a JWT in 'Authorization: Bearer <token>'.",
+            "or a JWT in 'Authorization: Bearer <token>', or an access token from restguard's "
+            "authorization server in 'Authorization: Bearer <token>'.",
         }
         assert r.headers.get_list("www-authenticate") == [
             'ApiKey realm="restguard"',
