@@ -18,7 +18,7 @@ from restguard.credentials.apikey import ApiKeyAuthenticator
 from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
-from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator
+from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator, RevocationList
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.master_check import ensure_master_key
@@ -63,6 +63,7 @@ AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
         p.clock,
         issuer=p.settings.server.public_url,
         audience=p.settings.server.public_url,
+        revocations=RevocationList(p.store.revoked_tokens, p.clock),
     ),
 }
 
@@ -238,11 +239,17 @@ async def open_runtime(
             detail=detail,
         )
 
+    # Revocation and introspection read tokens exactly as the gateway's oauth2 method does.
+    inspector = guard.authenticators["oauth2"]
+    if not isinstance(inspector, OAuth2Authenticator):
+        raise TypeError("the oauth2 method must be restguard's OAuth2Authenticator")
     server = Server(
         public_url,
         clients,
         tokens,
         clock,
+        inspector=inspector,
+        revoked=store.revoked_tokens,
         failures=guard.failed_attempt,
         record=record,
     )

@@ -875,11 +875,11 @@ def test_metadata_is_accurate(gw: GatewayProcess) -> None:
         "client_secret_post",
         "none",
     }
+    assert doc["introspection_endpoint"] == own + "/oauth2/introspect"
+    assert doc["revocation_endpoint"] == own + "/oauth2/revoke"
     # nothing advertised that this version does not serve
     for unserved in (
         "authorization_endpoint",
-        "introspection_endpoint",
-        "revocation_endpoint",
         "device_authorization_endpoint",
         "registration_endpoint",
     ):

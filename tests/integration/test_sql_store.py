@@ -397,6 +397,24 @@ async def test_master_key_check_lists_every_sealed_secret_but_itself(store: SqlS
     ]
 
 
+# --- revoked access tokens -----------------------------------------------------------------------
+
+
+async def test_revoked_tokens_are_kept_until_they_expire(store: SqlStore) -> None:
+    later = T0 + timedelta(minutes=15)
+    await store.revoked_tokens.revoke("j1", "rg_ci_a", later, T0)
+    await store.revoked_tokens.revoke("j1", "rg_ci_a", later + timedelta(days=1), T0)  # again
+    await store.revoked_tokens.revoke("j2", "rg_ci_b", T0 + timedelta(minutes=1), T0)
+    assert sorted(await store.revoked_tokens.active(T0)) == ["j1", "j2"]
+    assert await store.revoked_tokens.active(T0 + timedelta(minutes=2)) == ["j1"]
+    assert await store.revoked_tokens.active(later) == []  # expired: no longer listed
+    # a later revocation sweeps the expired rows away
+    await store.revoked_tokens.revoke(
+        "j3", "rg_ci_a", later + timedelta(hours=1), later + timedelta(seconds=1)
+    )
+    assert await store.revoked_tokens.active(T0) == ["j3"]
+
+
 async def test_ping(store: SqlStore) -> None:
     await store.ping()
 
@@ -405,7 +423,7 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS == ["0001", "0002", "0003", "0004"]
+    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005"]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -459,7 +477,8 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
     finally:
         engine.dispose()
     assert [row[0] for row in versions] == list(HEADS)
-    assert {"api_keys", "signing_keys", "issuers", "master_key_check", "oauth2_clients"} <= tables
+    expected = {"api_keys", "signing_keys", "issuers", "master_key_check", "oauth2_clients"}
+    assert expected | {"revoked_tokens"} <= tables
 
 
 # --- outages -------------------------------------------------------------------------------------
@@ -507,6 +526,8 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "oauth2_clients.get": lambda: store.oauth2_clients.get("ci"),
         "oauth2_clients.list": store.oauth2_clients.list,
         "oauth2_clients.revoke": lambda: store.oauth2_clients.revoke("ci", T0),
+        "revoked_tokens.revoke": lambda: store.revoked_tokens.revoke("j", "ci", T0, T0),
+        "revoked_tokens.active": lambda: store.revoked_tokens.active(T0),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

@@ -259,3 +259,22 @@ def test_a_revoked_client_is_refused_within_a_second(gw: GatewayProcess) -> None
             auth=(victim.id, victim.secret),
         )
         assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+def test_authlib_introspects_and_revokes(gw: GatewayProcess, client: Client) -> None:
+    """RFC 7662 and RFC 7009 with Authlib's client: active, revoked, refused at the gateway."""
+    base = gw.url + "/oauth2/"
+    with OAuth2Client(client.id, client.secret) as oauth:
+        token = oauth.fetch_token(base + "token", grant_type="client_credentials")
+        access = token["access_token"]
+        seen = oauth.introspect_token(base + "introspect", token=access).json()
+        assert seen["active"] is True and seen["client_id"] == client.id
+        assert oauth.get(gw.url + "/notes/10").status_code == 200
+        assert oauth.revoke_token(base + "revoke", token=access).status_code == 200
+        assert oauth.introspect_token(base + "introspect", token=access).json() == {"active": False}
+    # refused at the gateway (this instance: at once)
+    r = httpx.get(gw.url + "/notes/10", headers={"Authorization": f"Bearer {access}"})
+    assert r.status_code == 401
+    doc = httpx.get(gw.url + "/.well-known/oauth-authorization-server").json()
+    assert doc["revocation_endpoint"] == base + "revoke"
+    assert doc["introspection_endpoint"] == base + "introspect"

@@ -101,3 +101,21 @@ class FakeSigningKeyStore:
             for r in self.records
         ]
         self.records.append(new)
+
+
+class FakeRevokedTokenStore:
+    """Implements ``restguard.store.ports.RevokedTokenStore`` in a dict (jti -> expiry)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, datetime] = {}
+        self.down = False
+
+    async def revoke(self, jti: str, client_id: str, expires_at: datetime, at: datetime) -> None:
+        self.rows.setdefault(jti, expires_at)
+
+    async def active(self, now: datetime) -> list[str]:
+        if self.down:
+            from restguard.errors import BackendUnavailable
+
+            raise BackendUnavailable(debug="down")
+        return [jti for jti, expires in self.rows.items() if expires > now]

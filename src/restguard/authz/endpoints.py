@@ -53,8 +53,12 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
     OwnEndpoint(
         "/oauth2/token", ("POST",), "RFC 6749 §3.2", served=True, body_limit=TOKEN_BODY_LIMIT
     ),
-    OwnEndpoint("/oauth2/introspect", ("POST",), "RFC 7662 §2"),
-    OwnEndpoint("/oauth2/revoke", ("POST",), "RFC 7009 §2"),
+    OwnEndpoint(
+        "/oauth2/introspect", ("POST",), "RFC 7662 §2", served=True, body_limit=TOKEN_BODY_LIMIT
+    ),
+    OwnEndpoint(
+        "/oauth2/revoke", ("POST",), "RFC 7009 §2", served=True, body_limit=TOKEN_BODY_LIMIT
+    ),
     OwnEndpoint("/oauth2/device_authorization", ("POST",), "RFC 8628 §3.1"),
     OwnEndpoint("/login", ("GET", "POST"), "CONTRACT: login page"),
     OwnEndpoint("/consent", ("GET", "POST"), "CONTRACT: consent page"),

@@ -19,15 +19,19 @@ client is still checked (through the one-second cache) every time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
-from restguard.errors import AuthError, InvalidCredential, InvalidRequest
+from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwk import KeySet
 from restguard.keys.jwt_verify import (
     MAX_TOKEN_BYTES_LIMIT,
@@ -37,7 +41,7 @@ from restguard.keys.jwt_verify import (
     decode_part,
 )
 from restguard.keys.signing import SigningKeys
-from restguard.store.ports import OAuthClientRecord, OAuthClientStore
+from restguard.store.ports import OAuthClientRecord, OAuthClientStore, RevokedTokenStore
 from restguard.types import Principal, RequestView, verified_principal
 
 CHALLENGE: Final = 'Bearer realm="restguard"'
@@ -49,6 +53,8 @@ VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
 _VERIFIED_SIZE: Final = 4096
 _VERIFIED_MAX_CHARS: Final = 2048
 _HEADERS: Final = (b"authorization",)
+REVOCATIONS_SECONDS: Final = 0.5
+_log = logging.getLogger("restguard.oauth2")
 
 
 class KeyringView(Protocol):
@@ -95,6 +101,55 @@ class _Verified:
     until: float
     credential_id: str
     principal: Principal
+    jti: str
+    claims: Mapping[str, Any]
+
+
+class RevocationList:
+    """The ``jti`` of every access token revoked before its expiry (RFC 7009), read from the
+    store every ``REVOCATIONS_SECONDS`` in a background task, so a revocation on any instance
+    applies on every instance within a second. A store outage keeps the last list (tokens
+    verify locally); before the first read nothing is known, and ``oauth2`` answers 503."""
+
+    def __init__(self, store: RevokedTokenStore, clock: Clock) -> None:
+        self._store, self._clock = store, clock
+        self._jtis: frozenset[str] = frozenset()
+        self._added: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.loaded = False
+
+    def revoked(self, jti: str) -> bool:
+        return jti in self._jtis or jti in self._added
+
+    def add(self, jti: str) -> None:
+        self._added.add(jti)
+
+    async def refresh(self) -> None:
+        added = set(self._added)
+        self._jtis = frozenset(await self._store.active(self._clock.now()))
+        self._added -= added  # (now in the store's list, or expired)
+        self.loaded = True
+
+    async def start(self) -> None:
+        with contextlib.suppress(BackendUnavailable):
+            await self.refresh()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATIONS_SECONDS)
+            try:
+                await self.refresh()
+            except BackendUnavailable:
+                pass  # keep the last list; the store's outage is reported elsewhere
+            except Exception:
+                _log.exception("reading the revoked access tokens failed")
 
 
 class OAuth2Authenticator:
@@ -113,7 +168,10 @@ class OAuth2Authenticator:
         *,
         issuer: str,
         audience: str,
+        revocations: RevocationList | None = None,
     ) -> None:
+        """``revocations``: the revoked tokens (None: none are, for tests and tools)."""
+        self._revocations = revocations or _NoRevocations()
         self._keyring, self._clock = keyring, clock
         self._clients = clients if isinstance(clients, ClientCache) else ClientCache(clients)
         self._issuer = issuer
@@ -182,44 +240,78 @@ class OAuth2Authenticator:
         if client is None or not (client.revoked_at is None or client.revoked_at > now):
             raise InvalidCredential(debug="the token's client is unknown or revoked")
 
-    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
+    async def verified(self, token: str, now: datetime) -> _Verified:
+        """The token's facts if it is a live access token of this server: signature, claims,
+        a published key, its client not revoked, itself not revoked (RFC 7009). Raises
+        ``InvalidCredential`` otherwise (``BackendUnavailable`` when that cannot be known)."""
+        if not self._revocations.loaded:
+            raise BackendUnavailable(debug="the revoked tokens could not be read yet")
         keys = self._keyring.current
-        token = credential.secret
         hit = self._verified.get(token)
-        now = ctx.now.timestamp()
-        if hit is not None and hit.keys is keys and now < hit.until:
-            await self._active(hit.principal.client_id, ctx.now)  # revocation: within 1 s
-            return hit.principal
-        verified = self._verifier_for(keys).verify(token, ctx.now)
-        key = next((k for k in keys.live(ctx.now) if k.kid == verified.kid), None)
+        at = now.timestamp()
+        if hit is not None and hit.keys is keys and at < hit.until:
+            await self._active(hit.principal.client_id, now)  # client revocation: within 1 s
+            if self._revocations.revoked(hit.jti):
+                raise InvalidCredential(debug="the access token was revoked")
+            return hit
+        result = self._verifier_for(keys).verify(token, now)
+        key = next((k for k in keys.live(now) if k.kid == result.kid), None)
         if key is None:
             raise TokenInvalid("signed by a key no longer published")
-        claims = verified.claims
+        claims = result.claims
         client_id, subject, scope = claims.get("client_id"), claims.get("sub"), claims.get("scope")
+        jti = claims.get("jti")
         if not isinstance(client_id, str) or not isinstance(subject, str):
             raise TokenInvalid("'client_id' or 'sub' missing")
+        if not isinstance(jti, str) or not jti:
+            raise TokenInvalid("'jti' missing")
         if scope is not None and not isinstance(scope, str):
             raise TokenInvalid("'scope' is not a string")
-        await self._active(client_id, ctx.now)
+        await self._active(client_id, now)
+        if self._revocations.revoked(jti):
+            raise InvalidCredential(debug="the access token was revoked")
         principal = verified_principal(
             subject=subject,
             client_id=client_id,
             scopes=frozenset(s for s in (scope or "").split(" ") if s),
             auth_method=self.method,
         )
+        # until the token expires, its key retires, or VERIFIED_TTL: whichever comes first
+        ends = [result.expires_at, at + VERIFIED_TTL]
+        if key.retired_at is not None:
+            ends.append(key.retired_at.timestamp())
+        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
+        facts = _Verified(keys, key.kid, min(ends), shown, principal, jti, claims)
         if len(token) <= _VERIFIED_MAX_CHARS:
             if len(self._verified) >= _VERIFIED_SIZE:
                 self._verified.clear()
-            # until the token expires, its key retires, or VERIFIED_TTL: whichever comes first
-            ends = [verified.expires_at, now + VERIFIED_TTL]
-            if key.retired_at is not None:
-                ends.append(key.retired_at.timestamp())
-            self._verified[token] = _Verified(
-                keys, key.kid, min(ends), credential.credential_id, principal
-            )
-        return principal
+            self._verified[token] = facts
+        return facts
+
+    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
+        return (await self.verified(credential.secret, ctx.now)).principal
+
+    def revoked(self, jti: str) -> None:
+        """Note a revocation made by this process at once (others see it within a second)."""
+        self._revocations.add(jti)
+
+    async def start(self) -> None:
+        await self._revocations.start()
+
+    def close(self) -> None:
+        self._revocations.close()
 
     def challenge(self, error: AuthError | None) -> str:
         if isinstance(error, InvalidCredential):
             return CHALLENGE + ', error="invalid_token"'
         return CHALLENGE
+
+
+class _NoRevocations(RevocationList):
+    """No store of revocations: nothing is revoked (tests, tools)."""
+
+    def __init__(self) -> None:
+        self._jtis, self._added, self._task, self.loaded = frozenset(), set(), None, True
+
+    async def start(self) -> None:
+        return None

@@ -88,13 +88,25 @@ async def _token(gw: Gateway, request: EndpointRequest) -> Answer:
     return _written(await _server(gw).token(request))
 
 
+async def _revoke(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 7009 §2: token revocation."""
+    return _written(await _server(gw).revoke(request))
+
+
+async def _introspect(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 7662 §2: token introspection."""
+    return _written(await _server(gw).introspect(request))
+
+
 HANDLERS: dict[str, Handler] = {
     "/.well-known/jwks.json": _jwks,
     "/.well-known/oauth-authorization-server": _metadata,
     "/oauth2/token": _token,
+    "/oauth2/revoke": _revoke,
+    "/oauth2/introspect": _introspect,
 }
 # The endpoints answered by the gateway's ``authorization_server`` (503 without one).
-NEEDS_SERVER = frozenset({"/.well-known/oauth-authorization-server", "/oauth2/token"})
+NEEDS_SERVER = frozenset(HANDLERS) - {"/.well-known/jwks.json"}
 
 
 def check_own(gw: Gateway, endpoint: OwnEndpoint, method: str) -> None:

@@ -46,3 +46,11 @@ class AuthorizationServer(Protocol):
     def metadata(self) -> EndpointResponse:
         """``GET /.well-known/oauth-authorization-server`` (RFC 8414 §3)."""
         ...
+
+    async def revoke(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth2/revoke`` (RFC 7009 §2)."""
+        ...
+
+    async def introspect(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth2/introspect`` (RFC 7662 §2)."""
+        ...

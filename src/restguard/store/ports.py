@@ -166,6 +166,18 @@ class OAuthClientStore(Protocol):
         ...
 
 
+class RevokedTokenStore(Protocol):
+    """Access tokens revoked before their expiry (RFC 7009), by ``jti``, kept until they expire."""
+
+    async def revoke(self, jti: str, client_id: str, expires_at: datetime, at: datetime) -> None:
+        """Record a revocation (again: nothing changes); expired records are dropped meanwhile."""
+        ...
+
+    async def active(self, now: datetime) -> list[str]:
+        """The ``jti`` of every revoked token that has not expired at ``now``."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -174,6 +186,7 @@ class Store(Protocol):
     issuers: IssuerStore
     master_key_check: MasterKeyCheckStore
     oauth2_clients: OAuthClientStore
+    revoked_tokens: RevokedTokenStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

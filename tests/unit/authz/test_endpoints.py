@@ -40,11 +40,13 @@ def test_endpoint_paths_are_in_normal_form() -> None:
         assert compile_pattern(endpoint.path) == (tuple(endpoint.path.split("/")[1:]), False)
 
 
-def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoint() -> None:
+def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoints() -> None:
     assert [e.path for e in OWN_ENDPOINTS if e.served] == [
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
         "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
     ]
     jwks = served_endpoint("/.well-known/jwks.json")
     assert jwks is not None and jwks.allows("GET") and jwks.allows("HEAD")
@@ -66,7 +68,7 @@ def test_only_served_endpoints_read_a_body() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/login", "/oauth2/introspect", "/oauth2/authorize", "/JWKS.json", "/"],
+    ["/login", "/oauth2/device_authorization", "/oauth2/authorize", "/JWKS.json", "/"],
 )
 def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None

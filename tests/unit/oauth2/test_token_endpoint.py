@@ -14,6 +14,7 @@ import pytest
 
 from restguard.authz.policy import Policy
 from restguard.clock import FixedClock
+from restguard.credentials.oauth2 import OAuth2Authenticator
 from restguard.keys.hashing import token_digest
 from restguard.keys.jwk import KeySet
 from restguard.keys.jws_sign import PrivateSigningKey
@@ -24,7 +25,7 @@ from restguard.oauth2.clients import new_client_id, new_client_secret
 from restguard.oauth2.http import EndpointRequest
 from restguard.oauth2.server import Server
 from restguard.store.ports import OAuthClientRecord
-from tests.unit.fakes import T0
+from tests.unit.fakes import T0, FakeRevokedTokenStore
 
 ISSUER = "http://127.0.0.1:8080"
 CLOCK = FixedClock(T0)
@@ -59,9 +60,20 @@ CONF, SECRET = client()
 PUBLIC, _ = client(public=True, grants=("authorization_code",))
 REVOKED, REVOKED_SECRET = client(revoked_at=T0 - timedelta(seconds=1))
 NO_CC, NO_CC_SECRET = client(grants=("authorization_code",))
-SERVER = Server(
-    ISSUER, Clients(CONF, PUBLIC, REVOKED, NO_CC), AccessTokens(KEYS, ISSUER, ISSUER, CLOCK), CLOCK
-)
+
+
+class Ring:
+    current = KEYS
+
+
+def server(clients: Clients, **kwargs: Any) -> Server:
+    inspector = OAuth2Authenticator(Ring(), clients, CLOCK, issuer=ISSUER, audience=ISSUER)
+    tokens = AccessTokens(KEYS, ISSUER, ISSUER, CLOCK)
+    revoked = FakeRevokedTokenStore()
+    return Server(ISSUER, clients, tokens, CLOCK, inspector=inspector, revoked=revoked, **kwargs)
+
+
+SERVER = server(Clients(CONF, PUBLIC, REVOKED, NO_CC))
 FORM = (b"content-type", b"application/x-www-form-urlencoded")
 
 
@@ -198,13 +210,7 @@ async def test_failed_client_authentications_count_toward_the_address_limit() ->
     from restguard.guard import Guard
 
     guard = Guard(Policy([]), {}, CLOCK, MemoryRateLimiter(), failed_attempts=(2, 60.0))
-    server = Server(
-        ISSUER,
-        Clients(CONF),
-        AccessTokens(KEYS, ISSUER, ISSUER, CLOCK),
-        CLOCK,
-        failures=guard.failed_attempt,
-    )
+    limited = server(Clients(CONF), failures=guard.failed_attempt)
 
     async def send(secret: str, client: str = "192.0.2.7") -> int:
         request = EndpointRequest(
@@ -214,7 +220,7 @@ async def test_failed_client_authentications_count_toward_the_address_limit() ->
             CC.encode(),
             client=client,
         )
-        return (await server.token(request)).status
+        return (await limited.token(request)).status
 
     assert [await send("wrong"), await send("wrong")] == [401, 401]
     with pytest.raises(RateLimited):

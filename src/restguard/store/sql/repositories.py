@@ -46,6 +46,7 @@ from restguard.store.ports import (
     MasterKeyCheckStore,
     OAuthClientRecord,
     OAuthClientStore,
+    RevokedTokenStore,
     SigningKeyRecord,
     SigningKeyStore,
     Store,
@@ -57,6 +58,7 @@ from restguard.store.sql.tables import (
     issuers,
     master_key_check,
     oauth2_clients,
+    revoked_tokens,
     signing_keys,
     to_utc,
 )
@@ -559,6 +561,43 @@ class SqlMasterKeyCheckStore(MasterKeyCheckStore):
         return await self._run("master_key_check.sealed_secrets", work)
 
 
+class SqlRevokedTokenStore(RevokedTokenStore):
+    """``RevokedTokenStore`` on the ``revoked_tokens`` table."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    async def revoke(self, jti: str, client_id: str, expires_at: datetime, at: datetime) -> None:
+        row = {
+            "jti": jti,
+            "client_id": client_id,
+            "expires_at": to_utc(expires_at),
+            "revoked_at": to_utc(at),
+        }
+        now = to_utc(at)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(delete(revoked_tokens).where(revoked_tokens.c.expires_at < now))
+                found = conn.execute(
+                    select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)
+                ).first()
+                if found is None:
+                    conn.execute(insert(revoked_tokens).values(**row))
+
+        await self._run("revoked_tokens.revoke", work, write=True)
+
+    async def active(self, now: datetime) -> builtins.list[str]:
+        at = to_utc(now)
+
+        def work() -> builtins.list[str]:
+            query = select(revoked_tokens.c.jti).where(revoked_tokens.c.expires_at > at)
+            with self._engine.connect() as conn:
+                return [row[0] for row in conn.execute(query)]
+
+        return await self._run("revoked_tokens.active", work)
+
+
 class SqlStore(Store):
     """The SQL backend: every store on one engine, its health check, and its shutdown."""
 
@@ -570,6 +609,7 @@ class SqlStore(Store):
         self.issuers: IssuerStore = SqlIssuerStore(engine, self._run)
         self.master_key_check: MasterKeyCheckStore = SqlMasterKeyCheckStore(engine, self._run)
         self.oauth2_clients: OAuthClientStore = SqlOAuthClientStore(engine, self._run)
+        self.revoked_tokens: RevokedTokenStore = SqlRevokedTokenStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

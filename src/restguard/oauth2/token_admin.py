@@ -1,0 +1,153 @@
+"""The endpoints that take a token back: revocation (RFC 7009) and introspection (RFC 7662).
+
+Both authenticate the client as the token endpoint does (``client_auth``) and read the token
+through the ``oauth2`` authenticator's verification (``TokenInspector``: signature, claims,
+published key, client and token not revoked), so they cannot disagree with the gateway.
+
+* Revocation: a client revokes its own access tokens; an invalid, expired or unknown token is
+  answered 200 as if revoked (RFC 7009 §2.2), a token of another client is refused
+  (§2.1). The revocation is stored (``revoked_tokens``) and applies on every instance within a
+  second; in this process at once.
+* Introspection: confidential clients only (RFC 7662 §2.1: the endpoint MUST be protected). A
+  client may introspect its own tokens, and any token when ``restguard:introspect`` is among
+  its registered scopes (a resource server); for any other token, and every token that is not
+  active, the answer is ``{"active": false}`` (§2.2), so introspection cannot be used to scan
+  for other clients' tokens (§4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from restguard.errors import AuthError
+from restguard.oauth2 import client_auth
+from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
+from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.token_endpoint import Failures, Record, parse_form
+from restguard.store.ports import OAuthClientRecord, RevokedTokenStore
+from restguard.types import Principal
+
+INTROSPECT_SCOPE: Final = "restguard:introspect"
+
+
+class Facts(Protocol):
+    @property
+    def principal(self) -> Principal: ...
+
+    @property
+    def jti(self) -> str: ...
+
+    @property
+    def claims(self) -> Mapping[str, Any]: ...
+
+
+class TokenInspector(Protocol):
+    async def verified(self, token: str, now: datetime) -> Facts: ...
+
+    def revoked(self, jti: str) -> None: ...
+
+
+class _Endpoint:
+    def __init__(
+        self,
+        clients: client_auth.ClientLookup,
+        inspector: TokenInspector,
+        failures: Failures | None,
+        record: Record | None,
+    ) -> None:
+        self.clients, self.inspector = clients, inspector
+        self.failures, self.record = failures, record
+
+    async def _client(
+        self, request: EndpointRequest, now: datetime, *, confidential: bool
+    ) -> tuple[OAuthClientRecord, dict[str, str], client_auth.Presented]:
+        if request.query:
+            raise invalid_request("Send the parameters in the body, not the URL.")
+        form = parse_form(request)
+        found = client_auth.presented(request, form)
+        client = await client_auth.authenticate(found, self.clients, now)
+        if confidential and client.secret_hash is None:
+            raise OAuthError(
+                "invalid_client", "This endpoint is for confidential clients.", status=401
+            )
+        if "token" not in form:
+            raise invalid_request("token is missing.")
+        return client, form, found
+
+    async def _facts(self, token: str, now: datetime) -> Facts | None:
+        try:
+            return await self.inspector.verified(token, now)
+        except AuthError as err:
+            if err.status == 503:
+                raise
+            return None  # invalid, expired, revoked, unknown: not active
+
+    async def _failed(self, request: EndpointRequest, err: OAuthError) -> EndpointResponse:
+        if self.record is not None:
+            self.record(request, err.status, err.error, None, None, err.debug)
+        if err.error == "invalid_client" and self.failures is not None:
+            await self.failures(request.client)
+        return err.response()
+
+
+class RevocationEndpoint(_Endpoint):
+    """``POST /oauth2/revoke`` (RFC 7009 §2)."""
+
+    def __init__(
+        self,
+        clients: client_auth.ClientLookup,
+        inspector: TokenInspector,
+        revoked: RevokedTokenStore,
+        failures: Failures | None = None,
+        record: Record | None = None,
+    ) -> None:
+        super().__init__(clients, inspector, failures, record)
+        self.revoked_tokens = revoked
+
+    async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
+        try:
+            client, form, found = await self._client(request, now, confidential=False)
+            facts = await self._facts(form["token"], now)
+            if facts is not None:
+                if facts.principal.client_id != client.client_id:  # RFC 7009 §2.1
+                    raise OAuthError(
+                        "unauthorized_client", "The token was not issued to this client."
+                    )
+                exp = facts.claims.get("exp")
+                expires = (
+                    datetime.fromtimestamp(float(exp), UTC) if isinstance(exp, int | float) else now
+                )
+                await self.revoked_tokens.revoke(facts.jti, client.client_id, expires, now)
+                self.inspector.revoked(facts.jti)
+        except OAuthError as err:
+            return await self._failed(request, err)
+        if self.record is not None:
+            self.record(request, 200, None, found.method, client.client_id, None)
+        return EndpointResponse(200, list(NO_STORE), b"")
+
+
+class IntrospectionEndpoint(_Endpoint):
+    """``POST /oauth2/introspect`` (RFC 7662 §2)."""
+
+    async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
+        try:
+            client, form, found = await self._client(request, now, confidential=True)
+            facts = await self._facts(form["token"], now)
+        except OAuthError as err:
+            return await self._failed(request, err)
+        body: dict[str, Any] = {"active": False}
+        if facts is not None and (
+            facts.principal.client_id == client.client_id or INTROSPECT_SCOPE in client.scopes
+        ):
+            claims = facts.claims
+            body = {"active": True, "token_type": "Bearer"} | {
+                name: claims[name]
+                for name in ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti")
+                if name in claims
+            }
+        if self.record is not None:
+            self.record(request, 200, None, found.method, client.client_id, None)
+        return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
