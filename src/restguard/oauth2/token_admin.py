@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from restguard.errors import AuthError
@@ -116,10 +116,7 @@ class RevocationEndpoint(_Endpoint):
                     raise OAuthError(
                         "unauthorized_client", "The token was not issued to this client."
                     )
-                exp = facts.claims.get("exp")
-                expires = (
-                    datetime.fromtimestamp(float(exp), UTC) if isinstance(exp, int | float) else now
-                )
+                expires = _expiry(facts.claims.get("exp"), now)
                 await self.revoked_tokens.revoke(facts.jti, client.client_id, expires, now)
                 self.inspector.revoked(facts.jti)
         except OAuthError as err:
@@ -151,3 +148,19 @@ class IntrospectionEndpoint(_Endpoint):
         if self.record is not None:
             self.record(request, 200, None, found.method, client.client_id, None)
         return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
+
+
+#: How long a revocation is kept at most: past any token restguard issues (an hour at most).
+KEEP_AT_MOST = timedelta(days=30)
+
+
+def _expiry(exp: object, now: datetime) -> datetime:
+    """Until when a revocation must be kept: the token's ``exp``, capped (a token signed with
+    an ``exp`` past year 9999 must still be revocable, not a 500)."""
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return now + KEEP_AT_MOST
+    try:
+        expires = datetime.fromtimestamp(float(exp), UTC)
+    except (OverflowError, ValueError, OSError):
+        return now + KEEP_AT_MOST
+    return min(expires, now + KEEP_AT_MOST)

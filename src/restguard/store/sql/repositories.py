@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -583,9 +584,11 @@ class SqlRevokedTokenStore(RevokedTokenStore):
                     select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)
                 ).first()
                 if found is None:
-                    conn.execute(insert(revoked_tokens).values(**row))
+                    _insert_row(conn, revoked_tokens, row, f"revocation of {jti!r}")
 
-        await self._run("revoked_tokens.revoke", work, write=True)
+        # revoked at the same moment by another request or instance: done either way
+        with contextlib.suppress(DuplicateRecord):
+            await self._run("revoked_tokens.revoke", work, write=True)
 
     async def active(self, now: datetime) -> builtins.list[str]:
         at = to_utc(now)
