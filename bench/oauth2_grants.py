@@ -1,7 +1,8 @@
-"""restguard's token endpoint under load: client credentials grants/s on SQLite and PostgreSQL.
+"""restguard's token and introspection endpoints under load: client credentials grants/s and
+introspections/s on SQLite and PostgreSQL.
 
-    python bench/oauth2_grants.py            # full: 2 s warm-up, 3 rounds x 10 s per store
-    python bench/oauth2_grants.py --quick    # smoke: 1 round x 1 s per store, no warm-up
+    python bench/oauth2_grants.py            # full: 2 s warm-up, 3 rounds x 10 s per endpoint/store
+    python bench/oauth2_grants.py --quick    # smoke: 1 round x 1 s per endpoint/store, no warm-up
 
 One ``restguard serve`` (one process, one worker) from ``restguard init``, first on its SQLite
 store, then on a fresh PostgreSQL database (127.0.0.1:5432, user ``postgres``, created here and
@@ -9,13 +10,18 @@ dropped at the end). A client made with ``restguard oauth2 client create --grant
 client_credentials`` is driven by wrk with a Lua script: ``POST /oauth2/token``,
 ``grant_type=client_credentials``, ``client_secret_basic``. Each answer is a new signed access
 token (RFC 9068 JWT) after one client read from the store and one SHA-256 check of the secret.
+Then, on the same gateway, the same client introspects one of its own tokens (fetched once from
+``/oauth2/token``): ``POST /oauth2/introspect`` (RFC 7662), body ``token=...``,
+``client_secret_basic``; the answer is checked to be 200 with ``"active": true`` before the
+warm-up and again after the last round (wrk only sees the status).
 
-Reported per store: grants/s, p50/p99 latency and the CPU of the ``restguard serve`` process per
-grant (``bench/run.py``'s accounting: utime+stime from /proc, the serve process on CPU 1, wrk on
-CPU 0); the median of the rounds. Against the target (>= 1,000 grants/s on one core) and, as
-context, Hydra's published 407 grants/s (bcrypt-hashed secrets) and Keycloak's sizing of 120
-grants/s per vCPU. Introspection (RFC 7662) is not built yet: not measured. Results also go to
-``bench/results/oauth2.json``. Exit 2 when something could not be measured.
+Reported per endpoint and store: requests/s, p50/p99 latency and the CPU of the ``restguard
+serve`` process per request (``bench/run.py``'s accounting: utime+stime from /proc, the serve
+process on CPU 1, wrk on CPU 0); the median of the rounds. Against the targets (>= 1,000 grants/s
+and >= 3,000 introspections/s on one core) and, as context, Hydra's published 407 grants/s
+(bcrypt-hashed secrets) and 8,014 introspections/s, and Keycloak's sizing of 120 grants/s per
+vCPU. Results also go to ``bench/results/oauth2.json``. Exit 2 when something could not be
+measured.
 """
 
 from __future__ import annotations
@@ -61,17 +67,41 @@ RESULTS_FILE = BENCH_DIR / "results" / "oauth2.json"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/"
 PG_ADMIN_DB = "test"
 TARGET_GRANTS = 1000.0  # grants/s on one core (issue 9)
-TARGET_INTROSPECTIONS = 3000.0  # introspections/s (issue 9): not built yet
+TARGET_INTROSPECTIONS = 3000.0  # introspections/s on one core (issue 9)
 ANCHORS = (
     ("Hydra, published (bcrypt-hashed client secrets)", 407.0),
     ("Keycloak sizing, per vCPU", 120.0),
 )
+INTROSPECTION_ANCHORS = (("Hydra, published", 8014.0),)
 WRK_LUA = """\
 wrk.method = "POST"
-wrk.body = "grant_type=client_credentials"
+wrk.body = "{body}"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic {basic}"
 """
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One measured endpoint: its name in the report (a plural: "grants"), its path, its
+    target and context anchors (requests/s)."""
+
+    name: str
+    path: str
+    target: float
+    anchors: tuple[tuple[str, float], ...]
+
+    @property
+    def unit(self) -> str:
+        return self.name[:-1]  # "grant", "introspection"
+
+
+GRANTS = Endpoint("grants", "/oauth2/token", TARGET_GRANTS, ANCHORS)
+INTROSPECTIONS = Endpoint(
+    "introspections", "/oauth2/introspect", TARGET_INTROSPECTIONS, INTROSPECTION_ANCHORS
+)
+ENDPOINTS = (GRANTS, INTROSPECTIONS)
+STORES = ("sqlite", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -89,16 +119,17 @@ QUICK = Profile(rounds=1, seconds=1, warmup_seconds=0, threads=1, connections=32
 
 @dataclass(frozen=True)
 class Run:
+    endpoint: str  # "grants" or "introspections"
     store: str
     round: int
-    grants_per_s: float
+    per_s: float
     p50_ms: float
     p99_ms: float
-    grants: int
+    requests: int
     cpu_seconds: float
-    cpu_us_per_grant: float
+    cpu_us_per_request: float
     # PostgreSQL only: its backends serving this database (not in the serve process's CPU)
-    pg_cpu_us_per_grant: float | None = None
+    pg_cpu_us_per_request: float | None = None
 
 
 def pg_backends(database: str) -> list[int]:
@@ -213,9 +244,90 @@ def run_wrk(url: str, script: Path, seconds: int, profile: Profile, pin: bool) -
     return result
 
 
+def introspect(base: str, basic: str, token: str) -> dict[str, Any]:
+    """``POST {base}/oauth2/introspect`` of ``token`` with ``client_secret_basic``: the answer
+    if it is 200 with ``"active": true``, else BenchError."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        base + INTROSPECTIONS.path,
+        data=f"token={quote_plus(token)}".encode(),
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    except OSError as err:
+        raise BenchError(f"POST {request.full_url}: {err}") from None
+    try:
+        answer = json.loads(body) if status == 200 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("active") is not True:
+        raise BenchError(f"POST {request.full_url}: {status} {body[:200]!r}, expected 200 active")
+    return answer
+
+
+def measure(
+    endpoint: Endpoint,
+    store: str,
+    database: str | None,
+    target: tuple[str, Path, int],
+    profile: Profile,
+    pin: bool,
+) -> list[Run]:
+    """Warm up and run the rounds of ``endpoint`` against the started gateway ``target``
+    (url, wrk script, serve pid)."""
+    url, script, pid = target
+    if profile.warmup_seconds:
+        run_wrk(url, script, profile.warmup_seconds, profile, pin)
+    runs = []
+    for round_no in range(1, profile.rounds + 1):
+        backends = pg_backends(database) if database is not None else []
+        pg_before = backends_cpu(backends)
+        before = cpu_seconds(pid)
+        result = run_wrk(url, script, profile.seconds, profile, pin)
+        spent = cpu_seconds(pid) - before
+        # The pool may have opened backends during the run: theirs counts from 0.
+        backends = pg_backends(database) if database is not None else []
+        pg_after = backends_cpu(backends)
+        pg_spent = sum(cpu - pg_before.get(b, 0.0) for b, cpu in pg_after.items())
+        run = Run(
+            endpoint=endpoint.name,
+            store=store,
+            round=round_no,
+            per_s=result.rps,
+            p50_ms=result.p50_ms,
+            p99_ms=result.p99_ms,
+            requests=result.requests,
+            cpu_seconds=spent,
+            cpu_us_per_request=spent * 1e6 / result.requests,
+            pg_cpu_us_per_request=pg_spent * 1e6 / result.requests if pg_after else None,
+        )
+        pg_note = (
+            f" (+{run.pg_cpu_us_per_request:.1f} in PostgreSQL)"
+            if run.pg_cpu_us_per_request is not None
+            else ""
+        )
+        print(
+            f"  {store:<10} {endpoint.name:<14} round {round_no} {run.per_s:>8.0f}/s "
+            f"{run.cpu_us_per_request:>8.1f} us CPU/{endpoint.unit}{pg_note}",
+            flush=True,
+        )
+        runs.append(run)
+    return runs
+
+
 def measure_store(store: str, database: str | None, profile: Profile, pin: bool) -> list[Run]:
-    """Start one gateway on ``database`` (None: init's SQLite), check one grant, warm up, run
-    the rounds."""
+    """Start one gateway on ``database`` (None: init's SQLite); check one grant, measure the
+    grants; fetch one token, check its introspection, measure the introspections."""
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rg-o2bench-")))
         config, port, client_id, secret = setup(work, database)
@@ -224,93 +336,76 @@ def measure_store(store: str, database: str | None, profile: Profile, pin: bool)
         token = token_for(base, client_id, secret)["access_token"]
         if token.count(".") != 2:
             raise BenchError(f"{store}: the token endpoint gave no JWT: {token[:60]!r}")
-        basic = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode())
-        script = work / "grant.lua"
-        script.write_text(WRK_LUA.format(basic=basic.decode()))
-        url = base + "/oauth2/token"
-        if profile.warmup_seconds:
-            run_wrk(url, script, profile.warmup_seconds, profile, pin)
-        runs = []
-        for round_no in range(1, profile.rounds + 1):
-            backends = pg_backends(database) if database is not None else []
-            pg_before = backends_cpu(backends)
-            before = cpu_seconds(pid)
-            result = run_wrk(url, script, profile.seconds, profile, pin)
-            spent = cpu_seconds(pid) - before
-            # The pool may have opened backends during the run: theirs counts from 0.
-            backends = pg_backends(database) if database is not None else []
-            pg_after = backends_cpu(backends)
-            pg_spent = sum(cpu - pg_before.get(b, 0.0) for b, cpu in pg_after.items())
-            run = Run(
-                store=store,
-                round=round_no,
-                grants_per_s=result.rps,
-                p50_ms=result.p50_ms,
-                p99_ms=result.p99_ms,
-                grants=result.requests,
-                cpu_seconds=spent,
-                cpu_us_per_grant=spent * 1e6 / result.requests,
-                pg_cpu_us_per_grant=pg_spent * 1e6 / result.requests if pg_after else None,
-            )
-            pg_note = (
-                f" (+{run.pg_cpu_us_per_grant:.1f} in PostgreSQL)"
-                if run.pg_cpu_us_per_grant is not None
-                else ""
-            )
-            print(
-                f"  {store:<10} round {round_no} {run.grants_per_s:>8.0f} grants/s "
-                f"{run.cpu_us_per_grant:>8.1f} us CPU/grant{pg_note}",
-                flush=True,
-            )
-            runs.append(run)
+        basic = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()).decode()
+        grant = work / "grant.lua"
+        grant.write_text(WRK_LUA.format(body="grant_type=client_credentials", basic=basic))
+        runs = measure(GRANTS, store, database, (base + GRANTS.path, grant, pid), profile, pin)
+
+        # A fresh token (900 s lifetime: valid through the rounds), introspected by its client.
+        token = token_for(base, client_id, secret)["access_token"]
+        answer = introspect(base, basic, token)
+        if answer.get("client_id") != client_id:
+            raise BenchError(f"{store}: introspection of the client's own token: {answer}")
+        script = work / "introspect.lua"
+        script.write_text(WRK_LUA.format(body=f"token={quote_plus(token)}", basic=basic))
+        target = (base + INTROSPECTIONS.path, script, pid)
+        runs += measure(INTROSPECTIONS, store, database, target, profile, pin)
+        introspect(base, basic, token)  # still active: wrk measured active answers
         return runs
 
 
 def median_of(runs: list[Run]) -> dict[str, float | None]:
-    keys = ("grants_per_s", "p50_ms", "p99_ms", "cpu_us_per_grant")
+    keys = ("per_s", "p50_ms", "p99_ms", "cpu_us_per_request")
     out: dict[str, float | None] = {k: statistics.median(getattr(r, k) for r in runs) for k in keys}
-    pg = [r.pg_cpu_us_per_grant for r in runs if r.pg_cpu_us_per_grant is not None]
-    out["pg_cpu_us_per_grant"] = statistics.median(pg) if pg else None
+    pg = [r.pg_cpu_us_per_request for r in runs if r.pg_cpu_us_per_request is not None]
+    out["pg_cpu_us_per_request"] = statistics.median(pg) if pg else None
     return out
 
 
-def format_report(header: str, summary: dict[str, dict[str, Any]]) -> str:
+def format_report(header: str, summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """``summary``: endpoint name -> store -> medians."""
     lines = [header, ""]
     lines.append(
-        f"{'store':<12}{'grants/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/grant':>14}"
-        f"{'+ PostgreSQL':>14}"
+        f"{'endpoint':<16}{'store':<12}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU us/req':>12}{'+ PostgreSQL':>14}"
     )
-    for store, s in summary.items():
-        pg = s["pg_cpu_us_per_grant"]
-        lines.append(
-            f"{store:<12}{s['grants_per_s']:>10.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-            f"{s['cpu_us_per_grant']:>14.1f}{'-' if pg is None else f'{pg:.1f}':>14}"
-        )
+    for endpoint in ENDPOINTS:
+        for store, s in summary[endpoint.name].items():
+            pg = s["pg_cpu_us_per_request"]
+            lines.append(
+                f"{endpoint.name:<16}{store:<12}{s['per_s']:>10.0f}{s['p50_ms']:>9.2f}"
+                f"{s['p99_ms']:>9.2f}{s['cpu_us_per_request']:>12.1f}"
+                f"{'-' if pg is None else f'{pg:.1f}':>14}"
+            )
     lines.append(
-        "(CPU us/grant: the restguard serve process; + PostgreSQL: its backends for this "
+        "(CPU us/req: the restguard serve process; + PostgreSQL: its backends for this "
         "database alive at the end of a round, a lower bound: a backend that closed during the "
         "round took its CPU with it)"
     )
-    lines += [
-        "",
-        f"{'target / anchor (grants/s)':<54}{'':>7}" + "".join(f"{s:>12}" for s in summary),
-    ]
-    rows = [(f"target: >= {TARGET_GRANTS:,.0f} grants/s, one core", TARGET_GRANTS, True)]
-    rows += [(f"context: {name}", value, False) for name, value in ANCHORS]
-    for label, value, is_target in rows:
-        cells = []
-        for s in summary.values():
-            got = s["grants_per_s"]
-            if is_target:
-                cells.append("PASS" if got >= value else "MISS")
-            else:
-                cells.append(f"{got / value:.1f}x")
-        lines.append(f"{label:<54}{value:>7,.0f}" + "".join(f"{c:>12}" for c in cells))
-    lines += [
-        "",
-        f"introspections/s (target >= {TARGET_INTROSPECTIONS:,.0f}; Hydra 8,014): not measured, "
-        "token introspection (RFC 7662) is not built yet",
-    ]
+    for endpoint in ENDPOINTS:
+        stores = summary[endpoint.name]
+        lines += [
+            "",
+            f"{f'target / anchor ({endpoint.name}/s)':<54}{'':>7}"
+            + "".join(f"{s:>12}" for s in stores),
+        ]
+        rows = [
+            (
+                f"target: >= {endpoint.target:,.0f} {endpoint.name}/s, one core",
+                endpoint.target,
+                True,
+            )
+        ]
+        rows += [(f"context: {name}", value, False) for name, value in endpoint.anchors]
+        for label, value, is_target in rows:
+            cells = []
+            for s in stores.values():
+                got = s["per_s"]
+                if is_target:
+                    cells.append("PASS" if got >= value else "MISS")
+                else:
+                    cells.append(f"{got / value:.2f}x")
+            lines.append(f"{label:<54}{value:>7,.0f}" + "".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)
 
 
@@ -340,10 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oauth2 bench: could not measure: {err}", file=sys.stderr)
         return 2
     pinning = f"wrk on CPU {LOAD_CPU}, restguard serve on CPU {SERVER_CPU}" if pin else "no pinning"
-    summary = {s: median_of([r for r in runs if r.store == s]) for s in ("sqlite", "postgresql")}
+    summary = {
+        e.name: {
+            s: median_of([r for r in runs if r.endpoint == e.name and r.store == s]) for s in STORES
+        }
+        for e in ENDPOINTS
+    }
     header = (
-        f"restguard oauth2 grants {started:%Y-%m-%d %H:%M} UTC: client_credentials, "
-        f"client_secret_basic, POST /oauth2/token; {profile.rounds} round(s) x {profile.seconds}s,"
+        f"restguard oauth2 {started:%Y-%m-%d %H:%M} UTC: client_credentials grants (POST "
+        "/oauth2/token) and introspections of the client's own token (POST /oauth2/introspect), "
+        f"client_secret_basic; {profile.rounds} round(s) x {profile.seconds}s,"
         f" wrk -t{profile.threads} -c{profile.connections}, one process, one worker, {pinning};"
         " medians"
     )
@@ -356,9 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         "pinning": pinning,
         "machine": facts(),
         "median": summary,
-        "target_grants_per_s": TARGET_GRANTS,
-        "anchors_grants_per_s": dict(ANCHORS),
-        "introspection": "not built yet: not measured",
+        "targets_per_s": {e.name: e.target for e in ENDPOINTS},
+        "anchors_per_s": {e.name: dict(e.anchors) for e in ENDPOINTS},
         "runs": [asdict(r) for r in runs],
     }
     RESULTS_FILE.write_text(json.dumps(data, indent=2) + "\n")
