@@ -43,6 +43,7 @@ from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Background, Credential
+from restguard.credentials.bearer import COMPACT, bearer_token
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwt_verify import (
     MAX_KID_LENGTH,
@@ -66,8 +67,6 @@ SCOPE_CLAIMS: Final = frozenset({"scope", "scp", "permissions"})
 MAX_ISSUER_ID_CHARS: Final = 120
 CHALLENGE: Final = 'Bearer realm="restguard"'
 
-# A JWS compact serialisation: three non-empty base64url parts (RFC 7515 §7.1).
-_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _OWN_PREFIX = b"rg_"  # restguard's own credentials (API keys, opaque tokens): not ours
 _UNSAFE = re.compile(r"[^A-Za-z0-9:/._~%?#@!$&'()*+,;=-]")
 _KID_CACHE_SIZE: Final = 16
@@ -259,26 +258,14 @@ class JwtAuthenticator:
     @staticmethod
     def _bearer(view: RequestView) -> bytes | None:
         """The Bearer token unless it is one of restguard's own (``rg_``), JWT-shaped or not."""
-        auth = None
-        for name, value in view.headers:  # one pass; a repeated field is ambiguous
-            if name == b"authorization":
-                if auth is not None:
-                    raise InvalidRequest("The authorization header must not be repeated.")
-                auth = value
-        if auth is None:
-            return None
-        # RFC 9110 §11.4 separates the scheme with SP; lenient servers also take a tab.
-        scheme, _, rest = auth.replace(b"\t", b" ").partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        token = rest.strip(b" ")
-        return None if token.startswith(_OWN_PREFIX) else token
+        token = bearer_token(view)
+        return None if token is None or token.startswith(_OWN_PREFIX) else token
 
     @classmethod
     def _token(cls, view: RequestView) -> bytes | None:
         """The Bearer token if it is shaped like a JWT (not restguard's own ``rg_`` ones)."""
         token = cls._bearer(view)
-        return token if token is not None and _COMPACT.fullmatch(token) else None
+        return token if token is not None and COMPACT.fullmatch(token) else None
 
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         try:
@@ -292,7 +279,7 @@ class JwtAuthenticator:
             return None
         if len(raw) > MAX_TOKEN_BYTES_LIMIT:
             raise InvalidCredential(debug="jwt too long")
-        if not _COMPACT.fullmatch(raw):
+        if not COMPACT.fullmatch(raw):
             raise InvalidCredential(debug="Bearer token is not a JWS compact serialisation")
         token = raw.decode("ascii")  # the pattern admits ASCII only
         hit = self._verified.get(token)

@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
+from restguard.credentials.bearer import COMPACT, bearer_token
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwk import KeySet
 from restguard.keys.jwt_verify import (
@@ -47,7 +48,6 @@ from restguard.types import Principal, RequestView, verified_principal
 CHALLENGE: Final = 'Bearer realm="restguard"'
 OPAQUE_PREFIX: Final = b"rg_at_"
 CLIENT_CACHE_SECONDS: Final = 1.0
-_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _CLIENT_CACHE_SIZE: Final = 10_000
 VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
 _VERIFIED_SIZE: Final = 4096
@@ -180,27 +180,14 @@ class OAuth2Authenticator:
         self._verifier_keys: KeySet | None = None
         self._verified: dict[str, _Verified] = {}
 
-    @staticmethod
-    def _bearer(view: RequestView) -> bytes | None:
-        auth = None
-        for name, value in view.headers:
-            if name == b"authorization":
-                if auth is not None:
-                    raise InvalidRequest("The authorization header must not be repeated.")
-                auth = value
-        if auth is None:
-            return None
-        scheme, _, rest = auth.replace(b"\t", b" ").partition(b" ")
-        return rest.strip(b" ") if scheme.lower() == b"bearer" else None
-
     def _claim(self, view: RequestView) -> tuple[str, str] | None:
         """(token, client id for the audit log) if the Bearer token is this method's."""
-        raw = self._bearer(view)
+        raw = bearer_token(view)
         if raw is None:
             return None
         if raw.startswith(OPAQUE_PREFIX):
             raise InvalidCredential(debug="opaque access tokens are not issued by this version")
-        if len(raw) > MAX_TOKEN_BYTES_LIMIT or not _COMPACT.fullmatch(raw):
+        if len(raw) > MAX_TOKEN_BYTES_LIMIT or not COMPACT.fullmatch(raw):
             return None  # not a JWS: jwt's (which refuses it as malformed)
         token = raw.decode("ascii")
         payload = decode_part(token.split(".")[1], "payload")
@@ -209,18 +196,29 @@ class OAuth2Authenticator:
         client_id = payload.get("client_id")
         return token, client_id if isinstance(client_id, str) else ""
 
+    def _remembered(self, view: RequestView) -> tuple[str, _Verified] | None:
+        """(token, facts) when the request's Bearer token is one verified before: no decoding
+        on the hot path (carriers and extract both run per request)."""
+        raw = bearer_token(view)
+        if raw is None or len(raw) > _VERIFIED_MAX_CHARS:
+            return None
+        token = raw.decode("latin-1")
+        hit = self._verified.get(token)
+        return None if hit is None else (token, hit)
+
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         try:
-            return (b"authorization",) if self._claim(view) is not None else ()
+            if self._remembered(view) is not None or self._claim(view) is not None:
+                return _HEADERS
+            return ()
         except (InvalidRequest, InvalidCredential):
-            return (b"authorization",)
+            return _HEADERS
 
     def extract(self, view: RequestView) -> Credential | None:
-        raw = self._bearer(view)
-        if raw is not None and len(raw) <= _VERIFIED_MAX_CHARS:
-            hit = self._verified.get(raw.decode("latin-1"))
-            if hit is not None:
-                return Credential(self.method, raw.decode("ascii"), hit.credential_id, _HEADERS)
+        remembered = self._remembered(view)
+        if remembered is not None:
+            token, hit = remembered
+            return Credential(self.method, token, hit.credential_id, _HEADERS)
         claimed = self._claim(view)
         if claimed is None:
             return None
