@@ -2,7 +2,7 @@
 per operation under load."""
 
 from restguard.store.sql.engine import PG_POOL_SIZE
-from restguard.store.sql.repositories import READ_THREADS, WRITE_THREADS
+from restguard.store.sql.runner import READ_THREADS, WRITE_THREADS
 
 
 def test_the_pool_has_a_connection_per_store_thread() -> None:

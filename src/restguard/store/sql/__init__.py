@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from restguard.store.sql.engine import make_engine
 from restguard.store.sql.migrate import migrate, pending
-from restguard.store.sql.repositories import (
-    DEFAULT_TIMEOUT,
-    SqlApiKeyStore,
-    SqlSigningKeyStore,
-    SqlStore,
-)
+from restguard.store.sql.repositories import SqlApiKeyStore, SqlSigningKeyStore, SqlStore
+from restguard.store.sql.runner import DEFAULT_TIMEOUT
 
 __all__ = [
     "SqlApiKeyStore",

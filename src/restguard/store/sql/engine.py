@@ -33,7 +33,7 @@ SQLITE_PRAGMAS = (
 )
 
 PG_CONNECT_TIMEOUT = 3
-# One pooled connection per store thread (repositories.READ_THREADS + WRITE_THREADS): with fewer,
+# One pooled connection per store thread (runner.READ_THREADS + WRITE_THREADS): with fewer,
 # SQLAlchemy opens an overflow connection under load and closes it on return, so a busy store
 # reconnected to PostgreSQL all the time (bench/oauth2_grants.py: 1,044 us CPU per grant).
 PG_POOL_SIZE = 10

@@ -1,4 +1,6 @@
-"""The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine.
+"""The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine
+(API keys, signing keys, the master-key check and the store itself here; the token methods'
+stores in ``token_repositories.py``; ``runner.py`` runs every operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
 waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
@@ -13,39 +15,28 @@ first (waiting up to ``busy_timeout``) and never has to upgrade a read snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import contextlib
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
     bindparam,
-    delete,
-    insert,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from restguard.errors import BackendUnavailable
 from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
     ApiKeyRecord,
     ApiKeyStore,
-    IssuerRecord,
     IssuerStore,
     MasterKeyCheckStore,
-    OAuthClientRecord,
     OAuthClientStore,
     RevokedTokenStore,
     SigningKeyRecord,
@@ -53,15 +44,24 @@ from restguard.store.ports import (
     Store,
 )
 from restguard.store.sql.reseal import sealed_secrets
+from restguard.store.sql.runner import (
+    DEFAULT_TIMEOUT,
+    Runner,
+    insert_row,
+    tokens_text,
+    utc_or_none,
+)
 from restguard.store.sql.tables import (
     MASTER_KEY_CHECK_ID,
     api_keys,
-    issuers,
     master_key_check,
-    oauth2_clients,
-    revoked_tokens,
     signing_keys,
     to_utc,
+)
+from restguard.store.sql.token_repositories import (
+    SqlIssuerStore,
+    SqlOAuthClientStore,
+    SqlRevokedTokenStore,
 )
 
 __all__ = [
@@ -73,97 +73,17 @@ __all__ = [
     "SqlStore",
 ]
 
-T = TypeVar("T")
-
-#: Driver error codes of a primary-key or unique clash: PostgreSQL SQLSTATE, SQLite error name.
-_PG_UNIQUE_VIOLATION = "23505"
-_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
-
-
-#: What a failing backend raises: SQLAlchemy's wrappers, and driver errors that escape them.
-#: psycopg is the restguard[postgres] extra: without it only SQLite can be configured (the
-#: engine says so).
-_BACKEND_ERRORS: tuple[type[Exception], ...]
-try:
-    import psycopg
-except ImportError:
-    _BACKEND_ERRORS = (DBAPIError, PoolTimeout, sqlite3.Error)
-else:
-    _BACKEND_ERRORS = (DBAPIError, PoolTimeout, sqlite3.Error, psycopg.Error)
-
-DEFAULT_TIMEOUT = 2.0
-READ_THREADS = 8
-WRITE_THREADS = 2
-
-
-class Runner:
-    """Runs store operations in threads, under a deadline, translating driver errors."""
-
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.timeout = timeout
-        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="restguard-store-read")
-        self._writes = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="restguard-store-write")
-
-    async def __call__(self, operation: str, work: Callable[[], T], *, write: bool = False) -> T:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._writes if write else self._reads, work)
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            raise BackendUnavailable(
-                debug=f"store {operation} took longer than {self.timeout:g}s"
-            ) from None
-        except IntegrityError:
-            raise StoreError("the record breaks a constraint of the store") from None
-        except _BACKEND_ERRORS as exc:
-            cause = exc.orig if isinstance(exc, DBAPIError) else exc
-            raise BackendUnavailable(
-                debug=f"store {operation} failed: {type(cause).__name__}: {cause}".strip()
-            ) from None
-        except StatementError as exc:
-            # A value our column types refused while binding parameters (a naive datetime).
-            if isinstance(exc.orig, ValueError | TypeError):
-                raise type(exc.orig)(str(exc.orig)) from None
-            raise
-
-    def close(self) -> None:
-        """Stop taking work; threads still running finish in the background."""
-        self._reads.shutdown(wait=False, cancel_futures=True)
-        self._writes.shutdown(wait=False, cancel_futures=True)
-
-
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    orig = exc.orig
-    return (
-        getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION
-        or getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
-    )
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc(value)
-
-
-def _scopes_text(scopes: Iterable[str], what: str = "scope") -> str:
-    """Space-separated ``scopes`` (or grants, redirect URIs: ``what``); ValueError for a value
-    that would not read back as itself."""
-    scopes = tuple(scopes)
-    for scope in scopes:
-        if not scope or scope != scope.strip() or any(c.isspace() for c in scope):
-            raise ValueError(f"a {what} must be a non-empty token without spaces: {scope!r}")
-    return " ".join(scopes)
-
 
 def _api_key_row(record: ApiKeyRecord) -> dict[str, Any]:
     return {
         "id": record.id,
         "name": record.name,
         "key_hash": bytes(record.key_hash),
-        "scopes": _scopes_text(record.scopes),
+        "scopes": tokens_text(record.scopes),
         "created_at": to_utc(record.created_at),
-        "expires_at": _utc_or_none(record.expires_at),
-        "revoked_at": _utc_or_none(record.revoked_at),
-        "last_used_at": _utc_or_none(record.last_used_at),
+        "expires_at": utc_or_none(record.expires_at),
+        "revoked_at": utc_or_none(record.revoked_at),
+        "last_used_at": utc_or_none(record.last_used_at),
     }
 
 
@@ -187,7 +107,7 @@ def _signing_key_row(record: SigningKeyRecord) -> dict[str, Any]:
         "public_jwk": record.public_jwk,
         "sealed_private": bytes(record.sealed_private),
         "created_at": to_utc(record.created_at),
-        "retired_at": _utc_or_none(record.retired_at),
+        "retired_at": utc_or_none(record.retired_at),
     }
 
 
@@ -200,73 +120,6 @@ def _signing_key_record(row: RowMapping) -> SigningKeyRecord:
         created_at=row["created_at"],
         retired_at=row["retired_at"],
     )
-
-
-def _issuer_row(record: IssuerRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "issuer": record.issuer,
-        "jwks_uri": record.jwks_uri,
-        "audience": record.audience,
-        "algorithms": _scopes_text(record.algorithms),
-        "scope_claim": record.scope_claim,
-        "typ": record.typ,
-        "leeway": float(record.leeway),
-        "created_at": to_utc(record.created_at),
-    }
-
-
-def _issuer_record(row: RowMapping) -> IssuerRecord:
-    return IssuerRecord(
-        id=row["id"],
-        issuer=row["issuer"],
-        jwks_uri=row["jwks_uri"],
-        audience=row["audience"],
-        algorithms=tuple(row["algorithms"].split()),
-        scope_claim=row["scope_claim"],
-        typ=row["typ"],
-        created_at=row["created_at"],
-        leeway=row["leeway"],
-    )
-
-
-def _oauth2_client_row(record: OAuthClientRecord) -> dict[str, Any]:
-    return {
-        "client_id": record.client_id,
-        "name": record.name,
-        "secret_hash": None if record.secret_hash is None else bytes(record.secret_hash),
-        "grants": _scopes_text(record.grants, "grant"),
-        "redirect_uris": _scopes_text(record.redirect_uris, "redirect URI"),
-        "scopes": _scopes_text(record.scopes),
-        "token_format": record.token_format,
-        "created_at": to_utc(record.created_at),
-        "revoked_at": _utc_or_none(record.revoked_at),
-    }
-
-
-def _oauth2_client_record(row: RowMapping) -> OAuthClientRecord:
-    secret_hash = row["secret_hash"]
-    return OAuthClientRecord(
-        client_id=row["client_id"],
-        name=row["name"],
-        secret_hash=None if secret_hash is None else bytes(secret_hash),
-        grants=tuple(row["grants"].split()),
-        redirect_uris=tuple(row["redirect_uris"].split()),
-        scopes=tuple(row["scopes"].split()),
-        token_format=row["token_format"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _insert_row(conn: Connection, table: Any, row: dict[str, Any], what: str) -> None:
-    """Insert ``row``; ``DuplicateRecord`` on a primary-key clash (the transaction is then void)."""
-    try:
-        conn.execute(insert(table).values(**row))
-    except IntegrityError as exc:
-        if _is_unique_violation(exc):
-            raise DuplicateRecord(f"{what} already exists") from None
-        raise
 
 
 def _revoke_in(conn: Connection, key_id: str, at: datetime) -> ApiKeyRecord:
@@ -294,7 +147,7 @@ class SqlApiKeyStore(ApiKeyStore):
 
         def work() -> None:
             with self._engine.begin() as conn:
-                _insert_row(conn, api_keys, row, f"API key {record.id!r}")
+                insert_row(conn, api_keys, row, f"API key {record.id!r}")
 
         await self._run("api_keys.insert", work, write=True)
 
@@ -338,7 +191,7 @@ class SqlApiKeyStore(ApiKeyStore):
 
         def work() -> None:
             with self._engine.begin() as conn:
-                _insert_row(conn, api_keys, row, f"API key {new.id!r}")
+                insert_row(conn, api_keys, row, f"API key {new.id!r}")
                 _revoke_in(conn, old_id, at)
 
         await self._run("api_keys.rotate", work, write=True)
@@ -378,7 +231,7 @@ class SqlSigningKeyStore(SigningKeyStore):
 
         def work() -> None:
             with self._engine.begin() as conn:
-                _insert_row(conn, signing_keys, row, f"signing key {record.kid!r}")
+                insert_row(conn, signing_keys, row, f"signing key {record.kid!r}")
 
         await self._run("signing_keys.insert", work, write=True)
 
@@ -404,7 +257,7 @@ class SqlSigningKeyStore(SigningKeyStore):
 
         def work() -> None:
             with self._engine.begin() as conn:
-                _insert_row(conn, signing_keys, row, f"signing key {new.kid!r}")
+                insert_row(conn, signing_keys, row, f"signing key {new.kid!r}")
                 conn.execute(
                     update(signing_keys)
                     .where(signing_keys.c.kid != new.kid, or_(col.is_(None), col > at))
@@ -412,105 +265,6 @@ class SqlSigningKeyStore(SigningKeyStore):
                 )
 
         await self._run("signing_keys.rotate", work, write=True)
-
-
-class SqlIssuerStore(IssuerStore):
-    """``IssuerStore`` on the ``issuers`` table."""
-
-    def __init__(self, engine: Engine, run: Runner) -> None:
-        self._engine, self._run = engine, run
-
-    async def insert(self, record: IssuerRecord) -> None:
-        """Add an issuer; ``DuplicateRecord`` if its id or issuer exists (nothing written)."""
-        row = _issuer_row(record)
-
-        def work() -> None:
-            with self._engine.begin() as conn:
-                _insert_row(conn, issuers, row, f"issuer {record.issuer!r}")
-
-        await self._run("issuers.insert", work, write=True)
-
-    async def list(self) -> builtins.list[IssuerRecord]:
-        """All issuers, oldest first (by ``created_at``, then id)."""
-
-        def work() -> builtins.list[IssuerRecord]:
-            query = select(issuers).order_by(issuers.c.created_at, issuers.c.id)
-            with self._engine.connect() as conn:
-                return [_issuer_record(row) for row in conn.execute(query).mappings()]
-
-        return await self._run("issuers.list", work)
-
-    async def remove(self, issuer_id: str) -> IssuerRecord:
-        """Delete and return the issuer; ``UnknownRecord`` if absent (nothing changes)."""
-
-        def work() -> IssuerRecord:
-            with self._engine.begin() as conn:
-                query = select(issuers).where(issuers.c.id == issuer_id)
-                row = conn.execute(query).mappings().first()
-                if row is None:
-                    raise UnknownRecord(f"no issuer has id {issuer_id!r}")
-                conn.execute(delete(issuers).where(issuers.c.id == issuer_id))
-                return _issuer_record(row)
-
-        return await self._run("issuers.remove", work, write=True)
-
-
-class SqlOAuthClientStore(OAuthClientStore):
-    """``OAuthClientStore`` on the ``oauth2_clients`` table."""
-
-    def __init__(self, engine: Engine, run: Runner) -> None:
-        self._engine, self._run = engine, run
-
-    async def insert(self, record: OAuthClientRecord) -> None:
-        """Add a client; ``DuplicateRecord`` if the client_id exists (nothing written)."""
-        row = _oauth2_client_row(record)
-
-        def work() -> None:
-            with self._engine.begin() as conn:
-                _insert_row(conn, oauth2_clients, row, f"OAuth 2.0 client {record.client_id!r}")
-
-        await self._run("oauth2_clients.insert", work, write=True)
-
-    async def get(self, client_id: str) -> OAuthClientRecord | None:
-        def work() -> OAuthClientRecord | None:
-            with self._engine.connect() as conn:
-                query = select(oauth2_clients).where(oauth2_clients.c.client_id == client_id)
-                row = conn.execute(query).mappings().first()
-            return None if row is None else _oauth2_client_record(row)
-
-        return await self._run("oauth2_clients.get", work)
-
-    async def list(self) -> builtins.list[OAuthClientRecord]:
-        """All clients, oldest first (by ``created_at``, then client_id)."""
-
-        def work() -> builtins.list[OAuthClientRecord]:
-            c = oauth2_clients.c
-            query = select(oauth2_clients).order_by(c.created_at, c.client_id)
-            with self._engine.connect() as conn:
-                return [_oauth2_client_record(row) for row in conn.execute(query).mappings()]
-
-        return await self._run("oauth2_clients.list", work)
-
-    async def revoke(self, client_id: str, at: datetime) -> OAuthClientRecord:
-        """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if
-        absent (nothing changes)."""
-        at = to_utc(at)
-        c = oauth2_clients.c
-
-        def work() -> OAuthClientRecord:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    update(oauth2_clients)
-                    .where(c.client_id == client_id, or_(c.revoked_at.is_(None), c.revoked_at > at))
-                    .values(revoked_at=at)
-                )
-                query = select(oauth2_clients).where(c.client_id == client_id)
-                row = conn.execute(query).mappings().first()
-            if row is None:
-                raise UnknownRecord(f"no OAuth 2.0 client has client_id {client_id!r}")
-            return _oauth2_client_record(row)
-
-        return await self._run("oauth2_clients.revoke", work, write=True)
 
 
 class SqlMasterKeyCheckStore(MasterKeyCheckStore):
@@ -542,7 +296,7 @@ class SqlMasterKeyCheckStore(MasterKeyCheckStore):
         def work() -> bytes:
             try:
                 with self._engine.begin() as conn:
-                    _insert_row(conn, master_key_check, row, "the master-key check")
+                    insert_row(conn, master_key_check, row, "the master-key check")
                 return bytes(sealed)
             except DuplicateRecord:
                 pass
@@ -560,45 +314,6 @@ class SqlMasterKeyCheckStore(MasterKeyCheckStore):
                 return sealed_secrets(conn)
 
         return await self._run("master_key_check.sealed_secrets", work)
-
-
-class SqlRevokedTokenStore(RevokedTokenStore):
-    """``RevokedTokenStore`` on the ``revoked_tokens`` table."""
-
-    def __init__(self, engine: Engine, run: Runner) -> None:
-        self._engine, self._run = engine, run
-
-    async def revoke(self, jti: str, client_id: str, expires_at: datetime, at: datetime) -> None:
-        row = {
-            "jti": jti,
-            "client_id": client_id,
-            "expires_at": to_utc(expires_at),
-            "revoked_at": to_utc(at),
-        }
-        now = to_utc(at)
-
-        def work() -> None:
-            with self._engine.begin() as conn:
-                conn.execute(delete(revoked_tokens).where(revoked_tokens.c.expires_at < now))
-                found = conn.execute(
-                    select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)
-                ).first()
-                if found is None:
-                    _insert_row(conn, revoked_tokens, row, f"revocation of {jti!r}")
-
-        # revoked at the same moment by another request or instance: done either way
-        with contextlib.suppress(DuplicateRecord):
-            await self._run("revoked_tokens.revoke", work, write=True)
-
-    async def active(self, now: datetime) -> builtins.list[str]:
-        at = to_utc(now)
-
-        def work() -> builtins.list[str]:
-            query = select(revoked_tokens.c.jti).where(revoked_tokens.c.expires_at > at)
-            with self._engine.connect() as conn:
-                return [row[0] for row in conn.execute(query)]
-
-        return await self._run("revoked_tokens.active", work)
 
 
 class SqlStore(Store):
