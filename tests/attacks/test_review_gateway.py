@@ -278,11 +278,20 @@ def test_client_that_never_reads_cannot_grow_the_write_buffer(gw: GatewayProcess
                 pending = pending[n:]
             return accepted
 
-        push(3.0)  # fills every buffer a well-behaved gateway has
-        later = push(2.0)
+        # Push in one-second windows until two windows in a row are refused every byte: the
+        # gateway has stopped reading. How long the buffers take to fill depends on the machine
+        # (a busy CI host answers the 404s slowly, and the kernel grows its receive window
+        # meanwhile), so the test waits for the stall instead of timing it. A gateway that reads
+        # on never stalls: it takes ~1 MB/s for as long as the client sends.
+        total, quiet, deadline = 0, 0, time.monotonic() + 30.0
+        while quiet < 2 and time.monotonic() < deadline:
+            window = push(1.0)
+            total += window
+            quiet = quiet + 1 if window == 0 else 0
     finally:
         s.close()
-    assert later < 256 * 1024, f"the gateway read {later} more bytes from a client not reading"
+    assert quiet == 2, f"the gateway kept reading from a client not reading: {total} bytes in 30 s"
+    assert total < 16 * 1024 * 1024, f"the gateway read {total} bytes before it stopped"
     # Twin: a client that reads gets every pipelined answer, in order.
     answers = exchange(gw.port, one * 200, responses=200)
     assert [r.status for r in answers] == [404] * 200
