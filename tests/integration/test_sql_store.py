@@ -27,6 +27,7 @@ from restguard.store.ports import (
     OAuthClientRecord,
     SigningKeyRecord,
     Store,
+    UserRecord,
 )
 from restguard.store.sql import SqlStore, make_engine, migrate, open_store, pending
 from restguard.store.sql.migrate import MIGRATIONS
@@ -48,6 +49,10 @@ def api_key(key_id: str, created_at: datetime = T0, **fields: Any) -> ApiKeyReco
         created_at=created_at,
         **fields,
     )
+
+
+def user_record(user_id: str, username: str = "alice") -> UserRecord:
+    return UserRecord(user_id, username, "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA", ("a",), T0)
 
 
 def signing_key(kid: str, created_at: datetime) -> SigningKeyRecord:
@@ -423,7 +428,7 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005"]
+    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -478,7 +483,7 @@ def test_concurrent_migrations_all_succeed_and_apply_once(database_url: str) -> 
         engine.dispose()
     assert [row[0] for row in versions] == list(HEADS)
     expected = {"api_keys", "signing_keys", "issuers", "master_key_check", "oauth2_clients"}
-    assert expected | {"revoked_tokens"} <= tables
+    assert expected | {"revoked_tokens", "users"} <= tables
 
 
 # --- outages -------------------------------------------------------------------------------------
@@ -528,6 +533,15 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "oauth2_clients.revoke": lambda: store.oauth2_clients.revoke("ci", T0),
         "revoked_tokens.revoke": lambda: store.revoked_tokens.revoke("j", "ci", T0, T0),
         "revoked_tokens.active": lambda: store.revoked_tokens.active(T0),
+        "users.insert": lambda: store.users.insert(user_record("us")),
+        "users.get": lambda: store.users.get("us"),
+        "users.by_username": lambda: store.users.by_username("alice"),
+        "users.list": store.users.list,
+        "users.remove": lambda: store.users.remove("us"),
+        "users.login_failed": lambda: store.users.login_failed(
+            "us", T0, lock_after=5, lock_for=timedelta(minutes=5)
+        ),
+        "users.login_succeeded": lambda: store.users.login_succeeded("us", None),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

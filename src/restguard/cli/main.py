@@ -19,6 +19,7 @@ from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
 from restguard.cli.signing_key import signing_key
 from restguard.cli.token import token
+from restguard.cli.user import user
 
 VERSION_MESSAGE = f"restguard {__version__}"
 
@@ -83,6 +84,7 @@ for command in (
     apikey,
     issuer,
     oauth2,
+    user,
     signing_key,
     master_key,
     token,

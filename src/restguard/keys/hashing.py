@@ -3,7 +3,7 @@
 API keys carry 256 bits of randomness, so a slow password hash buys nothing against guessing and
 would cost milliseconds on every cache miss: they are stored as SHA-256 digests and compared in
 constant time (the approach GitHub and Stripe document for high-entropy tokens). Low-entropy
-secrets (user passwords) get a slow KDF in their own module when users arrive.
+secrets (user passwords) get a slow KDF instead: Argon2id, in ``oauth2/users.py``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -178,6 +178,60 @@ class RevokedTokenStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A resource owner of restguard's OAuth 2.0 authorization server: someone who logs in on
+    its login page and consents to clients (``restguard user create``).
+
+    ``user_id`` is ``rg_us_`` and 16 characters of ``[0-9a-z]``; ``username`` is unique (stored
+    lower-cased by ``oauth2/users.py``); ``password_hash`` is an Argon2id PHC string, never the
+    password; ``scopes`` are what the user may grant to clients. ``failed_logins`` counts failed
+    logins since the last success; while ``locked_until`` lies ahead, logins are refused."""
+
+    user_id: str
+    username: str
+    password_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+
+
+class UserStore(Protocol):
+    async def insert(self, record: UserRecord) -> None:
+        """Add a user; ``DuplicateRecord`` if its user_id or its username exists."""
+        ...
+
+    async def get(self, user_id: str) -> UserRecord | None: ...
+
+    async def by_username(self, username: str) -> UserRecord | None:
+        """The user with exactly this (stored, already normalised) username, or None."""
+        ...
+
+    async def list(self) -> list[UserRecord]:
+        """All users, oldest first."""
+        ...
+
+    async def remove(self, user_id_or_username: str) -> UserRecord:
+        """Delete and return the user with this user_id, else with this username;
+        ``UnknownRecord`` if neither exists."""
+        ...
+
+    async def login_failed(
+        self, user_id: str, now: datetime, *, lock_after: int, lock_for: timedelta
+    ) -> UserRecord | None:
+        """Count a failed login, atomically (one statement: concurrent callers on every
+        instance each count once): ``failed_logins`` += 1, and when the new count is a multiple
+        of ``lock_after``, ``locked_until`` = ``now + lock_for``. The updated user, or None if
+        there is no such user (nothing written)."""
+        ...
+
+    async def login_succeeded(self, user_id: str, new_password_hash: str | None) -> None:
+        """Reset the throttle (``failed_logins`` 0, ``locked_until`` None) and, when given,
+        replace the password hash (a rehash with stronger parameters). No user: nothing."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -187,6 +241,7 @@ class Store(Protocol):
     master_key_check: MasterKeyCheckStore
     oauth2_clients: OAuthClientStore
     revoked_tokens: RevokedTokenStore
+    users: UserStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

@@ -1,6 +1,7 @@
 """The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine
 (API keys, signing keys, the master-key check and the store itself here; the token methods'
-stores in ``token_repositories.py``; ``runner.py`` runs every operation, as follows).
+stores in ``token_repositories.py``, the users in ``user_repository.py``; ``runner.py`` runs
+every operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
 waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
@@ -42,6 +43,7 @@ from restguard.store.ports import (
     SigningKeyRecord,
     SigningKeyStore,
     Store,
+    UserStore,
 )
 from restguard.store.sql.reseal import sealed_secrets
 from restguard.store.sql.runner import (
@@ -63,6 +65,7 @@ from restguard.store.sql.token_repositories import (
     SqlOAuthClientStore,
     SqlRevokedTokenStore,
 )
+from restguard.store.sql.user_repository import SqlUserStore
 
 __all__ = [
     "SqlApiKeyStore",
@@ -71,6 +74,7 @@ __all__ = [
     "SqlOAuthClientStore",
     "SqlSigningKeyStore",
     "SqlStore",
+    "SqlUserStore",
 ]
 
 
@@ -328,6 +332,7 @@ class SqlStore(Store):
         self.master_key_check: MasterKeyCheckStore = SqlMasterKeyCheckStore(engine, self._run)
         self.oauth2_clients: OAuthClientStore = SqlOAuthClientStore(engine, self._run)
         self.revoked_tokens: RevokedTokenStore = SqlRevokedTokenStore(engine, self._run)
+        self.users: UserStore = SqlUserStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
@@ -132,4 +133,21 @@ revoked_tokens = Table(
     Column("client_id", Text, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=False),
+)
+
+#: Resource owners of restguard's OAuth 2.0 authorization server (``oauth2/users.py``).
+#: ``password_hash`` is an Argon2id PHC string (not sealed: a slow salted hash is the protection);
+#: ``username`` is stored lower-cased, so its uniqueness ignores case; ``failed_logins`` and
+#: ``locked_until`` are the per-account login throttle, updated in one statement.
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated, in the order given
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UtcDateTime, nullable=True),
+    UniqueConstraint("username"),
 )

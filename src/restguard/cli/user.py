@@ -1,0 +1,199 @@
+"""``restguard user create|list|remove``: resource owners who log in to restguard's
+authorization server and consent to clients. Passwords never appear on the command line (shell
+history, ``ps``): they come from stdin, and only their Argon2id hash is stored."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from restguard.cli.context import (
+    config_option,
+    friendly,
+    json_option,
+    run,
+    settings_from,
+    with_store,
+)
+from restguard.cli.output import emit_json, iso, success, table
+from restguard.oauth2.users import (
+    MAX_PASSWORD_CHARS,
+    MAX_USERNAME_CHARS,
+    check_user,
+    is_user_id,
+    new_user,
+)
+from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.ports import Store, UserRecord
+
+
+def _created(rec: UserRecord) -> dict[str, Any]:
+    return {
+        "user_id": rec.user_id,
+        "username": rec.username,
+        "scopes": list(rec.scopes),
+        "created_at": iso(rec.created_at),
+    }
+
+
+def _public(rec: UserRecord, now: datetime) -> dict[str, Any]:
+    """What may be shown of a user: everything but the password hash."""
+    locked = rec.locked_until is not None and rec.locked_until > now
+    return _created(rec) | {
+        "state": "locked" if locked else "active",
+        "failed_logins": rec.failed_logins,
+        "locked_until": iso(rec.locked_until) if locked else None,
+    }
+
+
+def read_password() -> str:
+    """The password from stdin: its first line without the line ending (``\\n`` or ``\\r\\n``;
+    nothing else is stripped), decoded as UTF-8. On a terminal, asked twice without echo
+    (prompts on stderr, so --json still prints one document on stdout)."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+        return str(password)
+    limit = 4 * MAX_PASSWORD_CHARS + 2  # UTF-8 takes at most 4 bytes a character, then CR LF
+    line = sys.stdin.buffer.readline(limit)
+    if line.endswith(b"\n"):
+        line = line[:-1].removesuffix(b"\r")
+    elif len(line) >= limit:
+        raise click.UsageError(
+            f"--password-stdin: the password must be at most {MAX_PASSWORD_CHARS} characters"
+        )
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.UsageError("--password-stdin: the password is not valid UTF-8") from None
+
+
+@click.group("user")
+def user() -> None:
+    """Resource owners: people who log in to the authorization server and consent to clients."""
+
+
+@user.command("create")
+@click.option(
+    "--username",
+    required=True,
+    help=f"The login name: 1-{MAX_USERNAME_CHARS} ASCII letters, digits and . _ @ + - "
+    "(stored lower-cased: Alice and alice are one user).",
+)
+@click.option(
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Read the password from stdin (its first line; 8 to 1024 characters), e.g. "
+    "'printf %s \"$PW\" | restguard user create ...'. On a terminal it is asked for twice, "
+    "without echo. Required: a password is never taken as an argument.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A scope the user may grant to clients; at least one, repeat for more.",
+)
+@config_option
+@json_option
+@friendly
+def create(
+    username: str,
+    password_stdin: bool,
+    scopes: tuple[str, ...],
+    config: str | None,
+    as_json: bool,
+) -> None:
+    """Create a user who can log in and consent. Only an Argon2id hash of the password is
+    stored; the password is never printed."""
+    try:
+        check_user(username, scopes)  # before asking for a password
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not password_stdin:
+        raise click.UsageError(
+            "--password-stdin: give it and pipe the password in, e.g. "
+            'printf %s "$PW" | restguard user create --username U --password-stdin '
+            "(a password is never taken as an argument: it would stay in shell history)"
+        )
+    settings = settings_from(config)
+    try:
+        record = new_user(username, read_password(), scopes, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def act(store: Store) -> None:
+        await store.users.insert(record)
+
+    try:
+        run(with_store(settings, act))
+    except DuplicateRecord:
+        raise click.ClickException(
+            f"a user named '{record.username}' already exists ('restguard user list' shows "
+            "them; usernames ignore case)"
+        ) from None
+    if as_json:
+        emit_json(_created(record))
+        return
+    success(f"user created: {record.user_id} ({record.username})")
+    click.echo(f"  scopes: {' '.join(record.scopes)}")
+    click.secho("  Only a hash of the password is stored.", dim=True)
+
+
+@user.command("list")
+@config_option
+@json_option
+@friendly
+def list_(config: str | None, as_json: bool) -> None:
+    """List users (never their password hashes)."""
+    settings = settings_from(config)
+
+    async def act(store: Store) -> list[UserRecord]:
+        return await store.users.list()
+
+    now = datetime.now(UTC)
+    rows = [_public(r, now) for r in run(with_store(settings, act))]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        ("user_id", "username", "scopes", "created_at", "state"),
+        [
+            (
+                r["user_id"],
+                r["username"],
+                " ".join(r["scopes"]),
+                r["created_at"],
+                f"locked until {r['locked_until']}" if r["locked_until"] else r["state"],
+            )
+            for r in rows
+        ],
+    )
+
+
+@user.command("remove")
+@click.argument("user", metavar="ID_OR_USERNAME")
+@config_option
+@json_option
+@friendly
+def remove(user: str, config: str | None, as_json: bool) -> None:
+    """Remove a user (by the user_id 'create' printed, or by username): they can no longer
+    log in."""
+    settings = settings_from(config)
+    key = user if is_user_id(user) else user.lower()
+
+    async def act(store: Store) -> UserRecord:
+        return await store.users.remove(key)
+
+    try:
+        rec = run(with_store(settings, act))
+    except UnknownRecord:
+        raise click.ClickException(
+            f"no user has the id or username '{user}' ('restguard user list' shows them)"
+        ) from None
+    if as_json:
+        emit_json(_public(rec, datetime.now(UTC)))
+    else:
+        success(f"user {rec.user_id} ({rec.username}) removed.")
