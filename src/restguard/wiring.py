@@ -27,7 +27,8 @@ from restguard.keys.signing import IdentityMinter, load_signing_keys
 from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.clients import is_client_id
 from restguard.oauth2.http import AuthorizationServer, EndpointRequest
-from restguard.oauth2.server import Server
+from restguard.oauth2.server import Server, ServerParts
+from restguard.oauth2.web_tokens import WebTokens
 from restguard.store.bookkeeping import UsageBook
 from restguard.store.ports import Store
 from restguard.store.sql import migrate, open_store
@@ -244,14 +245,17 @@ async def open_runtime(
     if not isinstance(inspector, OAuth2Authenticator):
         raise TypeError("the oauth2 method must be restguard's OAuth2Authenticator")
     server = Server(
-        public_url,
-        clients,
-        tokens,
-        clock,
-        inspector=inspector,
-        revoked=store.revoked_tokens,
-        failures=guard.failed_attempt,
-        record=record,
+        ServerParts(
+            public_url,
+            clients,
+            tokens,
+            store,
+            WebTokens(sealer),
+            clock,
+            inspector,
+            failures=guard.failed_attempt,
+            record=record,
+        )
     )
     return Runtime(
         settings, clock, store, sealer, guard, keys, minter, usage, audit, closers, server

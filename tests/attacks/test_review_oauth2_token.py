@@ -535,8 +535,6 @@ def test_public_and_non_cc_clients_get_no_token(gw: GatewayProcess) -> None:
     [
         "password",
         "implicit",
-        "refresh_token",
-        "authorization_code",
         "urn:ietf:params:oauth:grant-type:device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -552,6 +550,17 @@ def test_other_grant_types_are_unsupported(
     form = {"grant_type": grant_type, "username": "a", "password": "b", "refresh_token": "x"}
     r = post_token(gw, token_request(form, basic(svc.id, svc.secret)))
     assert_token_error(r, 400, "unsupported_grant_type")
+
+
+@pytest.mark.parametrize("grant_type", ["authorization_code", "refresh_token"])
+def test_grants_a_client_is_not_registered_for_are_unauthorized(
+    gw: GatewayProcess, svc: OClient, grant_type: str
+) -> None:
+    # served, but this client was created with client_credentials only (RFC 6749 §5.2)
+    assert svc.secret is not None
+    form = {"grant_type": grant_type, "code": "x", "refresh_token": "x", "code_verifier": "y"}
+    r = post_token(gw, token_request(form, basic(svc.id, svc.secret)))
+    assert_token_error(r, 400, "unauthorized_client")
 
 
 # === scopes =======================================================================================
@@ -869,7 +878,12 @@ def test_metadata_is_accurate(gw: GatewayProcess) -> None:
     assert doc["issuer"] == own
     assert doc["token_endpoint"] == own + "/oauth2/token"
     assert doc["jwks_uri"] == own + "/.well-known/jwks.json"
-    assert doc["grant_types_supported"] == ["client_credentials"]
+    assert doc["grant_types_supported"] == [
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    ]
+    assert doc["authorization_endpoint"] == own + "/oauth2/authorize"
     assert set(doc["token_endpoint_auth_methods_supported"]) <= {
         "client_secret_basic",
         "client_secret_post",
@@ -879,7 +893,6 @@ def test_metadata_is_accurate(gw: GatewayProcess) -> None:
     assert doc["revocation_endpoint"] == own + "/oauth2/revoke"
     # nothing advertised that this version does not serve
     for unserved in (
-        "authorization_endpoint",
         "device_authorization_endpoint",
         "registration_endpoint",
     ):

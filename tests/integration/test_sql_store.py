@@ -23,8 +23,10 @@ from restguard.errors import BackendUnavailable
 from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import (
     ApiKeyRecord,
+    AuthorizationCodeRecord,
     IssuerRecord,
     OAuthClientRecord,
+    RefreshTokenRecord,
     SigningKeyRecord,
     Store,
     UserRecord,
@@ -428,7 +430,7 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -512,6 +514,16 @@ def down_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "postgresql://postgres@127.0.0.1:1/test"
 
 
+def grant_code() -> AuthorizationCodeRecord:
+    return AuthorizationCodeRecord(
+        b"c", "ci", "us", "alice", "https://a.example/cb", True, ("a",), "x" * 43, T0, T0
+    )
+
+
+def refresh_record() -> RefreshTokenRecord:
+    return RefreshTokenRecord(b"r", "f", "ci", "us", "alice", ("a",), T0, T0, "j", T0)
+
+
 def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
     return {
         "ping": store.ping,
@@ -542,6 +554,19 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
             "us", T0, lock_after=5, lock_for=timedelta(minutes=5)
         ),
         "users.login_succeeded": lambda: store.users.login_succeeded("us", None),
+        "oauth2_codes.insert": lambda: store.oauth2_codes.insert(grant_code()),
+        "oauth2_codes.get": lambda: store.oauth2_codes.get(b"c"),
+        "oauth2_codes.consume": lambda: store.oauth2_codes.consume(
+            b"c", T0, family_id=None, access_jti="j"
+        ),
+        "refresh_tokens.start_family": lambda: store.refresh_tokens.start_family(refresh_record()),
+        "refresh_tokens.get": lambda: store.refresh_tokens.get(b"r"),
+        "refresh_tokens.rotate": lambda: store.refresh_tokens.rotate(b"r", refresh_record(), T0),
+        "refresh_tokens.revoke_family": lambda: store.refresh_tokens.revoke_family("f", T0),
+        "refresh_tokens.revoke_user": lambda: store.refresh_tokens.revoke_user("us", T0),
+        "consents.granted": lambda: store.consents.granted("us", "ci"),
+        "consents.grant": lambda: store.consents.grant("us", "ci", ("a",), T0),
+        "consents.revoke": lambda: store.consents.revoke("us"),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

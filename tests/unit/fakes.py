@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from restguard.credentials.apikey import new_record
 from restguard.store.errors import DuplicateRecord, UnknownRecord
@@ -119,3 +120,29 @@ class FakeRevokedTokenStore:
 
             raise BackendUnavailable(debug="down")
         return [jti for jti, expires in self.rows.items() if expires > now]
+
+
+def server_parts(
+    issuer: str,
+    clients: Any,
+    tokens: Any,
+    clock: Any,
+    inspector: Any,
+    revoked: FakeRevokedTokenStore,
+    **kwargs: Any,
+) -> Any:
+    """``oauth2.server.ServerParts`` for the token endpoints' unit tests: a store of which only
+    the revoked tokens are used (the grants that need the others are tested on SQL)."""
+    from types import SimpleNamespace
+
+    from restguard.oauth2.server import ServerParts
+    from restguard.oauth2.web_tokens import WebTokens
+
+    store = SimpleNamespace(
+        revoked_tokens=revoked,
+        refresh_tokens=None,
+        oauth2_codes=None,
+        users=None,
+        consents=None,
+    )
+    return ServerParts(issuer, clients, tokens, store, WebTokens(None), clock, inspector, **kwargs)  # type: ignore[arg-type]

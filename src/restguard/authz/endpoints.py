@@ -22,6 +22,8 @@ from restguard.authz.policy import AmbiguousPath, Route, fold, fold_path
 # A token request is a handful of form parameters (RFC 6749 §4.1.3, §4.4.2, §6; an assertion or
 # a code_verifier at most): 16 KiB is ample.
 TOKEN_BODY_LIMIT = 16 * 1024
+# The login and consent forms: a sealed request, a CSRF token, a name, a password, scopes.
+PAGE_BODY_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class OwnEndpoint:
 OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
     OwnEndpoint("/.well-known/jwks.json", ("GET",), "RFC 7517 §5", served=True),
     OwnEndpoint("/.well-known/oauth-authorization-server", ("GET",), "RFC 8414 §3", served=True),
-    OwnEndpoint("/oauth2/authorize", ("GET",), "RFC 6749 §3.1"),
+    OwnEndpoint("/oauth2/authorize", ("GET",), "RFC 6749 §3.1", served=True),
     OwnEndpoint(
         "/oauth2/token", ("POST",), "RFC 6749 §3.2", served=True, body_limit=TOKEN_BODY_LIMIT
     ),
@@ -60,8 +62,16 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
         "/oauth2/revoke", ("POST",), "RFC 7009 §2", served=True, body_limit=TOKEN_BODY_LIMIT
     ),
     OwnEndpoint("/oauth2/device_authorization", ("POST",), "RFC 8628 §3.1"),
-    OwnEndpoint("/login", ("GET", "POST"), "CONTRACT: login page"),
-    OwnEndpoint("/consent", ("GET", "POST"), "CONTRACT: consent page"),
+    OwnEndpoint(
+        "/login", ("GET", "POST"), "CONTRACT: login page", served=True, body_limit=PAGE_BODY_LIMIT
+    ),
+    OwnEndpoint(
+        "/consent",
+        ("GET", "POST"),
+        "CONTRACT: consent page",
+        served=True,
+        body_limit=PAGE_BODY_LIMIT,
+    ),
     OwnEndpoint("/oauth1/request_token", ("POST",), "RFC 5849 §2.1"),
     OwnEndpoint("/oauth1/authorize", ("GET", "POST"), "RFC 5849 §2.2"),
     OwnEndpoint("/oauth1/access_token", ("POST",), "RFC 5849 §2.3"),

@@ -180,11 +180,16 @@ def list_(config: str | None, as_json: bool) -> None:
 @friendly
 def remove(user: str, config: str | None, as_json: bool) -> None:
     """Remove a user (by the user_id 'create' printed, or by username): they can no longer
-    log in."""
+    log in, their consents are forgotten, and every refresh token they granted is revoked with
+    the access tokens issued beside it (refused on every instance within a second)."""
     settings = settings_from(config)
     key = user if is_user_id(user) else user.lower()
 
     async def act(store: Store) -> UserRecord:
+        found = await store.users.get(key) or await store.users.by_username(key)
+        if found is not None:  # what they granted goes first: a failure leaves them revoked
+            await store.refresh_tokens.revoke_user(found.user_id, datetime.now(UTC))
+            await store.consents.revoke(found.user_id)
         return await store.users.remove(key)
 
     try:

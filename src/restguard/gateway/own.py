@@ -98,12 +98,30 @@ async def _introspect(gw: Gateway, request: EndpointRequest) -> Answer:
     return _written(await _server(gw).introspect(request))
 
 
+async def _authorize(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 6749 §3.1: the authorization endpoint."""
+    return _written(await _server(gw).authorize(request))
+
+
+async def _login(gw: Gateway, request: EndpointRequest) -> Answer:
+    """The resource owner's sign-in page (its form body read by the exchange, capped)."""
+    return _written(await _server(gw).login(request))
+
+
+async def _consent(gw: Gateway, request: EndpointRequest) -> Answer:
+    """The resource owner's consent page."""
+    return _written(await _server(gw).consent(request))
+
+
 HANDLERS: dict[str, Handler] = {
     "/.well-known/jwks.json": _jwks,
     "/.well-known/oauth-authorization-server": _metadata,
     "/oauth2/token": _token,
     "/oauth2/revoke": _revoke,
     "/oauth2/introspect": _introspect,
+    "/oauth2/authorize": _authorize,
+    "/login": _login,
+    "/consent": _consent,
 }
 # The endpoints answered by the gateway's ``authorization_server`` (503 without one).
 NEEDS_SERVER = frozenset(HANDLERS) - {"/.well-known/jwks.json"}

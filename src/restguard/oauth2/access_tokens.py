@@ -31,6 +31,11 @@ class IssuedToken:
     access_token: str
     expires_in: int
     scope: str
+    refresh_token: str | None = None
+
+
+def new_jti() -> str:
+    return secrets.token_urlsafe(16)
 
 
 class AccessTokens:
@@ -49,7 +54,11 @@ class AccessTokens:
         self.signer, self.issuer, self.audience = signer, issuer, audience
         self.clock, self.lifetime = clock, lifetime
 
-    def issue(self, *, client_id: str, subject: str, scopes: Iterable[str]) -> IssuedToken:
+    def issue(
+        self, *, client_id: str, subject: str, scopes: Iterable[str], jti: str | None = None
+    ) -> IssuedToken:
+        """A signed access token; ``jti`` chosen beforehand when it must be recorded before
+        the token exists (so that revoking what a grant produced cannot miss it)."""
         now = int(self.clock.now().timestamp())
         scope = " ".join(scopes)
         claims: dict[str, Any] = {
@@ -59,7 +68,7 @@ class AccessTokens:
             "sub": subject,
             "client_id": client_id,
             "iat": now,
-            "jti": secrets.token_urlsafe(16),
+            "jti": jti or new_jti(),
             "scope": scope,
         }
         return IssuedToken(self.signer.sign(claims, TYP), self.lifetime, scope)

@@ -54,3 +54,15 @@ class AuthorizationServer(Protocol):
     async def introspect(self, request: EndpointRequest) -> EndpointResponse:
         """``POST /oauth2/introspect`` (RFC 7662 §2)."""
         ...
+
+    async def authorize(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET /oauth2/authorize`` (RFC 6749 §3.1)."""
+        ...
+
+    async def login(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET|POST /login``: the resource owner signs in."""
+        ...
+
+    async def consent(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET|POST /consent``: the resource owner grants scopes to a client."""
+        ...

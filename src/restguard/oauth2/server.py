@@ -3,57 +3,101 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from restguard.clock import Clock
 from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.client_auth import ClientLookup
+from restguard.oauth2.grants import Grant
+from restguard.oauth2.grants.authorization_code import AuthorizationCodeGrant
+from restguard.oauth2.grants.client_credentials import ClientCredentialsGrant
+from restguard.oauth2.grants.refresh_token import RefreshTokenGrant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.refresh_tokens import RefreshTokens
+from restguard.oauth2.resource_owner import AddressThrottle, ResourceOwnerPages
 from restguard.oauth2.token_admin import (
     IntrospectionEndpoint,
     RevocationEndpoint,
     TokenInspector,
 )
-from restguard.oauth2.token_endpoint import GRANTS, Failures, Record, TokenEndpoint
-from restguard.store.ports import RevokedTokenStore
+from restguard.oauth2.token_endpoint import Failures, Record, TokenEndpoint
+from restguard.oauth2.users import LoginChecker
+from restguard.oauth2.web_tokens import WebTokens
+from restguard.store.ports import Store
+from restguard.wire import rfc7636
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
-class Server:
-    """The token, revocation and introspection endpoints and the metadata document, for
-    issuer ``public_url``."""
+@dataclass(frozen=True, slots=True)
+class ServerParts:
+    """What the server is built from (``wiring.py`` makes them)."""
 
-    def __init__(
-        self,
-        public_url: str,
-        clients: ClientLookup,
-        tokens: AccessTokens,
-        clock: Clock,
-        *,
-        inspector: TokenInspector,
-        revoked: RevokedTokenStore,
-        failures: Failures | None = None,
-        record: Record | None = None,
-    ) -> None:
-        self.issuer = public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
-        self.clock = clock
-        self._token = TokenEndpoint(clients, tokens, failures, record)
-        self._revoke = RevocationEndpoint(clients, inspector, revoked, failures, record)
-        self._introspect = IntrospectionEndpoint(clients, inspector, failures, record)
-        base = public_url.rstrip("/")
+    public_url: str
+    clients: ClientLookup
+    tokens: AccessTokens
+    store: Store
+    web: WebTokens
+    clock: Clock
+    inspector: TokenInspector
+    failures: Failures | None = None
+    record: Record | None = None
+
+
+class Server:
+    """The authorization, token, revocation and introspection endpoints, the resource owner's
+    pages and the metadata document, for issuer ``public_url``."""
+
+    def __init__(self, parts: ServerParts) -> None:
+        self.issuer = parts.public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
+        self.clock = clock = parts.clock
+        store, inspector = parts.store, parts.inspector
+        refresh = RefreshTokens(store.refresh_tokens)
+        grants: dict[str, Grant] = {
+            "authorization_code": AuthorizationCodeGrant(
+                store.oauth2_codes, parts.tokens, refresh, store.revoked_tokens, inspector.revoked
+            ),
+            "client_credentials": ClientCredentialsGrant(parts.tokens),
+            "refresh_token": RefreshTokenGrant(parts.tokens, refresh, inspector.revoked),
+        }
+        self._token = TokenEndpoint(parts.clients, grants, parts.failures, parts.record)
+        self._revoke = RevocationEndpoint(
+            parts.clients, inspector, store.revoked_tokens, refresh, parts.failures, parts.record
+        )
+        self._introspect = IntrospectionEndpoint(
+            parts.clients, inspector, refresh, parts.failures, parts.record
+        )
+        self._pages = ResourceOwnerPages(
+            issuer=self.issuer,
+            clients=parts.clients,
+            users=store.users,
+            checker=LoginChecker(store.users),
+            consents=store.consents,
+            codes=store.oauth2_codes,
+            web=parts.web,
+            clock=clock,
+            throttle=AddressThrottle(clock),
+            failures=parts.failures,
+        )
+        base = self.issuer.rstrip("/")
         # RFC 8414 §2: what this server does, and only that.
         self._metadata = json.dumps(
             {
                 "issuer": self.issuer,
+                "authorization_endpoint": base + "/oauth2/authorize",
                 "token_endpoint": base + "/oauth2/token",
                 "jwks_uri": base + "/.well-known/jwks.json",
-                "grant_types_supported": sorted(GRANTS),
-                "token_endpoint_auth_methods_supported": AUTH_METHODS,
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": sorted(grants),
+                "code_challenge_methods_supported": [rfc7636.METHOD],
+                "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
                 "revocation_endpoint": base + "/oauth2/revoke",
                 "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
                 "introspection_endpoint": base + "/oauth2/introspect",
                 "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
-                "response_types_supported": [],
+                # RFC 9207 §3: every authorization response carries "iss".
+                "authorization_response_iss_parameter_supported": True,
             },
             indent=2,
         ).encode()
@@ -66,6 +110,15 @@ class Server:
 
     async def introspect(self, request: EndpointRequest) -> EndpointResponse:
         return await self._introspect(request, self.clock.now())
+
+    async def authorize(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._pages.authorize(request)
+
+    async def login(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._pages.login(request)
+
+    async def consent(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._pages.consent(request)
 
     def metadata(self) -> EndpointResponse:
         headers = [

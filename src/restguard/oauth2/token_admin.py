@@ -4,15 +4,16 @@ Both authenticate the client as the token endpoint does (``client_auth``) and re
 through the ``oauth2`` authenticator's verification (``TokenInspector``: signature, claims,
 published key, client and token not revoked), so they cannot disagree with the gateway.
 
-* Revocation: a client revokes its own access tokens; an invalid, expired or unknown token is
-  answered 200 as if revoked (RFC 7009 §2.2), a token of another client is refused
-  (§2.1). The revocation is stored (``revoked_tokens``) and applies on every instance within a
-  second; in this process at once.
-* Introspection: confidential clients only (RFC 7662 §2.1: the endpoint MUST be protected). A
-  client may introspect its own tokens, and any token when ``restguard:introspect`` is among
-  its registered scopes (a resource server); for any other token, and every token that is not
-  active, the answer is ``{"active": false}`` (§2.2), so introspection cannot be used to scan
-  for other clients' tokens (§4).
+* Revocation: a client revokes its own access and refresh tokens (a refresh token with its whole
+  family: every refresh token of the grant and the access tokens issued with them); an invalid,
+  expired or unknown token is answered 200 as if revoked (RFC 7009 §2.2), a token of another
+  client is refused (§2.1). The revocation is stored (``revoked_tokens``) and applies on every
+  instance within a second; in this process at once.
+* Introspection (access and refresh tokens): confidential clients only (RFC 7662 §2.1: the
+  endpoint MUST be protected). A client may introspect its own tokens, and any token when
+  ``restguard:introspect`` is among its registered scopes (a resource server); for any other
+  token, and every token that is not active, the answer is ``{"active": false}`` (§2.2), so
+  introspection cannot be used to scan for other clients' tokens (§4).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from restguard.errors import AuthError
 from restguard.oauth2 import client_auth
 from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.refresh_tokens import RefreshTokens, is_refresh_token
 from restguard.oauth2.token_endpoint import Failures, Record, parse_form
-from restguard.store.ports import OAuthClientRecord, RevokedTokenStore
+from restguard.store.ports import OAuthClientRecord, RefreshTokenRecord, RevokedTokenStore
 from restguard.types import Principal
 
 INTROSPECT_SCOPE: Final = "restguard:introspect"
@@ -55,11 +57,25 @@ class _Endpoint:
         self,
         clients: client_auth.ClientLookup,
         inspector: TokenInspector,
+        refresh: RefreshTokens,
         failures: Failures | None,
         record: Record | None,
     ) -> None:
-        self.clients, self.inspector = clients, inspector
+        self.clients, self.inspector, self.refresh = clients, inspector, refresh
         self.failures, self.record = failures, record
+
+    async def _refresh_token(self, token: str, now: datetime) -> RefreshTokenRecord | None:
+        """The refresh token ``token`` if it still works (not rotated, family not revoked,
+        not expired)."""
+        found = await self.refresh.find(token)
+        if (
+            found is None
+            or found.used_at is not None
+            or found.family_revoked_at is not None
+            or found.expires_at <= now
+        ):
+            return None
+        return found
 
     async def _client(
         self, request: EndpointRequest, now: datetime, *, confidential: bool
@@ -101,16 +117,31 @@ class RevocationEndpoint(_Endpoint):
         clients: client_auth.ClientLookup,
         inspector: TokenInspector,
         revoked: RevokedTokenStore,
+        refresh: RefreshTokens,
         failures: Failures | None = None,
         record: Record | None = None,
     ) -> None:
-        super().__init__(clients, inspector, failures, record)
+        super().__init__(clients, inspector, refresh, failures, record)
         self.revoked_tokens = revoked
 
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
         try:
             client, form, found = await self._client(request, now, confidential=False)
-            facts = await self._facts(form["token"], now)
+            token = form["token"]
+            if is_refresh_token(token):
+                # RFC 7009 §2.1: revoking a refresh token also invalidates the access tokens
+                # of the same grant: the whole family.
+                refresh = await self.refresh.find(token)
+                if refresh is not None:
+                    if refresh.client_id != client.client_id:
+                        raise OAuthError(
+                            "unauthorized_client", "The token was not issued to this client."
+                        )
+                    await self.refresh.store.revoke_family(refresh.family_id, now)
+                    self.inspector.revoked(refresh.access_jti)
+                facts = None
+            else:
+                facts = await self._facts(token, now)
             if facts is not None:
                 if facts.principal.client_id != client.client_id:  # RFC 7009 §2.1
                     raise OAuthError(
@@ -132,11 +163,25 @@ class IntrospectionEndpoint(_Endpoint):
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
         try:
             client, form, found = await self._client(request, now, confidential=True)
-            facts = await self._facts(form["token"], now)
+            token = form["token"]
+            refresh = await self._refresh_token(token, now) if is_refresh_token(token) else None
+            facts = None if is_refresh_token(token) else await self._facts(token, now)
         except OAuthError as err:
             return await self._failed(request, err)
         body: dict[str, Any] = {"active": False}
-        if facts is not None and (
+        if refresh is not None and (
+            refresh.client_id == client.client_id or INTROSPECT_SCOPE in client.scopes
+        ):
+            body = {
+                "active": True,
+                "token_type": "refresh_token",
+                "scope": " ".join(refresh.scopes),
+                "client_id": refresh.client_id,
+                "sub": refresh.subject,
+                "exp": int(refresh.expires_at.timestamp()),
+                "iat": int(refresh.created_at.timestamp()),
+            }
+        elif facts is not None and (
             facts.principal.client_id == client.client_id or INTROSPECT_SCOPE in client.scopes
         ):
             claims = facts.claims

@@ -4,25 +4,27 @@ grant, answer with ``Cache-Control: no-store`` (§5.1) or an RFC 6749 §5.2 erro
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from urllib.parse import parse_qsl
 
 from restguard.oauth2 import client_auth
-from restguard.oauth2.access_tokens import AccessTokens, IssuedToken
+from restguard.oauth2.access_tokens import IssuedToken
+from restguard.oauth2.clients import DEVICE_CODE_URN
 from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
-from restguard.oauth2.grants import client_credentials
+from restguard.oauth2.grants import Grant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.store.ports import OAuthClientRecord
 
 MAX_PARAMETERS = 32
 FORM = b"application/x-www-form-urlencoded"
-Grant = Callable[[OAuthClientRecord, dict[str, str], AccessTokens], IssuedToken]
 
-#: The grants this version serves, by ``grant_type``.
-GRANTS: dict[str, Grant] = {client_credentials.GRANT_TYPE: client_credentials.grant}
-#: RFC 6749 names of the grants a client may be registered for, by ``grant_type`` value.
-GRANT_NAMES = {client_credentials.GRANT_TYPE: "client_credentials"}
+#: The name a client is registered with (``oauth2 client create --grant``), by ``grant_type``.
+GRANT_NAMES = {
+    "authorization_code": "authorization_code",
+    "client_credentials": "client_credentials",
+    "refresh_token": "refresh_token",
+    DEVICE_CODE_URN: "device_code",
+}
 
 
 def parse_form(request: EndpointRequest) -> dict[str, str]:
@@ -63,11 +65,15 @@ class TokenEndpoint:
     def __init__(
         self,
         clients: client_auth.ClientLookup,
-        tokens: AccessTokens,
+        grants: Mapping[str, Grant],
         failures: Failures | None = None,
         record: Record | None = None,
     ) -> None:
-        self.clients, self.tokens, self.failures = clients, tokens, failures
+        """``grants``: the grant served for each ``grant_type`` (a key of ``GRANT_NAMES``)."""
+        unknown = set(grants) - set(GRANT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown grant types: {sorted(unknown)}")
+        self.clients, self.grants, self.failures = clients, dict(grants), failures
         self.record = record
 
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
@@ -89,6 +95,8 @@ class TokenEndpoint:
             "expires_in": issued.expires_in,
             "scope": issued.scope,
         }
+        if issued.refresh_token is not None:
+            body["refresh_token"] = issued.refresh_token
         return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
 
     async def _issue(
@@ -102,7 +110,7 @@ class TokenEndpoint:
         grant_type = form.get("grant_type")
         if grant_type is None:
             raise invalid_request("grant_type is missing.")
-        grant = GRANTS.get(grant_type)
+        grant = self.grants.get(grant_type)
         if grant is None:
             raise OAuthError(
                 "unsupported_grant_type", f"This server does not serve {grant_type[:64]!r}."
@@ -110,4 +118,4 @@ class TokenEndpoint:
         client = await client_auth.authenticate(found, self.clients, now)
         if GRANT_NAMES[grant_type] not in client.grants:
             raise OAuthError("unauthorized_client", "This client may not use this grant type.")
-        return grant(client, form, self.tokens)
+        return await grant(client, form, now)

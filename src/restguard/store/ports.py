@@ -232,6 +232,105 @@ class UserStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorizationCodeRecord:
+    """An authorization code (RFC 6749 §4.1.2), stored by ``code_hash`` (SHA-256 of the code).
+
+    ``redirect_uri_given``: the authorization request named it, so the token request must too
+    (RFC 6749 §4.1.3). ``code_challenge``: the S256 PKCE challenge (RFC 7636 §4.2). Set when
+    the code is used: ``used_at`` and the ids of what that exchange issued."""
+
+    code_hash: bytes
+    client_id: str
+    user_id: str
+    subject: str
+    redirect_uri: str
+    redirect_uri_given: bool
+    scopes: tuple[str, ...]
+    code_challenge: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    family_id: str | None = None
+    access_jti: str | None = None
+
+
+class AuthorizationCodeStore(Protocol):
+    async def insert(self, record: AuthorizationCodeRecord) -> None: ...
+
+    async def get(self, code_hash: bytes) -> AuthorizationCodeRecord | None: ...
+
+    async def consume(
+        self, code_hash: bytes, at: datetime, *, family_id: str | None, access_jti: str
+    ) -> bool:
+        """Mark the code used, with what its exchange issues: True for the one call that used
+        it first (atomic across processes and instances), False if it was used already."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    """A refresh token (always opaque, stored by ``token_hash``), one of a family: the tokens
+    one grant produced by rotation. ``access_jti`` is the access token issued beside it, so
+    that revoking the family revokes it too. ``family_revoked_at`` is read from the family."""
+
+    token_hash: bytes
+    family_id: str
+    client_id: str
+    user_id: str
+    subject: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    access_jti: str
+    access_expires_at: datetime
+    used_at: datetime | None = None
+    family_revoked_at: datetime | None = None
+
+
+class RefreshTokenStore(Protocol):
+    async def start_family(self, first: RefreshTokenRecord) -> None:
+        """Create ``first.family_id`` with its first refresh token."""
+        ...
+
+    async def get(self, token_hash: bytes) -> RefreshTokenRecord | None: ...
+
+    async def rotate(self, used: bytes, new: RefreshTokenRecord, at: datetime) -> str:
+        """Replace refresh token ``used`` by ``new`` (same family), atomically: ``"rotated"``
+        for the one call that used it first, ``"reused"`` if it was used before (nothing
+        written: the caller revokes the family), ``"revoked"`` if its family was revoked
+        (nothing written). Of racing calls exactly one rotates, across processes."""
+        ...
+
+    async def revoke_family(self, family_id: str, at: datetime) -> None:
+        """Revoke the family: none of its refresh tokens works any more, and the access tokens
+        issued beside them that have not expired are added to the revoked access tokens (in
+        the same transaction)."""
+        ...
+
+    async def revoke_user(self, user_id: str, at: datetime) -> int:
+        """Revoke every family of the user (``revoke_family`` each); how many."""
+        ...
+
+
+class ConsentStore(Protocol):
+    """What a user consented to per client (the scope set), remembered until revoked."""
+
+    async def granted(self, user_id: str, client_id: str) -> tuple[str, ...]:
+        """The scopes the user granted the client so far (empty: none)."""
+        ...
+
+    async def grant(
+        self, user_id: str, client_id: str, scopes: tuple[str, ...], at: datetime
+    ) -> None:
+        """Remember ``scopes`` as granted, besides what was granted before."""
+        ...
+
+    async def revoke(self, user_id: str, client_id: str | None = None) -> int:
+        """Forget the user's consents (to one client, or all); how many were removed."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -242,6 +341,9 @@ class Store(Protocol):
     oauth2_clients: OAuthClientStore
     revoked_tokens: RevokedTokenStore
     users: UserStore
+    oauth2_codes: AuthorizationCodeStore
+    refresh_tokens: RefreshTokenStore
+    consents: ConsentStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

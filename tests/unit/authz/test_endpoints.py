@@ -44,10 +44,17 @@ def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoints() -> 
     assert [e.path for e in OWN_ENDPOINTS if e.served] == [
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
+        "/oauth2/authorize",
         "/oauth2/token",
         "/oauth2/introspect",
         "/oauth2/revoke",
+        "/login",
+        "/consent",
     ]
+    for page in ("/login", "/consent"):
+        found = served_endpoint(page)
+        assert found is not None and found.allow_header == "GET, POST, HEAD"
+        assert found.body_limit == 16 * 1024
     jwks = served_endpoint("/.well-known/jwks.json")
     assert jwks is not None and jwks.allows("GET") and jwks.allows("HEAD")
     assert not jwks.allows("POST") and not jwks.allows("OPTIONS")
@@ -68,7 +75,7 @@ def test_only_served_endpoints_read_a_body() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/login", "/oauth2/device_authorization", "/oauth2/authorize", "/JWKS.json", "/"],
+    ["/oauth2/device_authorization", "/oauth1/authorize", "/JWKS.json", "/", "/device"],
 )
 def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None

@@ -22,7 +22,7 @@ from restguard.oauth2.clients import new_client_id, new_client_secret
 from restguard.oauth2.http import EndpointRequest
 from restguard.oauth2.server import Server
 from restguard.store.ports import OAuthClientRecord
-from tests.unit.fakes import T0, FakeRevokedTokenStore
+from tests.unit.fakes import T0, FakeRevokedTokenStore, server_parts
 from tests.unit.oauth2.test_token_endpoint import basic
 
 ISSUER = "http://127.0.0.1:8080"
@@ -75,7 +75,7 @@ class Env:
         )
         self.tokens = AccessTokens(Ring.current, ISSUER, ISSUER, CLOCK)
         self.server = Server(
-            ISSUER, self.clients, self.tokens, CLOCK, inspector=self.auth, revoked=self.revoked
+            server_parts(ISSUER, self.clients, self.tokens, CLOCK, self.auth, self.revoked)
         )
 
     def token(self, client: OAuthClientRecord) -> str:

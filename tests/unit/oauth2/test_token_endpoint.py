@@ -25,7 +25,7 @@ from restguard.oauth2.clients import new_client_id, new_client_secret
 from restguard.oauth2.http import EndpointRequest
 from restguard.oauth2.server import Server
 from restguard.store.ports import OAuthClientRecord
-from tests.unit.fakes import T0, FakeRevokedTokenStore
+from tests.unit.fakes import T0, FakeRevokedTokenStore, server_parts
 
 ISSUER = "http://127.0.0.1:8080"
 CLOCK = FixedClock(T0)
@@ -70,7 +70,7 @@ def server(clients: Clients, **kwargs: Any) -> Server:
     inspector = OAuth2Authenticator(Ring(), clients, CLOCK, issuer=ISSUER, audience=ISSUER)
     tokens = AccessTokens(KEYS, ISSUER, ISSUER, CLOCK)
     revoked = FakeRevokedTokenStore()
-    return Server(ISSUER, clients, tokens, CLOCK, inspector=inspector, revoked=revoked, **kwargs)
+    return Server(server_parts(ISSUER, clients, tokens, CLOCK, inspector, revoked, **kwargs))
 
 
 SERVER = server(Clients(CONF, PUBLIC, REVOKED, NO_CC))
@@ -195,10 +195,19 @@ def test_metadata_names_what_is_served() -> None:
     assert doc["issuer"] == ISSUER
     assert doc["token_endpoint"] == ISSUER + "/oauth2/token"
     assert doc["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
-    assert doc["grant_types_supported"] == ["client_credentials"]
+    assert doc["authorization_endpoint"] == ISSUER + "/oauth2/authorize"
+    assert doc["grant_types_supported"] == [
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    ]
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["authorization_response_iss_parameter_supported"] is True
     assert doc["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "none",
     ]
 
 

@@ -3,6 +3,8 @@ itself. No refresh token is issued (§4.4.3: it SHOULD NOT be)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from restguard.oauth2.access_tokens import AccessTokens, IssuedToken
 from restguard.oauth2.errors import OAuthError
 from restguard.oauth2.scopes import granted_scopes
@@ -11,11 +13,19 @@ from restguard.store.ports import OAuthClientRecord
 GRANT_TYPE = "client_credentials"
 
 
-def grant(client: OAuthClientRecord, form: dict[str, str], tokens: AccessTokens) -> IssuedToken:
-    # RFC 6749 §4.4: "MUST only be used by confidential clients".
-    if client.secret_hash is None:
-        raise OAuthError(
-            "unauthorized_client", "A public client cannot use the client credentials grant."
+class ClientCredentialsGrant:
+    def __init__(self, tokens: AccessTokens) -> None:
+        self.tokens = tokens
+
+    async def __call__(
+        self, client: OAuthClientRecord, form: dict[str, str], now: datetime
+    ) -> IssuedToken:
+        # RFC 6749 §4.4: "MUST only be used by confidential clients".
+        if client.secret_hash is None:
+            raise OAuthError(
+                "unauthorized_client", "A public client cannot use the client credentials grant."
+            )
+        scopes = granted_scopes(form.get("scope"), client.scopes)
+        return self.tokens.issue(
+            client_id=client.client_id, subject=client.client_id, scopes=scopes
         )
-    scopes = granted_scopes(form.get("scope"), client.scopes)
-    return tokens.issue(client_id=client.client_id, subject=client.client_id, scopes=scopes)

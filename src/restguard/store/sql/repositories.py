@@ -36,14 +36,22 @@ from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
     ApiKeyRecord,
     ApiKeyStore,
+    AuthorizationCodeStore,
+    ConsentStore,
     IssuerStore,
     MasterKeyCheckStore,
     OAuthClientStore,
+    RefreshTokenStore,
     RevokedTokenStore,
     SigningKeyRecord,
     SigningKeyStore,
     Store,
     UserStore,
+)
+from restguard.store.sql.grant_repositories import (
+    SqlAuthorizationCodeStore,
+    SqlConsentStore,
+    SqlRefreshTokenStore,
 )
 from restguard.store.sql.reseal import sealed_secrets
 from restguard.store.sql.runner import (
@@ -333,6 +341,9 @@ class SqlStore(Store):
         self.oauth2_clients: OAuthClientStore = SqlOAuthClientStore(engine, self._run)
         self.revoked_tokens: RevokedTokenStore = SqlRevokedTokenStore(engine, self._run)
         self.users: UserStore = SqlUserStore(engine, self._run)
+        self.oauth2_codes: AuthorizationCodeStore = SqlAuthorizationCodeStore(engine, self._run)
+        self.refresh_tokens: RefreshTokenStore = SqlRefreshTokenStore(engine, self._run)
+        self.consents: ConsentStore = SqlConsentStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Dialect,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -150,4 +152,67 @@ users = Table(
     Column("failed_logins", Integer, nullable=False, server_default="0"),
     Column("locked_until", UtcDateTime, nullable=True),
     UniqueConstraint("username"),
+)
+
+#: Authorization codes (RFC 6749 §4.1.2), by the SHA-256 of the code; single-use: ``used_at``
+#: is set by the one exchange that wins, with the ids of the tokens it issues (``family_id``,
+#: ``access_jti``) so that a replay revokes them (RFC 6749 §4.1.2: "SHOULD revoke").
+oauth2_codes = Table(
+    "oauth2_codes",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("redirect_uri_given", Boolean, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("code_challenge", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("family_id", Text, nullable=True),
+    Column("access_jti", Text, nullable=True),
+)
+
+#: One row per grant that issued refresh tokens: the family every rotation stays in. Its row is
+#: the lock that rotation and revocation take (``grant_repositories.py``).
+oauth2_token_families = Table(
+    "oauth2_token_families",
+    metadata,
+    Column("family_id", Text, primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("rotated_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+#: Refresh tokens by the SHA-256 of the token (always opaque: ``rg_rt_...``). ``used_at``: rotated
+#: (a second use is a reuse, RFC 9700 §4.14.2). ``access_jti``: the access token issued beside it.
+oauth2_refresh_tokens = Table(
+    "oauth2_refresh_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("family_id", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("access_jti", Text, nullable=False),
+    Column("access_expires_at", UtcDateTime, nullable=False),
+    Index("ix_oauth2_refresh_tokens_family_id", "family_id"),
+)
+
+#: What a user consented to per client, remembered until revoked.
+oauth2_consents = Table(
+    "oauth2_consents",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("client_id", Text, primary_key=True),
+    Column("scopes", Text, nullable=False),
+    Column("granted_at", UtcDateTime, nullable=False),
 )
