@@ -18,9 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 from restguard.cli.quickstart import DEMO_PORT
 from tests.harness import free_port
+from tests.oauth2_support import forms
 
 pytestmark = pytest.mark.slow
 
@@ -338,3 +340,55 @@ def test_quickstart_json_is_one_document(tmp_path: Path) -> None:
     assert code == 0, qs.stderr
     assert json.loads(qs.stdout) == document  # nothing else on stdout, "stopped." included
     assert f"created {directory}" in qs.stderr and "stopped." in qs.stderr
+
+
+@pytest.mark.skipif(CURL is None, reason="the curl binary is not installed")
+def test_quickstart_authorization_code_flow_as_printed(tmp_path: Path) -> None:
+    """The printed browser line, followed as a person would (sign in as the printed user,
+    allow), lands on the demo app's callback, whose curl redeems the code; the token reads."""
+    port, admin, upstream = free_port(), free_port(), free_port()
+    qs = Quickstart(tmp_path / "qs", port, admin, upstream)
+    try:
+        out = qs.wait_ready()
+        lines = out.splitlines()
+        (at,) = [i for i, line in enumerate(lines) if line.startswith("# open in a browser")]
+        password = re.search(r"password '([^']+)'", lines[at]).group(1)  # type: ignore[union-attr]
+        url = lines[at + 2]
+        gateway = f"http://127.0.0.1:{port}"
+        assert url.startswith(gateway + "/oauth2/authorize?")
+        browser = requests.Session()
+        page = browser.get(url, timeout=10)  # -> the sign-in page
+        (form,) = forms(page.text)
+        page = browser.post(
+            gateway + form.action,
+            data={**form.inputs, "username": "demo", "password": password},
+            timeout=10,
+        )  # -> the consent page
+        (form,) = forms(page.text)
+        scopes = [value for _, value, checked in form.checkboxes if checked]
+        assert scopes == ["notes:read", "notes:write"]
+        landed = browser.post(
+            gateway + form.action,
+            data={**form.inputs, "scope": scopes, "decision": "allow"},
+            timeout=10,
+        )  # -> the demo app's callback on the upstream
+        assert landed.url.startswith(f"http://127.0.0.1:{upstream}/app/callback?")
+        command = landed.json()["curl"]
+        redeemed = subprocess.run(
+            shlex.split(command.replace("curl -i ", "curl -s ")),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        token = json.loads(redeemed.stdout)
+        assert token["scope"] == "notes:read notes:write"
+        notes = requests.get(
+            gateway + "/notes",
+            headers={"authorization": "Bearer " + token["access_token"]},
+            timeout=10,
+        )
+        assert notes.status_code == 200
+        assert notes.json()["seen_by_upstream"] == {"subject": "demo", "auth_method": "oauth2"}
+    finally:
+        assert qs.interrupt() == 0, qs.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shlex
 import socket
 from collections.abc import Callable
@@ -19,15 +20,21 @@ from restguard.cli.serve import _Server, bind, install_loop, run_servers, uvicor
 from restguard.config import Listen, Settings
 from restguard.credentials.apikey import new_record
 from restguard.credentials.jwt_issuers import new_issuer
+from restguard.demo.app import PATH as APP_PATH
+from restguard.demo.app import SCOPES, DemoApp
 from restguard.demo.idp import ALG as IDP_ALG
 from restguard.demo.idp import PATH as IDP_PATH
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.demo.notes import NotesApp
 from restguard.oauth2.clients import new_client
+from restguard.oauth2.users import new_user
+from restguard.store.ports import Store
 from restguard.store.sql import open_store
 
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
-SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client
+SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client (client credentials)
+APP_NAME = "Quickstart notes app"  # the demo OAuth 2.0 application (authorization code)
+DEMO_USER = "demo"  # the person who signs in to it
 DEMO_PORT = 9000  # the demo notes API, when free
 DEMO_AUDIENCE = "restguard-quickstart"  # the demo identity provider's tokens are for this API
 
@@ -48,11 +55,16 @@ class _Demo:
     write_key: str
     client_id: str
     client_secret: str
+    app: DemoApp
+    password: str
 
 
-async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> _Demo:
+async def _fresh_keys(
+    database_url: str, idp: DemoIdentityProvider, gateway: str, upstream: str
+) -> _Demo:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
-    a read key and a read/write key and an OAuth 2.0 client (client credentials, read only);
+    a read key and a read/write key, an OAuth 2.0 client (client credentials, read only), an
+    OAuth 2.0 application (authorization code, public) and the demo user who signs in to it;
     trust this run's demo identity provider instead of the last one's."""
     store = open_store(database_url)
     try:
@@ -90,9 +102,33 @@ async def _fresh_keys(database_url: str, idp: DemoIdentityProvider) -> _Demo:
         )
         assert secret is not None  # a confidential client
         await store.oauth2_clients.insert(service)
-        return _Demo(read_key, write_key, service.client_id, secret)
+        app = await _fresh_app(store, now, gateway, upstream)
+        password = secrets.token_urlsafe(12)
+        old = await store.users.by_username(DEMO_USER)
+        if old is not None:  # its consents and refresh tokens go with it
+            await store.refresh_tokens.revoke_user(old.user_id, now)
+            await store.consents.revoke(old.user_id)
+            await store.users.remove(old.user_id)
+        await store.users.insert(new_user(DEMO_USER, password, SCOPES, now=now))
+        return _Demo(read_key, write_key, service.client_id, secret, app, password)
     finally:
         store.close()
+
+
+async def _fresh_app(store: Store, now: datetime, gateway: str, upstream: str) -> DemoApp:
+    for client in await store.oauth2_clients.list():
+        if client.name == APP_NAME and client.revoked_at is None:
+            await store.oauth2_clients.revoke(client.client_id, now)
+    record, _ = new_client(
+        name=APP_NAME,
+        scopes=SCOPES,
+        grants=("authorization_code", "refresh_token"),
+        redirect_uris=(upstream + APP_PATH,),
+        public=True,
+        now=now,
+    )
+    await store.oauth2_clients.insert(record)
+    return DemoApp(record.client_id, gateway, upstream)
 
 
 @dataclass(frozen=True)
@@ -147,7 +183,9 @@ def _examples(base: str, demo: _Demo, token: str) -> list[_Example]:
     ]
 
 
-def _guide(base: str, admin: str, upstream: str, config: Path, examples: list[_Example]) -> str:
+def _guide(
+    base: str, admin: str, upstream: str, config: Path, examples: list[_Example], demo: _Demo
+) -> str:
     lines = [
         "",
         click.style("restguard is protecting the demo notes API.", fg="green", bold=True),
@@ -159,6 +197,13 @@ def _guide(base: str, admin: str, upstream: str, config: Path, examples: list[_E
     ]
     for example in examples:
         lines += [f"# {example.status}: {example.what}", example.curl]
+    lines += [
+        "",
+        click.style("Sign in as a person (OAuth 2.0 authorization code + PKCE):", bold=True),
+        f"# open in a browser, sign in as '{DEMO_USER}' with password {demo.password!r},",
+        "# allow the demo app; its callback page shows the curl that redeems the code",
+        demo.app.authorize_url(),
+    ]
     lines += [
         "",
         "This is plain HTTP on loopback, for trying things out: API keys sent over a network",
@@ -258,7 +303,8 @@ def quickstart(
             # demo where it listens now (the file is left as it is).
             settings = replace(settings, upstream=replace(settings.upstream, url=upstream))
         idp = DemoIdentityProvider(upstream + IDP_PATH, DEMO_AUDIENCE)
-        demo = asyncio.run(_fresh_keys(settings.database_url, idp))
+        gateway = f"http://{settings.server.listen}"
+        demo = asyncio.run(_fresh_keys(settings.database_url, idp, gateway, upstream))
     except BaseException:
         demo_sock.close()
         raise
@@ -269,7 +315,7 @@ def quickstart(
 
     def ready() -> None:
         if not as_json:
-            click.echo(_guide(base, admin, upstream, config, examples))
+            click.echo(_guide(base, admin, upstream, config, examples, demo))
             return
         emit_json(
             {
@@ -285,6 +331,13 @@ def quickstart(
                     "token_url": base + "/oauth2/token",
                 },
                 "jwt": {"token": token, "issuer": idp.issuer, "jwks_uri": idp.jwks_uri},
+                "authorization_code": {
+                    "authorize_url": demo.app.authorize_url(),
+                    "client_id": demo.app.client_id,
+                    "redirect_uri": demo.app.redirect_uri,
+                    "username": DEMO_USER,
+                    "password": demo.password,
+                },
                 "requests": [
                     {"expect": e.status, "what": e.what, "curl": e.curl} for e in examples
                 ],
@@ -292,7 +345,7 @@ def quickstart(
         )
 
     install_loop()
-    asyncio.run(_serve(settings, demo_sock, ready, idp))
+    asyncio.run(_serve(settings, demo_sock, ready, idp, demo.app))
     click.echo("stopped.", err=as_json)
 
 
@@ -301,8 +354,9 @@ async def _serve(
     demo_sock: socket.socket,
     ready: Callable[[], None],
     idp: DemoIdentityProvider,
+    app: DemoApp,
 ) -> None:
-    demo = _Server(uvicorn_config(NotesApp(idp)))
+    demo = _Server(uvicorn_config(NotesApp(idp, app)))
     demo_task = asyncio.create_task(demo.serve(sockets=[demo_sock]))
     try:
         await run_servers(settings, on_ready=ready)

@@ -9,6 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from restguard.demo.app import PATH as APP_PATH
+from restguard.demo.app import DemoApp
 from restguard.demo.idp import PATH as IDP_PATH
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.edge.asgi_send import acknowledge_lifespan, send_json
@@ -21,12 +23,13 @@ MAX_NOTE_BYTES = 64 * 1024
 
 class NotesApp:
     """GET /health, GET|POST /notes, GET|PUT|DELETE /notes/{id}; with an ``idp``, also its
-    JWK Set at ``GET /idp/jwks.json`` (the quickstart's stand-in identity provider)."""
+    JWK Set at ``GET /idp/jwks.json`` (the quickstart's stand-in identity provider); with an
+    ``app``, the stand-in OAuth 2.0 application's redirect URI ``GET /app/callback``."""
 
-    def __init__(self, idp: DemoIdentityProvider | None = None) -> None:
+    def __init__(self, idp: DemoIdentityProvider | None = None, app: DemoApp | None = None) -> None:
         self.notes: dict[int, dict[str, Any]] = {1: {"id": 1, "text": "Welcome to restguard."}}
         self.next_id = 2
-        self.idp = idp
+        self.idp, self.app = idp, app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -37,6 +40,10 @@ class NotesApp:
         if self.idp is not None and scope["path"] == IDP_PATH + "/jwks.json":
             head = scope["method"] == "HEAD"
             await send_json(send, 200, self.idp.jwks, cache=b"max-age=300", head=head)
+            return
+        if self.app is not None and scope["path"] == APP_PATH and scope["method"] == "GET":
+            status, answer = self.app.callback(scope.get("query_string", b""))
+            await send_json(send, status, answer)
             return
         headers = dict(scope["headers"])
         who = {
