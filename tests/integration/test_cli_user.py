@@ -313,3 +313,65 @@ def test_real_process_json(config: str) -> None:
     )
     assert listed.returncode == 0, listed.stderr
     assert [r["user_id"] for r in json.loads(listed.stdout)] == [doc["user_id"]]
+
+
+def test_consents_listed_and_revoked_with_their_refresh_tokens(config: str) -> None:
+    """`user consents` shows what a user allowed; `user revoke-consent` forgets it (one client,
+    then all) and revokes the refresh-token families issued under it."""
+    from restguard.store.ports import RefreshTokenRecord
+
+    created = create(config, "--password-stdin", "--scope", "notes:read", "--json")
+    user_id = one_document(created)["user_id"]
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        store = open_store_for(load(Path(config)))
+        try:
+            for client in ("rg_ci_aaaaaaaaaaaaaaaa", "rg_ci_bbbbbbbbbbbbbbbb"):
+                await store.consents.grant(user_id, client, ("notes:read",), now)
+                await store.refresh_tokens.start_family(
+                    RefreshTokenRecord(
+                        client.encode(),
+                        "fam-" + client,
+                        client,
+                        user_id,
+                        "alice",
+                        ("notes:read",),
+                        now,
+                        now,
+                        "jti-" + client,
+                        now,
+                    )
+                )
+        finally:
+            store.close()
+
+    asyncio.run(seed())
+    rows = one_document(invoke("user", "consents", "alice", "--config", config, "--json"))
+    assert [(r["client_id"], r["scopes"]) for r in rows] == [
+        ("rg_ci_aaaaaaaaaaaaaaaa", ["notes:read"]),
+        ("rg_ci_bbbbbbbbbbbbbbbb", ["notes:read"]),
+    ]
+    one = invoke(
+        "user",
+        "revoke-consent",
+        user_id,
+        "--client",
+        "rg_ci_aaaaaaaaaaaaaaaa",
+        "--config",
+        config,
+        "--json",
+    )
+    assert one_document(one) == {
+        "user_id": user_id,
+        "client_id": "rg_ci_aaaaaaaaaaaaaaaa",
+        "consents_revoked": 1,
+        "token_families_revoked": 1,
+    }
+    rows = one_document(invoke("user", "consents", "ALICE", "--config", config, "--json"))
+    assert [r["client_id"] for r in rows] == ["rg_ci_bbbbbbbbbbbbbbbb"]
+    people = invoke("user", "revoke-consent", "alice", "--config", config)
+    assert people.exit_code == 0 and "1 consent(s), 1 refresh token family" in people.output
+    assert one_document(invoke("user", "consents", "alice", "--config", config, "--json")) == []
+    unknown = invoke("user", "consents", "bob", "--config", config)
+    assert unknown.exit_code == 1 and "no user has the id or username 'bob'" in unknown.output

@@ -173,6 +173,8 @@ async def test_revoke_user_revokes_every_family_of_the_user(stores: list[SqlStor
     await store.refresh_tokens.start_family(refresh("u1", family="U1"))
     await store.refresh_tokens.start_family(refresh("u2", family="U2"))
     await store.refresh_tokens.start_family(refresh("o1", family="O1", user_id="rg_us_b"))
+    await store.refresh_tokens.start_family(refresh("u3", family="U3", client_id="rg_ci_b"))
+    assert await store.refresh_tokens.revoke_user("rg_us_a", T0, client_id="rg_ci_b") == 1
     assert await store.refresh_tokens.revoke_user("rg_us_a", T0) == 2
     assert await store.refresh_tokens.revoke_user("rg_us_a", T0) == 0
     other = await store.refresh_tokens.get(refresh("o1").token_hash)
@@ -192,6 +194,12 @@ async def test_consents_add_up_and_are_revoked(stores: list[SqlStore]) -> None:
     )
     assert set(await consents.granted("u", "d")) == {f"s{i}" for i in range(RACERS)}
     await consents.grant("v", "c", ("x",), T0)
+    listed = await consents.list("u")
+    assert [(client, set(scopes)) for client, scopes, _ in listed] == [
+        ("c", {"notes:read", "notes:write"}),
+        ("d", {f"s{i}" for i in range(RACERS)}),
+    ]
+    assert await consents.list("nobody") == []
     assert await consents.revoke("u", "c") == 1
     assert await consents.granted("u", "c") == ()
     assert await consents.revoke("u") == 1

@@ -567,6 +567,7 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "consents.granted": lambda: store.consents.granted("us", "ci"),
         "consents.grant": lambda: store.consents.grant("us", "ci", ("a",), T0),
         "consents.revoke": lambda: store.consents.revoke("us"),
+        "consents.list": lambda: store.consents.list("us"),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

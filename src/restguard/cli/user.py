@@ -1,6 +1,7 @@
-"""``restguard user create|list|remove``: resource owners who log in to restguard's
-authorization server and consent to clients. Passwords never appear on the command line (shell
-history, ``ps``): they come from stdin, and only their Argon2id hash is stored."""
+"""``restguard user create|list|remove|consents|revoke-consent``: resource owners who log in
+to restguard's authorization server and consent to clients. Passwords never appear on the
+command line (shell history, ``ps``): they come from stdin, and only their Argon2id hash is
+stored."""
 
 from __future__ import annotations
 
@@ -202,3 +203,85 @@ def remove(user: str, config: str | None, as_json: bool) -> None:
         emit_json(_public(rec, datetime.now(UTC)))
     else:
         success(f"user {rec.user_id} ({rec.username}) removed.")
+
+
+async def _find(store: Store, user: str) -> UserRecord:
+    key = user if is_user_id(user) else user.lower()
+    found = await store.users.get(key) or await store.users.by_username(key)
+    if found is None:
+        raise click.ClickException(
+            f"no user has the id or username '{user}' ('restguard user list' shows them)"
+        )
+    return found
+
+
+@user.command("consents")
+@click.argument("user", metavar="ID_OR_USERNAME")
+@config_option
+@json_option
+@friendly
+def consents(user: str, config: str | None, as_json: bool) -> None:
+    """The applications a user has allowed, and the scopes each one was granted."""
+    settings = settings_from(config)
+
+    async def act(store: Store) -> list[tuple[str, tuple[str, ...], datetime]]:
+        return await store.consents.list((await _find(store, user)).user_id)
+
+    found = run(with_store(settings, act))
+    if as_json:
+        emit_json(
+            [
+                {"client_id": client, "scopes": list(scopes), "granted_at": iso(at)}
+                for client, scopes, at in found
+            ]
+        )
+        return
+    table(
+        ("client_id", "scopes", "granted_at"),
+        [(client, " ".join(scopes), iso(at)) for client, scopes, at in found],
+    )
+
+
+@user.command("revoke-consent")
+@click.argument("user", metavar="ID_OR_USERNAME")
+@click.option(
+    "--client",
+    "client_id",
+    metavar="CLIENT_ID",
+    default=None,
+    help="Only this application's consent [default: every application's].",
+)
+@config_option
+@json_option
+@friendly
+def revoke_consent(user: str, client_id: str | None, config: str | None, as_json: bool) -> None:
+    """Take back what a user allowed an application (or every application): the consent is
+    forgotten, so the consent page is shown again next time, and the refresh tokens issued
+    under it are revoked with their access tokens (on every instance within a second)."""
+    settings = settings_from(config)
+
+    async def act(store: Store) -> tuple[UserRecord, int, int]:
+        found = await _find(store, user)
+        families = await store.refresh_tokens.revoke_user(
+            found.user_id, datetime.now(UTC), client_id
+        )
+        forgotten = await store.consents.revoke(found.user_id, client_id)
+        return found, forgotten, families
+
+    found, forgotten, families = run(with_store(settings, act))
+    if as_json:
+        emit_json(
+            {
+                "user_id": found.user_id,
+                "client_id": client_id,
+                "consents_revoked": forgotten,
+                "token_families_revoked": families,
+            }
+        )
+    else:
+        whom = f"application {client_id}" if client_id else "every application"
+        kinds = "family" if families == 1 else "families"
+        success(
+            f"{found.username}'s consent to {whom} revoked "
+            f"({forgotten} consent(s), {families} refresh token {kinds})."
+        )

@@ -308,8 +308,9 @@ class RefreshTokenStore(Protocol):
         the same transaction)."""
         ...
 
-    async def revoke_user(self, user_id: str, at: datetime) -> int:
-        """Revoke every family of the user (``revoke_family`` each); how many."""
+    async def revoke_user(self, user_id: str, at: datetime, client_id: str | None = None) -> int:
+        """Revoke every family of the user (to one client, or all; ``revoke_family`` each);
+        how many."""
         ...
 
 
@@ -328,6 +329,10 @@ class ConsentStore(Protocol):
 
     async def revoke(self, user_id: str, client_id: str | None = None) -> int:
         """Forget the user's consents (to one client, or all); how many were removed."""
+        ...
+
+    async def list(self, user_id: str) -> list[tuple[str, tuple[str, ...], datetime]]:
+        """``(client_id, scopes, granted_at)`` of each consent the user gave, oldest first."""
         ...
 
 

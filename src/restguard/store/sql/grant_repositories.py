@@ -10,6 +10,7 @@ revocation that follows a rotation sees (and revokes) the access token that rota
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -256,21 +257,20 @@ class SqlRefreshTokenStore(RefreshTokenStore):
 
         await self._run("refresh_tokens.revoke_family", work, write=True)
 
-    async def revoke_user(self, user_id: str, at: datetime) -> int:
+    async def revoke_user(self, user_id: str, at: datetime, client_id: str | None = None) -> int:
         now = to_utc(at)
         f = oauth2_token_families.c
+        mine = [f.user_id == user_id, f.revoked_at.is_(None)]
+        if client_id is not None:
+            mine.append(f.client_id == client_id)
 
         def work() -> int:
             with self._engine.begin() as conn:
                 # (the write first: a no-op update that takes SQLite's write lock)
                 conn.execute(
-                    update(oauth2_token_families)
-                    .where(f.user_id == user_id, f.revoked_at.is_(None))
-                    .values(rotated_at=f.rotated_at)
+                    update(oauth2_token_families).where(*mine).values(rotated_at=f.rotated_at)
                 )
-                ids = conn.execute(
-                    select(f.family_id).where(f.user_id == user_id, f.revoked_at.is_(None))
-                ).scalars()
+                ids = conn.execute(select(f.family_id).where(*mine)).scalars()
                 return self._revoke(conn, list(ids), now)
 
         return await self._run("refresh_tokens.revoke_user", work, write=True)
@@ -325,6 +325,21 @@ class SqlConsentStore(ConsentStore):
                 attempt()
 
         await self._run("consents.grant", work, write=True)
+
+    async def list(self, user_id: str) -> builtins.list[tuple[str, tuple[str, ...], datetime]]:
+        c = oauth2_consents.c
+        query = (
+            select(c.client_id, c.scopes, c.granted_at)
+            .where(c.user_id == user_id)
+            .order_by(c.granted_at, c.client_id)
+        )
+
+        def work() -> builtins.list[tuple[str, tuple[str, ...], datetime]]:
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).all()
+            return [(client, tuple(scopes.split()), at) for client, scopes, at in rows]
+
+        return await self._run("consents.list", work)
 
     async def revoke(self, user_id: str, client_id: str | None = None) -> int:
         c = oauth2_consents.c
