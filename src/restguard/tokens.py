@@ -15,7 +15,10 @@ import base64
 import re
 from urllib.parse import unquote
 
-PREFIXES = ("rg_ak_", "rg_cs_")
+# API keys, client secrets, opaque access tokens, refresh tokens. (Authorization codes,
+# ``rg_ac_``, are not refused: they travel in the query of the redirect to the client, which
+# may itself sit behind this gateway; they are single-use, PKCE-bound and live a minute.)
+PREFIXES = ("rg_ak_", "rg_cs_", "rg_at_", "rg_rt_")
 # Query parameter names clients commonly put API keys in.
 QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
 

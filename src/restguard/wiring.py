@@ -19,6 +19,7 @@ from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator, RevocationList
+from restguard.credentials.opaque_tokens import OpaqueTokens
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.master_check import ensure_master_key
@@ -65,6 +66,7 @@ AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
         issuer=p.settings.server.public_url,
         audience=p.settings.server.public_url,
         revocations=RevocationList(p.store.revoked_tokens, p.clock),
+        opaque=OpaqueTokens(p.store.oauth2_access_tokens),
     ),
 }
 
@@ -219,7 +221,9 @@ async def open_runtime(
     minter = IdentityMinter(keys, settings.server.public_url, clock)
     public_url = settings.server.public_url
     # The access tokens' audience: the APIs behind this gateway, named by its public URL.
-    tokens = AccessTokens(keys, public_url, public_url, clock)
+    tokens = AccessTokens(
+        keys, public_url, public_url, clock, opaque=OpaqueTokens(store.oauth2_access_tokens)
+    )
 
     def record(
         request: EndpointRequest,

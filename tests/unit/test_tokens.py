@@ -26,8 +26,14 @@ def key() -> str:
 
 
 def test_prefixes_and_query_names() -> None:
-    assert "rg_ak_" in PREFIXES
+    from restguard.credentials.opaque_tokens import new_token
+    from restguard.oauth2.clients import new_client_secret
+    from restguard.oauth2.refresh_tokens import new_token as new_refresh_token
+
     assert generate_key()[1].startswith(PREFIXES)
+    # every secret restguard issues is refused in a URL and found by scanners
+    for issued in (new_client_secret(), new_token(), new_refresh_token()):
+        assert issued.startswith(PREFIXES) and contains_credential("/x?t=" + issued)
     assert {"api_key", "apikey", "api-key", "x-api-key"} <= QUERY_NAMES
 
 
@@ -63,7 +69,7 @@ def test_contains_credential(template: str) -> None:
         "rg_ak",
         "rg-ak-abc",
         "rg__ak_",
-        "rg_at_abc",  # not a kind restguard issues (yet): refusing it would be a false alarm
+        "rg_ac_abc",  # an authorization code travels in a redirect's query: not refused
         "rg%2Fak%2Fabc",
         "organisation",
         "ak_rg_",

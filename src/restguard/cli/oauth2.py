@@ -82,7 +82,9 @@ def client() -> None:
     type=click.Choice(TOKEN_FORMATS),
     default="jwt",
     show_default=True,
-    help="Access tokens as JWTs (RFC 9068); opaque references come in a later version.",
+    help="Access tokens as JWTs (RFC 9068, verified at the gateway without a lookup) or "
+    "opaque 'rg_at_' references (stored by hash, looked up by the gateway; their holders "
+    "cannot read them).",
 )
 @config_option
 @json_option

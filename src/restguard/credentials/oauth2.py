@@ -2,7 +2,8 @@
 
 Which Bearer tokens are this method's (``credentials/jwt.py`` explains the dispatch): JWS
 tokens whose unverified ``iss`` is restguard's ``public_url``, and restguard's opaque ``rg_at_``
-tokens (not issued yet by this version: refused as invalid).
+tokens (``credentials/opaque_tokens.py``: checked for form and checksum, then looked up by hash in
+the store; remembered like a verified JWT, their client and revocation checked every time).
 
 A JWT access token is verified locally with the keyring's public keys, by the same strict
 verifier as external issuers' (``keys/jwt_verify``): the algorithm from the key, ``typ``
@@ -32,6 +33,7 @@ from typing import Any, Final, Protocol
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
 from restguard.credentials.bearer import COMPACT, bearer_token
+from restguard.credentials.opaque_tokens import PREFIX, OpaqueTokens, well_formed
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwk import KeySet
 from restguard.keys.jwt_verify import (
@@ -46,7 +48,8 @@ from restguard.store.ports import OAuthClientRecord, OAuthClientStore, RevokedTo
 from restguard.types import Principal, RequestView, verified_principal
 
 CHALLENGE: Final = 'Bearer realm="restguard"'
-OPAQUE_PREFIX: Final = b"rg_at_"
+OPAQUE_PREFIX: Final = PREFIX.encode()
+OPAQUE_PREFIX_TEXT: Final = PREFIX
 CLIENT_CACHE_SECONDS: Final = 1.0
 _CLIENT_CACHE_SIZE: Final = 10_000
 VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
@@ -96,7 +99,7 @@ class ClientCache:
 class _Verified:
     """A token that passed: with which key snapshot, until when, as whom."""
 
-    keys: SigningKeys
+    keys: SigningKeys | None  # None: an opaque token
     kid: str
     until: float
     credential_id: str
@@ -169,8 +172,11 @@ class OAuth2Authenticator:
         issuer: str,
         audience: str,
         revocations: RevocationList | None = None,
+        opaque: OpaqueTokens | None = None,
     ) -> None:
-        """``revocations``: the revoked tokens (None: none are, for tests and tools)."""
+        """``revocations``: the revoked tokens (None: none are, for tests and tools);
+        ``opaque``: where opaque tokens are looked up (None: every one is refused)."""
+        self._opaque, self._audience = opaque, audience
         self._revocations = revocations or _NoRevocations()
         self._keyring, self._clock = keyring, clock
         self._clients = clients if isinstance(clients, ClientCache) else ClientCache(clients)
@@ -186,7 +192,9 @@ class OAuth2Authenticator:
         if raw is None:
             return None
         if raw.startswith(OPAQUE_PREFIX):
-            raise InvalidCredential(debug="opaque access tokens are not issued by this version")
+            if not raw.isascii():
+                raise InvalidCredential(debug="an opaque access token that is not ASCII")
+            return raw.decode("ascii"), ""
         if len(raw) > MAX_TOKEN_BYTES_LIMIT or not COMPACT.fullmatch(raw):
             return None  # not a JWS: jwt's (which refuses it as malformed)
         token = raw.decode("ascii")
@@ -223,7 +231,7 @@ class OAuth2Authenticator:
         if claimed is None:
             return None
         token, client_id = claimed
-        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
+        shown = "oauth2:" + (re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64]) or "opaque")
         return Credential(self.method, token, shown, _HEADERS)
 
     def _verifier_for(self, keys: SigningKeys) -> JWTVerifier:
@@ -244,6 +252,8 @@ class OAuth2Authenticator:
         ``InvalidCredential`` otherwise (``BackendUnavailable`` when that cannot be known)."""
         if not self._revocations.loaded:
             raise BackendUnavailable(debug="the revoked tokens could not be read yet")
+        if token.startswith(OPAQUE_PREFIX_TEXT):
+            return await self._verified_opaque(token, now)
         keys = self._keyring.current
         hit = self._verified.get(token)
         at = now.timestamp()
@@ -284,6 +294,48 @@ class OAuth2Authenticator:
             if len(self._verified) >= _VERIFIED_SIZE:
                 self._verified.clear()
             self._verified[token] = facts
+        return facts
+
+    async def _verified_opaque(self, token: str, now: datetime) -> _Verified:
+        at = now.timestamp()
+        hit = self._verified.get(token)
+        if hit is not None and hit.keys is None and at < hit.until:
+            await self._active(hit.principal.client_id, now)
+            if self._revocations.revoked(hit.jti):
+                raise InvalidCredential(debug="the access token was revoked")
+            return hit
+        if self._opaque is None or not well_formed(token):
+            raise InvalidCredential(debug="a malformed opaque access token")
+        record = await self._opaque.find(token)  # BackendUnavailable: 503
+        if record is None:
+            raise InvalidCredential(debug="an unknown opaque access token")
+        if record.expires_at <= now:
+            raise InvalidCredential(debug="the opaque access token expired")
+        await self._active(record.client_id, now)
+        if self._revocations.revoked(record.jti):
+            raise InvalidCredential(debug="the access token was revoked")
+        principal = verified_principal(
+            subject=record.subject,
+            client_id=record.client_id,
+            scopes=frozenset(record.scopes),
+            auth_method=self.method,
+        )
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": record.subject,
+            "client_id": record.client_id,
+            "scope": " ".join(record.scopes),
+            "iat": int(record.created_at.timestamp()),
+            "exp": int(record.expires_at.timestamp()),
+            "jti": record.jti,
+        }
+        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", record.client_id[:64])
+        until = min(record.expires_at.timestamp(), at + VERIFIED_TTL)
+        facts = _Verified(None, "", until, shown, principal, record.jti, claims)
+        if len(self._verified) >= _VERIFIED_SIZE:
+            self._verified.clear()
+        self._verified[token] = facts
         return facts
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:

@@ -32,9 +32,8 @@ from restguard.wire.scope import scope_problem
 ID_PREFIX: Final = "rg_ci_"
 SECRET_PREFIX: Final = "rg_cs_"  # noqa: S105 (a public marker, not a secret)
 GRANTS: Final = ("authorization_code", "client_credentials", "refresh_token", "device_code")
-# "opaque" (rg_at_ references stored by hash) is the store's other value; this version issues
-# JWTs only, so a client cannot ask for what the token endpoint would not give it.
-TOKEN_FORMATS: Final = ("jwt",)
+#: Access tokens as RFC 9068 JWTs, or opaque ``rg_at_`` references stored by hash.
+TOKEN_FORMATS: Final = ("jwt", "opaque")
 #: RFC 8628 §3.4's grant type, accepted for ``device_code`` (the name stored and printed).
 DEVICE_CODE_URN: Final = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_REDIRECT_URI_CHARS: Final = 2000
@@ -110,10 +109,7 @@ def new_client(
         if problem:
             raise ValueError(f"--redirect-uri: {problem}")
     if token_format not in TOKEN_FORMATS:
-        raise ValueError(
-            f"--token-format: must be {' or '.join(TOKEN_FORMATS)} "
-            "(opaque access tokens are not available in this version)"
-        )
+        raise ValueError(f"--token-format: must be {' or '.join(TOKEN_FORMATS)}")
     secret = None if public else new_client_secret()
     record = OAuthClientRecord(
         client_id=new_client_id(),

@@ -336,6 +336,28 @@ class ConsentStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AccessTokenRecord:
+    """An opaque access token (``rg_at_...``), stored by ``token_hash`` (SHA-256), with what a
+    JWT access token would carry. Revoked by ``jti`` (``RevokedTokenStore``)."""
+
+    token_hash: bytes
+    jti: str
+    client_id: str
+    subject: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+
+
+class AccessTokenStore(Protocol):
+    async def insert(self, record: AccessTokenRecord) -> None:
+        """Store a token (expired ones are dropped meanwhile)."""
+        ...
+
+    async def get(self, token_hash: bytes) -> AccessTokenRecord | None: ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -349,6 +371,7 @@ class Store(Protocol):
     oauth2_codes: AuthorizationCodeStore
     refresh_tokens: RefreshTokenStore
     consents: ConsentStore
+    oauth2_access_tokens: AccessTokenStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

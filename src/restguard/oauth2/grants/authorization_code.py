@@ -95,9 +95,7 @@ class AuthorizationCodeGrant:
                 await self._revoke_issued(used, now)
             raise _invalid_grant("the code was used by a concurrent request")
         scopes = tuple(s for s in record.scopes if s in client.scopes)
-        issued = self.tokens.issue(
-            client_id=client.client_id, subject=record.subject, scopes=scopes, jti=jti
-        )
+        issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
         if family_id is None:
             return issued
         refresh_token = await self.refresh.start(

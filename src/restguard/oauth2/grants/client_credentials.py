@@ -26,6 +26,4 @@ class ClientCredentialsGrant:
                 "unauthorized_client", "A public client cannot use the client credentials grant."
             )
         scopes = granted_scopes(form.get("scope"), client.scopes)
-        return self.tokens.issue(
-            client_id=client.client_id, subject=client.client_id, scopes=scopes
-        )
+        return await self.tokens.issue_for(client, subject=client.client_id, scopes=scopes)

@@ -69,7 +69,5 @@ class RefreshTokenGrant:
             raise _invalid_grant("concurrent reuse of a refresh token: its family is revoked")
         if outcome != "rotated":
             raise _invalid_grant("the token's family is revoked")
-        issued = self.tokens.issue(
-            client_id=client.client_id, subject=record.subject, scopes=scopes, jti=jti
-        )
+        issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
         return IssuedToken(issued.access_token, issued.expires_in, issued.scope, new_token)

@@ -1,5 +1,5 @@
 """The stores of the authorization code and refresh token grants on SQL: codes, refresh-token
-families, remembered consents (``repositories.py`` says how operations run).
+families, remembered consents, opaque access tokens (``repositories.py`` says how operations run).
 
 Single use is one conditional ``UPDATE ... WHERE used_at IS NULL``: of racing callers, in one
 process or many, on SQLite (one writer at a time) or PostgreSQL (the row lock; READ COMMITTED
@@ -20,6 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from restguard.store.errors import DuplicateRecord
 from restguard.store.ports import (
+    AccessTokenRecord,
+    AccessTokenStore,
     AuthorizationCodeRecord,
     AuthorizationCodeStore,
     ConsentStore,
@@ -28,6 +30,7 @@ from restguard.store.ports import (
 )
 from restguard.store.sql.runner import Runner, insert_row, tokens_text, utc_or_none
 from restguard.store.sql.tables import (
+    oauth2_access_tokens,
     oauth2_codes,
     oauth2_consents,
     oauth2_refresh_tokens,
@@ -274,6 +277,55 @@ class SqlRefreshTokenStore(RefreshTokenStore):
                 return self._revoke(conn, list(ids), now)
 
         return await self._run("refresh_tokens.revoke_user", work, write=True)
+
+
+class SqlAccessTokenStore(AccessTokenStore):
+    """``AccessTokenStore`` on ``oauth2_access_tokens``; expired tokens are dropped as new ones
+    are written."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    async def insert(self, record: AccessTokenRecord) -> None:
+        row = {
+            "token_hash": bytes(record.token_hash),
+            "jti": record.jti,
+            "client_id": record.client_id,
+            "subject": record.subject,
+            "scopes": tokens_text(record.scopes),
+            "created_at": to_utc(record.created_at),
+            "expires_at": to_utc(record.expires_at),
+        }
+        now = to_utc(record.created_at)
+        t = oauth2_access_tokens.c
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(delete(oauth2_access_tokens).where(t.expires_at < now))
+                insert_row(conn, oauth2_access_tokens, row, "access token")
+
+        await self._run("oauth2_access_tokens.insert", work, write=True)
+
+    async def get(self, token_hash: bytes) -> AccessTokenRecord | None:
+        t = oauth2_access_tokens.c
+        query = select(oauth2_access_tokens).where(t.token_hash == token_hash)
+
+        def work() -> AccessTokenRecord | None:
+            with self._engine.connect() as conn:
+                row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            return AccessTokenRecord(
+                token_hash=bytes(row["token_hash"]),
+                jti=row["jti"],
+                client_id=row["client_id"],
+                subject=row["subject"],
+                scopes=tuple(row["scopes"].split()),
+                created_at=row["created_at"],
+                expires_at=row["expires_at"],
+            )
+
+        return await self._run("oauth2_access_tokens.get", work)
 
 
 class SqlConsentStore(ConsentStore):

@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
+    AccessTokenStore,
     ApiKeyRecord,
     ApiKeyStore,
     AuthorizationCodeStore,
@@ -49,6 +50,7 @@ from restguard.store.ports import (
     UserStore,
 )
 from restguard.store.sql.grant_repositories import (
+    SqlAccessTokenStore,
     SqlAuthorizationCodeStore,
     SqlConsentStore,
     SqlRefreshTokenStore,
@@ -344,6 +346,7 @@ class SqlStore(Store):
         self.oauth2_codes: AuthorizationCodeStore = SqlAuthorizationCodeStore(engine, self._run)
         self.refresh_tokens: RefreshTokenStore = SqlRefreshTokenStore(engine, self._run)
         self.consents: ConsentStore = SqlConsentStore(engine, self._run)
+        self.oauth2_access_tokens: AccessTokenStore = SqlAccessTokenStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -216,3 +216,16 @@ oauth2_consents = Table(
     Column("scopes", Text, nullable=False),
     Column("granted_at", UtcDateTime, nullable=False),
 )
+
+#: Opaque access tokens (``rg_at_...``) by the SHA-256 of the token; revoked by ``jti``.
+oauth2_access_tokens = Table(
+    "oauth2_access_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("jti", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
