@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from restguard.store.ports import AuthorizationCodeRecord, RefreshTokenRecord
+from restguard.store.errors import DuplicateRecord
+from restguard.store.ports import AuthorizationCodeRecord, RefreshTokenRecord, UserRecord
 from restguard.store.sql import SqlStore, migrate, open_store
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -24,11 +25,22 @@ def stores(database_url: str) -> Iterator[list[SqlStore]]:
     """Separate stores (engines, pools, connections) on one database: separate processes."""
     migrate(database_url)
     opened = [open_store(database_url) for _ in range(RACERS)]
+    asyncio.run(_add_users(opened[0], "rg_us_a", "rg_us_b"))
     try:
         yield opened
     finally:
         for s in opened:
             s.close()
+
+
+async def _add_users(store: SqlStore, *user_ids: str) -> None:
+    """The users the records below belong to: a grant lives only as long as its user."""
+    for user_id in user_ids:
+        record = UserRecord(user_id, user_id.removeprefix("rg_us_"), "x", ("s",), T0)
+        try:
+            await store.users.insert(record)
+        except DuplicateRecord:
+            pass
 
 
 def code(name: str, **fields: object) -> AuthorizationCodeRecord:
@@ -180,6 +192,22 @@ async def test_revoke_user_revokes_every_family_of_the_user(stores: list[SqlStor
     other = await store.refresh_tokens.get(refresh("o1").token_hash)
     assert other is not None and other.family_revoked_at is None
     assert {"jti-u1", "jti-u2"} <= set(await store.revoked_tokens.active(T0))
+
+
+async def test_a_removed_users_code_and_family_give_nothing(stores: list[SqlStore]) -> None:
+    store = stores[0]
+    await _add_users(store, "rg_us_gone")
+    record = code("gone", user_id="rg_us_gone")
+    await store.oauth2_codes.insert(record)
+    first = refresh("gone", family="G", user_id="rg_us_gone")
+    await store.refresh_tokens.start_family(first)
+    await store.users.remove("rg_us_gone")
+    used = await store.oauth2_codes.consume(record.code_hash, T0, family_id=None, access_jti="j")
+    assert used is False
+    left = await store.oauth2_codes.get(record.code_hash)
+    assert left is not None and left.used_at is None
+    outcome = await store.refresh_tokens.rotate(first.token_hash, refresh("gone2", family="G"), T0)
+    assert outcome == "revoked"
 
 
 async def test_consents_add_up_and_are_revoked(stores: list[SqlStore]) -> None:

@@ -191,7 +191,12 @@ def remove(user: str, config: str | None, as_json: bool) -> None:
         if found is not None:  # what they granted goes first: a failure leaves them revoked
             await store.refresh_tokens.revoke_user(found.user_id, datetime.now(UTC))
             await store.consents.revoke(found.user_id)
-        return await store.users.remove(key)
+        removed = await store.users.remove(key)
+        # and again: a grant that completed in between (its code or refresh token used before
+        # the user row went) is revoked too; from now on none can complete (the store checks
+        # that the user exists when a code is used or a refresh token rotated)
+        await store.refresh_tokens.revoke_user(removed.user_id, datetime.now(UTC))
+        return removed
 
     try:
         rec = run(with_store(settings, act))

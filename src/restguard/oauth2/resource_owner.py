@@ -12,18 +12,21 @@ What the user can grant is what the client asked for and the user may grant (``u
 --scope``); the consent form starts with all of it ticked and grants the ticked subset; a
 posted scope outside it is refused (no escalation through the form).
 
-Security (RFC 6749 §10.12, RFC 9700 §4.7): every POST carries a CSRF token sealed for this
-purpose and bound to the browser -- the login form's to a pre-session cookie, the consent
-form's to the session -- and pages are never framed (``pages.py``: ``frame-ancestors 'none'``).
-The session cookie is ``HttpOnly``, ``SameSite=Lax`` (the authorization request arrives by a
-cross-site navigation), ``Secure`` with a ``__Host-`` name when ``public_url`` is https. No
-secret is put in a URL: the sealed request holds only what the authorization request's URL held.
+Security (RFC 6749 §10.12, RFC 9700 §4.7): every POST carries a CSRF token sealed for its form
+and bound to the browser -- the login form's to a pre-session cookie, the consent form's to the
+session -- and to the sealed request the form was shown for (a consent form's token cannot
+approve another pending request of the same session); pages are never framed (``pages.py``:
+``frame-ancestors 'none'``). The session cookie is ``HttpOnly``, ``SameSite=Lax`` (the
+authorization request arrives by a cross-site navigation), ``Secure`` with a ``__Host-`` name
+when ``public_url`` is https. No secret is put in a URL: the sealed request holds only what the
+authorization request's URL held.
 Sign-in is throttled per account (``users.LoginChecker``, in the store: every worker and
 instance) and per client address (``AddressThrottle``, per process).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -49,7 +52,7 @@ from restguard.oauth2.grants.authorization_code import LIFETIME as CODE_LIFETIME
 from restguard.oauth2.grants.authorization_code import new_code
 from restguard.oauth2.http import EndpointRequest, EndpointResponse, Headers
 from restguard.oauth2.users import LoginChecker, LoginFailed, LoginLocked
-from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens
+from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
     AuthorizationCodeRecord,
     AuthorizationCodeStore,
@@ -213,17 +216,24 @@ class ResourceOwnerPages:
             return ""
         return nonce if isinstance(nonce, str) else ""
 
-    def _csrf(self, binding: str, now: datetime) -> str:
-        return self.web.make("csrf", {"b": binding}, now, REQUEST_TTL)
+    def _csrf(self, form: str, browser: str, sealed: str, now: datetime) -> str:
+        """The CSRF token of ``form`` (``login`` or ``consent``) shown for request ``sealed``
+        to the browser holding the secret ``browser``."""
+        return self.web.make("csrf " + form, {"b": _binding(browser, sealed)}, now, REQUEST_TTL)
 
-    def _csrf_ok(self, token: str | None, binding: str, now: datetime) -> bool:
-        if not token or not binding:
+    def _csrf_ok(
+        self, form: str, token: str | None, browser: str, sealed: str, now: datetime
+    ) -> bool:
+        """Whether ``token`` is the CSRF token of ``form`` shown for ``sealed`` to this browser
+        (RFC 6749 §10.12: the value binds the request to the user-agent's authenticated state;
+        bound to the request too, so one form's token never approves another request)."""
+        if not token or not browser or not sealed:
             return False
         try:
-            bound = self.web.open("csrf", token, now).get("b")
+            bound = self.web.open("csrf " + form, token, now).get("b")
         except WebTokenInvalid:
             return False
-        return isinstance(bound, str) and hmac.compare_digest(bound, binding)
+        return isinstance(bound, str) and hmac.compare_digest(bound, _binding(browser, sealed))
 
     # --- the pending request ---------------------------------------------------------------
     def _pending(self, sealed: str | None, now: datetime) -> AuthorizationRequest:
@@ -287,7 +297,15 @@ class ResourceOwnerPages:
             params = {"error": err.error, "error_description": err.description}
             back = {**params, "state": err.state, "iss": self.issuer}
             return _redirect(redirect_to(err.redirect_uri, back))
-        sealed = self.web.make("request", pending.to_data(), now, REQUEST_TTL)
+        try:
+            sealed = self.web.make("request", pending.to_data(), now, REQUEST_TTL)
+        except WebTokenTooLarge:  # the client is known and its redirect URI checked
+            back = {
+                "error": "invalid_request",
+                "error_description": "The request is too large (state, scope).",
+                "iss": self.issuer,
+            }
+            return _redirect(redirect_to(pending.redirect_uri, back))
         user = await self._session(request, now)
         target = "/consent" if user is not None else "/login"
         return _redirect(f"{target}?request={quote(sealed)}")
@@ -322,7 +340,7 @@ class ResourceOwnerPages:
         nonce = secrets.token_urlsafe(16)
         page = pages.login_page(
             client_name=client.name,
-            hidden={"request": sealed, "csrf": self._csrf(nonce, now)},
+            hidden={"request": sealed, "csrf": self._csrf("login", nonce, sealed, now)},
             form_sources=[form_source(pending.redirect_uri)],
             username=username,
             error=error,
@@ -356,7 +374,7 @@ class ResourceOwnerPages:
             )
 
         binding = _cookie(request, self._login_cookie) or ""
-        if not self._csrf_ok(form.get("csrf"), binding, now):
+        if not self._csrf_ok("login", form.get("csrf"), binding, sealed, now):
             return again("The sign-in form expired. Please sign in again.", 400)
         retry = self.throttle.retry_after(request.client)
         if retry is not None:
@@ -412,7 +430,7 @@ class ResourceOwnerPages:
                 scopes=offered,
                 hidden={
                     "request": sealed,
-                    "csrf": self._csrf(self._session_nonce(request, now), now),
+                    "csrf": self._csrf("consent", self._session_nonce(request, now), sealed, now),
                 },
                 form_sources=[form_source(pending.redirect_uri)],
             )
@@ -430,7 +448,8 @@ class ResourceOwnerPages:
         user = await self._session(request, now)
         if user is None:
             return _redirect(f"/login?request={quote(sealed)}")
-        if not self._csrf_ok(form.get("csrf"), self._session_nonce(request, now), now):
+        nonce = self._session_nonce(request, now)
+        if not self._csrf_ok("consent", form.get("csrf"), nonce, sealed, now):
             raise PageError(
                 403,
                 "Form expired",
@@ -454,6 +473,11 @@ class ResourceOwnerPages:
             return self._refuse(pending, "access_denied", "The user granted no scope.")
         await self.consents.grant(user.user_id, client.client_id, granted, now)
         return await self._issue_code(pending, user, granted, now)
+
+
+def _binding(browser: str, sealed: str) -> str:
+    """What a CSRF token is bound to: the browser's secret and the request of the form."""
+    return browser + "." + hashlib.sha256(sealed.encode("ascii", "replace")).hexdigest()
 
 
 def _too_many(retry_after: int) -> str:

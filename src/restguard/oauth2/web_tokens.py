@@ -17,7 +17,13 @@ from typing import Any, Final, Protocol
 
 from restguard.keys.sealing import SealError
 
-MAX_CHARS: Final = 4096
+#: The longest token ``open`` takes. A sealed authorization request travels in the query of
+#: ``/login?request=...`` (the gateway takes request targets up to 8 KiB) and, besides the
+#: CSRF token, a username and a password, in a page's form (16 KiB): room for the largest
+#: request ``authorization_request`` accepts (a 2000-character redirect URI, a 1024-character
+#: state). ``make`` refuses to make a longer one (``WebTokenTooLarge``), so a token is never
+#: handed out that ``open`` would then refuse.
+MAX_CHARS: Final = 7680
 
 
 class SealerLike(Protocol):
@@ -30,14 +36,25 @@ class WebTokenInvalid(Exception):
     """Not a token of this purpose, altered, or expired."""
 
 
+class WebTokenTooLarge(ValueError):
+    """The data would make a token longer than ``MAX_CHARS``."""
+
+
 class WebTokens:
     def __init__(self, sealer: SealerLike) -> None:
         self._sealer = sealer
 
     def make(self, purpose: str, data: dict[str, Any], now: datetime, ttl: int) -> str:
-        body = json.dumps({"d": data, "x": int(now.timestamp()) + ttl}, separators=(",", ":"))
-        sealed = self._sealer.seal(body.encode(), "restguard web " + purpose)
-        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        """``data`` sealed for ``purpose`` until ``now + ttl``; ``WebTokenTooLarge`` past
+        ``MAX_CHARS``. (Non-ASCII text as UTF-8, not ``\\u`` escapes: half the size.)"""
+        body = json.dumps(
+            {"d": data, "x": int(now.timestamp()) + ttl}, separators=(",", ":"), ensure_ascii=False
+        )
+        sealed = self._sealer.seal(body.encode("utf-8"), "restguard web " + purpose)
+        token = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        if len(token) > MAX_CHARS:
+            raise WebTokenTooLarge(f"a {purpose} token of {len(token)} characters")
+        return token
 
     def open(self, purpose: str, token: str, now: datetime) -> dict[str, Any]:
         """The data sealed in ``token``; ``WebTokenInvalid`` for anything else."""

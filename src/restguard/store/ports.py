@@ -264,7 +264,8 @@ class AuthorizationCodeStore(Protocol):
         self, code_hash: bytes, at: datetime, *, family_id: str | None, access_jti: str
     ) -> bool:
         """Mark the code used, with what its exchange issues: True for the one call that used
-        it first (atomic across processes and instances), False if it was used already."""
+        it first (atomic across processes and instances), False if it was used already or its
+        user no longer exists (nothing written then)."""
         ...
 
 
@@ -298,8 +299,9 @@ class RefreshTokenStore(Protocol):
     async def rotate(self, used: bytes, new: RefreshTokenRecord, at: datetime) -> str:
         """Replace refresh token ``used`` by ``new`` (same family), atomically: ``"rotated"``
         for the one call that used it first, ``"reused"`` if it was used before (nothing
-        written: the caller revokes the family), ``"revoked"`` if its family was revoked
-        (nothing written). Of racing calls exactly one rotates, across processes."""
+        written: the caller revokes the family), ``"revoked"`` if its family was revoked or its
+        user no longer exists (nothing written). Of racing calls exactly one rotates, across
+        processes."""
         ...
 
     async def revoke_family(self, family_id: str, at: datetime) -> None:

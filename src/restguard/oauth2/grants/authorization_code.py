@@ -2,12 +2,13 @@
 
 Checked before the code is used, so that a party holding a stolen code but not the verifier
 cannot spend it: the code was issued to this client, has not expired, ``redirect_uri`` is the
-one of the authorization request when that request named one, and the verifier matches the
-S256 challenge. Then the code is used atomically (``AuthorizationCodeStore.consume``: one
-winner across processes). A code presented again -- replayed, or raced -- is refused, and what
-its first exchange produced is revoked (RFC 6749 §4.1.2: "the authorization server MUST deny
-the request and SHOULD revoke (when possible) all tokens previously issued based on that
-authorization code").
+one of the authorization request when that request named one, and the verifier matches the S256
+challenge. Then the code is used atomically (``AuthorizationCodeStore.consume``: one winner
+across processes, and none once the code's user is removed). A code presented again -- replayed,
+or raced -- is refused, and what its first exchange produced is revoked (RFC 6749 §4.1.2: "the
+authorization server MUST deny the request and SHOULD revoke (when possible) all tokens
+previously issued based on that authorization code"). The refresh-token family is written before
+the code names it, so a replay racing the first exchange always finds it to revoke.
 """
 
 from __future__ import annotations
@@ -88,26 +89,36 @@ class AuthorizationCodeGrant:
         refreshable = "refresh_token" in client.grants
         family_id = new_family_id() if refreshable else None
         jti = new_jti()
-        won = await self.codes.consume(record.code_hash, now, family_id=family_id, access_jti=jti)
-        if not won:  # another exchange of this code came first: both are refused
-            used = await self.codes.get(record.code_hash)
-            if used is not None:
-                await self._revoke_issued(used, now)
-            raise _invalid_grant("the code was used by a concurrent request")
         scopes = tuple(s for s in record.scopes if s in client.scopes)
         issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
-        if family_id is None:
+        refresh_token = None
+        if family_id is not None:
+            # The family is written BEFORE the code names it: a replay racing this exchange
+            # finds it and revokes it. Written after, a replay in between revoked nothing and
+            # the refresh token stayed alive.
+            refresh_token = await self.refresh.start(
+                family_id,
+                client_id=client.client_id,
+                user_id=record.user_id,
+                subject=record.subject,
+                scopes=scopes,
+                access_jti=jti,
+                access_expires_at=now + timedelta(seconds=issued.expires_in + 60),
+                now=now,
+            )
+        won = await self.codes.consume(record.code_hash, now, family_id=family_id, access_jti=jti)
+        if not won:
+            if family_id is not None:  # ours: never handed out
+                await self.refresh.store.revoke_family(family_id, now)
+            used = await self.codes.get(record.code_hash)
+            if used is None or used.used_at is None:
+                # not used, yet not consumable: its user was removed (``consume``)
+                raise _invalid_grant("the code's user no longer exists")
+            # another exchange of this code came first: both are refused
+            await self._revoke_issued(used, now)
+            raise _invalid_grant("the code was used by a concurrent request")
+        if refresh_token is None:
             return issued
-        refresh_token = await self.refresh.start(
-            family_id,
-            client_id=client.client_id,
-            user_id=record.user_id,
-            subject=record.subject,
-            scopes=scopes,
-            access_jti=jti,
-            access_expires_at=now + timedelta(seconds=issued.expires_in + 60),
-            now=now,
-        )
         return IssuedToken(issued.access_token, issued.expires_in, issued.scope, refresh_token)
 
     async def _revoke_issued(self, record: AuthorizationCodeRecord, now: datetime) -> None:

@@ -6,6 +6,11 @@ process or many, on SQLite (one writer at a time) or PostgreSQL (the row lock; R
 re-checks the condition after waiting), exactly one changes the row. A rotation and a
 revocation of the same family both write the family's row, so they never interleave: a
 revocation that follows a rotation sees (and revokes) the access token that rotation issued.
+
+A grant ends with its user (``user remove``): the same conditional statements that use a code
+or rotate a refresh token also require the user to exist, so a code issued, or a family
+started, just before the removal gives nothing afterwards (RFC 6749 §10.5: a code is bound to
+the resource owner who authorized it).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from restguard.store.errors import DuplicateRecord
@@ -37,11 +42,17 @@ from restguard.store.sql.tables import (
     oauth2_token_families,
     revoked_tokens,
     to_utc,
+    users,
 )
 
 #: How long a code is kept after it expired: a replay within this time still revokes what the
 #: code produced (RFC 6749 §4.1.2); refresh families outlive it on their own.
 _KEEP_USED = timedelta(days=1)
+
+
+def _user_exists(user_id: Any) -> ColumnElement[bool]:
+    """The condition that the user ``user_id`` (a column or a value) still exists."""
+    return exists().where(users.c.user_id == user_id)
 
 
 def _code_record(row: RowMapping) -> AuthorizationCodeRecord:
@@ -105,10 +116,12 @@ class SqlAuthorizationCodeStore(AuthorizationCodeStore):
     async def consume(
         self, code_hash: bytes, at: datetime, *, family_id: str | None, access_jti: str
     ) -> bool:
+        """True for the one call that uses the code; False if it was used, or if its user
+        no longer exists (then it stays unused)."""
         c = oauth2_codes.c
         statement = (
             update(oauth2_codes)
-            .where(c.code_hash == code_hash, c.used_at.is_(None))
+            .where(c.code_hash == code_hash, c.used_at.is_(None), _user_exists(c.user_id))
             .values(used_at=to_utc(at), family_id=family_id, access_jti=access_jti)
         )
 
@@ -217,7 +230,11 @@ class SqlRefreshTokenStore(RefreshTokenStore):
                         return "reused"
                     live = conn.execute(
                         update(oauth2_token_families)
-                        .where(f.family_id == new.family_id, f.revoked_at.is_(None))
+                        .where(
+                            f.family_id == new.family_id,
+                            f.revoked_at.is_(None),
+                            _user_exists(f.user_id),
+                        )
                         .values(rotated_at=now)
                     ).rowcount
                     if live != 1:
