@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 from urllib.parse import unquote
 
 # API keys, client secrets, opaque access tokens, refresh tokens. (Authorization codes,
@@ -21,6 +22,14 @@ from urllib.parse import unquote
 PREFIXES = ("rg_ak_", "rg_cs_", "rg_at_", "rg_rt_")
 # Query parameter names clients commonly put API keys in.
 QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key"})
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def random_base62(length: int) -> str:
+    """``length`` characters from ``secrets`` over ``BASE62`` (5.95 bits each: 43 make 256)."""
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
 
 _US = r"(?:_|%5[Ff])"
 _ANY = re.compile(rf"(?i)rg{_US}[a-z]{{2}}{_US}(?!\[redacted\])[A-Za-z0-9_%]*")

@@ -9,16 +9,15 @@ token's contents, or when every use must be checked against the store."""
 from __future__ import annotations
 
 import re
-import secrets
 import zlib
 from datetime import datetime, timedelta
 from typing import Final
 
 from restguard.keys.hashing import token_digest
 from restguard.store.ports import AccessTokenRecord, AccessTokenStore
+from restguard.tokens import BASE62, random_base62
 
 PREFIX: Final = "rg_at_"
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BODY_LEN, _CHECK_LEN = 43, 6
 _FORM = re.compile(r"rg_at_[0-9A-Za-z]{49}")
 
@@ -27,12 +26,12 @@ def _checksum(body: str) -> str:
     value, out = zlib.crc32(body.encode("ascii")), []
     for _ in range(_CHECK_LEN):
         value, rem = divmod(value, 62)
-        out.append(_ALPHABET[rem])
+        out.append(BASE62[rem])
     return "".join(reversed(out))
 
 
 def new_token() -> str:
-    body = PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LEN))
+    body = PREFIX + random_base62(_BODY_LEN)
     return body + _checksum(body)
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from restguard.credentials.apikey import check_name
 from restguard.keys.hashing import digest_matches, token_digest
 from restguard.store.ports import OAuthClientRecord
+from restguard.tokens import random_base62
 from restguard.wire.scope import scope_problem
 
 ID_PREFIX: Final = "rg_ci_"
@@ -47,7 +48,6 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _CLIENT_ID = re.compile(r"rg_ci_[0-9a-z]{16}")
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def new_client_id() -> str:
@@ -60,7 +60,7 @@ def is_client_id(text: str) -> bool:
 
 
 def new_client_secret() -> str:
-    return SECRET_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(43))
+    return SECRET_PREFIX + random_base62(43)
 
 
 def secret_matches(record: OAuthClientRecord, secret: str) -> bool:

@@ -17,15 +17,15 @@ from typing import Final
 
 from restguard.keys.hashing import token_digest
 from restguard.store.ports import RefreshTokenRecord, RefreshTokenStore
+from restguard.tokens import random_base62
 
 PREFIX: Final = "rg_rt_"
 LIFETIME: Final = timedelta(days=30)
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _FORM = re.compile(r"rg_rt_[0-9A-Za-z]{43}")
 
 
 def new_token() -> str:
-    return PREFIX + "".join(secrets.choice(_BASE62) for _ in range(43))
+    return PREFIX + random_base62(43)
 
 
 def is_refresh_token(text: str) -> bool:

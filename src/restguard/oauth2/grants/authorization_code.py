@@ -14,7 +14,6 @@ the code names it, so a replay racing the first exchange always finds it to revo
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -29,6 +28,7 @@ from restguard.store.ports import (
     OAuthClientRecord,
     RevokedTokenStore,
 )
+from restguard.tokens import random_base62
 from restguard.wire import rfc7636
 
 GRANT_TYPE: Final = "authorization_code"
@@ -36,12 +36,11 @@ PREFIX: Final = "rg_ac_"
 #: RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED";
 #: a browser redirect takes a second.
 LIFETIME: Final = timedelta(seconds=60)
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _FORM = re.compile(r"rg_ac_[0-9A-Za-z]{43}")
 
 
 def new_code() -> str:
-    return PREFIX + "".join(secrets.choice(_BASE62) for _ in range(43))
+    return PREFIX + random_base62(43)
 
 
 def _invalid_grant(debug: str) -> OAuthError:
