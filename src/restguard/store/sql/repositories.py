@@ -38,6 +38,7 @@ from restguard.store.ports import (
     ApiKeyStore,
     AuthorizationCodeStore,
     ConsentStore,
+    DeviceCodeStore,
     IssuerStore,
     MasterKeyCheckStore,
     OAuthClientStore,
@@ -48,6 +49,7 @@ from restguard.store.ports import (
     Store,
     UserStore,
 )
+from restguard.store.sql.device_repositories import SqlDeviceCodeStore
 from restguard.store.sql.grant_repositories import (
     SqlAuthorizationCodeStore,
     SqlConsentStore,
@@ -344,6 +346,7 @@ class SqlStore(Store):
         self.oauth2_codes: AuthorizationCodeStore = SqlAuthorizationCodeStore(engine, self._run)
         self.refresh_tokens: RefreshTokenStore = SqlRefreshTokenStore(engine, self._run)
         self.consents: ConsentStore = SqlConsentStore(engine, self._run)
+        self.device_codes: DeviceCodeStore = SqlDeviceCodeStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""
