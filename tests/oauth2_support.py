@@ -195,6 +195,56 @@ class ResourceOwner:
             page = self.consent(page, grant)
         return redirect_query(page, client)
 
+    # --- the device flow (RFC 8628 §3.3) ---------------------------------------------------
+    def enter_user_code(self, page: requests.Response, user_code: str) -> requests.Response:
+        (form,) = forms(page.text)
+        assert form.action == "/device" and "user_code" in form.inputs, page.text[:300]
+        return self.submit(form, {"user_code": user_code})
+
+    def decide_device(
+        self, page: requests.Response, scopes: Iterable[str] | None = None, decision: str = "allow"
+    ) -> requests.Response:
+        (form,) = forms(page.text)
+        assert form.action == "/device" and "device" in form.inputs, page.text[:300]
+        chosen = [v for _, v, checked in form.checkboxes if checked] if scopes is None else scopes
+        return self.submit(form, {"scope": list(chosen), "decision": decision})
+
+    def approve_device(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        user_code: str | None = None,
+        scopes: Iterable[str] | None = None,
+        decision: str = "allow",
+    ) -> requests.Response:
+        """Open ``url`` (``verification_uri`` or ``..._complete``), sign in if asked, enter
+        ``user_code`` (or keep the prefilled one), confirm: the last page."""
+        page = self.go(url)
+        if page.status_code == 200 and forms(page.text)[0].action == "/login":
+            page = self.login(page, username, password)
+        assert page.status_code == 200, (page.status_code, page.text[:300])
+        if user_code is None:
+            user_code = forms(page.text)[0].inputs["user_code"]
+        page = self.enter_user_code(page, user_code)
+        assert page.status_code == 200, (page.status_code, page.text[:300])
+        return self.decide_device(page, scopes, decision)
+
+
+def device_authorization(
+    gw: GatewayProcess, client: Client, scope: str | None = None
+) -> dict[str, Any]:
+    """``POST /oauth2/device_authorization`` (RFC 8628 §3.1) with requests."""
+    data = {"client_id": client.id} if client.secret is None else {}
+    if scope is not None:
+        data["scope"] = scope
+    auth = None if client.secret is None else (client.id, client.secret)
+    r = requests.post(gw.url + "/oauth2/device_authorization", data=data, auth=auth, timeout=10)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
 
 def redirect_query(response: requests.Response, client: Client) -> dict[str, list[str]]:
     assert response.status_code == 303, (response.status_code, response.text[:300])

@@ -535,7 +535,6 @@ def test_public_and_non_cc_clients_get_no_token(gw: GatewayProcess) -> None:
     [
         "password",
         "implicit",
-        "urn:ietf:params:oauth:grant-type:device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:token-exchange",
         "Client_Credentials",
@@ -552,7 +551,10 @@ def test_other_grant_types_are_unsupported(
     assert_token_error(r, 400, "unsupported_grant_type")
 
 
-@pytest.mark.parametrize("grant_type", ["authorization_code", "refresh_token"])
+@pytest.mark.parametrize(
+    "grant_type",
+    ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+)
 def test_grants_a_client_is_not_registered_for_are_unauthorized(
     gw: GatewayProcess, svc: OClient, grant_type: str
 ) -> None:
@@ -882,8 +884,10 @@ def test_metadata_is_accurate(gw: GatewayProcess) -> None:
         "authorization_code",
         "client_credentials",
         "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
     ]
     assert doc["authorization_endpoint"] == own + "/oauth2/authorize"
+    assert doc["device_authorization_endpoint"] == own + "/oauth2/device_authorization"
     assert set(doc["token_endpoint_auth_methods_supported"]) <= {
         "client_secret_basic",
         "client_secret_post",
@@ -892,10 +896,7 @@ def test_metadata_is_accurate(gw: GatewayProcess) -> None:
     assert doc["introspection_endpoint"] == own + "/oauth2/introspect"
     assert doc["revocation_endpoint"] == own + "/oauth2/revoke"
     # nothing advertised that this version does not serve
-    for unserved in (
-        "device_authorization_endpoint",
-        "registration_endpoint",
-    ):
+    for unserved in ("registration_endpoint",):
         assert unserved not in doc
     assert "response_types_supported" in doc  # RFC 8414 §2: REQUIRED
     # the advertised endpoints answer

@@ -22,8 +22,10 @@ from sqlalchemy import inspect, text
 from restguard.errors import BackendUnavailable
 from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import (
+    AccessTokenRecord,
     ApiKeyRecord,
     AuthorizationCodeRecord,
+    DeviceCodeRecord,
     IssuerRecord,
     OAuthClientRecord,
     RefreshTokenRecord,
@@ -430,7 +432,7 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -520,8 +522,16 @@ def grant_code() -> AuthorizationCodeRecord:
     )
 
 
+def access_record() -> AccessTokenRecord:
+    return AccessTokenRecord(b"t", "j", "ci", "alice", ("a",), T0, T0)
+
+
 def refresh_record() -> RefreshTokenRecord:
     return RefreshTokenRecord(b"r", "f", "ci", "us", "alice", ("a",), T0, T0, "j", T0)
+
+
+def device_record() -> DeviceCodeRecord:
+    return DeviceCodeRecord(b"d", "BCDFGHJK", "ci", ("a",), T0, T0, 5)
 
 
 def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -568,6 +578,17 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "consents.grant": lambda: store.consents.grant("us", "ci", ("a",), T0),
         "consents.revoke": lambda: store.consents.revoke("us"),
         "consents.list": lambda: store.consents.list("us"),
+        "device_codes.insert": lambda: store.device_codes.insert(device_record()),
+        "device_codes.get": lambda: store.device_codes.get(b"d"),
+        "device_codes.by_user_code": lambda: store.device_codes.by_user_code("BCDFGHJK", T0),
+        "device_codes.approve": lambda: store.device_codes.approve(
+            "BCDFGHJK", user_id="us", subject="alice", scopes=("a",), at=T0
+        ),
+        "device_codes.deny": lambda: store.device_codes.deny("BCDFGHJK", T0),
+        "device_codes.poll": lambda: store.device_codes.poll(b"d", T0, step=5),
+        "device_codes.consume": lambda: store.device_codes.consume(b"d", T0),
+        "oauth2_access_tokens.insert": lambda: store.oauth2_access_tokens.insert(access_record()),
+        "oauth2_access_tokens.get": lambda: store.oauth2_access_tokens.get(b"t"),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

@@ -144,5 +144,6 @@ def server_parts(
         oauth2_codes=None,
         users=None,
         consents=None,
+        device_codes=None,
     )
     return ServerParts(issuer, clients, tokens, store, WebTokens(None), clock, inspector, **kwargs)  # type: ignore[arg-type]

@@ -22,7 +22,8 @@ from restguard.authz.policy import AmbiguousPath, Route, fold, fold_path
 # A token request is a handful of form parameters (RFC 6749 §4.1.3, §4.4.2, §6; an assertion or
 # a code_verifier at most): 16 KiB is ample.
 TOKEN_BODY_LIMIT = 16 * 1024
-# The login and consent forms: a sealed request, a CSRF token, a name, a password, scopes.
+# The login, consent and device forms: a sealed request, a CSRF token, a name, a password,
+# a user code, scopes.
 PAGE_BODY_LIMIT = 16 * 1024
 
 
@@ -61,7 +62,13 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
     OwnEndpoint(
         "/oauth2/revoke", ("POST",), "RFC 7009 §2", served=True, body_limit=TOKEN_BODY_LIMIT
     ),
-    OwnEndpoint("/oauth2/device_authorization", ("POST",), "RFC 8628 §3.1"),
+    OwnEndpoint(
+        "/oauth2/device_authorization",
+        ("POST",),
+        "RFC 8628 §3.1",
+        served=True,
+        body_limit=TOKEN_BODY_LIMIT,
+    ),
     OwnEndpoint(
         "/login", ("GET", "POST"), "CONTRACT: login page", served=True, body_limit=PAGE_BODY_LIMIT
     ),
@@ -69,6 +76,13 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
         "/consent",
         ("GET", "POST"),
         "CONTRACT: consent page",
+        served=True,
+        body_limit=PAGE_BODY_LIMIT,
+    ),
+    OwnEndpoint(
+        "/device",
+        ("GET", "POST"),
+        "RFC 8628 §3.3: user-code page",
         served=True,
         body_limit=PAGE_BODY_LIMIT,
     ),

@@ -113,6 +113,16 @@ async def _consent(gw: Gateway, request: EndpointRequest) -> Answer:
     return _written(await _server(gw).consent(request))
 
 
+async def _device_authorization(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 8628 §3.1: the device authorization endpoint (its form body read, capped)."""
+    return _written(await _server(gw).device_authorization(request))
+
+
+async def _device(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 8628 §3.3: the resource owner's user-code page of the device flow."""
+    return _written(await _server(gw).device(request))
+
+
 HANDLERS: dict[str, Handler] = {
     "/.well-known/jwks.json": _jwks,
     "/.well-known/oauth-authorization-server": _metadata,
@@ -122,6 +132,8 @@ HANDLERS: dict[str, Handler] = {
     "/oauth2/authorize": _authorize,
     "/login": _login,
     "/consent": _consent,
+    "/oauth2/device_authorization": _device_authorization,
+    "/device": _device,
 }
 # The endpoints answered by the gateway's ``authorization_server`` (503 without one).
 NEEDS_SERVER = frozenset(HANDLERS) - {"/.well-known/jwks.json"}

@@ -66,3 +66,12 @@ class AuthorizationServer(Protocol):
     async def consent(self, request: EndpointRequest) -> EndpointResponse:
         """``GET|POST /consent``: the resource owner grants scopes to a client."""
         ...
+
+    async def device_authorization(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth2/device_authorization`` (RFC 8628 §3.1)."""
+        ...
+
+    async def device(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET|POST /device``: the resource owner enters a device's user code (RFC 8628
+        §3.3) and approves or denies it."""
+        ...

@@ -157,13 +157,20 @@ def login_page(
     username: str = "",
     error: str | None = None,
     status: int = 200,
+    heading: str | None = None,
 ) -> EndpointResponse:
     """The sign-in form, ``POST /login``: username and password (RFC 6749 §3.1 leaves the
     authentication of the resource owner to the server; §10.12 wants it CSRF-bound, which is
-    what the caller's ``hidden`` fields carry)."""
+    what the caller's ``hidden`` fields carry). ``heading`` replaces "Sign in to continue to
+    <client>" where no client is known yet (the device flow)."""
     alert, invalid = _alert(error)
+    title = (
+        f'Sign in to continue to <bdi class="client">{_e(client_name)}</bdi>'
+        if heading is None
+        else _e(heading)
+    )
     content = (
-        f'<h1>Sign in to continue to <bdi class="client">{_e(client_name)}</bdi></h1>\n'
+        f"<h1>{title}</h1>\n"
         f"{alert}"
         '<form method="post" action="/login">\n'
         f"{_hidden(hidden, ('username', 'password'))}"
@@ -187,11 +194,19 @@ def consent_page(
     scopes: Sequence[str],
     hidden: Mapping[str, str],
     form_sources: Sequence[str] = (),
+    action: str = "/consent",
+    notice: str | None = None,
 ) -> EndpointResponse:
     """The consent form, ``POST /consent`` (RFC 6749 §4.1.1: the server obtains "an
     authorization decision" from the resource owner). Every requested scope starts checked;
-    the user may untick some (§3.3: the issued scope may be narrower). Allow comes first."""
+    the user may untick some (§3.3: the issued scope may be narrower). Allow comes first.
+
+    The device flow posts it to ``action="/device"`` with a ``notice`` naming the code being
+    approved (RFC 8628 §5.4: the user confirms what they authorize)."""
+    if action not in ("/consent", "/device"):
+        raise ValueError(f"the consent form posts to one of restguard's pages, not {action!r}")
     client = f'<bdi class="client">{_e(client_name)}</bdi>'
+    warn = f'<p class="hint">{_e(notice)}</p>\n' if notice else ""
     rows = "".join(
         f'<div class="scope"><input type="checkbox" id="scope-{i}" name="scope" '
         f'value="{_e(scope)}" checked>'
@@ -207,7 +222,8 @@ def consent_page(
     content = (
         f"<h1>Allow {client} to use your account?</h1>\n"
         f'<p class="who">Signed in as <bdi class="user">{_e(username)}</bdi></p>\n'
-        '<form method="post" action="/consent">\n'
+        f"{warn}"
+        f'<form method="post" action="{action}">\n'
         f"{_hidden(hidden, ('scope', 'decision'))}"
         f"{hint}"
         '<fieldset aria-describedby="consent-hint">\n'

@@ -22,17 +22,20 @@ when ``public_url`` is https. No secret is put in a URL: the sealed request hold
 authorization request's URL held.
 Sign-in is throttled per account (``users.LoginChecker``, in the store: every worker and
 instance) and per client address (``AddressThrottle``, per process).
+
+A sign-in continues to the consent of a pending authorization request (``?request=``, sealed),
+or to the device flow's user-code page (``?device=``, a sealed continuation that
+``device_pages.py`` makes): the login page serves both, and nothing else (no open redirect).
+Cookies, sessions and CSRF tokens are ``browser.py``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from restguard.clock import Clock
 from restguard.errors import AuthError
@@ -46,11 +49,23 @@ from restguard.oauth2.authorization_request import (
     parse,
     redirect_to,
 )
+from restguard.oauth2.browser import (
+    LOGIN_TTL,
+    REQUEST_TTL,
+    AddressThrottle,
+    Failures,
+    FormError,
+    Sessions,
+    cookie,
+    query_value,
+    read_form,
+    redirect,
+)
 from restguard.oauth2.client_auth import ClientLookup
 from restguard.oauth2.clients import is_active
 from restguard.oauth2.grants.authorization_code import LIFETIME as CODE_LIFETIME
 from restguard.oauth2.grants.authorization_code import new_code
-from restguard.oauth2.http import EndpointRequest, EndpointResponse, Headers
+from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.users import LoginChecker, LoginFailed, LoginLocked
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
@@ -62,101 +77,23 @@ from restguard.store.ports import (
     UserStore,
 )
 
-REQUEST_TTL: Final = 15 * 60  # seconds to sign in and consent
-SESSION_TTL: Final = 8 * 3600
-LOGIN_TTL: Final = 15 * 60
 MAX_FORM_BYTES: Final = 16 * 1024
-_FORM_TYPE: Final = b"application/x-www-form-urlencoded"
 
 _EXPIRED = "This sign-in link is no longer valid. Go back to the application and start again."
-
-Failures = Callable[[str], Awaitable[None]]
-
-
-class _FormError(Exception):
-    pass
+#: The sealed purpose of a sign-in that continues to the device flow (``device_pages.py``).
+DEVICE_CONTINUATION: Final = "device"
 
 
-def _form(request: EndpointRequest) -> tuple[dict[str, str], list[str]]:
-    """A page's form: single parameters, and the repeated ``scope`` checkboxes."""
-    types = request.header(b"content-type")
-    if len(types) != 1 or types[0].partition(b";")[0].strip().lower() != _FORM_TYPE:
-        raise _FormError("not a form")
-    try:
-        pairs = parse_qsl(
-            request.body.decode("ascii"),
-            keep_blank_values=True,
-            strict_parsing=bool(request.body),
-            errors="strict",
-            max_num_fields=64,
-        )
-    except (UnicodeDecodeError, ValueError):
-        raise _FormError("the form does not parse") from None
-    single: dict[str, str] = {}
-    scopes: list[str] = []
-    for name, value in pairs:
-        if name == "scope":
-            scopes.append(value)
-        elif name in single:
-            raise _FormError(f"{name} repeated")
-        else:
-            single[name] = value
-    return single, scopes
+@dataclass(frozen=True, slots=True)
+class _Continuation:
+    """Where a sign-in goes next: the consent of a pending authorization request, or the
+    device flow's user-code page. ``field`` is the form field that carries ``sealed``."""
 
-
-def _query_value(request: EndpointRequest, name: str) -> str | None:
-    try:
-        pairs = parse_qsl(request.query.decode("ascii"), errors="strict", max_num_fields=8)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    values = [v for k, v in pairs if k == name]
-    return values[0] if len(values) == 1 else None
-
-
-def _cookie(request: EndpointRequest, name: str) -> str | None:
-    """The value of cookie ``name``; None when absent or sent more than once (ambiguous)."""
-    found = []
-    for header in request.header(b"cookie"):
-        for part in header.decode("latin-1").split(";"):
-            key, sep, value = part.strip().partition("=")
-            if sep and key == name:
-                found.append(value)
-    return found[0] if len(found) == 1 else None
-
-
-def _redirect(location: str, cookies: Headers | None = None) -> EndpointResponse:
-    headers: Headers = [
-        (b"location", location.encode("ascii")),
-        (b"cache-control", b"no-store"),
-        (b"referrer-policy", b"no-referrer"),
-        *(cookies or []),
-    ]
-    return EndpointResponse(303, headers, b"")
-
-
-class AddressThrottle:
-    """Failed sign-ins per client address: past ``limit`` within ``window`` seconds the address
-    is refused before any password is checked, until the window ends. Per process."""
-
-    def __init__(self, clock: Clock, limit: int = 20, window: float = 300.0) -> None:
-        self.clock, self.limit, self.window = clock, limit, window
-        self._failures: dict[str, tuple[int, float]] = {}
-
-    def retry_after(self, address: str) -> int | None:
-        count, since = self._failures.get(address, (0, 0.0))
-        left = since + self.window - self.clock.monotonic()
-        if count >= self.limit and left > 0:
-            return max(1, int(left + 0.999))
-        return None
-
-    def failed(self, address: str) -> None:
-        now = self.clock.monotonic()
-        count, since = self._failures.get(address, (0, now))
-        if now - since >= self.window:
-            count, since = 0, now
-        if len(self._failures) >= 100_000:
-            self._failures.clear()
-        self._failures[address] = (count + 1, since)
+    field: str
+    sealed: str
+    target: str
+    client_name: str | None  # None: no client yet (the device flow)
+    form_sources: tuple[str, ...]
 
 
 class ResourceOwnerPages:
@@ -180,60 +117,7 @@ class ResourceOwnerPages:
         self.consents, self.codes, self.web, self.clock = consents, codes, web, clock
         self.throttle = throttle or AddressThrottle(clock)
         self.failures = failures
-        secure = issuer.startswith("https://")
-        self._secure = secure
-        self._session_cookie = "__Host-rg_session" if secure else "rg_session"
-        self._login_cookie = "__Host-rg_login" if secure else "rg_login"
-
-    # --- cookies ---------------------------------------------------------------------------
-    def _set_cookie(self, name: str, value: str, max_age: int) -> tuple[bytes, bytes]:
-        attributes = f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
-        if self._secure:
-            attributes += "; Secure"
-        return b"set-cookie", attributes.encode("ascii")
-
-    async def _session(self, request: EndpointRequest, now: datetime) -> UserRecord | None:
-        raw = _cookie(request, self._session_cookie)
-        if raw is None:
-            return None
-        try:
-            data = self.web.open("session", raw, now)
-        except WebTokenInvalid:
-            return None
-        user_id, nonce = data.get("u"), data.get("s")
-        if not isinstance(user_id, str) or not isinstance(nonce, str):
-            return None
-        user = await self.users.get(user_id)
-        if user is None:  # removed since: the session ends
-            return None
-        return user
-
-    def _session_nonce(self, request: EndpointRequest, now: datetime) -> str:
-        raw = _cookie(request, self._session_cookie) or ""
-        try:
-            nonce = self.web.open("session", raw, now).get("s")
-        except WebTokenInvalid:
-            return ""
-        return nonce if isinstance(nonce, str) else ""
-
-    def _csrf(self, form: str, browser: str, sealed: str, now: datetime) -> str:
-        """The CSRF token of ``form`` (``login`` or ``consent``) shown for request ``sealed``
-        to the browser holding the secret ``browser``."""
-        return self.web.make("csrf " + form, {"b": _binding(browser, sealed)}, now, REQUEST_TTL)
-
-    def _csrf_ok(
-        self, form: str, token: str | None, browser: str, sealed: str, now: datetime
-    ) -> bool:
-        """Whether ``token`` is the CSRF token of ``form`` shown for ``sealed`` to this browser
-        (RFC 6749 §10.12: the value binds the request to the user-agent's authenticated state;
-        bound to the request too, so one form's token never approves another request)."""
-        if not token or not browser or not sealed:
-            return False
-        try:
-            bound = self.web.open("csrf " + form, token, now).get("b")
-        except WebTokenInvalid:
-            return False
-        return isinstance(bound, str) and hmac.compare_digest(bound, _binding(browser, sealed))
+        self.sessions = Sessions(issuer, users, web)
 
     # --- the pending request ---------------------------------------------------------------
     def _pending(self, sealed: str | None, now: datetime) -> AuthorizationRequest:
@@ -250,13 +134,44 @@ class ResourceOwnerPages:
             raise PageError(400, "Unknown application", "The application is no longer known.")
         return client
 
+    async def _continuation(
+        self, request_value: str | None, device_value: str | None, now: datetime
+    ) -> _Continuation:
+        """Where the sign-in continues: a sealed authorization request (``request``), or a
+        sealed device-flow continuation (``device``: ``{"c": user code to prefill}``)."""
+        if request_value is not None and device_value is None:
+            pending = self._pending(request_value, now)
+            client = await self._client(pending, now)
+            return _Continuation(
+                "request",
+                request_value,
+                f"/consent?request={quote(request_value)}",
+                client.name,
+                (form_source(pending.redirect_uri),),
+            )
+        if device_value is not None and request_value is None:
+            try:
+                data = self.web.open(DEVICE_CONTINUATION, device_value, now)
+            except WebTokenInvalid:
+                raise PageError(400, "Link expired", _EXPIRED) from None
+            code = data.get("c")
+            target = "/device" + (f"?user_code={quote(code)}" if isinstance(code, str) else "")
+            return _Continuation("device", device_value, target, None, ())
+        raise PageError(400, "Link expired", _EXPIRED)
+
+    def device_login(self, user_code: str | None, now: datetime) -> EndpointResponse:
+        """The redirect to the sign-in page of the device flow (``device_pages.py``)."""
+        data = {} if user_code is None else {"c": user_code}
+        sealed = self.web.make(DEVICE_CONTINUATION, data, now, REQUEST_TTL)
+        return redirect(f"/login?device={quote(sealed)}")
+
     def _back(self, pending: AuthorizationRequest, params: dict[str, str | None]) -> str:
         return redirect_to(
             pending.redirect_uri, {**params, "state": pending.state, "iss": self.issuer}
         )
 
     def _refuse(self, pending: AuthorizationRequest, error: str, text: str) -> EndpointResponse:
-        return _redirect(self._back(pending, {"error": error, "error_description": text}))
+        return redirect(self._back(pending, {"error": error, "error_description": text}))
 
     async def _issue_code(
         self,
@@ -280,7 +195,7 @@ class ResourceOwnerPages:
                 expires_at=now + CODE_LIFETIME,
             )
         )
-        return _redirect(self._back(pending, {"code": code}))
+        return redirect(self._back(pending, {"code": code}))
 
     @staticmethod
     def _offered(pending: AuthorizationRequest, user: UserRecord) -> tuple[str, ...]:
@@ -296,7 +211,7 @@ class ResourceOwnerPages:
         except RedirectError as err:
             params = {"error": err.error, "error_description": err.description}
             back = {**params, "state": err.state, "iss": self.issuer}
-            return _redirect(redirect_to(err.redirect_uri, back))
+            return redirect(redirect_to(err.redirect_uri, back))
         try:
             sealed = self.web.make("request", pending.to_data(), now, REQUEST_TTL)
         except WebTokenTooLarge:  # the client is known and its redirect URI checked
@@ -305,10 +220,10 @@ class ResourceOwnerPages:
                 "error_description": "The request is too large (state, scope).",
                 "iss": self.issuer,
             }
-            return _redirect(redirect_to(pending.redirect_uri, back))
-        user = await self._session(request, now)
+            return redirect(redirect_to(pending.redirect_uri, back))
+        user = await self.sessions.user(request, now)
         target = "/consent" if user is not None else "/login"
-        return _redirect(f"{target}?request={quote(sealed)}")
+        return redirect(f"{target}?request={quote(sealed)}")
 
     # --- /login ----------------------------------------------------------------------------
     async def login(self, request: EndpointRequest) -> EndpointResponse:
@@ -316,20 +231,18 @@ class ResourceOwnerPages:
         try:
             if request.method == "POST":
                 return await self._sign_in(request, now)
-            sealed = _query_value(request, "request")
-            pending = self._pending(sealed, now)
-            client = await self._client(pending, now)
-            if await self._session(request, now) is not None:
-                return _redirect(f"/consent?request={quote(sealed or '')}")
-            return self._login_form(pending, client, sealed or "", now)
+            going = await self._continuation(
+                query_value(request, "request"), query_value(request, "device"), now
+            )
+            if await self.sessions.user(request, now) is not None:
+                return redirect(going.target)
+            return self._login_form(going, now)
         except PageError as err:
             return pages.error_page(status=err.status, title=err.title, message=err.message)
 
     def _login_form(
         self,
-        pending: AuthorizationRequest,
-        client: OAuthClientRecord,
-        sealed: str,
+        going: _Continuation,
         now: datetime,
         *,
         username: str = "",
@@ -339,42 +252,38 @@ class ResourceOwnerPages:
     ) -> EndpointResponse:
         nonce = secrets.token_urlsafe(16)
         page = pages.login_page(
-            client_name=client.name,
-            hidden={"request": sealed, "csrf": self._csrf("login", nonce, sealed, now)},
-            form_sources=[form_source(pending.redirect_uri)],
+            client_name=going.client_name or "",
+            heading=None if going.client_name is not None else "Sign in to connect a device",
+            hidden={
+                going.field: going.sealed,
+                "csrf": self.sessions.csrf("login", nonce, going.sealed, now),
+            },
+            form_sources=going.form_sources,
             username=username,
             error=error,
             status=status,
         )
-        headers = [*page.headers, self._set_cookie(self._login_cookie, nonce, LOGIN_TTL)]
+        login_cookie = self.sessions.set_cookie(self.sessions.login_cookie, nonce, LOGIN_TTL)
+        headers = [*page.headers, login_cookie]
         if retry_after is not None:
             headers.append((b"retry-after", str(retry_after).encode()))
         return EndpointResponse(page.status, headers, page.body)
 
     async def _sign_in(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
         try:
-            form, _ = _form(request)
-        except _FormError:
+            form, _ = read_form(request)
+        except FormError:
             raise PageError(400, "Invalid request", "The form could not be read.") from None
-        sealed = form.get("request", "")
-        pending = self._pending(sealed, now)
-        client = await self._client(pending, now)
+        going = await self._continuation(form.get("request"), form.get("device"), now)
         username = form.get("username", "")[:256]
 
         def again(error: str, status: int, retry: int | None = None) -> EndpointResponse:
             return self._login_form(
-                pending,
-                client,
-                sealed,
-                now,
-                username=username,
-                error=error,
-                status=status,
-                retry_after=retry,
+                going, now, username=username, error=error, status=status, retry_after=retry
             )
 
-        binding = _cookie(request, self._login_cookie) or ""
-        if not self._csrf_ok("login", form.get("csrf"), binding, sealed, now):
+        binding = cookie(request, self.sessions.login_cookie) or ""
+        if not self.sessions.csrf_ok("login", form.get("csrf"), binding, going.sealed, now):
             return again("The sign-in form expired. Please sign in again.", 400)
         retry = self.throttle.retry_after(request.client)
         if retry is not None:
@@ -388,21 +297,18 @@ class ResourceOwnerPages:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
         except LoginFailed:
             self.throttle.failed(request.client)
-            if self.failures is not None:
-                try:
-                    await self.failures(request.client)
-                except AuthError as err:
-                    if err.status != 429:
-                        raise
+            await self.count_failure(request.client)
             return again("The username or password is not right.", 200)
-        session = self.web.make(
-            "session", {"u": user.user_id, "s": secrets.token_urlsafe(16)}, now, SESSION_TTL
-        )
-        cookies: Headers = [
-            self._set_cookie(self._session_cookie, session, SESSION_TTL),
-            self._set_cookie(self._login_cookie, "", 0),
-        ]
-        return _redirect(f"/consent?request={quote(sealed)}", cookies)
+        return redirect(going.target, self.sessions.start(user, now))
+
+    async def count_failure(self, address: str) -> None:
+        """Tell the gateway's failed-attempt count (its 429 is already our answer)."""
+        if self.failures is not None:
+            try:
+                await self.failures(address)
+            except AuthError as err:
+                if err.status != 429:
+                    raise
 
     # --- /consent --------------------------------------------------------------------------
     async def consent(self, request: EndpointRequest) -> EndpointResponse:
@@ -410,12 +316,12 @@ class ResourceOwnerPages:
         try:
             if request.method == "POST":
                 return await self._decide(request, now)
-            sealed = _query_value(request, "request") or ""
+            sealed = query_value(request, "request") or ""
             pending = self._pending(sealed, now)
             client = await self._client(pending, now)
-            user = await self._session(request, now)
+            user = await self.sessions.user(request, now)
             if user is None:
-                return _redirect(f"/login?request={quote(sealed)}")
+                return redirect(f"/login?request={quote(sealed)}")
             offered = self._offered(pending, user)
             if not offered:
                 return self._refuse(
@@ -430,7 +336,9 @@ class ResourceOwnerPages:
                 scopes=offered,
                 hidden={
                     "request": sealed,
-                    "csrf": self._csrf("consent", self._session_nonce(request, now), sealed, now),
+                    "csrf": self.sessions.csrf(
+                        "consent", self.sessions.nonce(request, now), sealed, now
+                    ),
                 },
                 form_sources=[form_source(pending.redirect_uri)],
             )
@@ -439,17 +347,17 @@ class ResourceOwnerPages:
 
     async def _decide(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
         try:
-            form, chosen = _form(request)
-        except _FormError:
+            form, chosen = read_form(request)
+        except FormError:
             raise PageError(400, "Invalid request", "The form could not be read.") from None
         sealed = form.get("request", "")
         pending = self._pending(sealed, now)
         client = await self._client(pending, now)
-        user = await self._session(request, now)
+        user = await self.sessions.user(request, now)
         if user is None:
-            return _redirect(f"/login?request={quote(sealed)}")
-        nonce = self._session_nonce(request, now)
-        if not self._csrf_ok("consent", form.get("csrf"), nonce, sealed, now):
+            return redirect(f"/login?request={quote(sealed)}")
+        nonce = self.sessions.nonce(request, now)
+        if not self.sessions.csrf_ok("consent", form.get("csrf"), nonce, sealed, now):
             raise PageError(
                 403,
                 "Form expired",
@@ -473,11 +381,6 @@ class ResourceOwnerPages:
             return self._refuse(pending, "access_denied", "The user granted no scope.")
         await self.consents.grant(user.user_id, client.client_id, granted, now)
         return await self._issue_code(pending, user, granted, now)
-
-
-def _binding(browser: str, sealed: str) -> str:
-    """What a CSRF token is bound to: the browser's secret and the request of the form."""
-    return browser + "." + hashlib.sha256(sealed.encode("ascii", "replace")).hexdigest()
 
 
 def _too_many(retry_after: int) -> str:

@@ -7,14 +7,19 @@ from dataclasses import dataclass
 
 from restguard.clock import Clock
 from restguard.oauth2.access_tokens import AccessTokens
+from restguard.oauth2.browser import AddressThrottle
 from restguard.oauth2.client_auth import ClientLookup
+from restguard.oauth2.device_authorization import DeviceAuthorizationEndpoint
+from restguard.oauth2.device_pages import DevicePages
 from restguard.oauth2.grants import Grant
 from restguard.oauth2.grants.authorization_code import AuthorizationCodeGrant
 from restguard.oauth2.grants.client_credentials import ClientCredentialsGrant
+from restguard.oauth2.grants.device_code import GRANT_TYPE as DEVICE_CODE
+from restguard.oauth2.grants.device_code import DeviceCodeGrant
 from restguard.oauth2.grants.refresh_token import RefreshTokenGrant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.refresh_tokens import RefreshTokens
-from restguard.oauth2.resource_owner import AddressThrottle, ResourceOwnerPages
+from restguard.oauth2.resource_owner import ResourceOwnerPages
 from restguard.oauth2.token_admin import (
     IntrospectionEndpoint,
     RevocationEndpoint,
@@ -45,8 +50,9 @@ class ServerParts:
 
 
 class Server:
-    """The authorization, token, revocation and introspection endpoints, the resource owner's
-    pages and the metadata document, for issuer ``public_url``."""
+    """The authorization, token, revocation, introspection and device authorization endpoints,
+    the resource owner's pages (the device flow's too) and the metadata document, for issuer
+    ``public_url``."""
 
     def __init__(self, parts: ServerParts) -> None:
         self.issuer = parts.public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
@@ -59,6 +65,7 @@ class Server:
             ),
             "client_credentials": ClientCredentialsGrant(parts.tokens),
             "refresh_token": RefreshTokenGrant(parts.tokens, refresh, inspector.revoked),
+            DEVICE_CODE: DeviceCodeGrant(store.device_codes, parts.tokens, refresh),
         }
         self._token = TokenEndpoint(parts.clients, grants, parts.failures, parts.record)
         self._revoke = RevocationEndpoint(
@@ -79,6 +86,12 @@ class Server:
             throttle=AddressThrottle(clock),
             failures=parts.failures,
         )
+        self._device_pages = DevicePages(
+            owner=self._pages, clients=parts.clients, codes=store.device_codes, clock=clock
+        )
+        self._device_authorization = DeviceAuthorizationEndpoint(
+            parts.clients, store.device_codes, self.issuer, parts.failures, parts.record
+        )
         base = self.issuer.rstrip("/")
         # RFC 8414 §2: what this server does, and only that.
         self._metadata = json.dumps(
@@ -96,6 +109,7 @@ class Server:
                 "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
                 "introspection_endpoint": base + "/oauth2/introspect",
                 "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+                "device_authorization_endpoint": base + "/oauth2/device_authorization",
                 # RFC 9207 §3: every authorization response carries "iss".
                 "authorization_response_iss_parameter_supported": True,
             },
@@ -111,8 +125,14 @@ class Server:
     async def introspect(self, request: EndpointRequest) -> EndpointResponse:
         return await self._introspect(request, self.clock.now())
 
+    async def device_authorization(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._device_authorization(request, self.clock.now())
+
     async def authorize(self, request: EndpointRequest) -> EndpointResponse:
         return await self._pages.authorize(request)
+
+    async def device(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._device_pages.device(request)
 
     async def login(self, request: EndpointRequest) -> EndpointResponse:
         return await self._pages.login(request)

@@ -360,6 +360,73 @@ class AccessTokenStore(Protocol):
     async def get(self, token_hash: bytes) -> AccessTokenRecord | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceCodeRecord:
+    """A device authorization (RFC 8628 §3.2), stored by ``device_code_hash`` (SHA-256 of the
+    device code). ``user_code`` is kept normalised (``oauth2/device_codes.normalise``).
+
+    ``status``: ``pending`` until the user decides, then ``approved`` (with ``user_id``,
+    ``subject`` and ``granted_scopes``) or ``denied``; ``used`` once the token was issued.
+    ``interval``: the seconds the client must wait between polls (grows by ``slow_down``)."""
+
+    device_code_hash: bytes
+    user_code: str
+    client_id: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    interval: int
+    status: str = "pending"
+    last_polled_at: datetime | None = None
+    user_id: str | None = None
+    subject: str | None = None
+    granted_scopes: tuple[str, ...] = ()
+    used_at: datetime | None = None
+
+
+class DeviceCodeStore(Protocol):
+    """Device authorizations; every state change is one atomic conditional write."""
+
+    async def insert(self, record: DeviceCodeRecord) -> None:
+        """Store a new pending device code; ``DuplicateRecord`` if its user code is that of
+        another pending, unexpired one (the caller draws another)."""
+        ...
+
+    async def get(self, device_code_hash: bytes) -> DeviceCodeRecord | None: ...
+
+    async def by_user_code(self, user_code: str, now: datetime) -> DeviceCodeRecord | None:
+        """The pending, unexpired device code with this (normalised) user code, if any."""
+        ...
+
+    async def approve(
+        self,
+        user_code: str,
+        *,
+        user_id: str,
+        subject: str,
+        scopes: tuple[str, ...],
+        at: datetime,
+    ) -> bool:
+        """pending -> approved for the user, with the scopes granted; False (nothing written)
+        unless the code was pending and unexpired at ``at``."""
+        ...
+
+    async def deny(self, user_code: str, at: datetime) -> bool:
+        """pending -> denied; False unless the code was pending and unexpired at ``at``."""
+        ...
+
+    async def poll(self, device_code_hash: bytes, at: datetime, *, step: int) -> bool:
+        """Record a token request for the code at ``at``: True when it came too early (less
+        than ``interval`` seconds after the previous one, or racing another): then the code's
+        interval grows by ``step`` seconds (RFC 8628 §3.5 ``slow_down``). False otherwise."""
+        ...
+
+    async def consume(self, device_code_hash: bytes, at: datetime) -> bool:
+        """approved -> used: True for the one call that used it first (atomic across
+        processes and instances), False otherwise."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -374,6 +441,7 @@ class Store(Protocol):
     refresh_tokens: RefreshTokenStore
     consents: ConsentStore
     oauth2_access_tokens: AccessTokenStore
+    device_codes: DeviceCodeStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

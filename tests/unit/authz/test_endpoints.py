@@ -18,6 +18,7 @@ CONTRACT = {
     "/oauth2/device_authorization": {"POST"},
     "/login": {"GET", "POST"},
     "/consent": {"GET", "POST"},
+    "/device": {"GET", "POST"},  # the device flow's "one user-code form" (RFC 8628 §3.3)
     "/oauth1/request_token": {"POST"},
     "/oauth1/authorize": {"GET", "POST"},
     "/oauth1/access_token": {"POST"},
@@ -48,10 +49,12 @@ def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoints() -> 
         "/oauth2/token",
         "/oauth2/introspect",
         "/oauth2/revoke",
+        "/oauth2/device_authorization",
         "/login",
         "/consent",
+        "/device",
     ]
-    for page in ("/login", "/consent"):
+    for page in ("/login", "/consent", "/device"):
         found = served_endpoint(page)
         assert found is not None and found.allow_header == "GET, POST, HEAD"
         assert found.body_limit == 16 * 1024
@@ -67,6 +70,9 @@ def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoints() -> 
     assert token is not None and token.allows("POST") and not token.allows("GET")
     assert token.allow_header == "POST"
     assert token.body_limit == 16 * 1024
+    device = served_endpoint("/oauth2/device_authorization")
+    assert device is not None and device.allow_header == "POST"
+    assert device.body_limit == 16 * 1024
 
 
 def test_only_served_endpoints_read_a_body() -> None:
@@ -75,7 +81,7 @@ def test_only_served_endpoints_read_a_body() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/oauth2/device_authorization", "/oauth1/authorize", "/JWKS.json", "/", "/device"],
+    ["/oauth1/authorize", "/JWKS.json", "/", "/devices", "/device/x"],
 )
 def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None
@@ -101,6 +107,8 @@ def test_spellings_of_a_served_path_are_ambiguous(path: str) -> None:
 NAMING = [
     ("/login", "/login"),
     ("/consent", "/consent"),
+    ("/device", "/device"),
+    ("/Device/", "/device"),
     ("/oauth2/token", "/oauth2/token"),
     ("/oauth1/access_token", "/oauth1/access_token"),
     ("/.well-known/jwks.json", "/.well-known/jwks.json"),

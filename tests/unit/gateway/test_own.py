@@ -37,6 +37,14 @@ class FakeServer:
     def metadata(self) -> EndpointResponse:
         return EndpointResponse(200, [(b"content-type", b"application/json")], METADATA)
 
+    async def device_authorization(self, request: EndpointRequest) -> EndpointResponse:
+        self.received.append(request)
+        return EndpointResponse(200, [(b"content-type", b"application/json")], b'{"d":1}')
+
+    async def device(self, request: EndpointRequest) -> EndpointResponse:
+        self.received.append(request)
+        return EndpointResponse(200, [(b"content-type", b"text/html")], b"<form>")
+
 
 class FakeGateway:
     def __init__(self, server: AuthorizationServer | None = None) -> None:
@@ -92,7 +100,12 @@ def test_the_token_endpoint_takes_post_only(method: str) -> None:
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [("/oauth2/token", "POST"), ("/.well-known/oauth-authorization-server", "GET")],
+    [
+        ("/oauth2/token", "POST"),
+        ("/.well-known/oauth-authorization-server", "GET"),
+        ("/oauth2/device_authorization", "POST"),
+        ("/device", "GET"),
+    ],
 )
 async def test_without_an_authorization_server_its_endpoints_get_503(
     path: str, method: str
@@ -117,6 +130,22 @@ async def test_the_token_request_reaches_the_server_and_its_answer_is_written_as
     assert status == 200
     assert headers == [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     assert body == b'{"access_token":"t"}'
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body"),
+    [
+        ("/oauth2/device_authorization", "POST", b'{"d":1}'),
+        ("/device", "GET", b"<form>"),
+        ("/device", "POST", b"<form>"),
+    ],
+)
+async def test_the_device_flow_reaches_the_server(path: str, method: str, body: bytes) -> None:
+    server = FakeServer()
+    request = req(method, path, b"user_code=BCDF-GHJK" if method == "POST" else b"")
+    status, _, answered = await answer_own(gw(server), endpoint(path), request)
+    assert server.received == [request]
+    assert (status, answered) == (200, body)
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])

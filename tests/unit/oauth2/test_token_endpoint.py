@@ -200,7 +200,9 @@ def test_metadata_names_what_is_served() -> None:
         "authorization_code",
         "client_credentials",
         "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
     ]
+    assert doc["device_authorization_endpoint"] == ISSUER + "/oauth2/device_authorization"
     assert doc["response_types_supported"] == ["code"]
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["authorization_response_iss_parameter_supported"] is True

@@ -39,6 +39,7 @@ from restguard.store.ports import (
     ApiKeyStore,
     AuthorizationCodeStore,
     ConsentStore,
+    DeviceCodeStore,
     IssuerStore,
     MasterKeyCheckStore,
     OAuthClientStore,
@@ -49,6 +50,7 @@ from restguard.store.ports import (
     Store,
     UserStore,
 )
+from restguard.store.sql.device_repositories import SqlDeviceCodeStore
 from restguard.store.sql.grant_repositories import (
     SqlAccessTokenStore,
     SqlAuthorizationCodeStore,
@@ -347,6 +349,7 @@ class SqlStore(Store):
         self.refresh_tokens: RefreshTokenStore = SqlRefreshTokenStore(engine, self._run)
         self.consents: ConsentStore = SqlConsentStore(engine, self._run)
         self.oauth2_access_tokens: AccessTokenStore = SqlAccessTokenStore(engine, self._run)
+        self.device_codes: DeviceCodeStore = SqlDeviceCodeStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

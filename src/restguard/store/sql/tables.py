@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -228,4 +229,32 @@ oauth2_access_tokens = Table(
     Column("scopes", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+)
+
+#: Device authorizations (RFC 8628 §3.2) by the SHA-256 of the device code. A user code is
+#: unique among pending codes (a partial index: a used or expired one may recur).
+oauth2_device_codes = Table(
+    "oauth2_device_codes",
+    metadata,
+    Column("device_code_hash", LargeBinary, primary_key=True),
+    Column("user_code", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("interval", Integer, nullable=False),
+    Column("last_polled_at", UtcDateTime, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("user_id", Text, nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("granted_scopes", Text, nullable=True),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(
+        "ux_oauth2_device_codes_pending_user_code",
+        "user_code",
+        unique=True,
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index("ix_oauth2_device_codes_expires_at", "expires_at"),
 )
