@@ -196,8 +196,9 @@ def test_csrf_on_post_device_is_refused(gw: GatewayProcess) -> None:
     fields = {"device": decision.inputs["device"], "scope": "notes:read", "decision": "allow"}
     assert post(url, data=fields, timeout=10).status_code == 403
     # ... nor another user's session replaying alice's confirmation with a token of its own
+    # (its token belongs to another form and another sealed decision: refused as CSRF)
     replay = {**fields, "csrf": stolen}
-    assert mallory.http.post(url, data=replay, timeout=10).status_code == 400
+    assert mallory.http.post(url, data=replay, timeout=10).status_code == 403
     assert error_of(poll(gw, tv, started["device_code"])) == "authorization_pending"
     # twin: the real form, token included, works
     assert owner.submit(form, {"user_code": started["user_code"]}).status_code == 200

@@ -167,7 +167,7 @@ def test_other_methods_on_an_own_endpoint_get_405(
     "path",
     [
         "/oauth1/authorize",  # promised by the contract, not served yet: the policy decides
-        "/oauth2/device_authorization",
+        "/oauth1/request_token",
         "/.well-known/openid-configuration",
         "/tenant/.well-known/jwks.json",
     ],
