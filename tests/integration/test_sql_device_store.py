@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from restguard.store.errors import DuplicateRecord
-from restguard.store.ports import DeviceCodeRecord
+from restguard.store.ports import DeviceCodeRecord, UserRecord
 from restguard.store.sql import SqlStore, migrate, open_store
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -108,6 +108,7 @@ async def test_exactly_one_consumer(stores: list[SqlStore]) -> None:
     codes = stores[0].device_codes
     record = device("a")
     await codes.insert(record)
+    await stores[0].users.insert(UserRecord("u", "alice", "x", ("notes:read",), T0))
     assert not await codes.consume(record.device_code_hash, T0)  # pending: nothing to consume
     await codes.approve("BCDFGHJK", user_id="u", subject="alice", scopes=("notes:read",), at=T0)
     won = await asyncio.gather(
@@ -117,6 +118,18 @@ async def test_exactly_one_consumer(stores: list[SqlStore]) -> None:
     used = await codes.get(record.device_code_hash)
     assert used is not None and used.status == "used" and used.used_at == T0
     assert not await codes.consume(record.device_code_hash, T0)
+
+
+async def test_no_consumer_once_the_approving_user_is_removed(stores: list[SqlStore]) -> None:
+    codes, users = stores[0].device_codes, stores[0].users
+    record = device("b")
+    await codes.insert(record)
+    await users.insert(UserRecord("u", "alice", "x", ("notes:read",), T0))
+    await codes.approve("BCDFGHJK", user_id="u", subject="alice", scopes=("notes:read",), at=T0)
+    await users.remove("u")
+    assert not await codes.consume(record.device_code_hash, T0)
+    kept = await codes.get(record.device_code_hash)
+    assert kept is not None and kept.status == "approved"  # nothing written
 
 
 async def test_a_poll_too_soon_is_slow_down_and_the_interval_grows(stores: list[SqlStore]) -> None:

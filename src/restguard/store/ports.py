@@ -423,7 +423,8 @@ class DeviceCodeStore(Protocol):
 
     async def consume(self, device_code_hash: bytes, at: datetime) -> bool:
         """approved -> used: True for the one call that used it first (atomic across
-        processes and instances), False otherwise."""
+        processes and instances), False otherwise -- also when the approving user no longer
+        exists (nothing written then)."""
         ...
 
 

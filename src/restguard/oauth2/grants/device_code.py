@@ -72,12 +72,10 @@ class DeviceCodeGrant:
         if record.status != "approved" or record.subject is None or record.user_id is None:
             raise _invalid_grant(f"device code in state {record.status!r}")
         if not await self.codes.consume(record.device_code_hash, now):
-            raise _invalid_grant("the device code was redeemed by a concurrent request")
+            raise _invalid_grant("redeemed by a concurrent request, or its user was removed")
         scopes = tuple(s for s in record.granted_scopes if s in client.scopes)
         jti = new_jti()
-        issued = self.tokens.issue(
-            client_id=client.client_id, subject=record.subject, scopes=scopes, jti=jti
-        )
+        issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
         if "refresh_token" not in client.grants:
             return issued
         refresh_token = await self.refresh.start(

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, RowMapping, delete, select, update
+from sqlalchemy import Engine, RowMapping, delete, exists, select, update
 
 from restguard.store.ports import DeviceCodeRecord, DeviceCodeStore
 from restguard.store.sql.runner import Runner, insert_row, tokens_text, utc_or_none
-from restguard.store.sql.tables import oauth2_device_codes, to_utc
+from restguard.store.sql.tables import oauth2_device_codes, to_utc, users
 
 #: How long a device code is kept after it expired, so that a late poll still hears
 #: ``expired_token`` (RFC 8628 §3.5) rather than ``invalid_grant``.
@@ -172,7 +172,11 @@ class SqlDeviceCodeStore(DeviceCodeStore):
     async def consume(self, device_code_hash: bytes, at: datetime) -> bool:
         statement = (
             update(oauth2_device_codes)
-            .where(_c.device_code_hash == device_code_hash, _c.status == "approved")
+            .where(
+                _c.device_code_hash == device_code_hash,
+                _c.status == "approved",
+                exists().where(users.c.user_id == _c.user_id),  # not for a removed user
+            )
             .values(status="used", used_at=to_utc(at))
         )
 
