@@ -3,7 +3,7 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Six targets share one upstream (nginx answering ``{"ok":true}``):
+Seven targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
@@ -13,7 +13,9 @@ Six targets share one upstream (nginx answering ``{"ok":true}``):
    add``) whose JWKS this script serves on 127.0.0.1;
 6. ``rg-oauth2``  - the same route with an access token restguard itself issued: a
    ``client_credentials`` client (``restguard oauth2 client create``), its token fetched from the
-   gateway's ``POST /oauth2/token`` (``client_secret_basic``) once the gateway runs.
+   gateway's ``POST /oauth2/token`` (``client_secret_basic``) once the gateway runs;
+7. ``rg-opaque``  - the same with an opaque ``rg_at_`` access token (a client created with
+   ``--token-format opaque``): looked up in the store once, then remembered.
 
 For each, wrk drives a fixed number of connections; we record requests/s, p50/p99 latency and
 the proxy's CPU time per request (utime+stime of its process tree from /proc). Rounds are
@@ -71,6 +73,7 @@ TARGET_CPU_RATIO = 3.0  # restguard CPU/request <= 3x nginx's
 TARGET_APIKEY_OVERHEAD = 0.05  # API-key route <= 5% more CPU/request than the public route
 TARGET_JWT_RATIO = 1.5  # JWT route <= 1.5x the API-key route's CPU/request (issue 8)
 TARGET_OAUTH2_RATIO = 1.5  # restguard's own access token <= 1.5x the API-key route (issue 9)
+TARGET_OPAQUE_RATIO = 1.5  # its opaque access token too
 SRC_DIR = BENCH_DIR.parent / "src"
 
 
@@ -97,6 +100,7 @@ CHECKS = (
     ),
     Check("JWT CPU/req / API-key CPU/req", "rg-jwt", "rg-apikey", TARGET_JWT_RATIO),
     Check("oauth2 CPU/req / API-key CPU/req", "rg-oauth2", "rg-apikey", TARGET_OAUTH2_RATIO),
+    Check("opaque CPU/req / API-key CPU/req", "rg-opaque", "rg-apikey", TARGET_OPAQUE_RATIO),
 )
 
 
@@ -415,10 +419,11 @@ def token_for(base: str, client_id: str, secret: str, scope: str = BENCH_SCOPE) 
     return answer
 
 
-def oauth2_client_create(config: Path) -> tuple[str, str]:
-    """``restguard oauth2 client create`` of the bench client; (client_id, client_secret)."""
+def oauth2_client_create(config: Path, token_format: str = "jwt") -> tuple[str, str]:
+    """``restguard oauth2 client create`` of a bench client; (client_id, client_secret)."""
     create = ["oauth2", "client", "create", "--config", str(config), "--name", "bench"]
     create += ["--scope", BENCH_SCOPE, "--grant", "client_credentials", "--json"]
+    create += ["--token-format", token_format]
     created = json.loads(run_checked([*restguard_cmd(), *create]))
     return created["client_id"], created["client_secret"]
 
@@ -514,6 +519,7 @@ class Setup:
     jwt: str  # an external issuer's RS256 token
     client_id: str  # a client_credentials client of restguard's own authorization server
     client_secret: str
+    opaque: tuple[str, str]  # (client_id, client_secret) of one with opaque access tokens
 
 
 def setup_restguard(
@@ -537,7 +543,8 @@ def setup_restguard(
     if json.loads(run_checked([*rg, *add]))["jwks_keys"] != 1:
         raise BenchError("restguard issuer add could not read the bench JWKS")
     client_id, secret = oauth2_client_create(config)
-    return Setup(config, port, json.loads(created)["key"], mint(issuer), client_id, secret)
+    opaque = oauth2_client_create(config, "opaque")
+    return Setup(config, port, json.loads(created)["key"], mint(issuer), client_id, secret, opaque)
 
 
 def run_checked(cmd: list[str]) -> str:
@@ -875,7 +882,7 @@ def write_results(data: dict[str, Any]) -> None:
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
-    client's access token from the gateway; return the six targets."""
+    clients' access tokens from the gateway; return the seven targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
@@ -888,6 +895,7 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     rg_pid = stack.enter_context(restguard(setup.config, rg_port, pin))
     # Lives DEFAULT_LIFETIME (900 s); a full run takes about 3 min.
     issued = token_for(f"http://127.0.0.1:{rg_port}", setup.client_id, setup.client_secret)
+    opaque = token_for(f"http://127.0.0.1:{rg_port}", *setup.opaque)
     return [
         Target(
             "upstream", "upstream direct (nginx)", f"http://127.0.0.1:{up_port}/public/item", up_pid
@@ -916,6 +924,13 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             f"http://127.0.0.1:{rg_port}/keyed/item",
             rg_pid,
             (f"Authorization: Bearer {issued['access_token']}",),
+        ),
+        Target(
+            "rg-opaque",
+            "restguard oauth2 route (opaque)",
+            f"http://127.0.0.1:{rg_port}/keyed/item",
+            rg_pid,
+            (f"Authorization: Bearer {opaque['access_token']}",),
         ),
     ]
 
