@@ -258,7 +258,6 @@ BAD = [
     (("--username", "-x", "--password-stdin", "--scope", "a"), PASSWORD, "--username"),
     (("--username", "rg_us_x", "--password-stdin", "--scope", "a"), PASSWORD, "--username"),
     (("--username", "a", "--password-stdin", "--scope", "a b"), PASSWORD, "--scope"),
-    (("--username", "a", "--password-stdin"), PASSWORD, "--scope"),  # none
     (("--username", "a", "--password-stdin", "--scope", "a"), "short\n", "--password-stdin"),
     (("--username", "a", "--password-stdin", "--scope", "a"), "", "--password-stdin"),
     (("--username", "a", "--password-stdin", "--scope", "a"), "\n" + PASSWORD, "--password-stdin"),
@@ -375,3 +374,19 @@ def test_consents_listed_and_revoked_with_their_refresh_tokens(config: str) -> N
     assert one_document(invoke("user", "consents", "alice", "--config", config, "--json")) == []
     unknown = invoke("user", "consents", "bob", "--config", config)
     assert unknown.exit_code == 1 and "no user has the id or username 'bob'" in unknown.output
+
+
+def test_create_without_scopes_as_the_contract_allows(config: str) -> None:
+    result = invoke(
+        "user",
+        "create",
+        "--config",
+        config,
+        "--username",
+        "bo",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "may grant no scope" in result.stderr
+    assert stored(config)[0].scopes == ()

@@ -95,7 +95,8 @@ def user() -> None:
     "--scope",
     "scopes",
     multiple=True,
-    help="A scope the user may grant to clients; at least one, repeat for more.",
+    help="A scope the user may grant to clients; repeat for more. Without any, the user can "
+    "sign in but grant nothing (every request for their consent is refused).",
 )
 @config_option
 @json_option
@@ -139,7 +140,15 @@ def create(
         emit_json(_created(record))
         return
     success(f"user created: {record.user_id} ({record.username})")
-    click.echo(f"  scopes: {' '.join(record.scopes)}")
+    if record.scopes:
+        click.echo(f"  scopes: {' '.join(record.scopes)}")
+    else:
+        click.secho(
+            "  no --scope: this user may grant no scope, so every application's request for "
+            "their consent is refused",
+            fg="yellow",
+            err=True,
+        )
     click.secho("  Only a hash of the password is stored.", dim=True)
 
 

@@ -124,15 +124,14 @@ def hash_password(password: str, hasher: PasswordHasher = PASSWORD_HASHER) -> st
 
 
 def check_user(username: str, scopes: Iterable[str]) -> tuple[str, tuple[str, ...]]:
-    """The stored username and the scopes (repeats dropped, at least one) ``new_user`` would
-    use, or ``ValueError("--option: problem")``: for checking before asking for a password."""
+    """The stored username and the scopes (repeats dropped; none: the user may sign in but
+    grant nothing) ``new_user`` would use, or ``ValueError("--option: problem")``: for checking
+    before asking for a password."""
     try:
         name = normalize_username(username)
     except ValueError as exc:
         raise ValueError(f"--username: {exc}") from None
     scope_list = tuple(dict.fromkeys(scopes))
-    if not scope_list:
-        raise ValueError("--scope: give at least one scope the user may grant; repeat for more")
     for scope in scope_list:
         problem = scope_problem(scope)
         if problem:

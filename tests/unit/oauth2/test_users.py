@@ -234,7 +234,11 @@ def test_new_user_record() -> None:
     assert PASSWORD_HASHER.verify(rec.password_hash, PASSWORD)
 
 
-@pytest.mark.parametrize("scopes", [(), ("a b",), ("a,b",), ('a"',)])
+def test_a_user_without_scopes_may_sign_in_but_grant_nothing() -> None:
+    assert new_user("alice", PASSWORD, (), now=T0).scopes == ()  # CONTRACT: --scope optional
+
+
+@pytest.mark.parametrize("scopes", [("a b",), ("a,b",), ('a"',)])
 def test_new_user_scopes_refused(scopes: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match=r"^--scope: "):
         new_user("alice", PASSWORD, scopes, now=T0)
