@@ -13,7 +13,6 @@ device code (a bearer secret only the device knows, stored as its hash), the use
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Final
 from urllib.parse import quote
@@ -27,10 +26,10 @@ from restguard.oauth2.device_codes import (
     new_device_code,
     new_user_code,
 )
-from restguard.oauth2.errors import NO_STORE, OAuthError, invalid_request
+from restguard.oauth2.errors import OAuthError, invalid_request
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.scopes import granted_scopes
-from restguard.oauth2.token_endpoint import Failures, Record, parse_form
+from restguard.oauth2.token_endpoint import Failures, Record, answer, parse_form
 from restguard.store.errors import DuplicateRecord
 from restguard.store.ports import DeviceCodeRecord, DeviceCodeStore
 
@@ -54,19 +53,10 @@ class DeviceAuthorizationEndpoint:
         self.verification_uri = public_url.rstrip("/") + "/device"
 
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
-        found: list[client_auth.Presented] = []
-        try:
-            body = await self._authorize(request, now, found)
-        except OAuthError as err:
-            method, client_id = (found[0].method, found[0].client_id) if found else (None, None)
-            if self.record is not None:
-                self.record(request, err.status, err.error, method, client_id, err.debug)
-            if err.error == "invalid_client" and self.failures is not None:
-                await self.failures(request.client)
-            return err.response()
-        if self.record is not None:
-            self.record(request, 200, None, found[0].method, found[0].client_id, None)
-        return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
+        async def work(found: list[client_auth.Presented]) -> dict[str, object]:
+            return await self._authorize(request, now, found)
+
+        return await answer(request, work, self.record, self.failures)
 
     async def _authorize(
         self, request: EndpointRequest, now: datetime, presented: list[client_auth.Presented]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from restguard.keys.hashing import token_digest
+from restguard.oauth2.access_tokens import IssuedToken
 from restguard.store.ports import RefreshTokenRecord, RefreshTokenStore
 from restguard.tokens import random_base62
 
@@ -71,6 +72,32 @@ class RefreshTokens:
             )
         )
         return token
+
+    async def attach(
+        self,
+        issued: IssuedToken,
+        family_id: str,
+        *,
+        client_id: str,
+        user_id: str,
+        subject: str,
+        scopes: tuple[str, ...],
+        access_jti: str,
+        now: datetime,
+    ) -> IssuedToken:
+        """``issued`` (whose ``jti`` is ``access_jti``) with the first refresh token of the new
+        family ``family_id``, which also records that access token for its revocation."""
+        token = await self.start(
+            family_id,
+            client_id=client_id,
+            user_id=user_id,
+            subject=subject,
+            scopes=scopes,
+            access_jti=access_jti,
+            access_expires_at=now + timedelta(seconds=issued.expires_in + 60),
+            now=now,
+        )
+        return IssuedToken(issued.access_token, issued.expires_in, issued.scope, token)
 
     async def find(self, token: str) -> RefreshTokenRecord | None:
         if not is_refresh_token(token):

@@ -57,6 +57,32 @@ Failures = Callable[[str], Awaitable[None]]
 Record = Callable[[EndpointRequest, int, str | None, str | None, str | None, str | None], None]
 
 
+async def answer(
+    request: EndpointRequest,
+    work: Callable[[list[client_auth.Presented]], Awaitable[dict[str, object]]],
+    record: Record | None,
+    failures: Failures | None,
+) -> EndpointResponse:
+    """A client-authenticated endpoint's answer: what ``work`` returns as JSON with
+    ``Cache-Control: no-store`` (RFC 6749 §5.1), or its ``OAuthError`` (§5.2). ``work`` appends
+    the client credentials it found to the list it is given. One audit record either way (a
+    required audit log that fails raises: nothing is issued); a failed client authentication
+    is told to ``failures`` (the address's failed-attempt limit)."""
+    found: list[client_auth.Presented] = []
+    try:
+        body = await work(found)
+    except OAuthError as err:
+        method, client_id = (found[0].method, found[0].client_id) if found else (None, None)
+        if record is not None:
+            record(request, err.status, err.error, method, client_id, err.debug)
+        if err.error == "invalid_client" and failures is not None:
+            await failures(request.client)
+        return err.response()
+    if record is not None:
+        record(request, 200, None, found[0].method, found[0].client_id, None)
+    return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
+
+
 class TokenEndpoint:
     """``failures``: told the client address of every failed client authentication; it may
     raise an ``AuthError`` (the gateway's failed-attempt limit: 429 with ``Retry-After``), as
@@ -77,27 +103,19 @@ class TokenEndpoint:
         self.record = record
 
     async def __call__(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
-        found: list[client_auth.Presented] = []
-        try:
+        async def work(found: list[client_auth.Presented]) -> dict[str, object]:
             issued = await self._issue(request, now, found)
-        except OAuthError as err:
-            method, client_id = (found[0].method, found[0].client_id) if found else (None, None)
-            if self.record is not None:
-                self.record(request, err.status, err.error, method, client_id, err.debug)
-            if err.error == "invalid_client" and self.failures is not None:
-                await self.failures(request.client)
-            return err.response()
-        if self.record is not None:  # (a required audit log that fails raises: no token)
-            self.record(request, 200, None, found[0].method, found[0].client_id, None)
-        body = {
-            "access_token": issued.access_token,
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "scope": issued.scope,
-        }
-        if issued.refresh_token is not None:
-            body["refresh_token"] = issued.refresh_token
-        return EndpointResponse(200, list(NO_STORE), json.dumps(body).encode())
+            body: dict[str, object] = {
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "scope": issued.scope,
+            }
+            if issued.refresh_token is not None:
+                body["refresh_token"] = issued.refresh_token
+            return body
+
+        return await answer(request, work, self.record, self.failures)
 
     async def _issue(
         self, request: EndpointRequest, now: datetime, presented: list[client_auth.Presented]

@@ -90,19 +90,18 @@ class AuthorizationCodeGrant:
         jti = new_jti()
         scopes = tuple(s for s in record.scopes if s in client.scopes)
         issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
-        refresh_token = None
         if family_id is not None:
             # The family is written BEFORE the code names it: a replay racing this exchange
             # finds it and revokes it. Written after, a replay in between revoked nothing and
             # the refresh token stayed alive.
-            refresh_token = await self.refresh.start(
+            issued = await self.refresh.attach(
+                issued,
                 family_id,
                 client_id=client.client_id,
                 user_id=record.user_id,
                 subject=record.subject,
                 scopes=scopes,
                 access_jti=jti,
-                access_expires_at=now + timedelta(seconds=issued.expires_in + 60),
                 now=now,
             )
         won = await self.codes.consume(record.code_hash, now, family_id=family_id, access_jti=jti)
@@ -116,9 +115,7 @@ class AuthorizationCodeGrant:
             # another exchange of this code came first: both are refused
             await self._revoke_issued(used, now)
             raise _invalid_grant("the code was used by a concurrent request")
-        if refresh_token is None:
-            return issued
-        return IssuedToken(issued.access_token, issued.expires_in, issued.scope, refresh_token)
+        return issued
 
     async def _revoke_issued(self, record: AuthorizationCodeRecord, now: datetime) -> None:
         if record.family_id is not None:

@@ -14,7 +14,7 @@ processes); every later request, or a racing one, is ``invalid_grant``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 from restguard.keys.hashing import token_digest
@@ -78,14 +78,13 @@ class DeviceCodeGrant:
         issued = await self.tokens.issue_for(client, subject=record.subject, scopes=scopes, jti=jti)
         if "refresh_token" not in client.grants:
             return issued
-        refresh_token = await self.refresh.start(
+        return await self.refresh.attach(
+            issued,
             new_family_id(),
             client_id=client.client_id,
             user_id=record.user_id,
             subject=record.subject,
             scopes=scopes,
             access_jti=jti,
-            access_expires_at=now + timedelta(seconds=issued.expires_in + 60),
             now=now,
         )
-        return IssuedToken(issued.access_token, issued.expires_in, issued.scope, refresh_token)
