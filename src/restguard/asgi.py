@@ -10,14 +10,16 @@ The app sees what was judged: the path as sent (dot segments are refused, not re
 headers less invalid names and client-sent ``X-Restguard-*``, and the body: one that upstreams
 read as parameters (forms, JSON, none declared; see ``wire.forms``) is read whole once the
 request is allowed (up to ``max_body_bytes``), judged for a ``_method`` parameter, then replayed
-to the app.
+to the app. A body the request's credential covers (``Guard.body_wanted``: RFC 9421 with
+``Content-Digest``) is read whole before the decision instead (capped by the authenticator),
+decided with, and replayed the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from restguard.authz.policy import Route
@@ -76,14 +78,29 @@ class GuardMiddleware:
             await self._websocket(scope, receive, send, fallback)
             return
         try:
-            view, decision = await self._decide(scope, fallback)
+            view = scope_view(
+                self.guard,
+                scope,
+                trusted_proxies=self.trusted_proxies,
+                max_header_bytes=self.max_header_bytes,
+            )
+            body: bytes | None = None
+            wanted = self.guard.body_wanted(view, fallback=fallback)
+            if wanted:  # a credential covers the body: read it whole before the decision
+                body = await self._read(view, receive, min(wanted, self.max_body_bytes))
+                if body is None:  # the client went away
+                    return
+                view = replace(view, body=body)
+            decision = await self.guard.decide(view, fallback=fallback)
             # Read whatever the headers announce or not: an HTTP/2 body needs no content-length
             # (RFC 9113 §8.1.1), and an absent body reads as b"" at once.
-            if gate_for(view.headers) is not None:
+            if body is None and gate_for(view.headers) is not None:
                 body = await self._read(view, receive)
                 if body is None:  # the client went away
                     return
-                await judge_body(self.guard, view, body)
+            if body is not None:
+                if gate_for(view.headers) is not None:
+                    await judge_body(self.guard, view, body)
                 receive = replay(body, receive)
         except AuthError as err:
             await send_problem(send, err, head=scope["method"] == "HEAD")
@@ -117,9 +134,11 @@ class GuardMiddleware:
             fallback=fallback,
         )
 
-    async def _read(self, view: RequestView, receive: Receive) -> bytes | None:
+    async def _read(
+        self, view: RequestView, receive: Receive, limit: int | None = None
+    ) -> bytes | None:
         try:
-            return await read_body(receive, self.max_body_bytes)
+            return await read_body(receive, self.max_body_bytes if limit is None else limit)
         except AuthError as err:
             self.guard.refused(view.method, view.path.encode(), view.client, err)
             raise
@@ -205,6 +224,21 @@ async def decide_scope(
     oversized headers) are recorded as decisions too."""
     if scope["type"] == "websocket":
         scope = {**scope, "method": "GET"}
+    view = scope_view(
+        guard, scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
+    )
+    return view, await guard.decide(view, fallback=fallback)
+
+
+def scope_view(
+    guard: Guard,
+    scope: Mapping[str, Any],
+    *,
+    trusted_proxies: Sequence[Network] = (),
+    max_header_bytes: int = 16 * 1024,
+) -> RequestView:
+    """The core's view of an ASGI request, or AuthError (recorded as a refused request). Its
+    ``raw_path`` is the server's ``raw_path`` when it gives one (what the client sent)."""
     try:
         view = view_from_scope(
             scope, trusted_proxies=trusted_proxies, max_header_bytes=max_header_bytes
@@ -214,4 +248,7 @@ async def decide_scope(
         target = scope.get(RAW_TARGET_KEY) or scope.get("raw_path") or b""
         guard.refused(scope["method"], target, client[0] if client else "", err)
         raise
-    return view, await guard.decide(view, fallback=fallback)
+    raw_path = scope.get("raw_path")
+    if RAW_TARGET_KEY not in scope and isinstance(raw_path, bytes) and raw_path:
+        view = replace(view, raw_path=raw_path)
+    return view

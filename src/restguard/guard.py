@@ -16,7 +16,7 @@ from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
 from restguard.authz.ratelimit import RateLimiter
 from restguard.clock import Clock
-from restguard.credentials.base import AuthContext, Authenticator, Credential
+from restguard.credentials.base import AuthContext, Authenticator, Credential, ReadsBody
 from restguard.errors import (
     AuthError,
     InsufficientScope,
@@ -142,6 +142,27 @@ class Guard:
         """The Principal for ``view`` or an AuthError (public routes give an anonymous one)."""
         return (await self.decide(view)).principal
 
+    def body_wanted(self, view: RequestView, *, fallback: Route | None = None) -> int:
+        """How many bytes of body must be read before ``view`` can be decided: the most any
+        authenticator of its route wants (``ReadsBody``); 0 for none, a public route, no route,
+        or a request the policy cannot match (``decide`` refuses that one)."""
+        try:
+            route = self.policy.match(view.method, view.path)
+        except NotFound:
+            if fallback is None:
+                return 0
+            route = fallback
+        except AuthError:
+            return 0
+        if route.public:
+            return 0
+        wanted = 0
+        for method in route.auth:
+            authenticator = self.authenticators.get(method)
+            if isinstance(authenticator, ReadsBody):
+                wanted = max(wanted, authenticator.body_limit(view))
+        return wanted
+
     async def decide(
         self, view: RequestView, *, fallback: Route | None = None, deferred: bool = False
     ) -> Decision:
@@ -173,7 +194,7 @@ class Guard:
             else:
                 try:
                     credential = self._extract(view, route)
-                    ctx = AuthContext(self.clock.now(), view.client)
+                    ctx = AuthContext(self.clock.now(), view.client, view)
                     authenticator = self.authenticators[credential.method]
                     try:
                         principal = await authenticator.authenticate(credential, ctx)

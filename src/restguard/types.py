@@ -19,6 +19,7 @@ class RequestView:
     ``via_trusted_proxy`` says whether the peer was one of ``[server] trusted_proxies``.
     ``scheme`` is the one the request reached restguard with (RFC 9110 §4.2): ``https`` over
     TLS, else ``http`` (what a trusted proxy claims for its own client is not applied here).
+    ``raw_path``: the path as received; ``body``: the body, when a verifier covers it.
     """
 
     method: str
@@ -28,6 +29,11 @@ class RequestView:
     client: str = ""
     via_trusted_proxy: bool = False
     scheme: str = "http"
+    # The path as received (before normalisation; RFC 9421 ``@path`` signs this), and the
+    # request body when an authenticator needed it for the decision (``ReadsBody``): None when
+    # it was not read.
+    raw_path: bytes = b""
+    body: bytes | None = None
 
     def header_values(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (lower-case), in order."""

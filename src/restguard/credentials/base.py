@@ -35,10 +35,12 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class AuthContext:
-    """What a verifier may know besides the credential."""
+    """What a verifier may know besides the credential: the time, the client address, and
+    the request (with its body when the verifier asked for it: ``ReadsBody``)."""
 
     now: datetime
     client: str
+    view: RequestView | None = None
 
 
 class Authenticator(Protocol):
@@ -65,3 +67,17 @@ class Background(Protocol):
     async def start(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsBody(Protocol):
+    """An authenticator whose credential may cover the request body (RFC 9421 with
+    ``Content-Digest``, OAuth 1.0a form parameters). Before deciding, every adapter asks the
+    guard (``Guard.body_wanted``); when a route's authenticator wants the body of this request,
+    the adapter reads it first (at most ``body_limit`` bytes: 413 above), decides with it in
+    ``view.body``, and hands exactly those bytes on. No byte reaches the upstream or the app
+    before the decision."""
+
+    def body_limit(self, view: RequestView) -> int:
+        """Bytes of body this request's credential needs read before the decision (0: none)."""
+        ...

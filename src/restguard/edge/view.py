@@ -168,6 +168,7 @@ def build_view(
         client=_forwarded_client(peer, kept, trusted_proxies) if trusted else peer,
         via_trusted_proxy=trusted,
         scheme="https" if scheme == "https" else "http",
+        raw_path=raw_path,
     )
 
 

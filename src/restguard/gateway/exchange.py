@@ -10,8 +10,11 @@ when the body bytes written match the framing declared in the head sent (exactly
 ``Content-Length`` bytes, or a terminated chunked body) and the answer was complete; anything
 else closes it, so no byte of one request can ever be read as part of another.
 
-Bodies (accounting in ``gateway/request_body.py``): an ``application/x-www-form-urlencoded``
-body is read whole before the decision, which checks it; a multipart body streams through
+Bodies (accounting in ``gateway/request_body.py``): a body the request's credential covers
+(``Guard.body_wanted``: RFC 9421 with ``Content-Digest``) is read whole before the decision,
+capped by the authenticator (413 above), and exactly those bytes are forwarded after an allow;
+an ``application/x-www-form-urlencoded`` body is read whole before the decision, which checks
+it; a multipart body streams through
 ``wire.forms``'s gate, which releases no byte of a part header it has not checked. Any other
 body is read up to ``[server] body_buffer_bytes`` before an upstream connection is taken, so slow
 senders of small bodies hold no pooled connection, and streams from there.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -258,6 +262,19 @@ class Exchange:
             gw.guard.screen(view)  # (no credential in the URL, no override: as everywhere)
             await self._answer_own(endpoint, view)
             return
+        wanted = gw.guard.body_wanted(view)
+        if wanted:  # a credential covers the body: read it whole before the decision
+            try:
+                body = await self._collect_body(min(wanted, gw.max_body_bytes))
+            except AuthError as err:
+                gw.guard.refused(self.method, self.target, self.client.peer, err)
+                raise
+            if body is None:  # refused or cut meanwhile: answered already
+                return
+            if body:  # forwarded after an allow, exactly these bytes
+                self._body.append(body)
+                self._buffered = len(body)
+            view = replace(view, body=body)
         decision = await gw.guard.decide(view, deferred=True)
         self._decision = decision  # (recorded when the exchange ends: the status sent)
         if self.finished or self._discard:
