@@ -42,7 +42,7 @@ def may_carry(value: bytes) -> bool:
     in any case, a ``%``, or starts with ``Basic``. A few C-level scans: a case-insensitive
     regex search would be ten times slower on a long value (a JWT), and this runs per header."""
     low = value.lower()
-    return b"rg" in low or b"%" in value or low.lstrip(b" \t").startswith(b"basic")
+    return b"rg" in low or b"%" in value or low.lstrip().startswith(b"basic")
 
 
 def contains_credential(text: str) -> bool:

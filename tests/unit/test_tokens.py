@@ -186,3 +186,9 @@ def test_every_value_carrying_a_credential_is_looked_at(
         if carries_credential(value):
             assert may_carry(value)
     assert carries_credential(carried)
+
+
+def test_a_basic_credential_after_any_whitespace_is_looked_at() -> None:
+    # found by the property above: carries_credential strips every kind of whitespace
+    value = b"\nBasic " + base64.b64encode(b"user:" + _KEY.encode())
+    assert carries_credential(value) and may_carry(value)
