@@ -5,6 +5,7 @@ existed, when several instances start at once, and across a master-key rotation.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from restguard.keys.sealing import (
 )
 from restguard.store.ports import Store
 from restguard.store.sql import make_engine, migrate, open_store
-from restguard.store.sql.tables import master_key_check, signing_keys
+from restguard.store.sql.tables import apps, master_key_check, signing_keys
 from restguard.wiring import open_runtime
 
 WRONG = "A" * 43  # a well-formed master key that belongs to no data directory here
@@ -67,6 +68,7 @@ def snapshot(url: str) -> dict[str, list[Any]]:
         with engine.connect() as conn:
             return {
                 "signing_keys": sorted(map(tuple, conn.execute(select(signing_keys)).all())),
+                "apps": sorted(map(tuple, conn.execute(select(apps)).all())),
                 "check": [bytes(v) for v in conn.scalars(select(master_key_check.c.sealed))],
             }
     finally:
@@ -169,10 +171,20 @@ def _serve(runner: CliRunner, config: str) -> str:
     return refused_by_open_runtime(config)
 
 
+def _app_create(runner: CliRunner, config: str) -> str:
+    """An hmac-sha256 app's secret is sealed: a wrong key must not seal it."""
+    args = ["app", "create", "--name", "n", "--scope", "a", "--config", config]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    return result.output
+
+
 ACTIONS: dict[str, Callable[[CliRunner, str], str]] = {
     "signing-key rotate": _signing_key_rotate,
     "serve": _serve,
     "master-key rotate": _master_key_rotate,
+    "app create": _app_create,
 }
 
 
@@ -248,6 +260,33 @@ def test_a_legacy_data_directory_is_bound_on_first_use_with_the_right_key(
     assert sealed is not None and sealer_of(config).open(sealed, CHECK_PURPOSE)
     monkeypatch.setenv(MASTER_KEY_ENV, WRONG)
     assert "master-key check" in refused_by_open_runtime(config)
+
+
+def test_a_legacy_data_directory_checks_app_secrets_too(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a check value, an hmac app's sealed secret is what a first binding checks a
+    master key against (``reseal.SEALED_COLUMNS``): a wrong key is refused, naming it."""
+    config = init(runner, tmp_path / "d")
+    url = url_of(config)
+    made = invoke(
+        runner, "app", "create", "--name", "n", "--scope", "a", "--json", "--config", config
+    )
+    assert made.exit_code == 0, made.output
+    key_id = json.loads(made.stdout)["key_id"]
+    forget_check(url)
+    before = snapshot(url)
+    assert before["check"] == [] and before["signing_keys"] == [] and len(before["apps"]) == 1
+    monkeypatch.setenv(MASTER_KEY_ENV, WRONG)
+    assert f"app secret {key_id}" in _app_create(runner, config)
+    assert f"app secret {key_id}" in refused_by_open_runtime(config)
+    assert snapshot(url) == before
+    monkeypatch.delenv(MASTER_KEY_ENV)
+    out = invoke(runner, "master-key", "rotate", "--config", config, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["resealed"] == 1  # the app's secret
+    sealed = check_row(url)
+    assert sealed is not None and sealer_of(config).open(sealed, CHECK_PURPOSE)
 
 
 def test_a_legacy_data_directory_gets_its_check_from_master_key_rotate(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -24,6 +25,7 @@ from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import (
     AccessTokenRecord,
     ApiKeyRecord,
+    AppRecord,
     AuthorizationCodeRecord,
     DeviceCodeRecord,
     IssuerRecord,
@@ -400,7 +402,10 @@ async def test_master_key_check_lists_every_sealed_secret_but_itself(store: SqlS
     await store.signing_keys.insert(signing_key("k1", T0))
     await store.signing_keys.rotate(signing_key("k2", T0 + timedelta(seconds=1)), T0)
     await store.master_key_check.put_if_absent(b"check")
+    await store.apps.insert(app_record("app_h"))
+    await store.apps.insert(replace(app_record("app_p"), sealed_secret=None, public_key=b"der"))
     assert sorted(await store.master_key_check.sealed_secrets()) == [
+        ("app-secret:app_h", b"rg1sealed"),  # an app's HMAC secret; a public key is none
         ("signing-key:k1", b"\x01sealed\x00k1"),  # retired ones too
         ("signing-key:k2", b"\x01sealed\x00k2"),
     ]
@@ -432,7 +437,18 @@ async def test_ping(store: SqlStore) -> None:
 
 
 def test_migrate_applies_once_then_nothing(database_url: str) -> None:
-    assert REVISIONS == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+    assert REVISIONS == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+    ]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
     assert migrate(database_url) == []
@@ -534,6 +550,10 @@ def device_record() -> DeviceCodeRecord:
     return DeviceCodeRecord(b"d", "BCDFGHJK", "ci", ("a",), T0, T0, 5)
 
 
+def app_record(key_id: str) -> AppRecord:
+    return AppRecord(key_id, "svc", "hmac-sha256", ("a",), b"rg1sealed", None, T0)
+
+
 def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
     return {
         "ping": store.ping,
@@ -589,6 +609,12 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "device_codes.consume": lambda: store.device_codes.consume(b"d", T0),
         "oauth2_access_tokens.insert": lambda: store.oauth2_access_tokens.insert(access_record()),
         "oauth2_access_tokens.get": lambda: store.oauth2_access_tokens.get(b"t"),
+        "apps.insert": lambda: store.apps.insert(app_record("app_a")),
+        "apps.get": lambda: store.apps.get("app_a"),
+        "apps.list": store.apps.list,
+        "apps.revoke": lambda: store.apps.revoke("app_a", T0),
+        "apps.rotate": lambda: store.apps.rotate("app_a", app_record("app_b"), T0),
+        "signature_nonces.use": lambda: store.signature_nonces.use("app_a", "n", T0, T0),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

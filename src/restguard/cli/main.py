@@ -6,6 +6,7 @@ import click
 
 from restguard import __version__
 from restguard.cli.apikey import apikey
+from restguard.cli.app import app
 from restguard.cli.audit import audit
 from restguard.cli.check import check
 from restguard.cli.context import CONFIG_HELP
@@ -82,6 +83,7 @@ for command in (
     reload,
     migrate,
     apikey,
+    app,
     issuer,
     oauth2,
     user,

@@ -428,6 +428,60 @@ class DeviceCodeStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """A signing app: a client that signs its requests (RFC 9421 HTTP Message Signatures)
+    with its own key, named in the signature's ``keyid`` parameter by ``key_id`` (public).
+
+    ``alg`` is ``hmac-sha256``, ``ed25519`` or ``ecdsa-p256-sha256`` and fixed per app (RFC 9421
+    §3.3.7: the verifier takes it from the key, never from the request). An ``hmac-sha256`` app
+    has ``sealed_secret`` (its 32-byte HMAC key sealed by the master key: the verifier needs the
+    key itself) and no ``public_key``; the others have ``public_key`` (DER SubjectPublicKeyInfo)
+    and no secret. ``revoked_at`` may lie in the future: that is a rotation grace period."""
+
+    key_id: str
+    name: str
+    alg: str
+    scopes: tuple[str, ...]
+    sealed_secret: bytes | None
+    public_key: bytes | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class AppStore(Protocol):
+    async def insert(self, record: AppRecord) -> None:
+        """Add an app; ``DuplicateRecord`` if the key_id exists."""
+        ...
+
+    async def get(self, key_id: str) -> AppRecord | None: ...
+
+    async def list(self) -> list[AppRecord]:
+        """All apps, oldest first."""
+        ...
+
+    async def revoke(self, key_id: str, at: datetime) -> AppRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+        ...
+
+    async def rotate(self, old_key_id: str, new: AppRecord, old_revoked_at: datetime) -> None:
+        """In one transaction: insert ``new`` and revoke ``old_key_id`` at ``old_revoked_at``
+        (keeping an earlier revocation); ``DuplicateRecord`` if ``new.key_id`` exists,
+        ``UnknownRecord`` if ``old_key_id`` does not (nothing changes then)."""
+        ...
+
+
+class NonceStore(Protocol):
+    """Signature nonces already seen (RFC 9421 §7.2.2, replay), per app, until they expire."""
+
+    async def use(self, key_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
+        """Record ``nonce`` for the app ``key_id`` until ``expires_at`` (which should lie after
+        ``now``): True for the one call that recorded it first, atomically across processes
+        and instances; False while it is recorded (a replay; nothing written). Expired
+        records are dropped meanwhile, so a nonce may recur once its record expired."""
+        ...
+
+
 class Store(Protocol):
     """The set of stores one backend provides, and its health."""
 
@@ -443,6 +497,8 @@ class Store(Protocol):
     consents: ConsentStore
     oauth2_access_tokens: AccessTokenStore
     device_codes: DeviceCodeStore
+    apps: AppStore
+    signature_nonces: NonceStore
 
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

@@ -1,6 +1,7 @@
 """The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine
 (API keys, signing keys, the master-key check and the store itself here; the token methods'
-stores in ``token_repositories.py``, the users in ``user_repository.py``; ``runner.py`` runs
+stores in ``token_repositories.py``, the users in ``user_repository.py``, signing apps and
+signature nonces in ``app_repository.py``; ``runner.py`` runs
 every operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
@@ -37,11 +38,13 @@ from restguard.store.ports import (
     AccessTokenStore,
     ApiKeyRecord,
     ApiKeyStore,
+    AppStore,
     AuthorizationCodeStore,
     ConsentStore,
     DeviceCodeStore,
     IssuerStore,
     MasterKeyCheckStore,
+    NonceStore,
     OAuthClientStore,
     RefreshTokenStore,
     RevokedTokenStore,
@@ -50,6 +53,7 @@ from restguard.store.ports import (
     Store,
     UserStore,
 )
+from restguard.store.sql.app_repository import SqlAppStore, SqlNonceStore
 from restguard.store.sql.device_repositories import SqlDeviceCodeStore
 from restguard.store.sql.grant_repositories import (
     SqlAccessTokenStore,
@@ -81,8 +85,10 @@ from restguard.store.sql.user_repository import SqlUserStore
 
 __all__ = [
     "SqlApiKeyStore",
+    "SqlAppStore",
     "SqlIssuerStore",
     "SqlMasterKeyCheckStore",
+    "SqlNonceStore",
     "SqlOAuthClientStore",
     "SqlSigningKeyStore",
     "SqlStore",
@@ -350,6 +356,8 @@ class SqlStore(Store):
         self.consents: ConsentStore = SqlConsentStore(engine, self._run)
         self.oauth2_access_tokens: AccessTokenStore = SqlAccessTokenStore(engine, self._run)
         self.device_codes: DeviceCodeStore = SqlDeviceCodeStore(engine, self._run)
+        self.apps: AppStore = SqlAppStore(engine, self._run)
+        self.signature_nonces: NonceStore = SqlNonceStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

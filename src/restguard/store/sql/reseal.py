@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Table, select, update
 
+from restguard.credentials.apps import secret_purpose as app_secret_purpose
 from restguard.keys.master_check import CHECK_PURPOSE
 from restguard.keys.sealing import Sealer
 from restguard.keys.signing import purpose as signing_key_purpose
-from restguard.store.sql.tables import master_key_check, signing_keys
+from restguard.store.sql.tables import apps, master_key_check, signing_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ def _check_purpose(row_id: str) -> str:
 
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(signing_keys, "kid", "sealed_private", signing_key_purpose),
+    SealedColumn(apps, "key_id", "sealed_secret", app_secret_purpose),  # NULL: a public-key app
     SealedColumn(master_key_check, "id", "sealed", _check_purpose, secret=False),
 )
 
@@ -47,7 +49,7 @@ def sealed_secrets(
     for col in columns:
         if col.secret:
             key, sealed = col.table.c[col.key], col.table.c[col.sealed]
-            for row_key, value in conn.execute(select(key, sealed)):
+            for row_key, value in conn.execute(select(key, sealed).where(sealed.is_not(None))):
                 found.append((col.purpose(str(row_key)), bytes(value)))
     return found
 
@@ -61,7 +63,7 @@ def check_all(
     with engine.connect() as conn:
         for col in columns:
             key, sealed = col.table.c[col.key], col.table.c[col.sealed]
-            for row_key, value in conn.execute(select(key, sealed)):
+            for row_key, value in conn.execute(select(key, sealed).where(sealed.is_not(None))):
                 opener.open(bytes(value), col.purpose(str(row_key)))
                 count += col.secret
     return count
@@ -86,7 +88,7 @@ def reseal_all(
             conn.execute(update(col.table).values({col.sealed: sealed}))
         for col in columns:
             key, sealed = col.table.c[col.key], col.table.c[col.sealed]
-            rows = conn.execute(select(key, sealed)).all()
+            rows = conn.execute(select(key, sealed).where(sealed.is_not(None))).all()
             for row_key, value in rows:
                 purpose = col.purpose(str(row_key))
                 fresh = sealer.seal(opener.open(bytes(value), purpose), purpose)

@@ -258,3 +258,31 @@ oauth2_device_codes = Table(
     ),
     Index("ix_oauth2_device_codes_expires_at", "expires_at"),
 )
+
+#: Signing apps (RFC 9421 signatures; ``credentials/apps.py``), by their public ``key_id``. An
+#: hmac-sha256 app has ``sealed_secret`` (its HMAC key sealed by the master key, purpose
+#: ``app-secret:<key_id>``: re-sealed by ``master-key rotate``, ``reseal.SEALED_COLUMNS``); a
+#: public-key app has ``public_key`` (DER SubjectPublicKeyInfo).
+apps = Table(
+    "apps",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("alg", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated, in the order given
+    Column("sealed_secret", LargeBinary, nullable=True),
+    Column("public_key", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+#: Signature nonces seen per app, until they expire: the primary key makes a nonce single-use
+#: across every worker and instance on the database (an INSERT that clashes is a replay).
+signature_nonces = Table(
+    "signature_nonces",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("nonce", Text, primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_signature_nonces_expires_at", "expires_at"),
+)

@@ -1,0 +1,177 @@
+"""The stores of signed requests on SQL (RFC 9421): signing apps (``apps``) and the nonces
+their signatures used (``signature_nonces``).
+
+Operations run as ``repositories.py`` describes (``runner.py``: worker threads, a deadline,
+driver errors become ``BackendUnavailable``). An app's rotation is one transaction, as an API
+key's. A nonce is single-use by the table's primary key: of racing INSERTs of one
+``(key_id, nonce)`` exactly one commits -- PostgreSQL makes the others wait for it, then fail
+with a unique violation; SQLite runs one write transaction at a time -- so every worker and
+every instance on the database agrees (RFC 9421 §7.2.2).
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, RowMapping, and_, delete, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from restguard.store.errors import UnknownRecord
+from restguard.store.ports import AppRecord, AppStore, NonceStore
+from restguard.store.sql.runner import (
+    Runner,
+    insert_row,
+    is_unique_violation,
+    tokens_text,
+    utc_or_none,
+)
+from restguard.store.sql.tables import apps, signature_nonces, to_utc
+
+#: Expired nonces are swept by one ``use`` at most this often per store (seconds, monotonic).
+SWEEP_INTERVAL: Final = 60.0
+
+
+def _app_row(record: AppRecord) -> dict[str, Any]:
+    if (record.sealed_secret is None) == (record.public_key is None):
+        raise ValueError("an app has either a sealed secret or a public key, not both or neither")
+    return {
+        "key_id": record.key_id,
+        "name": record.name,
+        "alg": record.alg,
+        "scopes": tokens_text(record.scopes),
+        "sealed_secret": None if record.sealed_secret is None else bytes(record.sealed_secret),
+        "public_key": None if record.public_key is None else bytes(record.public_key),
+        "created_at": to_utc(record.created_at),
+        "revoked_at": utc_or_none(record.revoked_at),
+    }
+
+
+def _app_record(row: RowMapping) -> AppRecord:
+    sealed, public = row["sealed_secret"], row["public_key"]
+    return AppRecord(
+        key_id=row["key_id"],
+        name=row["name"],
+        alg=row["alg"],
+        scopes=tuple(row["scopes"].split()),
+        sealed_secret=None if sealed is None else bytes(sealed),
+        public_key=None if public is None else bytes(public),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _revoke_in(conn: Connection, key_id: str, at: datetime) -> AppRecord:
+    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent."""
+    col = apps.c.revoked_at
+    conn.execute(
+        update(apps)
+        .where(apps.c.key_id == key_id, or_(col.is_(None), col > at))
+        .values(revoked_at=at)
+    )
+    row = conn.execute(select(apps).where(apps.c.key_id == key_id)).mappings().first()
+    if row is None:
+        raise UnknownRecord(f"no app has the key_id {key_id!r}")
+    return _app_record(row)
+
+
+class SqlAppStore(AppStore):
+    """``AppStore`` on the ``apps`` table."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+
+    async def insert(self, record: AppRecord) -> None:
+        """Add an app; ``DuplicateRecord`` if the key_id exists (nothing written)."""
+        row = _app_row(record)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                insert_row(conn, apps, row, f"app {record.key_id!r}")
+
+        await self._run("apps.insert", work, write=True)
+
+    async def get(self, key_id: str) -> AppRecord | None:
+        def work() -> AppRecord | None:
+            with self._engine.connect() as conn:
+                row = conn.execute(select(apps).where(apps.c.key_id == key_id)).mappings().first()
+            return None if row is None else _app_record(row)
+
+        return await self._run("apps.get", work)
+
+    async def list(self) -> builtins.list[AppRecord]:
+        """All apps, oldest first (by ``created_at``, then key_id)."""
+
+        def work() -> builtins.list[AppRecord]:
+            query = select(apps).order_by(apps.c.created_at, apps.c.key_id)
+            with self._engine.connect() as conn:
+                return [_app_record(row) for row in conn.execute(query).mappings()]
+
+        return await self._run("apps.list", work)
+
+    async def revoke(self, key_id: str, at: datetime) -> AppRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+        at = to_utc(at)
+
+        def work() -> AppRecord:
+            with self._engine.begin() as conn:
+                return _revoke_in(conn, key_id, at)
+
+        return await self._run("apps.revoke", work, write=True)
+
+    async def rotate(self, old_key_id: str, new: AppRecord, old_revoked_at: datetime) -> None:
+        """In one transaction: insert ``new`` and revoke ``old_key_id`` at ``old_revoked_at``
+        (keeping an earlier revocation). ``DuplicateRecord`` if ``new.key_id`` exists,
+        ``UnknownRecord`` if ``old_key_id`` does not; in both cases nothing changes."""
+        row = _app_row(new)
+        at = to_utc(old_revoked_at)
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                insert_row(conn, apps, row, f"app {new.key_id!r}")
+                _revoke_in(conn, old_key_id, at)
+
+        await self._run("apps.rotate", work, write=True)
+
+
+class SqlNonceStore(NonceStore):
+    """``NonceStore`` on the ``signature_nonces`` table."""
+
+    def __init__(self, engine: Engine, run: Runner) -> None:
+        self._engine, self._run = engine, run
+        self._next_sweep = 0.0
+
+    async def use(self, key_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
+        """True for the one call that records ``(key_id, nonce)`` first, False while it is
+        recorded. One transaction deletes this nonce's own record if it expired, then inserts
+        it: the primary key decides between racing callers. Every ``SWEEP_INTERVAL`` seconds
+        one call also deletes the other expired records, after its answer is settled and in
+        its own transaction (a failure there changes nothing about the answer)."""
+        expires, at = to_utc(expires_at), to_utc(now)
+        c = signature_nonces.c
+        mine = and_(c.key_id == key_id, c.nonce == nonce)
+        row = {"key_id": key_id, "nonce": nonce, "expires_at": expires}
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+
+        def work() -> bool:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(delete(signature_nonces).where(mine, c.expires_at <= at))
+                    conn.execute(insert(signature_nonces).values(**row))
+            except IntegrityError as exc:
+                if not is_unique_violation(exc):
+                    raise
+                return False
+            if sweep:
+                try:
+                    with self._engine.begin() as conn:
+                        conn.execute(delete(signature_nonces).where(c.expires_at <= at))
+                except DBAPIError:
+                    pass  # bookkeeping: the next sweep retries
+            return True
+
+        return await self._run("signature_nonces.use", work, write=True)
