@@ -20,6 +20,7 @@ from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator, RevocationList
 from restguard.credentials.opaque_tokens import OpaqueTokens
+from restguard.credentials.signature import SIGNED_BODY_LIMIT, AppCache, SignatureAuthenticator
 from restguard.guard import Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.master_check import ensure_master_key
@@ -56,9 +57,21 @@ def _jwt(p: Parts) -> Authenticator:
     return jwt
 
 
+def _signature(p: Parts) -> Authenticator:
+    """RFC 9421 signatures of registered apps; a signed body up to the smaller of 1 MiB and
+    ``[server] max_body_bytes`` is read before the decision."""
+    return SignatureAuthenticator(
+        AppCache(p.store.apps, p.sealer),
+        p.store.signature_nonces,
+        public_url=p.settings.server.public_url,
+        body_limit=min(SIGNED_BODY_LIMIT, p.settings.server.max_body_bytes),
+    )
+
+
 AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
     "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock, usage=p.usage.record),
     "jwt": _jwt,
+    "signature": _signature,
     "oauth2": lambda p: OAuth2Authenticator(
         p.keys,
         p.clients,

@@ -1,0 +1,257 @@
+"""``signature``: requests signed by an app (RFC 9421 HTTP Message Signatures), with RFC 9530
+``Content-Digest`` for bodies.
+
+``extract`` only sees that ``Signature-Input`` and ``Signature`` are both present; everything
+else is proven in ``authenticate``, in this order, each failure one generic 401:
+
+1. Both fields parse strictly (``wire/rfc8941.py``, ``wire/rfc9421.py``: duplicate labels and
+   parameters refused). Each ``Signature-Input`` label needs its ``Signature`` member.
+2. Labels are tried in the order sent: the first one whose ``keyid`` names an active app and
+   that verifies wins (RFC 9421 §4.3 leaves the choice to the verifier; a label for an unknown
+   key is skipped). The app is read through a cache of at most a second, so a revoked app is
+   refused on every instance within a second.
+3. ``alg``, when sent, must be the app's algorithm: the algorithm always comes from the key
+   (§3.3.7; §7.3.6 "the verifier MUST ... reject" a mismatch).
+4. ``created`` is required and within ``MAX_AGE`` seconds before now (``MAX_SKEW`` after);
+   ``expires``, when sent, must lie ahead (§3.2 step 6).
+5. The covered components include ``@method``, ``@authority``, ``@path``, ``@query`` when the
+   request has a query, and ``content-digest`` when it has a body (§7.2.1: the verifier decides
+   what must be covered). ``@authority`` is the ``Host`` the client addressed, or the
+   configured public authority behind a trusted proxy.
+6. The signature verifies over the base rebuilt from the request as received (§3.2).
+7. ``Content-Digest``, when covered, matches the body actually received (every supported
+   member; ``wire/rfc9530.py``): the gateway reads a signed body whole before deciding
+   (``body_limit``), so what is checked is exactly what is forwarded.
+8. ``nonce`` is required and used once per app, atomically across workers and instances (a
+   unique key in the store), checked last so that an invalid request cannot burn one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from restguard.credentials.apps import is_active, verification_key
+from restguard.credentials.base import AuthContext, Credential
+from restguard.errors import AuthError, BackendUnavailable, InvalidCredential
+from restguard.keys.sealing import Sealer
+from restguard.store.ports import AppRecord, AppStore, NonceStore
+from restguard.types import Principal, RequestView, verified_principal
+from restguard.wire import rfc9421, rfc9530
+from restguard.wire.rfc8941 import StructuredFieldError
+
+CHALLENGE: Final = 'Signature realm="restguard"'
+MAX_AGE: Final = 300  # seconds a signature's ``created`` may lie in the past
+MAX_SKEW: Final = 30  # ... and in the future (clocks differ)
+MAX_NONCE_CHARS: Final = 128
+SIGNED_BODY_LIMIT: Final = 1024 * 1024  # bytes of a signed body read before the decision
+APP_CACHE_SECONDS: Final = 1.0
+_APP_CACHE_SIZE: Final = 10_000
+_HEADERS: Final = (b"signature-input", b"signature")
+_REQUIRED: Final = ("@method", "@authority", "@path")
+_DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+
+
+@dataclass(slots=True)
+class _CachedApp:
+    record: AppRecord | None
+    key: Any
+    read_at: float
+
+
+class AppCache:
+    """App records and their verification keys, read through a cache of at most a second."""
+
+    def __init__(self, apps: AppStore, sealer: Sealer, ttl: float = APP_CACHE_SECONDS) -> None:
+        if not 0 <= ttl <= APP_CACHE_SECONDS:
+            raise ValueError("ttl must be within [0, 1] s: revocation must apply in 1 s")
+        self._apps, self._sealer, self._ttl = apps, sealer, ttl
+        self._cache: dict[str, _CachedApp] = {}
+
+    async def get(self, key_id: str) -> tuple[AppRecord, Any] | None:
+        now = time.monotonic()
+        hit = self._cache.get(key_id)
+        if hit is None or now - hit.read_at >= self._ttl:
+            record = await self._apps.get(key_id)  # BackendUnavailable: 503
+            key = None
+            if record is not None:
+                same = hit is not None and hit.record == record
+                key = (
+                    hit.key if same and hit is not None else verification_key(record, self._sealer)
+                )
+            if len(self._cache) >= _APP_CACHE_SIZE:
+                self._cache.clear()
+            hit = self._cache[key_id] = _CachedApp(record, key, now)
+        return None if hit.record is None else (hit.record, hit.key)
+
+
+def _has_body(view: RequestView) -> bool:
+    if view.body is not None:
+        return bool(view.body)
+    if view.header_values(b"transfer-encoding"):
+        return True
+    lengths = view.header_values(b"content-length")
+    return any(v.strip() not in (b"", b"0") for v in lengths)
+
+
+class SignatureAuthenticator:
+    """Verifies RFC 9421 signatures of registered apps."""
+
+    method = "signature"
+    presentation = (
+        "an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
+        "(with 'Content-Digest' for a body)"
+    )
+
+    def __init__(
+        self,
+        apps: AppCache,
+        nonces: NonceStore,
+        *,
+        public_url: str,
+        body_limit: int = SIGNED_BODY_LIMIT,
+    ) -> None:
+        """``public_url``: whose authority ``@authority`` is behind a trusted proxy."""
+        self._apps, self._nonces, self._limit = apps, nonces, body_limit
+        public = urlsplit(public_url)
+        self._public_scheme = public.scheme or "http"
+        self._public_authority = _normal_authority(public.netloc, self._public_scheme)
+
+    # --- syntax ----------------------------------------------------------------------------
+    def _present(self, view: RequestView) -> bool:
+        return bool(view.header_values(b"signature-input") or view.header_values(b"signature"))
+
+    def extract(self, view: RequestView) -> Credential | None:
+        if not self._present(view):
+            return None
+        if not (view.header_values(b"signature-input") and view.header_values(b"signature")):
+            raise InvalidCredential(debug="Signature-Input and Signature must come together")
+        return Credential(self.method, "", "signature", _HEADERS)
+
+    def carriers(self, view: RequestView) -> tuple[bytes, ...]:
+        return _HEADERS if self._present(view) else ()
+
+    def body_limit(self, view: RequestView) -> int:
+        """A signed request with a body has it read whole before the decision."""
+        return self._limit if self._present(view) and _has_body(view) else 0
+
+    # --- proof -----------------------------------------------------------------------------
+    async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
+        view = ctx.view
+        if view is None:  # an adapter that does not pass the request: fail closed
+            raise InvalidCredential(debug="no request to check the signature against")
+        try:
+            inputs = rfc9421.parse_signature_input(view.header_values(b"signature-input"))
+            signatures = rfc9421.parse_signature(view.header_values(b"signature"))
+        except (StructuredFieldError, rfc9421.SignatureError) as exc:
+            raise InvalidCredential(debug=f"malformed signature fields: {exc}") from None
+        if set(inputs) - set(signatures):
+            raise InvalidCredential(debug="a Signature-Input label without its Signature")
+        message = self._message(view)
+        failure = "no signature by a known app"
+        for label, sig in inputs.items():
+            if sig.keyid is None:
+                continue
+            found = await self._apps.get(sig.keyid)
+            if found is None or not is_active(found[0], ctx.now):
+                continue
+            app, key = found
+            try:
+                self._check(sig, signatures[label], app, key, view, message, ctx.now)
+            except (InvalidCredential, rfc9421.SignatureError, StructuredFieldError) as exc:
+                failure = f"{label}: {exc}"
+                continue
+            await self._use_nonce(app.key_id, sig, ctx.now)
+            return verified_principal(
+                subject=app.name,
+                client_id=app.key_id,
+                scopes=frozenset(app.scopes),
+                auth_method=self.method,
+            )
+        raise InvalidCredential(debug=failure)
+
+    def _message(self, view: RequestView) -> rfc9421.Message:
+        if view.via_trusted_proxy:
+            scheme, authority = self._public_scheme, self._public_authority
+        else:
+            scheme = view.scheme
+            hosts = view.header_values(b"host")
+            authority = (
+                _normal_authority(hosts[0].decode("latin-1"), scheme) if len(hosts) == 1 else ""
+            )
+        return rfc9421.Message(
+            method=view.method,
+            scheme=scheme,
+            authority=authority,
+            path=(view.raw_path or view.path.encode()).decode("latin-1"),
+            query=view.query,
+            headers=view.headers,
+        )
+
+    def _check(
+        self,
+        sig: rfc9421.SignatureInput,
+        signature: bytes,
+        app: AppRecord,
+        key: Any,
+        view: RequestView,
+        message: rfc9421.Message,
+        now: datetime,
+    ) -> None:
+        if sig.alg is not None and sig.alg != app.alg:
+            raise InvalidCredential(debug=f"alg {sig.alg!r} is not the app's {app.alg!r}")
+        at = int(now.timestamp())
+        if not at - MAX_AGE <= sig.created <= at + MAX_SKEW:
+            raise InvalidCredential(debug="created outside the accepted window")
+        if sig.expires is not None and sig.expires <= at:
+            raise InvalidCredential(debug="the signature expired")
+        if sig.nonce is None or not 0 < len(sig.nonce) <= MAX_NONCE_CHARS:
+            raise InvalidCredential(debug="a nonce is required")
+        missing = [name for name in _REQUIRED if not sig.covers(name)]
+        if view.query and not sig.covers("@query"):
+            missing.append("@query")
+        if _has_body(view) and not sig.covers("content-digest"):
+            missing.append("content-digest")
+        if missing:
+            raise InvalidCredential(debug="not covered: " + " ".join(missing))
+        base = rfc9421.signature_base(sig, message)
+        rfc9421.verify_signature(app.alg, key, base, signature)  # SignatureInvalid
+        if sig.covers("content-digest"):
+            if view.body is None:  # the adapter did not read it: fail closed
+                raise InvalidCredential(debug="the body was not read before the decision")
+            problem = rfc9530.digest_problem(view.header_values(b"content-digest"), view.body)
+            if problem is not None:
+                raise InvalidCredential(debug=f"Content-Digest: {problem}")
+
+    async def _use_nonce(self, key_id: str, sig: rfc9421.SignatureInput, now: datetime) -> None:
+        assert sig.nonce is not None  # (checked)
+        keep = now + timedelta(seconds=MAX_AGE + MAX_SKEW)
+        try:
+            fresh = await self._nonces.use(key_id, sig.nonce, keep, now)
+        except BackendUnavailable:
+            raise  # 503: never admitted without its replay check
+        if not fresh:
+            raise InvalidCredential(debug="replay: the nonce was used before")
+
+    def challenge(self, error: AuthError | None) -> str:
+        return CHALLENGE
+
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def _normal_authority(authority: str, scheme: str) -> str:
+    """RFC 9421 §2.2.3 (RFC 9110 §4.2.3): lower case, the scheme's default port left out; "" for
+    what is not a host[:port]."""
+    authority = authority.strip().lower()
+    host, sep, port = authority.rpartition(":") if not authority.endswith("]") else ("", "", "")
+    if not sep or "]" in port:
+        host, port = authority, ""
+    if not _HOST.fullmatch(host) or (port and not port.isdigit()):
+        return ""
+    default = _DEFAULT_PORTS.get(scheme)
+    return host if (not port or (default and ":" + port == default)) else f"{host}:{port}"
