@@ -6,10 +6,10 @@ else is proven in ``authenticate``, in this order, each failure one generic 401:
 
 1. Both fields parse strictly (``wire/rfc8941.py``, ``wire/rfc9421.py``: duplicate labels and
    parameters refused). Each ``Signature-Input`` label needs its ``Signature`` member.
-2. Labels are tried in the order sent: the first one whose ``keyid`` names an active app and
-   that verifies wins (RFC 9421 §4.3 leaves the choice to the verifier; a label for an unknown
-   key is skipped). The app is read through a cache of at most a second, so a revoked app is
-   refused on every instance within a second.
+2. Labels are tried in the order sent (at most ``MAX_SIGNATURES`` of them): the first one whose
+   ``keyid`` names an active app and that verifies wins (RFC 9421 §4.3 leaves the choice to the
+   verifier; a label for an unknown key is skipped). The app is read through a cache of at
+   most a second, so a revoked app is refused on every instance within a second.
 3. ``alg``, when sent, must be the app's algorithm: the algorithm always comes from the key
    (§3.3.7; §7.3.6 "the verifier MUST ... reject" a mismatch).
 4. ``created`` is required and within ``MAX_AGE`` seconds before now (``MAX_SKEW`` after);
@@ -20,10 +20,12 @@ else is proven in ``authenticate``, in this order, each failure one generic 401:
    configured public authority behind a trusted proxy.
 6. The signature verifies over the base rebuilt from the request as received (§3.2).
 7. ``Content-Digest``, when covered, matches the body actually received (every supported
-   member; ``wire/rfc9530.py``): the gateway reads a signed body whole before deciding
-   (``body_limit``), so what is checked is exactly what is forwarded.
+   member; ``wire/rfc9530.py``): the gateway and the middleware read the body of every signed
+   request whole before deciding (``body_limit``; whether there is one at all is known only
+   then), so what is checked -- and what "has a body" means -- is exactly what is forwarded.
 8. ``nonce`` is required and used once per app, atomically across workers and instances (a
-   unique key in the store), checked last so that an invalid request cannot burn one.
+   unique key in the store), checked last so that an invalid request cannot burn one, and kept
+   as long as the signature could be accepted (through ``created + MAX_AGE``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from restguard.credentials.apps import is_active, verification_key
+from restguard.credentials.apps import is_active, is_key_id, verification_key
 from restguard.credentials.base import AuthContext, Credential
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential
 from restguard.keys.sealing import Sealer
@@ -48,6 +50,10 @@ CHALLENGE: Final = 'Signature realm="restguard"'
 MAX_AGE: Final = 300  # seconds a signature's ``created`` may lie in the past
 MAX_SKEW: Final = 30  # ... and in the future (clocks differ)
 MAX_NONCE_CHARS: Final = 128
+# Labels in one request at most: RFC 9421 §4.3 allows several signatures (a proxy may add its
+# own), but each one tried costs a store read and a verification; one 8 KiB Signature-Input
+# could otherwise carry ~250 of them.
+MAX_SIGNATURES: Final = 8
 SIGNED_BODY_LIMIT: Final = 1024 * 1024  # bytes of a signed body read before the decision
 APP_CACHE_SECONDS: Final = 1.0
 _APP_CACHE_SIZE: Final = 10_000
@@ -136,8 +142,11 @@ class SignatureAuthenticator:
         return _HEADERS if self._present(view) else ()
 
     def body_limit(self, view: RequestView) -> int:
-        """A signed request with a body has it read whole before the decision."""
-        return self._limit if self._present(view) and _has_body(view) else 0
+        """A signed request has its body read whole before the decision -- every signed
+        request, not only one whose head announces a body: an HTTP/2 body needs neither
+        ``Content-Length`` nor ``Transfer-Encoding`` (RFC 9113 §8.1.1), so the head cannot say
+        that there is none. (Reading a body that is not there costs nothing: it is b"".)"""
+        return self._limit if self._present(view) else 0
 
     # --- proof -----------------------------------------------------------------------------
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
@@ -151,10 +160,12 @@ class SignatureAuthenticator:
             raise InvalidCredential(debug=f"malformed signature fields: {exc}") from None
         if set(inputs) - set(signatures):
             raise InvalidCredential(debug="a Signature-Input label without its Signature")
+        if len(inputs) > MAX_SIGNATURES:  # each label costs a store read and a verification
+            raise InvalidCredential(debug=f"more than {MAX_SIGNATURES} signatures")
         message = self._message(view)
         failure = "no signature by a known app"
         for label, sig in inputs.items():
-            if sig.keyid is None:
+            if sig.keyid is None or not is_key_id(sig.keyid):  # (no store read for junk)
                 continue
             found = await self._apps.get(sig.keyid)
             if found is None or not is_active(found[0], ctx.now):
@@ -205,7 +216,7 @@ class SignatureAuthenticator:
         if sig.alg is not None and sig.alg != app.alg:
             raise InvalidCredential(debug=f"alg {sig.alg!r} is not the app's {app.alg!r}")
         at = int(now.timestamp())
-        if not at - MAX_AGE <= sig.created <= at + MAX_SKEW:
+        if not sig.created - MAX_SKEW <= at <= _last_second(sig.created):
             raise InvalidCredential(debug="created outside the accepted window")
         if sig.expires is not None and sig.expires <= at:
             raise InvalidCredential(debug="the signature expired")
@@ -229,7 +240,11 @@ class SignatureAuthenticator:
 
     async def _use_nonce(self, key_id: str, sig: rfc9421.SignatureInput, now: datetime) -> None:
         assert sig.nonce is not None  # (checked)
-        keep = now + timedelta(seconds=MAX_AGE + MAX_SKEW)
+        # Kept while the signature could be accepted: through its last accepted second (the
+        # window of ``_check``), not for a span from now -- a signature created MAX_SKEW ahead
+        # stays acceptable until created + MAX_AGE, which "now + MAX_AGE + MAX_SKEW" misses by
+        # up to a second (a replay in the last second of its life).
+        keep = max(now, datetime.fromtimestamp(_last_second(sig.created) + 1, UTC))
         try:
             fresh = await self._nonces.use(key_id, sig.nonce, keep, now)
         except BackendUnavailable:
@@ -239,6 +254,11 @@ class SignatureAuthenticator:
 
     def challenge(self, error: AuthError | None) -> str:
         return CHALLENGE
+
+
+def _last_second(created: int) -> int:
+    """The last whole second (Unix time) at which a signature ``created`` then is accepted."""
+    return created + MAX_AGE
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
