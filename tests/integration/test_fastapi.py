@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.staticfiles import StaticFiles
 
 from restguard.asgi import GuardMiddleware
@@ -507,3 +507,85 @@ async def test_audit_lines_are_written_while_the_runtime_is_open(runtime: Runtim
         await c.get("/open")
     await asyncio.sleep(0.6)  # the timer writes every 0.25 s
     assert '"path":"/open"' in audit.read_text()
+
+
+SIGNED_ROUTES = """\
+[[routes]]
+path = "/notes"
+methods = ["POST"]
+scopes = ["notes:write"]
+auth = ["signature"]
+"""
+
+
+async def test_a_signed_body_is_verified_before_the_endpoint_and_read_by_it(
+    tmp_path: Path,
+) -> None:
+    """RFC 9421 with Content-Digest in an embedded FastAPI app: the body is read and checked
+    before the endpoint runs, which then reads exactly those bytes; a changed body never
+    reaches it."""
+    import base64
+    import secrets as _secrets
+    import time as _time
+
+    from restguard.credentials.apps import new_app
+    from restguard.keys.sealing import open_sealer
+    from restguard.wire import rfc9421, rfc9530
+
+    config = write_data_dir(tmp_path / "signed", routes=SIGNED_ROUTES)
+    settings = load(config)
+    sealer = open_sealer(settings.master_key_path)
+    record, secret = new_app(
+        "billing", ("notes:write",), "hmac-sha256", None, now=datetime.now(UTC), sealer=sealer
+    )
+    assert secret is not None
+    store = open_store(settings.database_url)
+    try:
+        await store.apps.insert(record)
+    finally:
+        store.close()
+    app = FastAPI()
+    received: list[bytes] = []
+
+    @app.post("/notes")
+    async def create(
+        request: Request, who: Principal = Depends(require_scopes("notes:write"))
+    ) -> dict[str, str]:
+        received.append(await request.body())
+        return {"by": who.subject}
+
+    rt = await open_runtime(settings)
+    try:
+        install(app, rt)
+        body = b'{"text": "signed"}'
+        digest = rfc9530.content_digest(body)
+        message = rfc9421.Message(
+            "POST",
+            "http",
+            "testserver",
+            "/notes",
+            b"",
+            ((b"host", b"testserver"), (b"content-digest", digest.encode())),
+        )
+        sig_input, signature = rfc9421.sign_request(
+            message,
+            keyid=record.key_id,
+            alg="hmac-sha256",
+            key=base64.urlsafe_b64decode(secret + "="),
+            components=("@method", "@authority", "@path", "content-digest"),
+            created=int(_time.time()),
+            nonce=_secrets.token_urlsafe(8),
+        )
+        headers = {
+            "content-digest": digest,
+            "signature-input": sig_input.decode(),
+            "signature": signature.decode(),
+        }
+        async with client(app) as http:
+            tampered = await http.post("/notes", content=b'{"text": "changed"}', headers=headers)
+            assert tampered.status_code == 401 and received == []
+            ok = await http.post("/notes", content=body, headers=headers)
+            assert ok.status_code == 200, ok.text
+            assert ok.json() == {"by": "billing"} and received == [body]
+    finally:
+        await rt.close()
