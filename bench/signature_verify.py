@@ -42,10 +42,9 @@ from restguard.wire.rfc9421 import (  # noqa: E402
     Message,
     parse_signature,
     parse_signature_input,
-    sign_request,
     signature_base,
-    verify_hmac_sha256,
 )
+from restguard.wire.rfc9421_algorithms import sign_request, verify_hmac_sha256  # noqa: E402
 from restguard.wire.rfc9530 import content_digest, digest_problem  # noqa: E402
 
 SECRET = bytes(range(32))

@@ -103,6 +103,12 @@ def test_client_imports_without_the_servers_dependencies() -> None:
         assert seen == ["ApiKey " + key], seen
         prepared = requests.Request("GET", "http://api.test/notes").prepare()
         assert ApiKeyAuth(key, header="x-api-key")(prepared).headers["X-API-Key"] == key
+        from restguard.client import SignatureAuth  # RFC 9421 signing, without cryptography
+
+        signed = requests.Request("POST", "http://api.test/notes", data=b"{{}}").prepare()
+        SignatureAuth("app_0123456789abcdef", "A" * 43)(signed)
+        assert signed.headers["Signature"].startswith("sig1=:")
+        assert signed.headers["Content-Digest"].startswith("sha-256=:")
         loaded = sorted(
             name for name, module in sys.modules.items()
             if module is not None and name.split(".")[0] in {sorted(blocked)!r}

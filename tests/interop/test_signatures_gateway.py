@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from restguard.credentials.apps import new_app
 from restguard.keys.sealing import open_sealer
 from restguard.store.sql import open_store
-from restguard.wire import rfc9421, rfc9530
+from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 from tests.harness import GatewayProcess, RecordingUpstream
 
 ROUTES = """\
@@ -92,7 +92,7 @@ def signed(
         components = ("@method", "@authority", "@path")
         components += ("@query",) if parts.query else ()
         components += ("content-digest",) if body else ()
-    sig_input, signature = rfc9421.sign_request(
+    sig_input, signature = rfc9421_algorithms.sign_request(
         message,
         keyid=keyid,
         alg=alg,

@@ -18,6 +18,7 @@ from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
 from restguard.cli.reload import reload
 from restguard.cli.server import migrate, serve
+from restguard.cli.sign import sign
 from restguard.cli.signing_key import signing_key
 from restguard.cli.token import token
 from restguard.cli.user import user
@@ -84,6 +85,7 @@ for command in (
     migrate,
     apikey,
     app,
+    sign,
     issuer,
     oauth2,
     user,

@@ -4,11 +4,13 @@ Each class is an ``httpx.Auth`` (sync and async clients) and also a ``requests``
 
     httpx.get(url, auth=ApiKeyAuth(key))
     requests.get(url, auth=ApiKeyAuth(key))
+    httpx.post(url, content=body, auth=SignatureAuth(key_id, secret))  # RFC 9421 signed
 """
 
 from __future__ import annotations
 
 from restguard.client.apikey import ApiKeyAuth
 from restguard.client.client_credentials import ClientCredentialsAuth, TokenError
+from restguard.client.signature import SignatureAuth
 
-__all__ = ["ApiKeyAuth", "ClientCredentialsAuth", "TokenError"]
+__all__ = ["ApiKeyAuth", "ClientCredentialsAuth", "SignatureAuth", "TokenError"]

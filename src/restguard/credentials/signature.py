@@ -43,7 +43,7 @@ from restguard.errors import AuthError, BackendUnavailable, InvalidCredential
 from restguard.keys.sealing import Sealer
 from restguard.store.ports import AppRecord, AppStore, NonceStore
 from restguard.types import Principal, RequestView, verified_principal
-from restguard.wire import rfc9421, rfc9530
+from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 from restguard.wire.rfc8941 import StructuredFieldError
 
 CHALLENGE: Final = 'Signature realm="restguard"'
@@ -230,7 +230,7 @@ class SignatureAuthenticator:
         if missing:
             raise InvalidCredential(debug="not covered: " + " ".join(missing))
         base = rfc9421.signature_base(sig, message)
-        rfc9421.verify_signature(app.alg, key, base, signature)  # SignatureInvalid
+        rfc9421_algorithms.verify_signature(app.alg, key, base, signature)  # SignatureInvalid
         if sig.covers("content-digest"):
             if view.body is None:  # the adapter did not read it: fail closed
                 raise InvalidCredential(debug="the body was not read before the decision")

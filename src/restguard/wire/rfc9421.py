@@ -1,7 +1,10 @@
-"""HTTP Message Signatures (RFC 9421) for requests: parse, rebuild the base, verify, sign.
+"""HTTP Message Signatures (RFC 9421) for requests: parse, rebuild the base, sign with a signer.
 
-Pure spec code: bytes in, values out. The policy (which components a route requires, the
-``created`` window, nonces, which key a ``keyid`` names) belongs to the authenticator.
+Pure spec code: bytes in, values out, and no cryptography library: the algorithms (§3.3,
+through pyca ``cryptography``) live in :mod:`restguard.wire.rfc9421_algorithms`, so that a
+client (``restguard.client``) can build and sign a request without loading the server's
+dependencies. The policy (which components a route requires, the ``created`` window, nonces,
+which key a ``keyid`` names) belongs to the authenticator.
 
 Supported covered components (a request's; RFC 9421 §2):
 
@@ -13,26 +16,16 @@ Supported covered components (a request's; RFC 9421 §2):
 Refused: ``req`` (§2.4: response signatures only), ``tr`` (trailers are not read), ``@status``
 (§2.2.9: "MUST NOT be used in a request"), any other component parameter or ``@`` name
 (§2.5: an identifier whose parameters are not understood is an error). Algorithms (§3.3):
-``hmac-sha256``, ``ed25519`` and ``ecdsa-p256-sha256``, through pyca ``cryptography`` only;
-never hand-rolled.
+``hmac-sha256``, ``ed25519`` and ``ecdsa-p256-sha256``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote_to_bytes
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
-from cryptography.hazmat.primitives.hmac import HMAC
 
 from restguard.wire.rfc8941 import (
     MAX_FIELD_BYTES,
@@ -61,12 +54,8 @@ __all__ = [
     "StructuredFieldError",
     "parse_signature",
     "parse_signature_input",
-    "sign_request",
+    "sign_request_with",
     "signature_base",
-    "verify_ecdsa_p256_sha256",
-    "verify_ed25519",
-    "verify_hmac_sha256",
-    "verify_signature",
 ]
 
 # RFC 9421 §6.2.2, the initial "HTTP Signature Algorithms" registry: name -> section.
@@ -369,103 +358,16 @@ def _field(name: str, params: Params, headers: Sequence[tuple[bytes, bytes]]) ->
         raise SignatureBaseError(f"{name}: not a valid structured field ({exc})") from exc
 
 
-# --- algorithms (§3.3) -------------------------------------------------------------------
-
-
-def verify_hmac_sha256(key: bytes, base: bytes, signature: bytes) -> None:
-    """§3.3.3: HMAC-SHA256 over the base, compared in constant time.
-
-    pyca ``cryptography``'s ``HMAC.verify`` (a constant-time comparison; also twice as fast
-    here as the standard library's ``hmac.digest``). Raises :class:`SignatureInvalid`.
-    """
-    if not key:
-        raise ValueError("an empty HMAC key")
-    mac = HMAC(key, _SHA256)
-    mac.update(base)
-    try:
-        mac.verify(signature)
-    except InvalidSignature:
-        raise SignatureInvalid("hmac-sha256 signature mismatch") from None
-
-
-def verify_ed25519(public_key: ed25519.Ed25519PublicKey, base: bytes, signature: bytes) -> None:
-    """§3.3.6: Ed25519 (RFC 8032) over the base; the signature is the 64 raw bytes."""
-    try:
-        public_key.verify(signature, base)
-    except InvalidSignature:
-        raise SignatureInvalid("ed25519 signature mismatch") from None
-
-
-_SHA256 = hashes.SHA256()
-_ECDSA_SHA256 = ec.ECDSA(_SHA256)
-
-
-def verify_ecdsa_p256_sha256(
-    public_key: ec.EllipticCurvePublicKey, base: bytes, signature: bytes
-) -> None:
-    """§3.3.4: ECDSA on P-256 with SHA-256.
-
-    "The signature algorithm returns two integer values: r and s. These are both encoded as
-    big-endian unsigned integers, zero padded to 32 octets each. These encoded values are
-    concatenated into a single 64-octet array" (not DER): anything but 64 bytes is refused,
-    then r and s become DER for ``cryptography``.
-    """
-    if not isinstance(public_key.curve, ec.SECP256R1):
-        raise ValueError("not a P-256 public key")
-    if len(signature) != 64:
-        raise SignatureInvalid("ecdsa-p256-sha256 signature is not 64 bytes")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        public_key.verify(der, base, _ECDSA_SHA256)
-    except InvalidSignature:
-        raise SignatureInvalid("ecdsa-p256-sha256 signature mismatch") from None
-
-
-def verify_signature(alg: str, key: Any, base: bytes, signature: bytes) -> None:
-    """Verify with the algorithm ``alg`` (fixed by the key's record, never by the request)."""
-    if alg == "hmac-sha256":
-        verify_hmac_sha256(key, base, signature)
-    elif alg == "ed25519":
-        verify_ed25519(key, base, signature)
-    elif alg == "ecdsa-p256-sha256":
-        verify_ecdsa_p256_sha256(key, base, signature)
-    else:
-        raise ValueError(f"unsupported algorithm {alg!r}")
-
-
-def _sign(alg: str, key: Any, base: bytes) -> bytes:
-    if alg == "hmac-sha256":
-        if not isinstance(key, bytes) or not key:
-            raise ValueError("hmac-sha256 signs with a non-empty bytes secret")
-        mac = HMAC(key, _SHA256)
-        mac.update(base)
-        return mac.finalize()
-    if alg == "ed25519":
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise ValueError("ed25519 signs with an Ed25519PrivateKey")
-        return key.sign(base)
-    if alg == "ecdsa-p256-sha256":
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
-            key.curve, ec.SECP256R1
-        ):
-            raise ValueError("ecdsa-p256-sha256 signs with a P-256 private key")
-        r, s = decode_dss_signature(key.sign(base, _ECDSA_SHA256))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    raise ValueError(f"unsupported algorithm {alg!r}")
-
-
 # --- signing (for clients and tests) -----------------------------------------------------
 
 
-def sign_request(
+def sign_request_with(
     msg: Message,
+    signer: Callable[[bytes], bytes],
     *,
     label: str = "sig1",
     keyid: str,
     alg: str,
-    key: Any,
     components: Sequence[str | tuple[str, Params]],
     created: int,
     expires: int | None = None,
@@ -475,11 +377,13 @@ def sign_request(
 ) -> tuple[bytes, bytes]:
     """Sign ``msg``: the ``Signature-Input`` and ``Signature`` field values, as bytes.
 
-    ``components`` are names (``"@method"``, ``"content-digest"``) or ``(name, params)``
-    pairs (``("@query-param", (("name", "Pet"),))``). ``key`` is the HMAC secret (bytes) or
-    the private key object. The input is built, then parsed back by
-    :func:`parse_signature_input`, so that what is signed is exactly what a verifier here
-    would rebuild; ``alg`` is written as a parameter unless ``include_alg`` is false.
+    ``signer`` turns the signature base into the raw signature bytes of ``alg`` (§3.3: the
+    HMAC; Ed25519's 64 bytes; ECDSA's ``r || s``, 64 bytes, not DER); this module never
+    touches a key. ``components`` are names (``"@method"``, ``"content-digest"``) or
+    ``(name, params)`` pairs (``("@query-param", (("name", "Pet"),))``). The input is built,
+    then parsed back by :func:`parse_signature_input`, so that what is signed is exactly what a
+    verifier here would rebuild; ``alg`` is written as a parameter unless ``include_alg`` is
+    false. :func:`restguard.wire.rfc9421_algorithms.sign_request` does the same with a key.
     """
     items = tuple(
         Item(c.lower(), ()) if isinstance(c, str) else Item(c[0].lower(), c[1]) for c in components
@@ -499,6 +403,8 @@ def sign_request(
     parsed = parse_signature_input([signature_input])
     if list(parsed) != [label]:
         raise ValueError(f"not a signature label: {label!r}")
-    signature = _sign(alg, key, signature_base(parsed[label], msg))
+    signature = signer(signature_base(parsed[label], msg))
+    if not isinstance(signature, bytes) or not signature:
+        raise ValueError("the signer returned no signature bytes")
     encoded = base64.b64encode(signature)
     return signature_input, label.encode("ascii") + b"=:" + encoded + b":"

@@ -1,0 +1,283 @@
+"""``SignatureAuth``: sign every request as a restguard app (RFC 9421 HTTP Message Signatures,
+RFC 9530 ``Content-Digest``).
+
+Per request, what the gateway requires (``restguard.credentials.signature``): the components
+``@method``, ``@authority`` and ``@path``, ``@query`` when the URL has a query, and
+``content-digest`` when there is a body (a ``Content-Digest: sha-256=:...:`` field is added);
+``created`` is now, ``nonce`` a fresh random value, ``keyid`` the app's ``key_id`` and ``alg``
+the app's algorithm. A request is signed once per send: httpx signs each redirect hop anew, and
+nothing here ever sends a nonce twice.
+
+The signature base is built by :mod:`restguard.wire.rfc9421` (no cryptography library), and the
+signing needs none either, so that ``restguard.client`` loads none of the server's dependencies:
+
+* ``hmac-sha256``: the standard library's ``hmac``;
+* ``ed25519``: ``key.sign(base)`` of the key object you pass (``cryptography``'s
+  ``Ed25519PrivateKey`` has exactly that method);
+* ``ecdsa-p256-sha256``: a ``signer`` callable you pass, ``base -> r || s`` (64 bytes, RFC 9421
+  §3.3.4; not DER), see :class:`SignatureAuth`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Generator, Iterable
+from functools import partial
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("restguard.client needs httpx: pip install 'restguard[client]'") from exc
+
+from restguard.wire import rfc9421
+from restguard.wire.rfc8941 import Params
+from restguard.wire.rfc9530 import content_digest
+
+ALGORITHMS: Final = ("hmac-sha256", "ed25519", "ecdsa-p256-sha256")
+NONCE_BYTES: Final = 16  # 128 random bits per request, base64url: 22 characters
+_REQUIRED: Final = ("@method", "@authority", "@path")
+_SIGNATURE_LENGTH: Final = {"ed25519": 64, "ecdsa-p256-sha256": 64}
+_SET_BY_US: Final = frozenset({b"signature-input", b"signature", b"content-digest"})
+
+
+@runtime_checkable
+class SupportsSign(Protocol):
+    """A private key object with ``sign(data) -> bytes`` (``Ed25519PrivateKey``)."""
+
+    def sign(self, data: bytes, /) -> bytes: ...
+
+
+Signer = Callable[[bytes], bytes]
+
+
+class SignatureAuth(httpx.Auth):
+    """Sign requests as the app ``key_id``: ``httpx.Client(auth=SignatureAuth(key_id, secret))``,
+    ``httpx.AsyncClient(auth=...)`` or ``requests.get(url, auth=...)``.
+
+    ``key`` depends on ``alg`` (the app's algorithm, as given to ``restguard app create``):
+
+    * ``"hmac-sha256"`` (default): the secret as ``restguard app create`` printed it (a str,
+      base64url without padding), or the raw HMAC key (bytes: the decoded secret);
+    * ``"ed25519"``: the private key, an object with ``sign(data) -> bytes`` such as
+      ``cryptography``'s ``Ed25519PrivateKey``; or a callable ``base -> signature``;
+    * ``"ecdsa-p256-sha256"``: a callable ``base -> r || s``, the two integers big-endian and
+      zero-padded to 32 bytes each (RFC 9421 §3.3.4; not the DER that most libraries return).
+      With ``cryptography``::
+
+          def signer(base: bytes) -> bytes:
+              der = private_key.sign(base, ec.ECDSA(hashes.SHA256()))
+              r, s = decode_dss_signature(der)
+              return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+      (``restguard.wire.rfc9421_algorithms.signer("ecdsa-p256-sha256", private_key)`` is
+      that function, outside ``restguard.client`` because it loads ``cryptography``.)
+
+    ``components`` are covered IN ADDITION to the ones the gateway requires (which are always
+    covered): e.g. ``("content-type", "@scheme")``; a covered header must be in every request.
+    ``label`` names the signature; ``tag`` is RFC 9421's application-specific ``tag``.
+    """
+
+    requires_request_body = True  # the body's digest is signed: httpx reads it first
+
+    def __init__(
+        self,
+        key_id: str,
+        key: str | bytes | SupportsSign | Signer,
+        *,
+        alg: str = "hmac-sha256",
+        components: Iterable[str | tuple[str, Params]] | None = None,
+        label: str = "sig1",
+        tag: str | None = None,
+    ) -> None:
+        if alg not in ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+        if not key_id:
+            raise ValueError("key_id is the app's key_id (app_...)")
+        self.key_id, self.alg, self.label, self.tag = key_id, alg, label, tag
+        self._sign = _signer(alg, key)
+        extra = tuple(components or ())
+        names = [c if isinstance(c, str) else c[0] for c in extra]
+        if any(name.lower() in ("@query", "content-digest") for name in names):
+            raise ValueError("@query and content-digest are covered whenever the request has them")
+        self._extra = tuple(c for c in extra if c not in _REQUIRED)
+        self._check_parameters()
+
+    def _check_parameters(self) -> None:
+        """Refuse a malformed label, tag or component now, not on the first request (with a
+        dummy signer: the key is not used here)."""
+        # A covered header absent from this dummy request is fine (SignatureBaseError).
+        with contextlib.suppress(rfc9421.SignatureBaseError):
+            rfc9421.sign_request_with(
+                rfc9421.Message("GET", "https", "example.test", "/"),
+                lambda base: b"-",
+                label=self.label,
+                keyid=self.key_id,
+                alg=self.alg,
+                components=[*_REQUIRED, *self._extra],
+                created=0,
+                nonce="-",
+                tag=self.tag,
+            )
+
+    # -- signing ------------------------------------------------------------------------------
+
+    def _signed(
+        self,
+        method: str,
+        scheme: str,
+        authority: str,
+        target: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> list[tuple[str, str]]:
+        """The fields to set on a request: ``Content-Digest`` (with a body), then
+        ``Signature-Input`` and ``Signature``. ``target`` is the path and query as sent."""
+        path, _, query = target.partition("?")
+        fields: list[tuple[str, str]] = []
+        lines = [(name.lower(), value) for name, value in headers]
+        lines = [(name, value) for name, value in lines if name not in _SET_BY_US]
+        components: list[str | tuple[str, Params]] = list(_REQUIRED)
+        if query:
+            components.append("@query")
+        if body:
+            digest = content_digest(body)  # sha-256
+            fields.append(("Content-Digest", digest))
+            lines.append((b"content-digest", digest.encode("ascii")))
+            components.append("content-digest")
+        components.extend(self._extra)
+        message = rfc9421.Message(
+            method=method.upper(),
+            scheme=scheme,
+            authority=authority,
+            path=path or "/",
+            query=query.encode("ascii"),
+            headers=lines,
+        )
+        signature_input, signature = rfc9421.sign_request_with(
+            message,
+            self._sign,
+            label=self.label,
+            keyid=self.key_id,
+            alg=self.alg,
+            components=components,
+            created=int(time.time()),
+            nonce=secrets.token_urlsafe(NONCE_BYTES),  # fresh for every request, never reused
+            tag=self.tag,
+        )
+        fields.append(("Signature-Input", signature_input.decode("ascii")))
+        fields.append(("Signature", signature.decode("ascii")))
+        return fields
+
+    # -- httpx ----------------------------------------------------------------------------------
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """One flow for ``httpx.Client`` and ``httpx.AsyncClient`` (httpx reads the body first,
+        ``requires_request_body``); one signature per request, no retry."""
+        url = request.url
+        # @authority is what the gateway compares: the Host field the request carries.
+        authority = request.headers.get("host") or url.netloc.decode("ascii")
+        fields = self._signed(
+            request.method,
+            url.scheme,
+            authority,
+            url.raw_path.decode("ascii"),
+            request.headers.raw,
+            request.content,
+        )
+        for name, value in fields:
+            request.headers[name] = value
+        yield request
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def __call__(self, request: Any) -> Any:
+        """The ``requests`` auth protocol (a ``PreparedRequest``).
+
+        A ``str`` body is sent as its UTF-8 bytes (the digest's bytes); a streamed body (a file
+        or a generator) cannot be signed: read it into bytes first. ``requests`` does not call
+        auth again on a redirect, so a redirect is refused by the gateway, never replayed.
+        """
+        body = request.body
+        if body is None:
+            body = b""
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+            request.body = body
+            request.prepare_content_length(body)
+        elif not isinstance(body, bytes | bytearray):
+            raise TypeError(
+                "SignatureAuth signs the body's digest: pass the body as bytes, not a stream"
+            )
+        parts = urlsplit(str(request.url))
+        headers = [(_bytes(name), _bytes(value)) for name, value in request.headers.items()]
+        host = request.headers.get("Host")
+        authority = _bytes(host).decode("latin-1") if host else parts.netloc.rpartition("@")[2]
+        target = str(request.path_url)
+        fields = self._signed(str(request.method), parts.scheme, authority, target, headers, body)
+        for name, value in fields:
+            request.headers[name] = value
+        return request
+
+    def __repr__(self) -> str:
+        return f"SignatureAuth({self.key_id!r}, alg={self.alg!r})"
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+def _signer(alg: str, key: object) -> Signer:
+    if alg == "hmac-sha256":
+        if isinstance(key, str):
+            key = _secret_bytes(key)
+        if not isinstance(key, bytes | bytearray) or not key:
+            raise TypeError(
+                "hmac-sha256: key is the app's secret as printed by 'restguard app create' "
+                "(str) or the decoded HMAC key (bytes)"
+            )
+        return partial(_hmac_sha256, bytes(key))
+    if alg == "ed25519" and isinstance(key, SupportsSign) and not hasattr(key, "curve"):
+        return partial(_checked, alg, key.sign)
+    if callable(key) and not isinstance(key, SupportsSign):
+        return partial(_checked, alg, key)
+    if alg == "ecdsa-p256-sha256":
+        raise TypeError(
+            "ecdsa-p256-sha256: key is a signer callable, base -> r || s (64 bytes), e.g. "
+            "restguard.wire.rfc9421_algorithms.signer('ecdsa-p256-sha256', private_key)"
+        )
+    raise TypeError("ed25519: key is an Ed25519PrivateKey (an object with sign(data) -> bytes)")
+
+
+def _secret_bytes(secret: str) -> bytes:
+    """The HMAC key: the base64url secret (no padding) decoded (CONTRACT: 32 random bytes)."""
+    text = secret.strip()
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16 or base64.urlsafe_b64encode(key).rstrip(b"=").decode() != text:
+        raise ValueError("not an app secret: base64url (no padding) as 'app create' printed it")
+    return key
+
+
+def _hmac_sha256(key: bytes, base: bytes) -> bytes:
+    """RFC 9421 §3.3.3: HMAC-SHA256 over the signature base."""
+    return hmac.digest(key, base, hashlib.sha256)
+
+
+def _checked(alg: str, sign: Signer, base: bytes) -> bytes:
+    signature = sign(base)
+    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_LENGTH[alg]:
+        raise ValueError(
+            f"{alg}: the signer must return {_SIGNATURE_LENGTH[alg]} raw bytes"
+            + (" (r || s, not DER)" if alg.startswith("ecdsa") else "")
+        )
+    return signature
