@@ -156,6 +156,7 @@ async def test_middleware_never_runs_the_app_on_a_refusal(embedded: Embedded) ->
                 assert set(response.json()) <= {"error", "error_description", "scope"}
         assert cases[0][0].headers.get_list("www-authenticate") == [
             'ApiKey realm="restguard"',
+            'Signature realm="restguard"',
             'Bearer realm="restguard"',
         ]
         assert cases[2][0].json()["scope"] == "notes:write"
@@ -287,11 +288,14 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
             "error": "unauthorized",
             "error_description": "This route needs a credential: send an API key in "
             "'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or 'X-API-Key: <key>', "
+            "or an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
+            "(with 'Content-Digest' for a body), "
             "or a JWT in 'Authorization: Bearer <token>', or an access token from restguard's "
             "authorization server in 'Authorization: Bearer <token>'.",
         }
         assert r.headers.get_list("www-authenticate") == [
             'ApiKey realm="restguard"',
+            'Signature realm="restguard"',
             'Bearer realm="restguard"',
         ]
         assert r.headers["content-type"] == "application/json"
