@@ -392,3 +392,25 @@ def test_quickstart_authorization_code_flow_as_printed(tmp_path: Path) -> None:
         assert notes.json()["seen_by_upstream"] == {"subject": "demo", "auth_method": "oauth2"}
     finally:
         assert qs.interrupt() == 0, qs.stderr
+
+
+def test_quickstart_signed_request_as_printed(tmp_path: Path) -> None:
+    """The printed `restguard sign` line, run as printed in a shell, reads the notes (200),
+    signed anew each run; a second run works too (a fresh nonce)."""
+    port, admin, upstream = free_port(), free_port(), free_port()
+    qs = Quickstart(tmp_path / "qs", port, admin, upstream)
+    try:
+        lines = qs.wait_ready().splitlines()
+        (at,) = [i for i, line in enumerate(lines) if line.startswith("# 200: the demo signer")]
+        command = lines[at + 1]
+        assert "restguard sign" in command and "--secret-stdin" in command
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        for _ in range(2):
+            done = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, timeout=30, env=env
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("HTTP/1.1 200"), done.stdout[:300]
+            assert '"auth_method": "signature"' in done.stdout
+    finally:
+        assert qs.interrupt() == 0, qs.stderr

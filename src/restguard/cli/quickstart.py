@@ -19,6 +19,7 @@ from restguard.cli.output import emit_json
 from restguard.cli.serve import _Server, bind, install_loop, run_servers, uvicorn_config
 from restguard.config import Listen, Settings
 from restguard.credentials.apikey import new_record
+from restguard.credentials.apps import HMAC_SHA256, new_app
 from restguard.credentials.jwt_issuers import new_issuer
 from restguard.demo.app import PATH as APP_PATH
 from restguard.demo.app import SCOPES, DemoApp
@@ -26,6 +27,8 @@ from restguard.demo.idp import ALG as IDP_ALG
 from restguard.demo.idp import PATH as IDP_PATH
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.demo.notes import NotesApp
+from restguard.keys.master_check import ensure_master_key
+from restguard.keys.sealing import open_sealer
 from restguard.oauth2.clients import new_client
 from restguard.oauth2.users import new_user
 from restguard.store.ports import Store
@@ -34,6 +37,7 @@ from restguard.store.sql import open_store
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
 SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client (client credentials)
 APP_NAME = "Quickstart notes app"  # the demo OAuth 2.0 application (authorization code)
+SIGNER_NAME = "quickstart-signer"  # the demo app that signs its requests (RFC 9421, HMAC)
 DEMO_USER = "demo"  # the person who signs in to it
 DEMO_PORT = 9000  # the demo notes API, when free
 DEMO_AUDIENCE = "restguard-quickstart"  # the demo identity provider's tokens are for this API
@@ -57,16 +61,18 @@ class _Demo:
     client_secret: str
     app: DemoApp
     password: str
+    signer_id: str
+    signer_secret: str
 
 
 async def _fresh_keys(
-    database_url: str, idp: DemoIdentityProvider, gateway: str, upstream: str
+    settings: Settings, idp: DemoIdentityProvider, gateway: str, upstream: str
 ) -> _Demo:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
     a read key and a read/write key, an OAuth 2.0 client (client credentials, read only), an
     OAuth 2.0 application (authorization code, public) and the demo user who signs in to it;
     trust this run's demo identity provider instead of the last one's."""
-    store = open_store(database_url)
+    store = open_store(settings.database_url)
     try:
         now = datetime.now(UTC)
         for rec in await store.api_keys.list():
@@ -110,9 +116,27 @@ async def _fresh_keys(
             await store.consents.revoke(old.user_id)
             await store.users.remove(old.user_id)
         await store.users.insert(new_user(DEMO_USER, password, SCOPES, now=now))
-        return _Demo(read_key, write_key, service.client_id, secret, app, password)
+        signer_id, signer_secret = await _fresh_signer(store, settings, now)
+        return _Demo(
+            read_key, write_key, service.client_id, secret, app, password, signer_id, signer_secret
+        )
     finally:
         store.close()
+
+
+async def _fresh_signer(store: Store, settings: Settings, now: datetime) -> tuple[str, str]:
+    """The demo app that signs its requests (hmac-sha256); the previous run's is revoked."""
+    for old in await store.apps.list():
+        if old.name == SIGNER_NAME and old.revoked_at is None:
+            await store.apps.revoke(old.key_id, now)
+    sealer = open_sealer(settings.master_key_path)
+    await ensure_master_key(store, sealer)  # (a wrong master key seals nothing)
+    record, secret = new_app(
+        SIGNER_NAME, ("notes:read",), HMAC_SHA256, None, now=now, sealer=sealer
+    )
+    assert secret is not None  # an hmac app
+    await store.apps.insert(record)
+    return record.key_id, secret
 
 
 async def _fresh_app(store: Store, now: datetime, gateway: str, upstream: str) -> DemoApp:
@@ -183,6 +207,14 @@ def _examples(base: str, demo: _Demo, token: str) -> list[_Example]:
     ]
 
 
+def _sign_command(base: str, config: Path, demo: _Demo) -> str:
+    q = shlex.quote
+    return (
+        f"printf '%s\\n' {q(demo.signer_secret)} | restguard sign --config {q(str(config))} "
+        f"--key-id {demo.signer_id} --secret-stdin {base}/notes"
+    )
+
+
 def _guide(
     base: str, admin: str, upstream: str, config: Path, examples: list[_Example], demo: _Demo
 ) -> str:
@@ -198,6 +230,12 @@ def _guide(
     for example in examples:
         lines += [f"# {example.status}: {example.what}", example.curl]
     lines += [
+        "",
+        click.style(
+            "Sign every request as an app (RFC 9421, HMAC; a new signature each run):", bold=True
+        ),
+        "# 200: the demo signer app reads the notes",
+        _sign_command(base, config, demo),
         "",
         click.style("Sign in as a person (OAuth 2.0 authorization code + PKCE):", bold=True),
         f"# open in a browser, sign in as '{DEMO_USER}' with password {demo.password!r},",
@@ -304,7 +342,7 @@ def quickstart(
             settings = replace(settings, upstream=replace(settings.upstream, url=upstream))
         idp = DemoIdentityProvider(upstream + IDP_PATH, DEMO_AUDIENCE)
         gateway = f"http://{settings.server.listen}"
-        demo = asyncio.run(_fresh_keys(settings.database_url, idp, gateway, upstream))
+        demo = asyncio.run(_fresh_keys(settings, idp, gateway, upstream))
     except BaseException:
         demo_sock.close()
         raise
@@ -331,6 +369,12 @@ def quickstart(
                     "token_url": base + "/oauth2/token",
                 },
                 "jwt": {"token": token, "issuer": idp.issuer, "jwks_uri": idp.jwks_uri},
+                "signature": {
+                    "key_id": demo.signer_id,
+                    "secret": demo.signer_secret,
+                    "alg": HMAC_SHA256,
+                    "command": _sign_command(base, config, demo),
+                },
                 "authorization_code": {
                     "authorize_url": demo.app.authorize_url(),
                     "client_id": demo.app.client_id,
