@@ -17,6 +17,7 @@ from restguard.authz.policy import AUTH_METHODS, HTTP_METHODS, PatternError, Rou
 from restguard.authz.policy import compile_pattern as _compile
 from restguard.authz.shadowing import find_shadowed
 from restguard.config_base import Doc, Reader, parse_rate, scope_problem
+from restguard.wire.rfc9421 import component_problem
 
 
 def read_routes(doc: Doc, tables: list[Any]) -> tuple[Route, ...]:
@@ -44,6 +45,10 @@ def read_routes(doc: Doc, tables: list[Any]) -> tuple[Route, ...]:
             "remove it",
         )
     return tuple(routes)
+
+
+#: RFC 8941 §3.2 key: what a signature label (a Dictionary key) may be.
+_LABEL = re.compile(r"[a-z*][a-z0-9_\-.*]{0,63}")
 
 
 def _name(doc: Doc, route: Route) -> str:
@@ -86,6 +91,18 @@ def _route(doc: Doc, index: int, table: Any) -> Route | None:
         except ValueError as exc:
             r.fail("rate_limit", str(exc), 'write e.g. "100/minute"')
     forward = r.get("forward_credentials", bool, False, "true or false")
+    components = r.strings("signature_components", (), '["content-type", "@scheme"]')
+    for c in components:
+        problem = component_problem(c)
+        if problem:
+            r.fail("signature_components", problem, 'e.g. ["content-type", "@scheme"]')
+    label = r.get("signature_label", str, "", '"sig1"') or None
+    if label is not None and not _LABEL.fullmatch(label):
+        r.fail(
+            "signature_label",
+            f"'{label}' is not a structured-field key",
+            'lower-case letters, digits, "_", "-", ".", "*", starting with a letter: "sig1"',
+        )
     r.finish()
     if len(doc.problems) > before:
         return None
@@ -98,6 +115,8 @@ def _route(doc: Doc, index: int, table: Any) -> Route | None:
         tuple(dict.fromkeys(auth)),
         rate,
         forward,
+        tuple(dict.fromkeys(components)),
+        label,
         segments,
         subtree,
     )

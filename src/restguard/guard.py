@@ -194,7 +194,13 @@ class Guard:
             else:
                 try:
                     credential = self._extract(view, route)
-                    ctx = AuthContext(self.clock.now(), view.client, view)
+                    ctx = AuthContext(
+                        self.clock.now(),
+                        view.client,
+                        view,
+                        route.signature_components,
+                        route.signature_label,
+                    )
                     authenticator = self.authenticators[credential.method]
                     try:
                         principal = await authenticator.authenticate(credential, ctx)

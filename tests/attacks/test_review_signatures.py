@@ -44,7 +44,7 @@ from restguard.credentials.apps import new_app, rotated_app
 from restguard.keys.sealing import open_sealer
 from restguard.store.ports import AppRecord
 from restguard.store.sql import open_store
-from restguard.wire import rfc9421, rfc9530
+from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 from restguard.wiring import Runtime, open_runtime
 from tests.attacks.wire import Response, assert_json_error, chunked, exchange, send
 from tests.harness import GatewayProcess, RecordingUpstream
@@ -149,7 +149,7 @@ def sign(
         components = ["@method", "@authority", "@path"]
         components += ["@query"] if query else []
         components += ["content-digest"] if body and digest else []
-    sig_input, signature = rfc9421.sign_request(
+    sig_input, signature = rfc9421_algorithms.sign_request(
         message,
         label=label,
         keyid=keyid or app.keyid,
@@ -172,7 +172,7 @@ def _resign(
     app: App, message: rfc9421.Message, sig_input: bytes, label: str
 ) -> tuple[bytes, bytes]:
     parsed = rfc9421.parse_signature_input([sig_input])[label]
-    raw = rfc9421._sign(app.alg, app.key, rfc9421.signature_base(parsed, message))
+    raw = rfc9421_algorithms.sign(app.alg, app.key, rfc9421.signature_base(parsed, message))
     return sig_input, label.encode() + b"=:" + base64.b64encode(raw) + b":"
 
 
@@ -312,7 +312,7 @@ def forge(app: App, method: str, target: bytes, params: str) -> list[tuple[bytes
     parsed = rfc9421.parse_signature_input([value], limit=1 << 20)["sig1"]
     path, query = _split(target)
     message = rfc9421.Message(method, "http", HOST.decode(), path, query, [(b"host", HOST)])
-    signature = rfc9421._sign(app.alg, app.key, rfc9421.signature_base(parsed, message))
+    signature = rfc9421_algorithms.sign(app.alg, app.key, rfc9421.signature_base(parsed, message))
     return [
         (b"signature-input", value),
         (b"signature", b"sig1=:" + base64.b64encode(signature) + b":"),

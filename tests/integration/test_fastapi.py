@@ -208,7 +208,7 @@ async def test_set_up_in_lifespan_under_uvicorn(uvicorn_app: Any, config: Path, 
         assert r.headers["content-type"] == "application/json"
         assert r.json()["error"] == "unauthorized"
         assert r.headers["www-authenticate"] == (
-            'ApiKey realm="restguard", Bearer realm="restguard"'
+            'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard"'
         )
         r = c.delete("/notes/7", headers={"Authorization": "Bearer " + reader})
         assert (r.status_code, r.json()["error"], r.json()["scope"]) == (
@@ -530,7 +530,7 @@ async def test_a_signed_body_is_verified_before_the_endpoint_and_read_by_it(
 
     from restguard.credentials.apps import new_app
     from restguard.keys.sealing import open_sealer
-    from restguard.wire import rfc9421, rfc9530
+    from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 
     config = write_data_dir(tmp_path / "signed", routes=SIGNED_ROUTES)
     settings = load(config)
@@ -567,7 +567,7 @@ async def test_a_signed_body_is_verified_before_the_endpoint_and_read_by_it(
             b"",
             ((b"host", b"testserver"), (b"content-digest", digest.encode())),
         )
-        sig_input, signature = rfc9421.sign_request(
+        sig_input, signature = rfc9421_algorithms.sign_request(
             message,
             keyid=record.key_id,
             alg="hmac-sha256",

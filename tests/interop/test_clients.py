@@ -70,7 +70,9 @@ def test_requests_with_an_api_key(
     # the same session, no credential: 401 with the challenge
     r = session.get(gateway.url + "/notes/7")
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"] == ('ApiKey realm="restguard", Bearer realm="restguard"')
+    assert r.headers["WWW-Authenticate"] == (
+        'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard"'
+    )
     assert r.json()["error"] == "unauthorized"
 
 

@@ -70,6 +70,8 @@ path = "/files/**"
 methods = ["PUT"]
 scopes = ["files:write"]
 forward_credentials = true
+signature_components = ["content-type", "@scheme", "content-type"]
+signature_label = "upload"
 """
 
 
@@ -116,6 +118,8 @@ def test_full_config_loads(tmp_path: Path) -> None:
     assert not note.forward_credentials
     assert note.matches_path("/notes/7") and not note.matches_path("/notes")
     assert files.forward_credentials and files.matches_path("/files/a/b")
+    assert files.signature_components == ("content-type", "@scheme")  # repeats count once
+    assert files.signature_label == "upload" and note.signature_label is None
     assert files.auth == ("api_key", "signature", "jwt", "oauth2", "oauth1")  # default: all
 
 
@@ -232,6 +236,21 @@ MISTAKES = [
         '[[routes]]\npath = "/x"\nmethods = ["GET"]\nrate_limit = 5\n',
         "routes[1].rate_limit",
         "wrong type",
+    ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\nsignature_components = ["@status"]\n',
+        "routes[1].signature_components",
+        "derived component",
+    ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\nsignature_components = ["Content-Type"]\n',
+        "routes[1].signature_components",
+        "lower-case",
+    ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\nsignature_label = "Sig 1"\n',
+        "routes[1].signature_label",
+        "structured-field key",
     ),
     # bad listen
     ('[server]\nlisten = "localhost"\n', "server.listen", "host:port"),

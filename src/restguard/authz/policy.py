@@ -53,6 +53,10 @@ class Route:
     auth: tuple[str, ...] = AUTH_METHODS
     rate_limit: tuple[int, float] | None = None  # (requests, per seconds)
     forward_credentials: bool = False
+    # RFC 9421 on this route: components a signature must cover besides the default ones, and
+    # the one label considered (None: the first valid signature of a known app)
+    signature_components: tuple[str, ...] = ()
+    signature_label: str | None = None
     _segments: tuple[str | None, ...] = ()
     _subtree: bool = False
     _folded: tuple[str | None, ...] = ()  # literal segments, lower-cased

@@ -41,6 +41,10 @@ class AuthContext:
     now: datetime
     client: str
     view: RequestView | None = None
+    # the route's rules for RFC 9421 signatures (``[[routes]] signature_components`` and
+    # ``signature_label``): what else a signature must cover, and the one label to consider
+    signature_components: tuple[str, ...] = ()
+    signature_label: str | None = None
 
 
 class Authenticator(Protocol):

@@ -15,9 +15,10 @@ else is proven in ``authenticate``, in this order, each failure one generic 401:
 4. ``created`` is required and within ``MAX_AGE`` seconds before now (``MAX_SKEW`` after);
    ``expires``, when sent, must lie ahead (§3.2 step 6).
 5. The covered components include ``@method``, ``@authority``, ``@path``, ``@query`` when the
-   request has a query, and ``content-digest`` when it has a body (§7.2.1: the verifier decides
-   what must be covered). ``@authority`` is the ``Host`` the client addressed, or the
-   configured public authority behind a trusted proxy.
+   request has a query, ``content-digest`` when it has a body (§7.2.1: the verifier decides
+   what must be covered), and what the route's ``signature_components`` adds. A route's
+   ``signature_label`` makes that label the only one considered. ``@authority`` is the
+   ``Host`` the client addressed, or the configured public authority behind a trusted proxy.
 6. The signature verifies over the base rebuilt from the request as received (§3.2).
 7. ``Content-Digest``, when covered, matches the body actually received (every supported
    member; ``wire/rfc9530.py``): the gateway and the middleware read the body of every signed
@@ -165,6 +166,8 @@ class SignatureAuthenticator:
         message = self._message(view)
         failure = "no signature by a known app"
         for label, sig in inputs.items():
+            if ctx.signature_label is not None and label != ctx.signature_label:
+                continue  # the route names the one label it considers
             if sig.keyid is None or not is_key_id(sig.keyid):  # (no store read for junk)
                 continue
             found = await self._apps.get(sig.keyid)
@@ -172,7 +175,16 @@ class SignatureAuthenticator:
                 continue
             app, key = found
             try:
-                self._check(sig, signatures[label], app, key, view, message, ctx.now)
+                self._check(
+                    sig,
+                    signatures[label],
+                    app,
+                    key,
+                    view,
+                    message,
+                    ctx.now,
+                    ctx.signature_components,
+                )
             except (InvalidCredential, rfc9421.SignatureError, StructuredFieldError) as exc:
                 failure = f"{label}: {exc}"
                 continue
@@ -212,7 +224,9 @@ class SignatureAuthenticator:
         view: RequestView,
         message: rfc9421.Message,
         now: datetime,
+        extra: tuple[str, ...] = (),
     ) -> None:
+        """``extra``: what the route requires covered besides the defaults."""
         if sig.alg is not None and sig.alg != app.alg:
             raise InvalidCredential(debug=f"alg {sig.alg!r} is not the app's {app.alg!r}")
         at = int(now.timestamp())
@@ -227,6 +241,7 @@ class SignatureAuthenticator:
             missing.append("@query")
         if _has_body(view) and not sig.covers("content-digest"):
             missing.append("content-digest")
+        missing += [name for name in extra if not sig.covers(name)]
         if missing:
             raise InvalidCredential(debug="not covered: " + " ".join(missing))
         base = rfc9421.signature_base(sig, message)

@@ -52,6 +52,7 @@ __all__ = [
     "SignatureInput",
     "SignatureInvalid",
     "StructuredFieldError",
+    "component_problem",
     "parse_signature",
     "parse_signature_input",
     "sign_request_with",
@@ -242,6 +243,20 @@ def _check_component(label: str, name: str, params: Params) -> None:
         keys.add(key)
     if "bs" in keys and len(keys) > 1:  # §2.1.3: bs cannot be combined with sf or key
         raise StructuredFieldError(f"{label}: bs cannot be combined with sf or key")
+
+
+def component_problem(name: str) -> str | None:
+    """Why ``name`` cannot be required of a signature by configuration, or None: a derived
+    component this module supports (without parameters) or a lower-case field name."""
+    if name in _DERIVED:
+        return None
+    if name.startswith("@"):
+        return (
+            f"'{name}' is not a derived component restguard checks ({', '.join(sorted(_DERIVED))})"
+        )
+    if not name or not _FIELD_NAME_CHARS.issuperset(name):
+        return f"'{name}' is not a lower-case header field name"
+    return None
 
 
 # --- the signature base (§2.5) -----------------------------------------------------------
