@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,10 @@ from http_message_signatures.algorithms import ED25519, HMAC_SHA256
 
 import restguard.client
 from restguard.client import SignatureAuth
-from restguard.credentials.apps import new_app
-from restguard.keys.sealing import open_sealer
-from restguard.store.sql import open_store
 from restguard.wire.rfc9421 import parse_signature_input
 from restguard.wire.rfc9421_algorithms import signer
 from tests.harness import GatewayProcess, RecordingUpstream
+from tests.signature_support import add_app
 
 ROUTES = """\
 [[routes]]
@@ -61,25 +59,6 @@ def gw(
     ).start()
     yield gateway
     gateway.stop()
-
-
-def add_app(
-    gw: GatewayProcess, alg: str, public_pem: bytes | None = None
-) -> tuple[str, str | None]:
-    sealer = open_sealer(gw.settings.master_key_path)
-    record, secret = new_app(
-        "billing", ("notes:write",), alg, public_pem, now=datetime.now(UTC), sealer=sealer
-    )
-
-    async def insert() -> None:
-        store = open_store(gw.settings.database_url)
-        try:
-            await store.apps.insert(record)
-        finally:
-            store.close()
-
-    asyncio.run(insert())
-    return record.key_id, secret
 
 
 def _public_pem(private: Any) -> bytes:

@@ -5,12 +5,10 @@ exactly those bytes forwarded); replays, changed bodies, stale or unsigned parts
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,11 +16,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from restguard.credentials.apps import new_app
-from restguard.keys.sealing import open_sealer
-from restguard.store.sql import open_store
 from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 from tests.harness import GatewayProcess, RecordingUpstream
+from tests.signature_support import add_app
 
 ROUTES = """\
 [[routes]]
@@ -42,25 +38,6 @@ def gw(
     ).start()
     yield gateway
     gateway.stop()
-
-
-def add_app(
-    gw: GatewayProcess, alg: str, public_pem: bytes | None = None
-) -> tuple[str, str | None]:
-    sealer = open_sealer(gw.settings.master_key_path)
-    record, secret = new_app(
-        "billing", ("notes:write",), alg, public_pem, now=datetime.now(UTC), sealer=sealer
-    )
-
-    async def insert() -> None:
-        store = open_store(gw.settings.database_url)
-        try:
-            await store.apps.insert(record)
-        finally:
-            store.close()
-
-    asyncio.run(insert())
-    return record.key_id, secret
 
 
 def signed(
