@@ -57,7 +57,7 @@ def server_modules() -> set[str]:
 
 
 def python(
-    code: str, *, blocked: Iterable[str] = (), args: tuple[str, ...] = ()
+    code: str, *, blocked: Iterable[str] = (), args: tuple[str, ...] = (), stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter where importing any of ``blocked`` fails, as it
     would where the package is not installed."""
@@ -65,6 +65,7 @@ def python(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTGUARD_")}
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -247,3 +248,22 @@ def test_every_dependency_says_why_it_is_there() -> None:
         while lines[above].strip().startswith('"') and "#" not in lines[above]:
             above -= 1
         assert lines[above].strip().startswith("#"), f"{requirement}: say why it is here"
+
+
+def test_the_cli_runs_on_a_base_install_without_the_client_extras(tmp_path: Path) -> None:
+    """`pip install restguard` has no httpx (the client extra): the whole CLI, `restguard sign`
+    included (it signs with the wire code and sends with urllib), runs without it."""
+    directory = tmp_path / "data"
+    init = python(CLI, blocked={"httpx", "requests"}, args=("init", "--dir", str(directory)))
+    assert init.returncode == 0, init.stderr
+    secret = "A" * 43
+    signed = python(
+        CLI,
+        blocked={"httpx", "requests"},
+        args=("sign", "--key-id", "app_0000000000000000", "--secret-stdin", "--dry-run",
+              "--json", "http://127.0.0.1:9/notes"),
+        stdin=secret + "\n",
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    headers = json.loads(signed.stdout)["headers"]
+    assert {"Signature-Input", "Signature"} <= set(headers)

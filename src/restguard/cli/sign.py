@@ -1,23 +1,26 @@
-"""``restguard sign``: sign a request as an app (RFC 9421) and send it, like ``curl -i``.
-
-The signing is ``restguard.client.SignatureAuth``'s, so what this command sends is what an
-application using it sends. Secrets never appear on the command line: an hmac-sha256 app's
-secret comes from stdin (``--secret-stdin``), a private key from a PEM file (``--private-key``).
+"""``restguard sign``: sign a request as an app (RFC 9421) and send it, like ``curl -i``. The
+signing is ``restguard.client.SignatureAuth``'s (``wire/rfc9421_signer.py``), so what this
+command sends is what an application using it sends; it is sent with the standard library
+(``urllib``, once, no redirect followed), so the command runs on a base install. Secrets never
+appear on the command line: an hmac-sha256 app's secret comes from stdin (``--secret-stdin``), a
+private key from a PEM file (``--private-key``).
 """
 
 from __future__ import annotations
 
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from restguard.cli.context import config_option, json_option, settings_from
 from restguard.cli.output import emit_json
-from restguard.client.signature import ALGORITHMS, SignatureAuth
 from restguard.credentials.apps import MAX_PEM_BYTES
+from restguard.wire.rfc9421_signer import ALGORITHMS, RequestSigner
 
 _SIGNATURE_FIELDS = ("content-digest", "signature-input", "signature")
 MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
@@ -192,49 +195,87 @@ def sign(
             raise click.UsageError(f"--alg {alg} signs with --private-key, not a secret")
         alg, key = "hmac-sha256", _secret()
     try:
-        auth = SignatureAuth(key_id, key, alg=alg, components=cover)
+        signer = RequestSigner(key_id, key, alg=alg, components=cover)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     verb = (method or ("POST" if data is not None or data_file is not None else "GET")).upper()
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{target!r} is not an http(s) URL", param_hint="URL")
+    fields = [(name.lower(), value) for name, value in headers]
+    authority = next((v for n, v in fields if n == "host"), parts.netloc.rpartition("@")[2])
+    path = parts.path or "/"
+    request_target = path + (f"?{parts.query}" if parts.query else "")
     try:
-        request = httpx.Request(verb, target, headers=headers, content=body or None)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint="URL") from None
+        added = signer.signed(
+            verb,
+            parts.scheme,
+            authority,
+            request_target,
+            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields],
+            body,
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    sent = [(n, v) for n, v in headers if n.lower() not in _SIGNATURE_FIELDS] + added
     if dry_run:
-        _show_request(auth, request, as_json)
+        _show_request(verb, target, request_target, sent, as_json)
         return
+    # (an http(s) URL only: checked above)
+    request = urllib.request.Request(target, data=body or None, method=verb)  # noqa: S310
+    for name, value in sent:
+        request.add_header(name, value)
     try:
-        with httpx.Client(timeout=timeout) as client:
-            response = client.send(request, auth=auth)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"{verb} {target}: {exc or type(exc).__name__}") from None
-    _show_response(response, as_json)
+        with _OPENER.open(request, timeout=timeout) as answer:
+            status, reason, version = answer.status, answer.reason, answer.version
+            answer_headers, content = answer.headers.items(), answer.read()
+    except urllib.error.HTTPError as answer:  # 4xx and 5xx: still the answer
+        status, reason, version = answer.code, answer.reason, 11
+        answer_headers, content = answer.headers.items(), answer.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{verb} {target}: {exc}") from None
+    _show_response(status, reason, version, answer_headers, content, as_json)
 
 
-def _show_request(auth: SignatureAuth, request: httpx.Request, as_json: bool) -> None:
-    signed = next(auth.sync_auth_flow(request))
-    fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in signed.headers.raw]
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is shown, not followed: its signature would not fit the new request."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _show_request(
+    verb: str, url: str, request_target: str, fields: list[tuple[str, str]], as_json: bool
+) -> None:
     if as_json:
-        emit_json({"method": signed.method, "url": str(signed.url), "headers": dict(fields)})
+        emit_json({"method": verb, "url": url, "headers": dict(fields)})
         return
-    click.echo(f"{signed.method} {signed.url.raw_path.decode('ascii')} HTTP/1.1")
+    click.echo(f"{verb} {request_target} HTTP/1.1")
     for name, value in fields:
         click.echo(f"{name}: {value}")
 
 
-def _show_response(response: httpx.Response, as_json: bool) -> None:
+def _show_response(
+    status: int,
+    reason: str,
+    version: int,
+    headers: list[tuple[str, str]],
+    content: bytes,
+    as_json: bool,
+) -> None:
     if as_json:
-        emit_json(
-            {
-                "status": response.status_code,
-                "headers": dict(response.headers),  # a repeated field: its values joined by ", "
-                "body": response.content.decode("utf-8", "replace"),
-            }
-        )
+        joined: dict[str, str] = {}
+        for name, value in headers:  # a repeated field: its values joined by ", "
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        emit_json({"status": status, "headers": joined, "body": content.decode("utf-8", "replace")})
         return
-    click.echo(f"{response.http_version} {response.status_code} {response.reason_phrase}")
-    for name, value in response.headers.multi_items():
+    click.echo(f"HTTP/{version // 10}.{version % 10} {status} {reason}")
+    for name, value in headers:
         click.echo(f"{name}: {value}")
     click.echo("")
-    if response.content:
-        click.echo(response.content, nl=not response.content.endswith(b"\n"))
+    if content:
+        click.echo(content, nl=not content.endswith(b"\n"))
