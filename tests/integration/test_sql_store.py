@@ -29,6 +29,8 @@ from restguard.store.ports import (
     AuthorizationCodeRecord,
     DeviceCodeRecord,
     IssuerRecord,
+    OAuth1ConsumerRecord,
+    OAuth1TokenRecord,
     OAuthClientRecord,
     RefreshTokenRecord,
     SigningKeyRecord,
@@ -448,6 +450,7 @@ def test_migrate_applies_once_then_nothing(database_url: str) -> None:
         "0008",
         "0009",
         "0010",
+        "0011",
     ]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS
@@ -554,6 +557,16 @@ def app_record(key_id: str) -> AppRecord:
     return AppRecord(key_id, "svc", "hmac-sha256", ("a",), b"rg1sealed", None, T0)
 
 
+def consumer_record() -> OAuth1ConsumerRecord:
+    return OAuth1ConsumerRecord("ck_a", "svc", b"rg1sealed", ("a",), None, ("HMAC-SHA1",), None, T0)
+
+
+def oauth1_token(token: str, kind: str = "temporary") -> OAuth1TokenRecord:
+    return OAuth1TokenRecord(
+        token, kind, "ck_a", b"rg1sealed", ("a",), T0, user_id="us", subject="alice"
+    )
+
+
 def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
     return {
         "ping": store.ping,
@@ -615,6 +628,22 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "apps.revoke": lambda: store.apps.revoke("app_a", T0),
         "apps.rotate": lambda: store.apps.rotate("app_a", app_record("app_b"), T0),
         "signature_nonces.use": lambda: store.signature_nonces.use("app_a", "n", T0, T0),
+        "oauth1_consumers.insert": lambda: store.oauth1_consumers.insert(consumer_record()),
+        "oauth1_consumers.get": lambda: store.oauth1_consumers.get("ck_a"),
+        "oauth1_consumers.list": store.oauth1_consumers.list,
+        "oauth1_consumers.revoke": lambda: store.oauth1_consumers.revoke("ck_a", T0),
+        "oauth1_tokens.insert": lambda: store.oauth1_tokens.insert(oauth1_token("rg_or_t")),
+        "oauth1_tokens.get": lambda: store.oauth1_tokens.get("rg_or_t"),
+        "oauth1_tokens.authorize": lambda: store.oauth1_tokens.authorize(
+            "rg_or_t", user_id="us", subject="alice", scopes=("a",), verifier_hash=b"v", at=T0
+        ),
+        "oauth1_tokens.exchange": lambda: store.oauth1_tokens.exchange(
+            "rg_or_t", b"v", oauth1_token("rg_ot_t", kind="access"), T0
+        ),
+        "oauth1_tokens.list": store.oauth1_tokens.list,
+        "oauth1_tokens.revoke": lambda: store.oauth1_tokens.revoke("rg_ot_t", T0),
+        "oauth1_tokens.revoke_user": lambda: store.oauth1_tokens.revoke_user("us", T0),
+        "oauth1_nonces.use": lambda: store.oauth1_nonces.use("ck_a", "", 1, "n", T0, T0),
         "master_key_check.get": store.master_key_check.get,
         "master_key_check.put_if_absent": lambda: store.master_key_check.put_if_absent(b"rg1x"),
         "master_key_check.sealed_secrets": store.master_key_check.sealed_secrets,

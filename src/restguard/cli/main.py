@@ -13,6 +13,7 @@ from restguard.cli.context import CONFIG_HELP
 from restguard.cli.init import init
 from restguard.cli.issuer import issuer
 from restguard.cli.master_key import master_key
+from restguard.cli.oauth1 import oauth1
 from restguard.cli.oauth2 import oauth2
 from restguard.cli.output import emit_json
 from restguard.cli.quickstart import quickstart
@@ -88,6 +89,7 @@ for command in (
     sign,
     issuer,
     oauth2,
+    oauth1,
     user,
     signing_key,
     master_key,

@@ -1,8 +1,8 @@
 """The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine
 (API keys, signing keys, the master-key check and the store itself here; the token methods'
 stores in ``token_repositories.py``, the users in ``user_repository.py``, signing apps and
-signature nonces in ``app_repository.py``; ``runner.py`` runs
-every operation, as follows).
+signature nonces in ``app_repository.py``, OAuth 1.0a in ``oauth1_repository.py``;
+``runner.py`` runs every operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
 waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
@@ -45,6 +45,9 @@ from restguard.store.ports import (
     IssuerStore,
     MasterKeyCheckStore,
     NonceStore,
+    OAuth1ConsumerStore,
+    OAuth1NonceStore,
+    OAuth1TokenStore,
     OAuthClientStore,
     RefreshTokenStore,
     RevokedTokenStore,
@@ -60,6 +63,11 @@ from restguard.store.sql.grant_repositories import (
     SqlAuthorizationCodeStore,
     SqlConsentStore,
     SqlRefreshTokenStore,
+)
+from restguard.store.sql.oauth1_repository import (
+    SqlOAuth1ConsumerStore,
+    SqlOAuth1NonceStore,
+    SqlOAuth1TokenStore,
 )
 from restguard.store.sql.reseal import sealed_secrets
 from restguard.store.sql.runner import (
@@ -358,6 +366,9 @@ class SqlStore(Store):
         self.device_codes: DeviceCodeStore = SqlDeviceCodeStore(engine, self._run)
         self.apps: AppStore = SqlAppStore(engine, self._run)
         self.signature_nonces: NonceStore = SqlNonceStore(engine, self._run)
+        self.oauth1_consumers: OAuth1ConsumerStore = SqlOAuth1ConsumerStore(engine, self._run)
+        self.oauth1_tokens: OAuth1TokenStore = SqlOAuth1TokenStore(engine, self._run)
+        self.oauth1_nonces: OAuth1NonceStore = SqlOAuth1NonceStore(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

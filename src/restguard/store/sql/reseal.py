@@ -15,10 +15,18 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, Table, select, update
 
 from restguard.credentials.apps import secret_purpose as app_secret_purpose
+from restguard.credentials.oauth1_consumers import secret_purpose as consumer_secret_purpose
+from restguard.credentials.oauth1_tokens import secret_purpose as token_secret_purpose
 from restguard.keys.master_check import CHECK_PURPOSE
 from restguard.keys.sealing import Sealer
 from restguard.keys.signing import purpose as signing_key_purpose
-from restguard.store.sql.tables import apps, master_key_check, signing_keys
+from restguard.store.sql.tables import (
+    apps,
+    master_key_check,
+    oauth1_consumers,
+    oauth1_tokens,
+    signing_keys,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,8 @@ def _check_purpose(row_id: str) -> str:
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(signing_keys, "kid", "sealed_private", signing_key_purpose),
     SealedColumn(apps, "key_id", "sealed_secret", app_secret_purpose),  # NULL: a public-key app
+    SealedColumn(oauth1_consumers, "consumer_key", "sealed_secret", consumer_secret_purpose),
+    SealedColumn(oauth1_tokens, "token", "sealed_secret", token_secret_purpose),
     SealedColumn(master_key_check, "id", "sealed", _check_purpose, secret=False),
 )
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -285,4 +286,59 @@ signature_nonces = Table(
     Column("nonce", Text, primary_key=True),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_signature_nonces_expires_at", "expires_at"),
+)
+
+#: OAuth 1.0a consumers (RFC 5849; ``credentials/oauth1_consumers.py``), by their public
+#: ``consumer_key``. ``sealed_secret`` is the consumer secret sealed by the master key (purpose
+#: ``oauth1-consumer-secret:<consumer_key>``, re-sealed by ``master-key rotate``);
+#: ``rsa_public_key`` is DER SubjectPublicKeyInfo (RSA-SHA1), or NULL.
+oauth1_consumers = Table(
+    "oauth1_consumers",
+    metadata,
+    Column("consumer_key", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("sealed_secret", LargeBinary, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated, in the order given
+    Column("callback", Text, nullable=True),
+    Column("signature_methods", Text, nullable=False),  # space-separated
+    Column("rsa_public_key", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+#: OAuth 1.0a temporary credentials (``kind`` 'temporary') and token credentials ('access'),
+#: by ``token``; ``sealed_secret`` is the token secret sealed by the master key (purpose
+#: ``oauth1-token-secret:<token>``). ``verifier_hash``: SHA-256 of the verifier, once authorized.
+oauth1_tokens = Table(
+    "oauth1_tokens",
+    metadata,
+    Column("token", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("consumer_key", Text, nullable=False),
+    Column("sealed_secret", LargeBinary, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("user_id", Text, nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("callback", Text, nullable=True),
+    Column("verifier_hash", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_oauth1_tokens_consumer_key", "consumer_key"),
+    Index("ix_oauth1_tokens_user_id", "user_id"),
+)
+
+#: OAuth 1.0a nonces seen per consumer, token ('' when two-legged) and timestamp (RFC 5849
+#: §3.3), until they expire: the primary key makes a nonce single-use across every worker and
+#: instance on the database.
+oauth1_nonces = Table(
+    "oauth1_nonces",
+    metadata,
+    Column("consumer_key", Text, primary_key=True),
+    Column("token", Text, primary_key=True),
+    Column("timestamp", BigInteger, primary_key=True, autoincrement=False),
+    Column("nonce", Text, primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_oauth1_nonces_expires_at", "expires_at"),
 )
