@@ -24,10 +24,10 @@ from restguard.wire.rfc5849 import (
     UnsupportedSignatureMethod,
     plaintext_signature,
     sign_hmac,
-    sign_request_with,
     verify_hmac,
     verify_plaintext,
 )
+from restguard.wire.rfc5849_signer import sign_request_with
 
 __all__ = ["sign", "sign_request", "signer", "verify", "verify_rsa_sha1"]
 
@@ -115,7 +115,7 @@ def signer(
     token_secret: str | None = None,
     rsa_private_key: rsa.RSAPrivateKey | None = None,
 ) -> Callable[[str], str]:
-    """A ``signer`` for :func:`~restguard.wire.rfc5849.sign_request_with`: base string ->
+    """A ``signer`` for :func:`~restguard.wire.rfc5849_signer.sign_request_with`: base string ->
     ``oauth_signature``. Wrong or missing credentials are refused now, not on first use."""
     fn = partial(
         sign,
@@ -150,7 +150,7 @@ def sign_request(
     include_version: bool = True,
 ) -> str:
     """Sign a request with these credentials: the ``Authorization`` header value (§3.5.1).
-    See :func:`~restguard.wire.rfc5849.sign_request_with` for the arguments."""
+    See :func:`~restguard.wire.rfc5849_signer.sign_request_with` for the arguments."""
     return sign_request_with(
         method,
         scheme,

@@ -29,7 +29,6 @@ from restguard.wire.rfc5849 import (
     OAuthParameterError,
     SignatureInvalid,
     UnsupportedSignatureMethod,
-    authorization_header,
     base_string_uri,
     collect,
     normalize_parameters,
@@ -38,6 +37,7 @@ from restguard.wire.rfc5849 import (
     signature_base_string,
 )
 from restguard.wire.rfc5849_algorithms import sign, sign_request, signer, verify
+from restguard.wire.rfc5849_signer import authorization_header
 
 FORM = b"application/x-www-form-urlencoded"
 
