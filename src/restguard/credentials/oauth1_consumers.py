@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
-from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -57,6 +55,7 @@ from restguard.credentials.apikey import check_name
 from restguard.credentials.apps import MAX_PEM_BYTES
 from restguard.keys.sealing import Sealer
 from restguard.store.ports import OAuth1ConsumerRecord
+from restguard.wire.callback_uri import MAX_CHARS, callback_uri_problem
 from restguard.wire.scope import scope_problem
 
 HMAC_SHA1: Final = "HMAC-SHA1"
@@ -81,7 +80,7 @@ MIN_RSA_BITS: Final = 2048
 #: Larger keys only make each verification slower (the cost grows with the square of the size).
 MAX_RSA_BITS: Final = 8192
 MIN_RSA_EXPONENT: Final = 65537
-MAX_CALLBACK_CHARS: Final = 2000
+MAX_CALLBACK_CHARS: Final = MAX_CHARS
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _PUBLIC_LABELS = ("PUBLIC KEY", "RSA PUBLIC KEY")
 _KEEP_PRIVATE = (
@@ -89,9 +88,6 @@ _KEEP_PRIVATE = (
     "pass the public half, e.g. 'openssl pkey -in private.pem -pubout -out public.pem'"
 )
 # Printable ASCII without space, '"', '<', '>', '\\', '^', '`', '{', '|', '}' (RFC 3986).
-_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+")
 
 
 def new_consumer_key() -> str:
@@ -151,61 +147,11 @@ def is_active(record: OAuth1ConsumerRecord, now: datetime) -> bool:
 
 
 def callback_problem(uri: str) -> str | None:
-    """Why ``uri`` cannot be a registered callback URI, or None (see the module doc)."""
-    shown = repr(uri) if len(uri) <= 80 else repr(uri[:77] + "...")
-    if not uri:
-        return "must not be empty"
+    """Why ``uri`` cannot be a registered callback URI, or None (``wire/callback_uri.py``;
+    ``oob`` is what a consumer without one uses)."""
     if uri == OOB:
         return "'oob' is what a consumer without a registered callback uses: omit the option"
-    if len(uri) > MAX_CALLBACK_CHARS:
-        return f"{shown} is longer than {MAX_CALLBACK_CHARS} characters"
-    if not _URI_CHARS.fullmatch(uri) or _BAD_PERCENT.search(uri):
-        return (
-            f"{shown} must be a URI of printable ASCII without spaces, any other character "
-            "percent-encoded as %XX"
-        )
-    if "#" in uri:
-        return f"{shown} must not have a fragment"
-    if "*" in uri:
-        return f"{shown}: wildcards are not allowed; a callback must match exactly"
-    try:
-        parts = urlsplit(uri)
-        host, _ = parts.hostname, parts.port  # port: ValueError when it is not a number
-    except ValueError:
-        return f"{shown} is not a valid URI"
-    scheme = parts.scheme
-    if not scheme:
-        return f"{shown} must be an absolute URI (RFC 5849 §2.1), e.g. https://app.example/cb"
-    if scheme in ("https", "http"):
-        if not host:
-            return f"{shown} has no host"
-        if "@" in parts.netloc:
-            return f"{shown} must not carry user information"
-        if scheme == "http" and not _is_loopback_ip(host):
-            return (
-                f"{shown} must be https:// (http:// only to a loopback IP literal such as "
-                "http://127.0.0.1:PORT/ or http://[::1]:PORT/, RFC 8252 §7.3 and §8.3)"
-            )
-        return None
-    if _PRIVATE_SCHEME.fullmatch(scheme):
-        if not uri[len(scheme) + 1 :].startswith("/"):
-            return (
-                f"{shown}: a private-use scheme needs a path, e.g. com.example.app:/cb "
-                "(a web address starts with https://)"
-            )
-        return None
-    return (
-        f"{shown}: the scheme must be https, http (loopback only) or a private-use scheme "
-        "named after a domain you control, e.g. com.example.app:/cb (RFC 8252 §7.1)"
-    )
-
-
-def _is_loopback_ip(host: str) -> bool:
-    """A loopback IP literal; 'localhost' is not one (RFC 8252 §8.3)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return callback_uri_problem(uri, what="a callback", rfc="RFC 5849 §2.1")
 
 
 def oauth_callback_problem(record: OAuth1ConsumerRecord, oauth_callback: str) -> str | None:

@@ -16,18 +16,17 @@ uses them, and it needs one; client_credentials is for confidential clients (RFC
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
-from urllib.parse import urlsplit
 
 from restguard.credentials.apikey import check_name
 from restguard.keys.hashing import digest_matches, token_digest
 from restguard.store.ports import OAuthClientRecord
 from restguard.tokens import random_base62
+from restguard.wire.callback_uri import MAX_CHARS, callback_uri_problem
 from restguard.wire.scope import scope_problem
 
 ID_PREFIX: Final = "rg_ci_"
@@ -37,15 +36,9 @@ GRANTS: Final = ("authorization_code", "client_credentials", "refresh_token", "d
 TOKEN_FORMATS: Final = ("jwt", "opaque")
 #: RFC 8628 §3.4's grant type, accepted for ``device_code`` (the name stored and printed).
 DEVICE_CODE_URN: Final = "urn:ietf:params:oauth:grant-type:device_code"
-MAX_REDIRECT_URI_CHARS: Final = 2000
+MAX_REDIRECT_URI_CHARS: Final = MAX_CHARS
 #: Grants that come with a refresh token; ``refresh_token`` alone could never be used.
 _REFRESHABLE = ("authorization_code", "device_code")
-#: RFC 3986 characters: unreserved, reserved and '%'. Everything else (spaces, controls,
-#: non-ASCII, ``"<>\\^`{|}``) must be percent-encoded, so the stored string is the one sent.
-_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-#: RFC 3986 §3.1 scheme; a private-use one is a reverse domain name (RFC 8252 §7.1).
-_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _CLIENT_ID = re.compile(r"rg_ci_[0-9a-z]{16}")
 
@@ -159,57 +152,5 @@ def _scopes(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def redirect_uri_problem(uri: str) -> str | None:
-    """Why ``uri`` cannot be a registered redirect URI, or None (see the module doc)."""
-    shown = repr(uri) if len(uri) <= 80 else repr(uri[:77] + "...")
-    if not uri:
-        return "must not be empty"
-    if len(uri) > MAX_REDIRECT_URI_CHARS:
-        return f"{shown} is longer than {MAX_REDIRECT_URI_CHARS} characters"
-    if not _URI_CHARS.fullmatch(uri) or _BAD_PERCENT.search(uri):
-        return (
-            f"{shown} must be a URI of printable ASCII without spaces, any other character "
-            "percent-encoded as %XX"
-        )
-    if "#" in uri:
-        return f"{shown} must not have a fragment (RFC 6749 §3.1.2)"
-    if "*" in uri:
-        return f"{shown}: wildcards are not allowed; a redirect URI must match exactly"
-    try:
-        parts = urlsplit(uri)
-        host, _ = parts.hostname, parts.port  # port: ValueError when it is not a number
-    except ValueError:
-        return f"{shown} is not a valid URI"
-    scheme = parts.scheme
-    if not scheme:
-        return f"{shown} must be an absolute URI (RFC 6749 §3.1.2), e.g. https://app.example/cb"
-    if scheme in ("https", "http"):
-        if not host:
-            return f"{shown} has no host"
-        if "@" in parts.netloc:
-            return f"{shown} must not carry user information"
-        if scheme == "http" and not _is_loopback_ip(host):
-            return (
-                f"{shown} must be https:// (http:// only to a loopback IP literal such as "
-                "http://127.0.0.1:PORT/ or http://[::1]:PORT/, RFC 8252 §7.3 and §8.3)"
-            )
-        return None
-    if _PRIVATE_SCHEME.fullmatch(scheme):
-        if not uri[len(scheme) + 1 :].startswith("/"):
-            return (
-                f"{shown}: a private-use scheme needs a path, e.g. com.example.app:/cb "
-                "(a web address starts with https://)"
-            )
-        return None
-    return (
-        f"{shown}: the scheme must be https, http (loopback only) or a private-use scheme "
-        "named after a domain you control, e.g. com.example.app:/cb (RFC 8252 §7.1)"
-    )
-
-
-def _is_loopback_ip(host: str) -> bool:
-    """A loopback IP literal; 'localhost' is not one (RFC 8252 §8.3: it may not resolve to
-    the loopback interface, and a listener on it may listen on others too)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Why ``uri`` cannot be a registered redirect URI, or None (``wire/callback_uri.py``)."""
+    return callback_uri_problem(uri, what="a redirect URI", rfc="RFC 6749 §3.1.2")
