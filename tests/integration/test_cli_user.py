@@ -390,3 +390,61 @@ def test_create_without_scopes_as_the_contract_allows(config: str) -> None:
     assert result.exit_code == 0, result.output
     assert "may grant no scope" in result.stderr
     assert stored(config)[0].scopes == ()
+
+
+def test_remove_revokes_the_oauth1_tokens_the_user_authorized(config: str) -> None:
+    """`user remove` also revokes the OAuth 1.0a token credentials the user authorized."""
+    from datetime import timedelta
+
+    from restguard.credentials.oauth1_consumers import OOB, new_consumer
+    from restguard.credentials.oauth1_tokens import (
+        is_live,
+        new_temporary_credentials,
+        new_token_credentials,
+        new_verifier,
+    )
+    from restguard.keys.sealing import Sealer
+
+    created = create(config, "--password-stdin", "--scope", "notes:read", "--json")
+    user_id = one_document(created)["user_id"]
+    now = datetime.now(UTC)
+    sealer = Sealer(b"\x01" * 32)
+
+    async def grant() -> str:
+        store = open_store_for(load(Path(config)))
+        try:
+            owner, _ = new_consumer("svc", ["notes:read"], now=now, sealer=sealer)
+            await store.oauth1_consumers.insert(owner)
+            temp, _ = new_temporary_credentials(owner, OOB, now=now, sealer=sealer)
+            await store.oauth1_tokens.insert(temp)
+            _, digest = new_verifier()
+            assert await store.oauth1_tokens.authorize(
+                temp.token,
+                user_id=user_id,
+                subject="alice",
+                scopes=("notes:read",),
+                verifier_hash=digest,
+                at=now + timedelta(seconds=1),
+            )
+            authorized = await store.oauth1_tokens.get(temp.token)
+            assert authorized is not None
+            access, _ = new_token_credentials(authorized, now=now, sealer=sealer)
+            assert await store.oauth1_tokens.exchange(temp.token, digest, access, now) == (
+                "exchanged"
+            )
+            return access.token
+        finally:
+            store.close()
+
+    async def live(token: str) -> bool:
+        store = open_store_for(load(Path(config)))
+        try:
+            record = await store.oauth1_tokens.get(token)
+            return record is not None and is_live(record, datetime.now(UTC))
+        finally:
+            store.close()
+
+    token = asyncio.run(grant())
+    assert asyncio.run(live(token))
+    assert invoke("user", "remove", "alice", "--config", config).exit_code == 0
+    assert not asyncio.run(live(token))

@@ -113,6 +113,7 @@ async def _fresh_keys(
         old = await store.users.by_username(DEMO_USER)
         if old is not None:  # its consents and refresh tokens go with it
             await store.refresh_tokens.revoke_user(old.user_id, now)
+            await store.oauth1_tokens.revoke_user(old.user_id, now)
             await store.consents.revoke(old.user_id)
             await store.users.remove(old.user_id)
         await store.users.insert(new_user(DEMO_USER, password, SCOPES, now=now))

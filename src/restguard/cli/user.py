@@ -191,20 +191,26 @@ def list_(config: str | None, as_json: bool) -> None:
 def remove(user: str, config: str | None, as_json: bool) -> None:
     """Remove a user (by the user_id 'create' printed, or by username): they can no longer
     log in, their consents are forgotten, and every refresh token they granted is revoked with
-    the access tokens issued beside it (refused on every instance within a second)."""
+    the access tokens issued beside it (refused on every instance within a second), as are
+    the OAuth 1.0a token credentials they authorized."""
     settings = settings_from(config)
     key = user if is_user_id(user) else user.lower()
+
+    async def revoke_grants(user_id: str, store: Store) -> None:
+        now = datetime.now(UTC)
+        await store.refresh_tokens.revoke_user(user_id, now)
+        await store.oauth1_tokens.revoke_user(user_id, now)
 
     async def act(store: Store) -> UserRecord:
         found = await store.users.get(key) or await store.users.by_username(key)
         if found is not None:  # what they granted goes first: a failure leaves them revoked
-            await store.refresh_tokens.revoke_user(found.user_id, datetime.now(UTC))
+            await revoke_grants(found.user_id, store)
             await store.consents.revoke(found.user_id)
         removed = await store.users.remove(key)
-        # and again: a grant that completed in between (its code or refresh token used before
-        # the user row went) is revoked too; from now on none can complete (the store checks
-        # that the user exists when a code is used or a refresh token rotated)
-        await store.refresh_tokens.revoke_user(removed.user_id, datetime.now(UTC))
+        # and again: a grant that completed in between (its code or refresh token used, its
+        # OAuth 1.0a verifier exchanged, before the user row went) is revoked too; from now on
+        # none can complete (the store checks that the user exists when it would)
+        await revoke_grants(removed.user_id, store)
         return removed
 
     try:
