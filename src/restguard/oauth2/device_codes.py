@@ -4,9 +4,10 @@ The device code is a bearer secret the client polls with: ``rg_dc_`` and 43 base
 (256 bits) from ``secrets``, stored only as SHA-256 (§5.2: "the device code ... SHOULD have
 enough entropy"; restguard's tokens carry their type). The user code is what a person types:
 RFC 8628 §6.1's example of 8 characters from the 20 consonants ``BCDFGHJKLMNPQRSTVWXZ``
-(20^8 = 2^34.5, no vowels so no words, no digits to mistake for letters), shown as
-``XXXX-XXXX``. As §6.1 advises, what the user types is compared case-insensitively and with
-punctuation and spaces (the dash) ignored; the limit on attempts (§5.1) is the pages' job.
+(20^8 = 2^34.5, no vowels so no words, no digits to mistake for letters), shown as two
+halves joined by a dash (``BCDF-GHJK``). As §6.1 advises, what the user types is compared
+case-insensitively and with punctuation and spaces (the dash) ignored; the limit on attempts
+(§5.1) is the pages' job.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def new_user_code() -> str:
 
 
 def display(user_code: str) -> str:
-    """``XXXX-XXXX``: how the device shows the code (RFC 8628 §6.1)."""
+    """How the device shows the code, two halves and a dash (``BCDFGHJK`` -> ``BCDF-GHJK``,
+    RFC 8628 §6.1)."""
     half = len(user_code) // 2
     return f"{user_code[:half]}-{user_code[half:]}"
 

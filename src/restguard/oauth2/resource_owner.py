@@ -66,7 +66,7 @@ from restguard.oauth2.clients import is_active
 from restguard.oauth2.grants.authorization_code import LIFETIME as CODE_LIFETIME
 from restguard.oauth2.grants.authorization_code import new_code
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.oauth2.users import LoginChecker, LoginFailed, LoginLocked
+from restguard.oauth2.users import LoginBusy, LoginChecker, LoginFailed, LoginLocked
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
     AuthorizationCodeRecord,
@@ -295,6 +295,8 @@ class ResourceOwnerPages:
             user = await self.checker.check(username, password, now)
         except LoginLocked as locked:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
+        except LoginBusy:
+            return again("Sign-in is busy right now. Please try again in a moment.", 503, 5)
         except LoginFailed:
             self.throttle.failed(request.client)
             await self.count_failure(request.client)

@@ -44,6 +44,8 @@ ID_PREFIX: Final = "rg_us_"
 MAX_USERNAME_CHARS: Final = 64
 MIN_PASSWORD_CHARS: Final = 8
 MAX_PASSWORD_CHARS: Final = 1024
+#: Seconds a sign-in waits for a free password-check slot before it is refused (LoginBusy).
+SLOT_WAIT: Final = 5.0
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _USER_ID = re.compile(r"rg_us_[0-9a-z]{16}")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+\-]*")
@@ -165,6 +167,11 @@ class LoginFailed(Exception):
         self.debug = debug
 
 
+class LoginBusy(Exception):
+    """No password check could start within ``slot_wait``: every slot is taken (a flood of
+    sign-ins). Refused, not queued without end; nothing is counted against the account."""
+
+
 class LoginLocked(LoginFailed):
     """Too many failed logins: the account refuses logins for ``retry_after`` more seconds
     (checked before the password, so it costs no Argon2 run)."""
@@ -201,6 +208,7 @@ class LoginChecker:
         lock_for: timedelta = timedelta(minutes=5),
         max_concurrent: int = 2,
         hasher: PasswordHasher = PASSWORD_HASHER,
+        slot_wait: float = SLOT_WAIT,
     ) -> None:
         if lock_after < 1:
             raise ValueError("lock_after must be at least 1")
@@ -213,6 +221,7 @@ class LoginChecker:
         self._lock_for = lock_for
         self._hasher = hasher
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._slot_wait = slot_wait
         self._dummy_hash: str | None = None
 
     async def check(self, username: str, password: str, now: datetime) -> UserRecord:
@@ -266,7 +275,11 @@ class LoginChecker:
         return self._dummy_hash
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
-        await self._slots.acquire()
+        try:
+            async with asyncio.timeout(self._slot_wait):  # every wait has a deadline
+                await self._slots.acquire()
+        except TimeoutError:
+            raise LoginBusy from None
         try:
             task = asyncio.ensure_future(asyncio.to_thread(work))
         except BaseException:

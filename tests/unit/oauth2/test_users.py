@@ -19,6 +19,7 @@ from argon2 import PasswordHasher, Type
 from restguard.oauth2.users import (
     MAX_PASSWORD_CHARS,
     PASSWORD_HASHER,
+    LoginBusy,
     LoginChecker,
     LoginFailed,
     LoginLocked,
@@ -444,6 +445,30 @@ async def test_a_cancelled_check_keeps_its_slot_until_argon2_finishes(
     release.set()
     assert isinstance(await second, UserRecord)
     assert len(started) == 2 and first.cancelled()
+
+
+async def test_a_sign_in_waits_for_a_slot_no_longer_than_slot_wait(
+    users: FakeUserStore,
+) -> None:
+    release = threading.Event()
+
+    class Blocking(CountingHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # type: ignore[override]
+            release.wait(5)
+            return super().verify(hash, password)
+
+    blocking = Blocking()
+    rec = stored_user(users, blocking)
+    checker = LoginChecker(users, max_concurrent=1, hasher=blocking, slot_wait=0.2)
+    first = asyncio.ensure_future(checker.check("alice", PASSWORD, T0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(LoginBusy):  # refused, not queued without end
+        await checker.check("alice", PASSWORD, T0)
+    assert time.monotonic() - started < 2
+    assert rec.user_id not in users.failed  # nothing counted against the account
+    release.set()
+    assert isinstance(await first, UserRecord)
 
 
 @pytest.mark.parametrize(
