@@ -131,6 +131,9 @@ class Guard:
         self.policy = policy
         self.authenticators = dict(authenticators)
         self._all = tuple(self.authenticators.values())
+        self._body_readers = tuple(
+            (name, a) for name, a in self.authenticators.items() if isinstance(a, ReadsBody)
+        )
         self.clock = clock
         self.limiter = limiter
         self.sinks = list(sinks)
@@ -145,7 +148,12 @@ class Guard:
     def body_wanted(self, view: RequestView, *, fallback: Route | None = None) -> int:
         """How many bytes of body must be read before ``view`` can be decided: the most any
         authenticator of its route wants (``ReadsBody``); 0 for none, a public route, no route,
-        or a request the policy cannot match (``decide`` refuses that one)."""
+        or a request the policy cannot match (``decide`` refuses that one). The route is matched
+        only when some authenticator wants the body of this request (its headers say so), so
+        every other request costs a few header looks."""
+        wants = [(name, limit) for name, a in self._body_readers if (limit := a.body_limit(view))]
+        if not wants:
+            return 0
         try:
             route = self.policy.match(view.method, view.path)
         except NotFound:
@@ -156,12 +164,7 @@ class Guard:
             return 0
         if route.public:
             return 0
-        wanted = 0
-        for method in route.auth:
-            authenticator = self.authenticators.get(method)
-            if isinstance(authenticator, ReadsBody):
-                wanted = max(wanted, authenticator.body_limit(view))
-        return wanted
+        return max((limit for name, limit in wants if name in route.auth), default=0)
 
     async def decide(
         self, view: RequestView, *, fallback: Route | None = None, deferred: bool = False
