@@ -274,6 +274,12 @@ class Exchange:
             if body:  # forwarded after an allow, exactly these bytes
                 self._body.append(body)
                 self._buffered = len(body)
+            if self.body_complete and self.chunked:
+                # The whole body is here: it goes on with a Content-Length, which every
+                # upstream reads (wsgiref and other HTTP/1.0-style servers do not decode a
+                # chunked request body: the app would get b"" instead of the signed bytes).
+                self.chunked = self.body.chunked = False
+                self.content_length = self.body.content_length = len(body)
             view = replace(view, body=body)
         decision = await gw.guard.decide(view, deferred=True)
         self._decision = decision  # (recorded when the exchange ends: the status sent)
