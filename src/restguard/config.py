@@ -74,6 +74,9 @@ class Listen:
         return f"{host}:{self.port}"
 
 
+DEFAULT_OAUTH1_WINDOW = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: Listen = Listen("127.0.0.1", 8080)
@@ -98,6 +101,8 @@ class ServerSettings:
     # Both or neither: the listener speaks HTTPS with this PEM certificate (chain) and key.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # OAuth 1.0a: how far an ``oauth_timestamp`` may lie from now, either way (RFC 5849 §3.3)
+    oauth1_timestamp_window: float = DEFAULT_OAUTH1_WINDOW
 
     @property
     def tls(self) -> bool:
@@ -172,6 +177,17 @@ def _seconds(r: Reader, name: str, default: float) -> float:
     except ValueError as exc:
         r.fail(name, str(exc), f'write e.g. "30s" or "250ms", at most {span(MAX_SETTING_DURATION)}')
         return default
+
+
+def _window(r: Reader) -> float:
+    """``oauth1_timestamp_window``: 1 s to 1 h (a replayed request is refused by its nonce
+    only while the nonce is kept, which is as long as this window)."""
+    d = DEFAULT_OAUTH1_WINDOW
+    window = _seconds(r, "oauth1_timestamp_window", d)
+    if not 1 <= window <= 3600:
+        r.fail("oauth1_timestamp_window", "must be between 1s and 1h", 'write e.g. "5m"')
+        return d
+    return window
 
 
 def _positive(r: Reader, name: str, default: int, what: str) -> int:
@@ -260,6 +276,7 @@ def _server(doc: Doc, table: Any) -> ServerSettings:
         shutdown_grace=_seconds(r, "shutdown_grace", d.shutdown_grace),
         tls_cert=tls[0] if tls else None,
         tls_key=tls[1] if tls else None,
+        oauth1_timestamp_window=_window(r),
     )
     r.finish()
     return settings

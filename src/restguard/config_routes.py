@@ -103,6 +103,15 @@ def _route(doc: Doc, index: int, table: Any) -> Route | None:
             f"'{label}' is not a structured-field key",
             'lower-case letters, digits, "_", "-", ".", "*", starting with a letter: "sig1"',
         )
+    two_legged = r.get("oauth1_two_legged", bool, False, "true or false")
+    if two_legged and (public or "oauth1" not in auth):
+        r.fail(
+            "oauth1_two_legged",
+            "the route does not accept oauth1"
+            if not public
+            else "a public route takes no credentials",
+            'add "oauth1" to auth, or remove oauth1_two_legged',
+        )
     r.finish()
     if len(doc.problems) > before:
         return None
@@ -117,6 +126,7 @@ def _route(doc: Doc, index: int, table: Any) -> Route | None:
         forward,
         tuple(dict.fromkeys(components)),
         label,
+        two_legged,
         segments,
         subtree,
     )

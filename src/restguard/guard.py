@@ -203,6 +203,7 @@ class Guard:
                         view,
                         route.signature_components,
                         route.signature_label,
+                        route.oauth1_two_legged,
                     )
                     authenticator = self.authenticators[credential.method]
                     try:

@@ -18,6 +18,7 @@ from restguard.credentials.apikey import ApiKeyAuthenticator
 from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
+from restguard.credentials.oauth1 import FORM_BODY_LIMIT, OAuth1Authenticator, OAuth1Verifier
 from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator, RevocationList
 from restguard.credentials.opaque_tokens import OpaqueTokens
 from restguard.credentials.signature import SIGNED_BODY_LIMIT, AppCache, SignatureAuthenticator
@@ -48,6 +49,7 @@ class Parts:
     usage: UsageBook
     keys: Keyring
     clients: ClientCache  # OAuth 2.0 client records, shared with the token endpoint
+    oauth1: OAuth1Verifier  # OAuth 1.0a, shared with the provider's endpoints
 
 
 def _jwt(p: Parts) -> Authenticator:
@@ -68,10 +70,22 @@ def _signature(p: Parts) -> Authenticator:
     )
 
 
+def _oauth1(p: Parts) -> Authenticator:
+    """OAuth 1.0a signed requests (RFC 5849); a form body up to the smaller of 1 MiB and
+    ``[server] max_body_bytes`` is read before the decision. The verifier is the provider's
+    too (``Parts.oauth1``)."""
+    return OAuth1Authenticator(
+        p.oauth1,
+        public_url=p.settings.server.public_url,
+        body_limit=min(FORM_BODY_LIMIT, p.settings.server.max_body_bytes),
+    )
+
+
 AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
     "api_key": lambda p: ApiKeyAuthenticator(p.store.api_keys, p.clock, usage=p.usage.record),
     "jwt": _jwt,
     "signature": _signature,
+    "oauth1": _oauth1,
     "oauth2": lambda p: OAuth2Authenticator(
         p.keys,
         p.clients,
@@ -213,7 +227,14 @@ async def open_runtime(
             flusher = asyncio.get_running_loop().create_task(_flush_audit(audit))
             closers.append(_canceller(flusher))
         clients = ClientCache(store.oauth2_clients)
-        parts = Parts(settings, store, clock, sealer, usage, keys, clients)
+        oauth1 = OAuth1Verifier(
+            store.oauth1_consumers,
+            store.oauth1_tokens,
+            store.oauth1_nonces,
+            sealer,
+            window=int(settings.server.oauth1_timestamp_window),
+        )
+        parts = Parts(settings, store, clock, sealer, usage, keys, clients, oauth1)
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         for authenticator in authenticators.values():
             if isinstance(authenticator, Background):

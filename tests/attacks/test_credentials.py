@@ -30,7 +30,12 @@ from tests.attacks.wire import (
 from tests.harness import GatewayProcess, RecordingUpstream
 
 # The default route accepts every method this build has: one challenge each (CONTRACT 401).
-CHALLENGES = ['ApiKey realm="restguard"', 'Signature realm="restguard"', 'Bearer realm="restguard"']
+CHALLENGES = [
+    'ApiKey realm="restguard"',
+    'Signature realm="restguard"',
+    'Bearer realm="restguard"',
+    'OAuth realm="restguard"',
+]
 
 
 def bearer_apikey(key: str) -> tuple[bytes, bytes]:

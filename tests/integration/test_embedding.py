@@ -158,6 +158,7 @@ async def test_middleware_never_runs_the_app_on_a_refusal(embedded: Embedded) ->
             'ApiKey realm="restguard"',
             'Signature realm="restguard"',
             'Bearer realm="restguard"',
+            'OAuth realm="restguard"',
         ]
         assert cases[2][0].json()["scope"] == "notes:write"
         assert cases[-1][0].content == b""
@@ -291,12 +292,15 @@ async def test_fastapi_require_scopes(embedded: Embedded, middleware: bool) -> N
             "or an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
             "(with 'Content-Digest' for a body), "
             "or a JWT in 'Authorization: Bearer <token>', or an access token from restguard's "
-            "authorization server in 'Authorization: Bearer <token>'.",
+            "authorization server in 'Authorization: Bearer <token>', or an OAuth 1.0a signature "
+            "by a registered consumer in 'Authorization: OAuth ...' (or in the query or a form "
+            "body, RFC 5849 §3.5).",
         }
         assert r.headers.get_list("www-authenticate") == [
             'ApiKey realm="restguard"',
             'Signature realm="restguard"',
             'Bearer realm="restguard"',
+            'OAuth realm="restguard"',
         ]
         assert r.headers["content-type"] == "application/json"
 

@@ -208,7 +208,8 @@ async def test_set_up_in_lifespan_under_uvicorn(uvicorn_app: Any, config: Path, 
         assert r.headers["content-type"] == "application/json"
         assert r.json()["error"] == "unauthorized"
         assert r.headers["www-authenticate"] == (
-            'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard"'
+            'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard", '
+            'OAuth realm="restguard"'
         )
         r = c.delete("/notes/7", headers={"Authorization": "Bearer " + reader})
         assert (r.status_code, r.json()["error"], r.json()["scope"]) == (

@@ -71,7 +71,8 @@ def test_requests_with_an_api_key(
     r = session.get(gateway.url + "/notes/7")
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == (
-        'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard"'
+        'ApiKey realm="restguard", Signature realm="restguard", Bearer realm="restguard", '
+        'OAuth realm="restguard"'
     )
     assert r.json()["error"] == "unauthorized"
 

@@ -57,6 +57,9 @@ class Route:
     # the one label considered (None: the first valid signature of a known app)
     signature_components: tuple[str, ...] = ()
     signature_label: str | None = None
+    # OAuth 1.0a on this route: requests signed by a consumer without token credentials
+    # (RFC 5849 §3.1 leaves oauth_token out; "two-legged") are admitted, as the consumer
+    oauth1_two_legged: bool = False
     _segments: tuple[str | None, ...] = ()
     _subtree: bool = False
     _folded: tuple[str | None, ...] = ()  # literal segments, lower-cased

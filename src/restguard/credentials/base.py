@@ -45,6 +45,8 @@ class AuthContext:
     # ``signature_label``): what else a signature must cover, and the one label to consider
     signature_components: tuple[str, ...] = ()
     signature_label: str | None = None
+    # the route admits OAuth 1.0a requests signed by a consumer alone (``oauth1_two_legged``)
+    oauth1_two_legged: bool = False
 
 
 class Authenticator(Protocol):

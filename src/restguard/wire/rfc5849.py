@@ -52,6 +52,7 @@ __all__ = [
     "collect",
     "normalize_parameters",
     "parse_authorization",
+    "parse_form",
     "percent_encode",
     "plaintext_signature",
     "sign_hmac",
@@ -254,7 +255,7 @@ def parse_authorization(value: bytes) -> tuple[str | None, list[_Param]] | None:
     return realm, params
 
 
-def _parse_form(raw: bytes, where: str) -> list[_Param]:
+def parse_form(raw: bytes, where: str) -> list[_Param]:
     """§3.4.1.3.1: a query or form body "parsed into a list of name/value pairs by treating it
     as an application/x-www-form-urlencoded string"; empty pieces between ``&`` are skipped, a
     malformed percent escape is refused."""
@@ -375,8 +376,8 @@ def collect(
             if header_params is not None:
                 raise OAuthParameterError("more than one OAuth Authorization header")
             realm, header_params = parsed
-    query_params = _parse_form(raw_query, "query") if raw_query else []
-    body_params = _parse_form(body, "body") if body_is_form and body else []
+    query_params = parse_form(raw_query, "query") if raw_query else []
+    body_params = parse_form(body, "body") if body_is_form and body else []
 
     protocol: dict[str, str] = {}
     source: Source | None = None
