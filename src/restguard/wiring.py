@@ -293,6 +293,7 @@ async def open_runtime(
             inspector,
             failures=guard.failed_attempt,
             record=record,
+            oauth1=oauth1,
         )
     )
     return Runtime(

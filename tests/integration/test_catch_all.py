@@ -166,8 +166,8 @@ def test_other_methods_on_an_own_endpoint_get_405(
 @pytest.mark.parametrize(
     "path",
     [
-        "/oauth1/authorize",  # promised by the contract, not served yet: the policy decides
-        "/oauth1/request_token",
+        "/oauth1/token",  # not one of restguard's: the policy decides
+        "/oauth1",
         "/.well-known/openid-configuration",
         "/tenant/.well-known/jwks.json",
     ],
@@ -186,6 +186,9 @@ def test_other_paths_go_to_the_policy(
         ("GET", "/oauth2/token", 405, "invalid_request"),
         ("GET", "/.well-known/oauth-authorization-server", 200, None),
         ("POST", "/.well-known/oauth-authorization-server", 405, "invalid_request"),
+        ("POST", "/oauth1/request_token", 400, "invalid_request"),  # no OAuth parameters
+        ("GET", "/oauth1/request_token", 405, "invalid_request"),
+        ("POST", "/oauth1/access_token", 400, "invalid_request"),
     ],
 )
 def test_the_authorization_servers_endpoints_are_never_proxied(

@@ -205,6 +205,7 @@ def test_restguard_client_exports_signature_auth() -> None:
     assert restguard.client.__all__ == [
         "ApiKeyAuth",
         "ClientCredentialsAuth",
+        "OAuth1Auth",
         "SignatureAuth",
         "TokenError",
     ]

@@ -86,9 +86,34 @@ OWN_ENDPOINTS: tuple[OwnEndpoint, ...] = (
         served=True,
         body_limit=PAGE_BODY_LIMIT,
     ),
-    OwnEndpoint("/oauth1/request_token", ("POST",), "RFC 5849 §2.1"),
-    OwnEndpoint("/oauth1/authorize", ("GET", "POST"), "RFC 5849 §2.2"),
-    OwnEndpoint("/oauth1/access_token", ("POST",), "RFC 5849 §2.3"),
+    OwnEndpoint(
+        "/oauth1/request_token",
+        ("POST",),
+        "RFC 5849 §2.1",
+        served=True,
+        body_limit=TOKEN_BODY_LIMIT,
+    ),
+    OwnEndpoint(
+        "/oauth1/authorize",
+        ("GET", "POST"),
+        "RFC 5849 §2.2",
+        served=True,
+        body_limit=PAGE_BODY_LIMIT,
+    ),
+    OwnEndpoint(
+        "/oauth1/access_token",
+        ("POST",),
+        "RFC 5849 §2.3",
+        served=True,
+        body_limit=TOKEN_BODY_LIMIT,
+    ),
+    OwnEndpoint(
+        "/oauth1/tokens",
+        ("GET", "POST"),
+        "restguard: a user's OAuth 1.0a connections",
+        served=True,
+        body_limit=PAGE_BODY_LIMIT,
+    ),
 )
 
 _SERVED = {e.path: e for e in OWN_ENDPOINTS if e.served}

@@ -141,7 +141,7 @@ class OAuth1Verifier:
 
         self._consumers = ReadThrough(consumers.get, consumer_keys, ttl)
         self._access = ReadThrough(tokens.get, secret_of, ttl)
-        self._sealer = sealer
+        self.sealer = sealer
 
     async def verify(
         self, req: rfc5849.OAuthRequest, *, now: datetime, tls: bool, expect: Expect
@@ -212,7 +212,7 @@ class OAuth1Verifier:
             record, secret = found if found is not None else (None, "")
         else:  # temporary credentials change state: read them, never from a cache
             record = await self._tokens.get(req.token)
-            secret = "" if record is None else token_secret(record, self._sealer)
+            secret = "" if record is None else token_secret(record, self.sealer)
         kind = ACCESS if expect == "access" else TEMPORARY
         if (
             record is None

@@ -321,6 +321,8 @@ class Exchange:
             query=view.query,
             client=view.client,
             scheme=view.scheme,
+            raw_path=view.raw_path,
+            via_trusted_proxy=view.via_trusted_proxy,
         )
         status, headers, answer = await answer_own(self.gw, endpoint, request)
         if self.finished:  # the client went away meanwhile

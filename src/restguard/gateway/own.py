@@ -123,6 +123,26 @@ async def _device(gw: Gateway, request: EndpointRequest) -> Answer:
     return _written(await _server(gw).device(request))
 
 
+async def _oauth1_request_token(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 5849 §2.1: temporary credentials (the signed form body read, capped)."""
+    return _written(await _server(gw).oauth1_request_token(request))
+
+
+async def _oauth1_authorize(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 5849 §2.2: the resource owner's authorization."""
+    return _written(await _server(gw).oauth1_authorize(request))
+
+
+async def _oauth1_access_token(gw: Gateway, request: EndpointRequest) -> Answer:
+    """RFC 5849 §2.3: token credentials."""
+    return _written(await _server(gw).oauth1_access_token(request))
+
+
+async def _oauth1_tokens(gw: Gateway, request: EndpointRequest) -> Answer:
+    """A signed-in user's OAuth 1.0a connections, to revoke."""
+    return _written(await _server(gw).oauth1_tokens(request))
+
+
 HANDLERS: dict[str, Handler] = {
     "/.well-known/jwks.json": _jwks,
     "/.well-known/oauth-authorization-server": _metadata,
@@ -134,6 +154,10 @@ HANDLERS: dict[str, Handler] = {
     "/consent": _consent,
     "/oauth2/device_authorization": _device_authorization,
     "/device": _device,
+    "/oauth1/request_token": _oauth1_request_token,
+    "/oauth1/authorize": _oauth1_authorize,
+    "/oauth1/access_token": _oauth1_access_token,
+    "/oauth1/tokens": _oauth1_tokens,
 }
 # The endpoints answered by the gateway's ``authorization_server`` (503 without one).
 NEEDS_SERVER = frozenset(HANDLERS) - {"/.well-known/jwks.json"}

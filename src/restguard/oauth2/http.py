@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from restguard.types import RequestView
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -24,6 +26,24 @@ class EndpointRequest:
     query: bytes = b""
     client: str = ""
     scheme: str = "http"
+    # the path as received (OAuth 1.0a signs it, RFC 5849 §3.4.1.2), and whether the peer is
+    # a trusted proxy (then ``public_url`` names the scheme and authority the client used)
+    raw_path: bytes = b""
+    via_trusted_proxy: bool = False
+
+    def view(self) -> RequestView:
+        """The request as the credential verifiers see it (its body read)."""
+        return RequestView(
+            self.method,
+            self.path,
+            self.query,
+            self.headers,
+            self.client,
+            self.via_trusted_proxy,
+            self.scheme,
+            self.raw_path,
+            self.body,
+        )
 
     def header(self, name: bytes) -> list[bytes]:
         return [v for k, v in self.headers if k == name]
@@ -74,4 +94,21 @@ class AuthorizationServer(Protocol):
     async def device(self, request: EndpointRequest) -> EndpointResponse:
         """``GET|POST /device``: the resource owner enters a device's user code (RFC 8628
         §3.3) and approves or denies it."""
+        ...
+
+    async def oauth1_request_token(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth1/request_token``: temporary credentials (RFC 5849 §2.1)."""
+        ...
+
+    async def oauth1_authorize(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET|POST /oauth1/authorize``: the resource owner authorizes (RFC 5849 §2.2)."""
+        ...
+
+    async def oauth1_access_token(self, request: EndpointRequest) -> EndpointResponse:
+        """``POST /oauth1/access_token``: token credentials (RFC 5849 §2.3)."""
+        ...
+
+    async def oauth1_tokens(self, request: EndpointRequest) -> EndpointResponse:
+        """``GET|POST /oauth1/tokens``: the resource owner lists and revokes the token
+        credentials they granted."""
         ...

@@ -202,8 +202,9 @@ def consent_page(
     the user may untick some (§3.3: the issued scope may be narrower). Allow comes first.
 
     The device flow posts it to ``action="/device"`` with a ``notice`` naming the code being
-    approved (RFC 8628 §5.4: the user confirms what they authorize)."""
-    if action not in ("/consent", "/device"):
+    approved (RFC 8628 §5.4: the user confirms what they authorize); OAuth 1.0a's
+    authorization (RFC 5849 §2.2) to ``action="/oauth1/authorize"``."""
+    if action not in ("/consent", "/device", "/oauth1/authorize"):
         raise ValueError(f"the consent form posts to one of restguard's pages, not {action!r}")
     client = f'<bdi class="client">{_e(client_name)}</bdi>'
     warn = f'<p class="hint">{_e(notice)}</p>\n' if notice else ""
@@ -263,6 +264,48 @@ def user_code_page(
         "</form>\n"
     )
     return _page("Connect a device", content, status=status)
+
+
+def verifier_page(*, client_name: str, verifier: str) -> EndpointResponse:
+    """RFC 5849 §2.2 for a client without a callback (``oob``): the verification code the user
+    types into the application, shown once."""
+    content = (
+        f'<h1>Allowed: <bdi class="client">{_e(client_name)}</bdi></h1>\n'
+        "<p>Enter this code in the application to finish connecting it:</p>\n"
+        f'<p class="code"><code id="verifier">{_e(verifier)}</code></p>\n'
+        '<p class="hint">The code works once, within a few minutes.</p>\n'
+    )
+    return _page("Verification code", content, status=200)
+
+
+def granted_tokens_page(
+    *,
+    username: str,
+    rows: Sequence[tuple[str, str, Sequence[str], str]],
+    csrf: str,
+    notice: str | None = None,
+) -> EndpointResponse:
+    """The applications a user connected through OAuth 1.0a, each with a Revoke button:
+    ``rows`` of (token identifier, application name, scopes, granted on). The token identifier
+    is not a secret (RFC 5849 §3.1 sends it in the clear); revoking needs the session and
+    ``csrf``."""
+    said = f'<p role="status">{_e(notice)}</p>\n' if notice else ""
+    items = "".join(
+        '<div class="scope"><form method="post" action="/oauth1/tokens">\n'
+        f'<input type="hidden" name="token" value="{_e(token)}">\n'
+        f'<input type="hidden" name="csrf" value="{_e(csrf)}">\n'
+        f'<p><bdi class="client">{_e(name)}</bdi> <code>since {_e(since)}</code></p>\n'
+        + "".join(f"<p>{_e(describe_scope(s))}{_access_tag(s)}</p>\n" for s in scopes)
+        + '<button type="submit" class="secondary">Revoke</button>\n</form></div>\n'
+        for token, name, scopes, since in rows
+    )
+    listing = items or "<p>No application holds access to your account.</p>\n"
+    content = (
+        "<h1>Connected applications</h1>\n"
+        f'<p class="who">Signed in as <bdi class="user">{_e(username)}</bdi></p>\n'
+        f"{said}{listing}"
+    )
+    return _page("Connected applications", content, status=200)
 
 
 def message_page(*, title: str, message: str, status: int = 200) -> EndpointResponse:

@@ -24,8 +24,9 @@ Sign-in is throttled per account (``users.LoginChecker``, in the store: every wo
 instance) and per client address (``AddressThrottle``, per process).
 
 A sign-in continues to the consent of a pending authorization request (``?request=``, sealed),
-or to the device flow's user-code page (``?device=``, a sealed continuation that
-``device_pages.py`` makes): the login page serves both, and nothing else (no open redirect).
+to the device flow's user-code page (``?device=``, a sealed continuation that
+``device_pages.py`` makes), or to an OAuth 1.0a page (``?next=``, sealed by ``login_redirect``):
+the login page serves these, and nothing else (no open redirect).
 Cookies, sessions and CSRF tokens are ``browser.py``'s.
 """
 
@@ -82,6 +83,9 @@ MAX_FORM_BYTES: Final = 16 * 1024
 _EXPIRED = "This sign-in link is no longer valid. Go back to the application and start again."
 #: The sealed purpose of a sign-in that continues to the device flow (``device_pages.py``).
 DEVICE_CONTINUATION: Final = "device"
+#: ... and of one that continues to another of restguard's pages (``login_redirect``).
+NEXT_CONTINUATION: Final = "next"
+_NEXT_TARGETS: Final = ("/oauth1/authorize?", "/oauth1/tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +139,20 @@ class ResourceOwnerPages:
         return client
 
     async def _continuation(
-        self, request_value: str | None, device_value: str | None, now: datetime
+        self,
+        request_value: str | None,
+        device_value: str | None,
+        next_value: str | None,
+        now: datetime,
     ) -> _Continuation:
-        """Where the sign-in continues: a sealed authorization request (``request``), or a
-        sealed device-flow continuation (``device``: ``{"c": user code to prefill}``)."""
-        if request_value is not None and device_value is None:
+        """Where the sign-in continues: a sealed authorization request (``request``), a sealed
+        device-flow continuation (``device``: ``{"c": user code to prefill}``), or another of
+        restguard's pages (``next``: ``{"to": path and query, "n": the application's name}``,
+        made by ``login_redirect``; the OAuth 1.0a pages)."""
+        given = [v for v in (request_value, device_value, next_value) if v is not None]
+        if len(given) != 1:
+            raise PageError(400, "Link expired", _EXPIRED)
+        if request_value is not None:
             pending = self._pending(request_value, now)
             client = await self._client(pending, now)
             return _Continuation(
@@ -149,15 +162,31 @@ class ResourceOwnerPages:
                 client.name,
                 (form_source(pending.redirect_uri),),
             )
-        if device_value is not None and request_value is None:
-            try:
-                data = self.web.open(DEVICE_CONTINUATION, device_value, now)
-            except WebTokenInvalid:
-                raise PageError(400, "Link expired", _EXPIRED) from None
-            code = data.get("c")
-            target = "/device" + (f"?user_code={quote(code)}" if isinstance(code, str) else "")
-            return _Continuation("device", device_value, target, None, ())
-        raise PageError(400, "Link expired", _EXPIRED)
+        purpose = DEVICE_CONTINUATION if device_value is not None else NEXT_CONTINUATION
+        sealed = device_value if device_value is not None else next_value
+        assert sealed is not None
+        try:
+            data = self.web.open(purpose, sealed, now)
+        except WebTokenInvalid:
+            raise PageError(400, "Link expired", _EXPIRED) from None
+        if purpose == NEXT_CONTINUATION:
+            target, name = data.get("to"), data.get("n")
+            if not isinstance(target, str) or not target.startswith(_NEXT_TARGETS):
+                raise PageError(400, "Link expired", _EXPIRED)
+            return _Continuation("next", sealed, target, str(name) if name else None, ())
+        code = data.get("c")
+        target = "/device" + (f"?user_code={quote(code)}" if isinstance(code, str) else "")
+        return _Continuation("device", sealed, target, None, ())
+
+    def login_redirect(self, target: str, client_name: str, now: datetime) -> EndpointResponse:
+        """The redirect to the sign-in page, which continues to ``target`` (one of restguard's
+        OAuth 1.0a pages) once the user is signed in."""
+        if not target.startswith(_NEXT_TARGETS):
+            raise ValueError(f"a sign-in continues to one of restguard's pages, not {target!r}")
+        sealed = self.web.make(
+            NEXT_CONTINUATION, {"to": target, "n": client_name}, now, REQUEST_TTL
+        )
+        return redirect(f"/login?next={quote(sealed)}")
 
     def device_login(self, user_code: str | None, now: datetime) -> EndpointResponse:
         """The redirect to the sign-in page of the device flow (``device_pages.py``)."""
@@ -232,7 +261,10 @@ class ResourceOwnerPages:
             if request.method == "POST":
                 return await self._sign_in(request, now)
             going = await self._continuation(
-                query_value(request, "request"), query_value(request, "device"), now
+                query_value(request, "request"),
+                query_value(request, "device"),
+                query_value(request, "next"),
+                now,
             )
             if await self.sessions.user(request, now) is not None:
                 return redirect(going.target)
@@ -253,7 +285,9 @@ class ResourceOwnerPages:
         nonce = secrets.token_urlsafe(16)
         page = pages.login_page(
             client_name=going.client_name or "",
-            heading=None if going.client_name is not None else "Sign in to connect a device",
+            heading=None
+            if going.client_name
+            else ("Sign in to connect a device" if going.field == "device" else "Sign in"),
             hidden={
                 going.field: going.sealed,
                 "csrf": self.sessions.csrf("login", nonce, going.sealed, now),
@@ -274,7 +308,9 @@ class ResourceOwnerPages:
             form, _ = read_form(request)
         except FormError:
             raise PageError(400, "Invalid request", "The form could not be read.") from None
-        going = await self._continuation(form.get("request"), form.get("device"), now)
+        going = await self._continuation(
+            form.get("request"), form.get("device"), form.get("next"), now
+        )
         username = form.get("username", "")[:256]
 
         def again(error: str, status: int, retry: int | None = None) -> EndpointResponse:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 
 from restguard.clock import Clock
+from restguard.credentials.oauth1 import OAuth1Verifier, RequestParts
+from restguard.errors import BackendUnavailable
 from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.browser import AddressThrottle
 from restguard.oauth2.client_auth import ClientLookup
@@ -18,6 +20,7 @@ from restguard.oauth2.grants.device_code import GRANT_TYPE as DEVICE_CODE
 from restguard.oauth2.grants.device_code import DeviceCodeGrant
 from restguard.oauth2.grants.refresh_token import RefreshTokenGrant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.oauth1_provider import OAuth1Provider
 from restguard.oauth2.refresh_tokens import RefreshTokens
 from restguard.oauth2.resource_owner import ResourceOwnerPages
 from restguard.oauth2.token_admin import (
@@ -47,6 +50,7 @@ class ServerParts:
     inspector: TokenInspector
     failures: Failures | None = None
     record: Record | None = None
+    oauth1: OAuth1Verifier | None = None  # None: the OAuth 1.0a endpoints answer 503
 
 
 class Server:
@@ -88,6 +92,19 @@ class Server:
         )
         self._device_pages = DevicePages(
             owner=self._pages, clients=parts.clients, codes=store.device_codes, clock=clock
+        )
+        self._oauth1 = (
+            None
+            if parts.oauth1 is None
+            else OAuth1Provider(
+                verifier=parts.oauth1,
+                parts=RequestParts(self.issuer),
+                consumers=store.oauth1_consumers,
+                tokens=store.oauth1_tokens,
+                owner=self._pages,
+                clock=clock,
+                failures=parts.failures,
+            )
         )
         self._device_authorization = DeviceAuthorizationEndpoint(
             parts.clients, store.device_codes, self.issuer, parts.failures, parts.record
@@ -139,6 +156,23 @@ class Server:
 
     async def consent(self, request: EndpointRequest) -> EndpointResponse:
         return await self._pages.consent(request)
+
+    def _provider(self) -> OAuth1Provider:
+        if self._oauth1 is None:
+            raise BackendUnavailable(debug="no OAuth 1.0a verifier configured")
+        return self._oauth1
+
+    async def oauth1_request_token(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._provider().request_token(request)
+
+    async def oauth1_authorize(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._provider().authorize(request)
+
+    async def oauth1_access_token(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._provider().access_token(request)
+
+    async def oauth1_tokens(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._provider().granted(request)
 
     def metadata(self) -> EndpointResponse:
         headers = [

@@ -22,6 +22,8 @@ CONTRACT = {
     "/oauth1/request_token": {"POST"},
     "/oauth1/authorize": {"GET", "POST"},
     "/oauth1/access_token": {"POST"},
+    # not in the contract's list: the resource owner's OAuth 1.0a connections, to revoke
+    "/oauth1/tokens": {"GET", "POST"},
 }
 
 
@@ -53,8 +55,13 @@ def test_this_version_serves_the_jwks_the_metadata_and_the_token_endpoints() -> 
         "/login",
         "/consent",
         "/device",
+        "/oauth1/request_token",
+        "/oauth1/authorize",
+        "/oauth1/access_token",
+        "/oauth1/tokens",
     ]
-    for page in ("/login", "/consent", "/device"):
+    assert all(e.served for e in OWN_ENDPOINTS)
+    for page in ("/login", "/consent", "/device", "/oauth1/authorize", "/oauth1/tokens"):
         found = served_endpoint(page)
         assert found is not None and found.allow_header == "GET, POST, HEAD"
         assert found.body_limit == 16 * 1024
@@ -81,7 +88,7 @@ def test_only_served_endpoints_read_a_body() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/oauth1/authorize", "/JWKS.json", "/", "/devices", "/device/x"],
+    ["/oauth1", "/oauth1/token", "/JWKS.json", "/", "/devices", "/device/x"],
 )
 def test_paths_not_served_are_left_to_the_policy(path: str) -> None:
     assert served_endpoint(path) is None
