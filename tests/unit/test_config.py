@@ -252,6 +252,24 @@ MISTAKES = [
         "routes[1].signature_label",
         "structured-field key",
     ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\nauth = ["api_key"]\n'
+        "oauth1_two_legged = true\n",
+        "routes[1].oauth1_two_legged",
+        "does not accept oauth1",
+    ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\npublic = true\noauth1_two_legged = true\n',
+        "routes[1].oauth1_two_legged",
+        "public route",
+    ),
+    (
+        '[[routes]]\npath = "/x"\nmethods = ["GET"]\noauth1_two_legged = "yes"\n',
+        "routes[1].oauth1_two_legged",
+        "wrong type",
+    ),
+    ('[server]\noauth1_timestamp_window = "2h"\n', "server.oauth1_timestamp_window", "1h"),
+    ('[server]\noauth1_timestamp_window = "500ms"\n', "server.oauth1_timestamp_window", "1s"),
     # bad listen
     ('[server]\nlisten = "localhost"\n', "server.listen", "host:port"),
     ('[server]\nlisten = ":8080"\n', "server.listen", "host:port"),

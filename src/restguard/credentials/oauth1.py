@@ -255,11 +255,12 @@ class RequestParts:
     def tls(self, view: RequestView) -> bool:
         return view.scheme == "https" or (view.via_trusted_proxy and self.public_scheme == "https")
 
-    def collect(self, view: RequestView) -> rfc5849.OAuthRequest:
+    def collect(self, view: RequestView, form: bool | None = None) -> rfc5849.OAuthRequest:
         """The request's OAuth parameters and base string; ``InvalidRequest`` (400) for what
-        §3.2 calls a bad request."""
+        §3.2 calls a bad request. ``form``: whether the body is form-encoded, if known."""
         scheme, authority = self.scheme_authority(view)
-        form = is_form(view)
+        if form is None:
+            form = is_form(view)
         try:
             return rfc5849.collect(
                 view.method,
@@ -321,9 +322,10 @@ class OAuth1Authenticator:
         view = ctx.view
         if view is None:  # an adapter that does not pass the request: fail closed
             raise InvalidCredential(debug="no request to check the signature against")
-        if view.body is None and is_form(view):
+        form = is_form(view)
+        if form and view.body is None:
             raise InvalidCredential(debug="the form body was not read before the decision")
-        req = self.parts.collect(view)
+        req = self.parts.collect(view, form)
         done = await self.verifier.verify(
             req, now=ctx.now, tls=self.parts.tls(view), expect="access"
         )
