@@ -296,7 +296,8 @@ def granted_tokens_page(
         f'<input type="hidden" name="csrf" value="{_e(csrf)}">\n'
         f'<p><bdi class="client">{_e(name)}</bdi> <code>since {_e(since)}</code></p>\n'
         + "".join(f"<p>{_e(describe_scope(s))}{_access_tag(s)}</p>\n" for s in scopes)
-        + '<button type="submit" class="secondary">Revoke</button>\n</form></div>\n'
+        + f'<button type="submit" class="secondary" aria-label="Revoke {_e(name)}">Revoke</button>'
+        "\n</form></div>\n"
         for token, name, scopes, since in rows
     )
     listing = items or "<p>No application holds access to your account.</p>\n"
