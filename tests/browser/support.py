@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 from unittest import mock
@@ -103,3 +107,31 @@ def save_screenshot(driver: webdriver.Chrome, directory: Path, name: str) -> Pat
     if not driver.save_screenshot(str(path)):
         raise AssertionError(f"chromedriver could not save a screenshot to {path}")
     return path
+
+
+@contextmanager
+def landing_page(path: str, text: str) -> Iterator[str]:
+    """A client's page on 127.0.0.1 (a redirect URI, a callback): every GET answers a page with
+    ``<p id=landed>text</p>``. Yields its URL, ``http://127.0.0.1:PORT`` + ``path``."""
+    body = f"<!doctype html><title>{text}</title><p id=landed>{text}</p>".encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -6,9 +6,7 @@ page, the consent page and the landing page are kept in tests/artifacts/browser/
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -18,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.support import Screenshot, csp_violations
+from tests.browser.support import Screenshot, csp_violations, landing_page
 from tests.harness import GatewayProcess, RecordingUpstream
 from tests.oauth2_support import add_client, add_user, pkce
 
@@ -34,28 +32,8 @@ auth = ["oauth2"]
 @pytest.fixture(scope="module")
 def app() -> Iterator[str]:
     """The client's redirect URI: a page on 127.0.0.1 that says it received the code."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<!doctype html><title>Back at the app</title><p id=landed>Back at the app</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/callback"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with landing_page("/callback", "Back at the app") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

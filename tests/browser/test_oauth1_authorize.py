@@ -7,10 +7,8 @@ untick the write scope, click Allow and land on the consumer's callback with ``o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from restguard.credentials.oauth1_consumers import new_consumer
 from restguard.keys.sealing import open_sealer
-from tests.browser.support import Screenshot, csp_violations
+from tests.browser.support import Screenshot, csp_violations, landing_page
 from tests.harness import GatewayProcess, RecordingUpstream
 from tests.oauth2_support import _store_call, add_user
 
@@ -38,28 +36,8 @@ auth = ["oauth1"]
 @pytest.fixture(scope="module")
 def callback() -> Iterator[str]:
     """The consumer's callback: a page on 127.0.0.1 that says the person is back."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<!doctype html><title>Back</title><p id=landed>Back at the consumer</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/oauth1/cb"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with landing_page("/oauth1/cb", "Back at the consumer") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
