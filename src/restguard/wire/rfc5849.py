@@ -246,11 +246,20 @@ def parse_authorization(value: bytes) -> tuple[str | None, list[_Param]] | None:
                 raise OAuthParameterError("realm is repeated in the Authorization header")
             realm = _QUOTED_PAIR_RE.sub(rb"\1", raw_value).decode("utf-8", "replace")
             continue
-        name, enc_name, ok_name = _header_component(raw_name)
+        # (the usual name and value are unreserved characters only: their own encoding)
+        if raw_name.translate(None, _UNRESERVED):
+            name, enc_name, ok_name = _header_component(raw_name)
+        else:
+            name = enc_name = raw_name.decode("ascii")
+            ok_name = True
         if name in seen:
             raise OAuthParameterError(f"{name!r} is repeated in the Authorization header")
         seen.add(name)
-        decoded, enc_value, ok_value = _header_component(raw_value)
+        if raw_value.translate(None, _UNRESERVED):
+            decoded, enc_value, ok_value = _header_component(raw_value)
+        else:
+            decoded = enc_value = raw_value.decode("ascii")
+            ok_value = True
         params.append((name, decoded, f"{enc_name}\0{enc_value}", ok_name and ok_value))
     return realm, params
 
