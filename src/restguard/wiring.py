@@ -19,6 +19,7 @@ from restguard.credentials.base import Authenticator, Background
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.credentials.oauth1 import FORM_BODY_LIMIT, OAuth1Authenticator, OAuth1Verifier
+from restguard.credentials.oauth1_consumers import is_consumer_key
 from restguard.credentials.oauth2 import ClientCache, OAuth2Authenticator, RevocationList
 from restguard.credentials.opaque_tokens import OpaqueTokens
 from restguard.credentials.signature import SIGNED_BODY_LIMIT, AppCache, SignatureAuthenticator
@@ -96,6 +97,16 @@ AUTHENTICATORS: dict[str, Callable[[Parts], Authenticator]] = {
         opaque=OpaqueTokens(p.store.oauth2_access_tokens),
     ),
 }
+
+
+def _credential_id(client_id: str | None) -> str | None:
+    """How the audit log names the client of an authorization-server request: only a
+    well-formed id (a client that sent its secret as the id must not have it logged)."""
+    if client_id and is_client_id(client_id):
+        return f"oauth2:{client_id}"
+    if client_id and is_consumer_key(client_id):
+        return f"oauth1:{client_id}"
+    return None
 
 
 def unservable_routes(settings: Settings) -> list[ConfigError]:
@@ -273,8 +284,7 @@ async def open_runtime(
             started=clock.monotonic(),
             error=error,
             auth_method=method,
-            # only a well-formed id: a client that sent its secret as the id must not log it
-            credential_id=f"oauth2:{client_id}" if client_id and is_client_id(client_id) else None,
+            credential_id=_credential_id(client_id),
             detail=detail,
         )
 

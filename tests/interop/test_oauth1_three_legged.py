@@ -263,3 +263,20 @@ def test_user_lists_and_revokes_a_connection(
         timeout=10,
     )
     assert forged.status_code == 403
+
+
+def test_signed_endpoint_requests_are_audited_without_secrets(gw: GatewayProcess) -> None:
+    key, secret = add_consumer(gw, "notes:read")
+    oauth = OAuth1Session(key, client_secret=secret, callback_uri=CALLBACK)
+    temporary = oauth.fetch_request_token(gw.url + "/oauth1/request_token")
+    wrong = OAuth1Session(key, client_secret="x" * 43, callback_uri=CALLBACK)
+    with pytest.raises(TokenRequestDenied):
+        wrong.fetch_request_token(gw.url + "/oauth1/request_token")
+    events = [
+        e
+        for e in gw.audit_events()
+        if e.get("path") == "/oauth1/request_token" and e.get("credential_id") == "oauth1:" + key
+    ]
+    assert [(e["status"], e["auth_method"]) for e in events] == [(200, "oauth1"), (401, "oauth1")]
+    text = (gw.settings.audit_path or pytest.fail("no audit log")).read_text()
+    assert secret not in text and temporary["oauth_token_secret"] not in text

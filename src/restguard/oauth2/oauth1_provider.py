@@ -29,7 +29,9 @@ limit. Errors are the contract's JSON errors (the gateway writes an ``AuthError`
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Final
 from urllib.parse import quote, urlencode
 
@@ -45,13 +47,14 @@ from restguard.credentials.oauth1_tokens import (
     verifier_hash,
     verifier_matches,
 )
-from restguard.errors import InvalidCredential, InvalidRequest
+from restguard.errors import AuthError, InvalidCredential, InvalidRequest
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import PageError, form_source, redirect_to
 from restguard.oauth2.browser import REQUEST_TTL, Failures, FormError, query_value, read_form
 from restguard.oauth2.browser import redirect as see_other
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.resource_owner import ResourceOwnerPages
+from restguard.oauth2.token_endpoint import Record
 from restguard.oauth2.web_tokens import WebTokenInvalid
 from restguard.store.ports import (
     OAuth1ConsumerRecord,
@@ -86,17 +89,41 @@ class OAuth1Provider:
         owner: ResourceOwnerPages,
         clock: Clock,
         failures: Failures | None = None,
+        record: Record | None = None,
     ) -> None:
-        """``owner``: the login pages, whose session and CSRF tokens these pages share."""
+        """``owner``: the login pages, whose session and CSRF tokens these pages share.
+        ``record``: one audit record per signed endpoint request (as the token endpoint's)."""
         self.verifier, self.parts, self.consumers, self.tokens = verifier, parts, consumers, tokens
-        self.owner, self.clock, self.failures = owner, clock, failures
+        self.owner, self.clock, self.failures, self.record = owner, clock, failures, record
         self.sessions, self.web, self.sealer = owner.sessions, owner.web, verifier.sealer
 
     # --- the signed endpoints (§2.1, §2.3) --------------------------------------------------
-    async def _verified(self, request: EndpointRequest, expect: Expect, now: datetime) -> Verified:
+    async def _audited(
+        self,
+        request: EndpointRequest,
+        work: Callable[[list[str]], Awaitable[EndpointResponse]],
+    ) -> EndpointResponse:
+        """``work``'s answer, and one audit record either way (the consumer key it found, when
+        it found one; a required audit log that fails raises, before anything is answered)."""
+        found: list[str] = []
+        try:
+            response = await work(found)
+        except AuthError as err:
+            if self.record is not None:
+                consumer = found[0] if found else None
+                self.record(request, err.status, err.error, "oauth1", consumer, err.debug)
+            raise
+        if self.record is not None:
+            self.record(request, 200, None, "oauth1", found[0] if found else None, None)
+        return response
+
+    async def _verified(
+        self, request: EndpointRequest, expect: Expect, now: datetime, found: list[str]
+    ) -> Verified:
         view = request.view()
         try:
             req = self.parts.collect(view)
+            found.append(req.consumer_key)
             return await self.verifier.verify(
                 req,
                 now=now,
@@ -109,8 +136,11 @@ class OAuth1Provider:
             raise err.with_challenges((CHALLENGE,)) from None
 
     async def request_token(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._audited(request, partial(self._request_token, request))
+
+    async def _request_token(self, request: EndpointRequest, found: list[str]) -> EndpointResponse:
         now = self.clock.now()
-        done = await self._verified(request, "none", now)
+        done = await self._verified(request, "none", now, found)
         callback = done.request.protocol.get("oauth_callback")
         if not callback:  # §2.1: "oauth_callback ... REQUIRED"
             raise InvalidRequest(
@@ -132,8 +162,11 @@ class OAuth1Provider:
         )
 
     async def access_token(self, request: EndpointRequest) -> EndpointResponse:
+        return await self._audited(request, partial(self._access_token, request))
+
+    async def _access_token(self, request: EndpointRequest, found: list[str]) -> EndpointResponse:
         now = self.clock.now()
-        done = await self._verified(request, "temporary", now)
+        done = await self._verified(request, "temporary", now, found)
         temporary = done.token
         assert temporary is not None  # (expect="temporary" requires one)
         verifier = done.request.protocol.get("oauth_verifier")

@@ -104,6 +104,7 @@ class Server:
                 owner=self._pages,
                 clock=clock,
                 failures=parts.failures,
+                record=parts.record,
             )
         )
         self._device_authorization = DeviceAuthorizationEndpoint(
