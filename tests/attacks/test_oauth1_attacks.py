@@ -10,17 +10,17 @@ Requests are signed by ``tests/oauth1_support.py``'s own signer (standard librar
 restguard's), over exactly the parameters each test means, so that a malformed request is
 otherwise correctly signed: what refuses it is the check under test, not a bad signature.
 
-Findings this file holds (``xfail(strict=True)`` until fixed; each fails at the assertion named):
+Findings of the review this file came from, fixed (each test failed before its fix):
 
 * ``test_oauth_next_to_another_authorization_header``: an ``Authorization: OAuth`` header next
-  to another ``Authorization`` header (Bearer, Basic) is accepted (200); on a
-  ``forward_credentials`` route the upstream receives both. Every other method refuses a
-  repeated ``Authorization`` header (400).
-* ``test_nul_in_oauth_token_on_postgresql``: ``oauth_token`` is looked up in the store without
-  a check of its form; on PostgreSQL a NUL in it is a driver error: 503 instead of 401, before
-  any signature, for anyone who knows a (public) consumer key.
+  to another ``Authorization`` header (Bearer, Basic) was accepted (200); on a
+  ``forward_credentials`` route the upstream received both. Now 400, as for every method.
+* ``test_nul_in_oauth_token_on_postgresql``: ``oauth_token`` was looked up in the store without
+  a check of its form; on PostgreSQL a NUL in it was a driver error: 503 instead of a refusal,
+  before any signature, for anyone who knows a (public) consumer key. Now a protocol value with
+  a control character is a 400, and a token not of restguard's form a 401 without a store read.
 * ``test_nul_in_oauth_nonce_on_postgresql``: the same for a NUL in a signed ``oauth_nonce``
-  (after the signature, when the nonce is stored): 503.
+  (after the signature, when the nonce is stored): 503; now 400.
 
 Not covered here: reuse of an ``oauth_verifier`` (RFC 5849 §2.3) belongs to the provider's
 ``/oauth1/access_token`` endpoint, written separately.
@@ -655,14 +655,6 @@ def test_two_oauth_authorization_headers(gw: GatewayProcess, c: Consumer, t: Tok
     accepted(gw, raw("GET", b"/notes/1", [(b"Authorization", value)]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: credentials/oauth1.py OAuth1Authenticator.extract/_header and "
-    "wire/rfc5849.collect accept an OAuth Authorization header next to another Authorization "
-    "header (Bearer, Basic): 200, and on a forward_credentials route the upstream receives "
-    "both (X-Restguard-Subject=alice beside someone's Bearer token). api_key, jwt and oauth2 "
-    "refuse a repeated Authorization header with 400 (credentials/bearer.py, apikey.py).",
-)
 @pytest.mark.parametrize("other", [b"Bearer someone-elses-token", b"Basic YWxpY2U6cHc="])
 @pytest.mark.parametrize("oauth_first", [True, False], ids=["oauth-first", "oauth-last"])
 def test_oauth_next_to_another_authorization_header(
@@ -924,9 +916,12 @@ def test_expired_token_credentials(gw: GatewayProcess, c: Consumer) -> None:
 
 
 def test_nul_in_oauth_token(gw: GatewayProcess, c: Consumer, t: Token) -> None:
-    # (SQLite; PostgreSQL below) an unknown token, whatever its characters: 401
+    # (SQLite; PostgreSQL below) a control character in a protocol value is malformed: 400;
+    # a token restguard never issued: 401
     for token in ("rg_ot_\x00", "\x00"):
-        refused(gw, req(c, t, token=token, consumer_secret="guessed" * 6))
+        refused(gw, req(c, t, token=token, consumer_secret="guessed" * 6), 400)
+        refused(gw, req(c, None, target=b"/two/1", token=token), 400)
+    for token in ("rg_ot_" + "a" * 31, "rg_ot_" + "a" * 33, "RG_OT_" + "a" * 32, "x"):
         refused(gw, req(c, None, target=b"/two/1", token=token))
     accepted(gw, req(c, t))
 
@@ -1311,32 +1306,25 @@ def pg_gw(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: credentials/oauth1.py OAuth1Verifier._token looks oauth_token up in the store "
-    "unchecked (only the consumer key is checked for form, is_consumer_key): on PostgreSQL a NUL "
-    "in it is a driver error, so anyone who knows a (public) consumer key gets 503 "
-    "temporarily_unavailable instead of 401, before any signature is checked",
-)
 def test_nul_in_oauth_token_on_postgresql(pg_gw: GatewayProcess) -> None:
     signer = add_consumer(pg_gw)
     token = add_token(pg_gw, signer)
     accepted(pg_gw, req(signer, token))
-    # an attacker with the consumer key only: a guessed secret, a token with a NUL
+    # an attacker with the consumer key only: a guessed secret, a token with a NUL (a control
+    # character in a protocol value: malformed, 400) or not of restguard's form (401)
     for where in ("header", "query"):
         refused(
-            pg_gw, req(signer, token, where=where, token="rg_ot_\x00", consumer_secret="g" * 43)
+            pg_gw,
+            req(signer, token, where=where, token="rg_ot_\x00", consumer_secret="g" * 43),
+            400,
         )
-    refused(pg_gw, req(signer, None, target=b"/two/1", token="\x00", consumer_secret="g" * 43))
+        refused(
+            pg_gw, req(signer, token, where=where, token="rg_ot_\u00e9", consumer_secret="g" * 43)
+        )
+    refused(pg_gw, req(signer, None, target=b"/two/1", token="\x00", consumer_secret="g" * 43), 400)
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: wire/rfc5849.collect checks oauth_nonce for length only; a correctly signed "
-    "request whose nonce holds a NUL reaches OAuth1Verifier._use_nonce and PostgreSQL's text "
-    "column refuses it: 503 temporarily_unavailable (SQLite: 200)",
-)
 def test_nul_in_oauth_nonce_on_postgresql(pg_gw: GatewayProcess) -> None:
     signer = add_consumer(pg_gw)
     token = add_token(pg_gw, signer)

@@ -45,7 +45,13 @@ from restguard.credentials.oauth1_consumers import (
     is_consumer_key,
     rsa_public_key,
 )
-from restguard.credentials.oauth1_tokens import ACCESS, TEMPORARY, is_live, token_secret
+from restguard.credentials.oauth1_tokens import (
+    ACCESS,
+    TEMPORARY,
+    is_live,
+    is_token,
+    token_secret,
+)
 from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, InvalidCredential, InvalidRequest
 from restguard.keys.sealing import Sealer
@@ -207,6 +213,8 @@ class OAuth1Verifier:
             return None, ""
         if expect == "none":
             raise InvalidCredential(debug="a temporary-credential request carries no token")
+        if not is_token(req.token):  # (no store read for what restguard never issued)
+            raise InvalidCredential(debug="oauth_token is not restguard's")
         if expect == "access":
             found = await self._access.get(req.token)
             record, secret = found if found is not None else (None, "")

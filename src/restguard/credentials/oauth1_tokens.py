@@ -19,6 +19,7 @@ work; this module makes the values.
 from __future__ import annotations
 
 import hmac
+import re
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -44,6 +45,16 @@ def new_token(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"an OAuth 1.0a token is {' or '.join(KINDS)}, not {kind!r}")
     return (TEMPORARY_PREFIX if kind == TEMPORARY else ACCESS_PREFIX) + random_base62(TOKEN_CHARS)
+
+
+_TOKEN_RE: Final = re.compile(
+    f"(?:{re.escape(TEMPORARY_PREFIX)}|{re.escape(ACCESS_PREFIX)})[0-9A-Za-z]{{{TOKEN_CHARS}}}"
+)
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` has the form of restguard's OAuth 1.0a token (safe to look up)."""
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def secret_purpose(token: str) -> str:

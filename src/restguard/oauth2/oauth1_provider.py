@@ -41,6 +41,7 @@ from restguard.credentials.oauth1_consumers import OOB, is_active, oauth_callbac
 from restguard.credentials.oauth1_tokens import (
     TEMPORARY,
     is_live,
+    is_token,
     new_temporary_credentials,
     new_token_credentials,
     new_verifier,
@@ -229,7 +230,7 @@ class OAuth1Provider:
     ) -> tuple[OAuth1TokenRecord, OAuth1ConsumerRecord]:
         """Temporary credentials waiting for the user's decision, and their consumer."""
         expired = PageError(400, "Link expired", _EXPIRED)
-        record = await self.tokens.get(token) if token else None
+        record = await self.tokens.get(token) if is_token(token) else None
         if (
             record is None
             or record.kind != TEMPORARY
@@ -317,7 +318,8 @@ class OAuth1Provider:
         nonce = self.sessions.nonce(request, now)
         if not self.sessions.csrf_ok(_TOKENS_FORM, form.get("csrf"), nonce, user.user_id, now):
             raise PageError(403, "Form expired", "The page expired. Open it again.")
-        record = await self.tokens.get(form.get("token", ""))
+        token = form.get("token", "")
+        record = await self.tokens.get(token) if is_token(token) else None
         if record is None or record.user_id != user.user_id or record.kind == TEMPORARY:
             raise PageError(404, "Not found", "That connection is not yours or is gone.")
         await self.tokens.revoke(record.token, now)

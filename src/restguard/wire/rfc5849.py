@@ -19,6 +19,7 @@ Strictness, beyond the letter of §3.5 where the letter leaves room for two read
   read, anything else is refused), separated by a comma with optional spaces or tabs; ``realm``
   is a quoted-string (RFC 2617) and is ignored; a name given twice is refused;
 * a bad percent escape (``%4``, ``%zz``) anywhere is refused rather than read literally;
+* a protocol parameter's value holds no control character (C0 or DEL);
 * ``oauth_timestamp`` is canonical plain ASCII digits, positive (§3.3), without leading zeros;
   ``oauth_nonce`` and ``oauth_timestamp`` are required with every method (§3.1 lets PLAINTEXT
   omit them; restguard keeps replay protection for all).
@@ -87,6 +88,7 @@ _PARAM_RE: Final = re.compile(
 _SCHEME_RE: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _QUOTED_PAIR_RE: Final = re.compile(rb"\\(.)", re.DOTALL)
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
 _REQUIRED: Final = (
     "oauth_consumer_key",
     "oauth_signature_method",
@@ -377,14 +379,18 @@ def collect(
     """
     header_params: list[_Param] | None = None
     realm: str | None = None
+    fields = 0
     for key, field in headers:
         if key == b"authorization":
+            fields += 1
             parsed = parse_authorization(field)
             if parsed is None:
                 continue
             if header_params is not None:
                 raise OAuthParameterError("more than one OAuth Authorization header")
             realm, header_params = parsed
+    if header_params is not None and fields > 1:  # RFC 9110 §11.6.2: one credential per field
+        raise OAuthParameterError("an OAuth Authorization header next to another one")
     query_params = parse_form(raw_query, "query") if raw_query else []
     body_params = parse_form(body, "body") if body_is_form and body else []
 
@@ -409,6 +415,8 @@ def collect(
                 raise OAuthParameterError(f"{name} is repeated")
             if not utf8:
                 raise OAuthParameterError(f"{name} is not UTF-8")
+            if _CONTROL.search(value):  # (NUL: no store keeps it; none is meaningful here)
+                raise OAuthParameterError(f"{name} holds a control character")
             protocol[name] = value
     if source is None:
         raise OAuthParameterError("no OAuth parameters")

@@ -678,3 +678,54 @@ def test_mutated_headers_never_crash(value: bytes) -> None:
         )
     except OAuthError:
         return
+
+
+# --- values no store keeps, and a second credential field -----------------------------------
+
+_PROTOCOL = [
+    ("oauth_consumer_key", "ck"),
+    ("oauth_token", "tok"),
+    ("oauth_signature_method", "HMAC-SHA1"),
+    ("oauth_signature", "c2ln"),
+    ("oauth_timestamp", "1700000000"),
+    ("oauth_nonce", "n0nce"),
+]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    index=st.integers(0, len(_PROTOCOL) - 1),
+    control=st.sampled_from([*map(chr, range(0x20)), "\x7f"]),
+    where=st.sampled_from(["header", "query", "body"]),
+)
+def test_a_control_character_in_any_protocol_value_is_refused(
+    index: int, control: str, where: str
+) -> None:
+    # (a NUL reached the PostgreSQL driver as a token or a nonce: 503, not a refusal)
+    params = list(_PROTOCOL)
+    name, value = params[index]
+    params[index] = (name, value[:1] + control + value[1:])
+    url, body, header = "https://api.example.com/r", None, None
+    if where == "header":
+        header = authorization_header(params)
+    elif where == "query":
+        url += "?" + urlencode(params)
+    else:
+        body = urlencode(params).encode()
+    with pytest.raises(OAuthParameterError):
+        _collect("POST", url, header, body)
+    # the twin: without it, the same request collects
+    params[index] = (name, value)
+    _collect("POST", "https://api.example.com/r", authorization_header(params))
+
+
+@pytest.mark.parametrize("other", [b"Bearer rg_ak_x", b"Basic YTpi", b"Token x"])
+@pytest.mark.parametrize("first", [True, False])
+def test_an_oauth_header_next_to_another_authorization_field_is_refused(
+    other: bytes, first: bool
+) -> None:
+    value = authorization_header(_PROTOCOL).encode()
+    fields = [(b"authorization", value), (b"authorization", other)]
+    with pytest.raises(OAuthParameterError, match="next to another"):
+        collect("GET", "https", "h", "/", b"", fields if first else fields[::-1], None, False)
+    collect("GET", "https", "h", "/", b"", fields[:1], None, False)
