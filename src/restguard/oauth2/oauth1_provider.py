@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import quote, urlencode
 
 from restguard.clock import Clock
@@ -132,9 +132,7 @@ class OAuth1Provider:
                 expect=expect,
             )
         except InvalidCredential as err:
-            if self.failures is not None:
-                await self.failures(request.client)  # may raise the 429 instead
-            raise err.with_challenges((CHALLENGE,)) from None
+            await self._refuse(request, err.debug)
 
     async def request_token(self, request: EndpointRequest) -> EndpointResponse:
         return await self._audited(request, partial(self._request_token, request))
@@ -174,14 +172,18 @@ class OAuth1Provider:
         if not verifier:  # §2.3: "oauth_verifier ... REQUIRED"
             raise InvalidRequest("oauth_verifier is required (RFC 5849 §2.3).")
         if not verifier_matches(verifier, temporary):
-            raise InvalidCredential(debug="wrong or no verifier").with_challenges((CHALLENGE,))
+            await self._refuse(request, "wrong verifier, or not authorized")
         new, secret = new_token_credentials(temporary, now=now, sealer=self.sealer)
         outcome = await self.tokens.exchange(temporary.token, verifier_hash(verifier), new, now)
         if outcome != "exchanged":  # used before (a replayed verifier), or revoked meanwhile
-            raise InvalidCredential(debug=f"temporary credentials {outcome}").with_challenges(
-                (CHALLENGE,)
-            )
+            await self._refuse(request, f"temporary credentials {outcome}")
         return _form_answer(oauth_token=new.token, oauth_token_secret=secret)
+
+    async def _refuse(self, request: EndpointRequest, debug: str) -> NoReturn:
+        """A 401 that counts toward the address's failed-attempt limit (which may answer 429)."""
+        if self.failures is not None:
+            await self.failures(request.client)
+        raise InvalidCredential(debug=debug).with_challenges((CHALLENGE,))
 
     # --- GET|POST /oauth1/authorize (§2.2) ----------------------------------------------------
     async def authorize(self, request: EndpointRequest) -> EndpointResponse:
