@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from restguard.credentials.base import AuthContext, Credential
 from restguard.credentials.oauth1_consumers import (
@@ -99,13 +99,12 @@ def _is_oauth_header(value: bytes) -> bool:
 
 
 def _mentions_oauth(raw: bytes) -> bool:
-    """Whether a query or form body names ``oauth_consumer_key`` or ``oauth_signature``
-    (percent-encoded spellings too: the verifier decodes names before it looks)."""
-    if not raw:
-        return False
-    if b"%" not in raw:
-        lowered = raw.lower()
-        return any(m in lowered for m in _MARKERS)
+    """Whether a query or form body has a parameter named ``oauth_consumer_key`` or
+    ``oauth_signature`` (percent-encoded spellings too: the verifier decodes names before it
+    looks; a value that merely mentions one is not a credential)."""
+    decoded = unquote_to_bytes(raw) if b"%" in raw else raw
+    if not any(marker in decoded for marker in _MARKERS):
+        return False  # (the usual request: one look)
     try:
         names = {name for name, *_ in rfc5849.parse_form(raw, "query")}
     except rfc5849.OAuthParameterError:

@@ -134,6 +134,10 @@ def test_what_it_claims_strips_and_reads() -> None:
     assert m.extract(RequestView("GET", "/", b"oauth_consumer_key=ck_x")) is not None
     assert m.extract(RequestView("GET", "/", b"oauth%5Fsignature=x")) is not None
     assert m.extract(RequestView("GET", "/", b"oauth_token=x&oauth_verifier=y")) is None
+    # a value that only mentions one, or another letter case, is not a credential
+    assert m.extract(RequestView("GET", "/", b"q=oauth_signature")) is None
+    assert m.extract(RequestView("GET", "/", b"q=%20oauth_consumer_key")) is None
+    assert m.extract(RequestView("GET", "/", b"OAUTH_SIGNATURE=x")) is None
     form = RequestView(
         "POST",
         "/",
