@@ -41,6 +41,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -138,6 +139,9 @@ def open_secret(sealed: bytes, purpose: str, sealer: Sealer) -> str:
     return encode_secret(raw)
 
 
+_OWN_PARAMETER: Final = re.compile(r"(?:^|&)oauth_(?:token|verifier)(?:=|&|$)")
+
+
 def is_active(record: OAuth1ConsumerRecord, now: datetime) -> bool:
     """Not revoked at ``now``."""
     return record.revoked_at is None or record.revoked_at > now
@@ -151,7 +155,13 @@ def callback_problem(uri: str) -> str | None:
     ``oob`` is what a consumer without one uses)."""
     if uri == OOB:
         return "'oob' is what a consumer without a registered callback uses: omit the option"
-    return callback_uri_problem(uri, what="a callback", rfc="RFC 5849 §2.1")
+    problem = callback_uri_problem(uri, what="a callback", rfc="RFC 5849 §2.1")
+    if problem is None and _OWN_PARAMETER.search(urlsplit(uri).query):
+        return (
+            f"{uri!r}: its query must not carry oauth_token or oauth_verifier (restguard "
+            "appends them, RFC 5849 §2.2)"
+        )
+    return problem
 
 
 def oauth_callback_problem(record: OAuth1ConsumerRecord, oauth_callback: str) -> str | None:

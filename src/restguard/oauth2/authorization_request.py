@@ -89,7 +89,9 @@ def redirect_to(uri: str, params: dict[str, str | None]) -> str:
     """``uri`` with ``params`` added to its query (RFC 6749 §4.1.2: "retaining" any query
     component it has); None values left out."""
     query = urlencode({k: v for k, v in params.items() if v is not None})
-    return uri + ("&" if urlsplit(uri).query else "?") + query
+    if urlsplit(uri).query:
+        return uri + "&" + query
+    return uri + ("" if uri.endswith("?") else "?") + query  # ("cb?": an empty query)
 
 
 def form_source(uri: str) -> str:

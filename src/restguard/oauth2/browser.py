@@ -28,6 +28,8 @@ REQUEST_TTL: Final = 15 * 60  # seconds to sign in and decide
 SESSION_TTL: Final = 8 * 3600
 LOGIN_TTL: Final = 15 * 60
 _FORM_TYPE: Final = b"application/x-www-form-urlencoded"
+#: A consent form carries one field per scope (the body is capped at 16 KiB anyway).
+MAX_FORM_FIELDS: Final = 1024
 
 Failures = Callable[[str], Awaitable[None]]
 
@@ -47,7 +49,7 @@ def read_form(request: EndpointRequest) -> tuple[dict[str, str], list[str]]:
             keep_blank_values=True,
             strict_parsing=bool(request.body),
             errors="strict",
-            max_num_fields=64,
+            max_num_fields=MAX_FORM_FIELDS,
         )
     except (UnicodeDecodeError, ValueError):
         raise FormError("the form does not parse") from None

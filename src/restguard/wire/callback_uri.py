@@ -20,6 +20,12 @@ _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 #: RFC 3986 §3.1 scheme; a private-use one is a reverse domain name (RFC 8252 §7.1).
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
+#: An http(s) authority a browser and a CSP ``form-action`` source both read the same way:
+#: LDH host labels (RFC 1123 §2.1; no "_", no trailing dot) or an IP literal, and a port of
+#: 1-5 digits when there is a ":" (the pages name the origin in ``form-action``, CSP Level 3
+#: §2.3.1, which has no room for anything else).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_AUTHORITY = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?")
 
 
 def callback_uri_problem(
@@ -54,6 +60,12 @@ def callback_uri_problem(
             return f"{shown} has no host"
         if "@" in parts.netloc:
             return f"{shown} must not carry user information"
+        authority = _AUTHORITY.fullmatch(parts.netloc)
+        if authority is None or not 0 < int(authority.group(1) or 443) < 65536:
+            return (
+                f"{shown}: the host must be a DNS name of letters, digits and hyphens (no "
+                "trailing dot) or an IP literal, and the port, when given, 1 to 65535"
+            )
         if scheme == "http" and not is_loopback_ip(host):
             return (
                 f"{shown} must be https:// (http:// only to a loopback IP literal such as "
