@@ -16,7 +16,13 @@ from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
 from restguard.authz.ratelimit import RateLimiter
 from restguard.clock import Clock
-from restguard.credentials.base import AuthContext, Authenticator, Credential, ReadsBody
+from restguard.credentials.base import (
+    AuthContext,
+    Authenticator,
+    CarriedInBody,
+    Credential,
+    ReadsBody,
+)
 from restguard.errors import (
     AuthError,
     InsufficientScope,
@@ -134,6 +140,9 @@ class Guard:
         self._body_readers = tuple(
             (name, a) for name, a in self.authenticators.items() if isinstance(a, ReadsBody)
         )
+        self._body_carriers = tuple(
+            (name, a) for name, a in self.authenticators.items() if isinstance(a, CarriedInBody)
+        )
         self.clock = clock
         self.limiter = limiter
         self.sinks = list(sinks)
@@ -152,7 +161,12 @@ class Guard:
         only when some authenticator wants the body of this request (its headers say so), so
         every other request costs a few header looks."""
         wants = [(name, limit) for name, a in self._body_readers if (limit := a.body_limit(view))]
-        if not wants:
+        maybe = [
+            (name, limit)
+            for name, a in self._body_carriers
+            if (limit := a.body_carrier_limit(view))
+        ]
+        if not wants and not maybe:
             return 0
         try:
             route = self.policy.match(view.method, view.path)
@@ -164,7 +178,26 @@ class Guard:
             return 0
         if route.public:
             return 0
-        return max((limit for name, limit in wants if name in route.auth), default=0)
+        wanted = max((limit for name, limit in wants if name in route.auth), default=0)
+        if wanted or not any(name in route.auth for name, _ in maybe):
+            return wanted
+        if self._presents_in_head(view, route):
+            return 0  # the credential is elsewhere: the body is not read for it
+        return max(limit for name, limit in maybe if name in route.auth)
+
+    def _presents_in_head(self, view: RequestView, route: Route) -> bool:
+        """Whether an authenticator of ``route`` finds a credential (or a malformed one) in the
+        request's head."""
+        for method in route.auth:
+            authenticator = self.authenticators.get(method)
+            if authenticator is None:
+                continue
+            try:
+                if authenticator.extract(view) is not None:
+                    return True
+            except AuthError:
+                return True
+        return False
 
     async def decide(
         self, view: RequestView, *, fallback: Route | None = None, deferred: bool = False

@@ -92,6 +92,52 @@ def test_body_wanted_follows_the_route_and_the_credential() -> None:
     assert guard.body_wanted(RequestView("POST", "/nowhere", headers=((HEADER, b"00"),))) == 0
 
 
+def test_a_body_that_may_carry_the_credential_is_read_only_when_the_head_carries_none() -> None:
+    """OAuth 1.0a parameters may travel in a form body alone (RFC 5849 §3.5.2): such a body is
+    read first only when no method of the route finds a credential in the head -- a large form
+    posted with an API key is never held back or capped for a credential it does not carry."""
+    from restguard.credentials.apikey import ApiKeyAuthenticator
+    from restguard.credentials.oauth1 import FORM_BODY_LIMIT, OAuth1Authenticator, OAuth1Verifier
+    from restguard.keys.sealing import Sealer
+    from tests.unit.fakes import FakeApiKeyStore
+
+    class Nothing:
+        async def get(self, key: str) -> None:
+            return None
+
+    verifier = OAuth1Verifier(Nothing(), Nothing(), None, Sealer(b"k" * 32))  # type: ignore[arg-type]
+    guard = Guard(
+        Policy(
+            [
+                route(0, "/any/**", ("POST",), auth=("api_key", "oauth1")),
+                route(1, "/keys/**", ("POST",), auth=("api_key",)),
+            ]
+        ),
+        {
+            "api_key": ApiKeyAuthenticator(FakeApiKeyStore(), FixedClock(T0)),
+            "oauth1": OAuth1Authenticator(verifier, public_url="https://api.example"),
+        },
+        FixedClock(T0),
+        MemoryRateLimiter(),
+    )
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    key = (b"x-api-key", b"rg_ak_abc")
+
+    def wanted(path: str, *headers: tuple[bytes, bytes], query: bytes = b"") -> int:
+        return guard.body_wanted(RequestView("POST", path, query, headers))
+
+    assert wanted("/any/x", form) == FORM_BODY_LIMIT  # nothing in the head: maybe in the body
+    assert wanted("/any/x", form, key) == 0  # an API key: the form is the app's business
+    assert wanted("/any/x", form, (b"authorization", b"ApiKey rg_ak_abc")) == 0
+    # a JWT is no credential of this route (no jwt in its auth): the body may still hold one
+    assert wanted("/any/x", form, (b"authorization", b"Bearer x.y.z")) == FORM_BODY_LIMIT
+    oauth = (b"authorization", b'OAuth oauth_consumer_key="ck_x"')
+    assert wanted("/any/x", form, oauth) == FORM_BODY_LIMIT  # signed with the header
+    assert wanted("/any/x", form, query=b"oauth_signature=x") == FORM_BODY_LIMIT
+    assert wanted("/any/x", (b"content-type", b"application/json")) == 0  # never signed
+    assert wanted("/keys/x", form) == 0  # the route does not accept oauth1
+
+
 # --- the ASGI middleware ----------------------------------------------------------------------
 
 

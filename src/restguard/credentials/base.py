@@ -85,5 +85,18 @@ class ReadsBody(Protocol):
     before the decision."""
 
     def body_limit(self, view: RequestView) -> int:
-        """Bytes of body this request's credential needs read before the decision (0: none)."""
+        """Bytes of body this request's credential needs read before the decision (0: none):
+        what its head shows of the credential says so."""
+        ...
+
+
+@runtime_checkable
+class CarriedInBody(Protocol):
+    """An authenticator whose credential may travel in the body alone, nothing in the head
+    (OAuth 1.0a's form-body parameters, RFC 5849 §3.5.2). The guard reads such a body first
+    only when no authenticator of the route finds a credential in the head: a form posted with
+    an API key is never held back (nor capped) for a credential it does not carry."""
+
+    def body_carrier_limit(self, view: RequestView) -> int:
+        """Bytes of body to read when the credential may be in it (0: it cannot be)."""
         ...

@@ -26,16 +26,19 @@ and ``authenticate`` proves them. ``OAuth1Verifier.verify`` checks, in this orde
    and instances (a unique key in the store), checked last so that an invalid request cannot
    burn one, and kept as long as the timestamp is acceptable: a replay is 401.
 
-Form bodies (``ReadsBody``): the parameters of a single-part ``application/x-www-form-urlencoded``
-body are signed (§3.4.1.3.1), so such a body is read whole before the decision (capped: 413
-above) and exactly those bytes are forwarded. Other bodies are not signed and not read.
+Form bodies (``ReadsBody``, ``CarriedInBody``): the parameters of a single-part
+``application/x-www-form-urlencoded`` body are signed (§3.4.1.3.1), so such a body is read
+whole before the decision (capped: 413 above) and exactly those bytes are forwarded -- when the
+head carries OAuth parameters, or when nothing in the head is a credential of the route (then
+the body may carry them, §3.5.2). A form posted with another credential (an API key) is not held
+back. Other bodies are not signed and not read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from restguard.credentials.base import AuthContext, Credential
@@ -77,8 +80,7 @@ _MARKERS: Final = (b"oauth_consumer_key", b"oauth_signature")
 Expect = Literal["access", "temporary", "none"]
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
+class Verified(NamedTuple):
     """A request that passed: its parameters, its consumer, its token (None: two-legged or a
     temporary-credential request)."""
 
@@ -321,8 +323,15 @@ class OAuth1Authenticator:
         return _HEADERS if self._header(view) else ()
 
     def body_limit(self, view: RequestView) -> int:
-        """A form-encoded body is read before the decision: its parameters are signed, and
-        it may be where the OAuth parameters are (§3.5.2)."""
+        """A form-encoded body is read before the decision when the head carries OAuth
+        parameters: the body's parameters are signed with them (§3.4.1.3.1)."""
+        if (self._header(view) or _mentions_oauth(view.query)) and is_form(view):
+            return self._limit
+        return 0
+
+    def body_carrier_limit(self, view: RequestView) -> int:
+        """... and when nothing in the head is a credential, a form body may hold the OAuth
+        parameters themselves (§3.5.2): the guard reads it then (``CarriedInBody``)."""
         return self._limit if is_form(view) else 0
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:

@@ -35,8 +35,7 @@ import binascii
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
@@ -118,10 +117,10 @@ class SignatureInvalid(OAuthError):
     """The signature does not verify with these credentials (§3.2: 401)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OAuthRequest:
+class OAuthRequest(NamedTuple):
     """A request's OAuth 1.0 parameters, collected and checked (§3.5), and its signature base
-    string (§3.4.1).
+    string (§3.4.1). (A named tuple: immutable, and made on every signed request -- several
+    times cheaper to build than a frozen dataclass.)
 
     ``protocol`` holds every ``oauth_*`` parameter, decoded (``oauth_signature`` included);
     ``params`` every request parameter in arrival order (query, then body, then header; the
@@ -415,11 +414,12 @@ def collect(
                 raise OAuthParameterError(f"{name} is repeated")
             if not utf8:
                 raise OAuthParameterError(f"{name} is not UTF-8")
-            if _CONTROL.search(value):  # (NUL: no store keeps it; none is meaningful here)
-                raise OAuthParameterError(f"{name} holds a control character")
             protocol[name] = value
     if source is None:
         raise OAuthParameterError("no OAuth parameters")
+    if _CONTROL.search("".join(protocol.values())):  # (NUL: no store keeps it; none is meant)
+        bad = next(name for name, value in protocol.items() if _CONTROL.search(value))
+        raise OAuthParameterError(f"{bad} holds a control character")
     for required in _REQUIRED:
         if not protocol.get(required):
             raise OAuthParameterError(f"{required} is missing")
