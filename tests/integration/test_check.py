@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from restguard import wiring
 from restguard.cli.init import write_data_dir
 from restguard.cli.main import cli
 from restguard.config import load
@@ -142,7 +143,10 @@ def test_the_config_env_variable_is_the_default(
     assert result.exit_code == 0 and str(config) in result.stdout
 
 
-def test_routes_this_version_cannot_serve(tmp_path: Path) -> None:
+def test_routes_this_version_cannot_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # every method the contract names is served now; a build without one (as oauth1 was
+    # missing before issue 11) refuses a route that accepts only it
+    monkeypatch.delitem(wiring.AUTHENTICATORS, "oauth1")
     routes = '[[routes]]\npath = "/x"\nmethods = ["GET"]\nauth = ["oauth1"]\n'
     config = write_data_dir(tmp_path / "d", routes=routes)
     result = check(config)

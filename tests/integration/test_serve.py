@@ -46,7 +46,7 @@ def _wait_up(url: str, proc: subprocess.Popen[str]) -> None:
         ('methods = ["GET"]\npublic = true', None),
         ('[[routes]]\npath = "/login"\nmethods = ["GET"]\npublic = true\n', "routes[1].path"),
         ('[[routes]]\npath = "/x"\nmethods = ["FETCH"]\n', "routes[1].methods"),
-        ('[[routes]]\npath = "/x"\nmethods = ["GET"]\nauth = ["oauth1"]\n', "routes[1].auth"),
+        ('[[routes]]\npath = "/x"\nmethods = ["GET"]\nauth = ["saml"]\n', "routes[1].auth"),
         ('[[routes]]\npath = "/x"\nmethods = ["GET"]\ncolour = "blue"\n', "routes[1].colour"),
     ],
 )
