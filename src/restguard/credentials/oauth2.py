@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
 from restguard.credentials.bearer import COMPACT, bearer_token
 from restguard.credentials.opaque_tokens import PREFIX, OpaqueTokens, well_formed
+from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwk import KeySet
 from restguard.keys.jwt_verify import (
@@ -51,7 +51,6 @@ CHALLENGE: Final = 'Bearer realm="restguard"'
 OPAQUE_PREFIX: Final = PREFIX.encode()
 OPAQUE_PREFIX_TEXT: Final = PREFIX
 CLIENT_CACHE_SECONDS: Final = 1.0
-_CLIENT_CACHE_SIZE: Final = 10_000
 VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
 _VERIFIED_SIZE: Final = 4096
 _VERIFIED_MAX_CHARS: Final = 2048
@@ -67,32 +66,21 @@ class KeyringView(Protocol):
     def current(self) -> SigningKeys: ...
 
 
-@dataclass(slots=True)
-class _CachedClient:
-    record: OAuthClientRecord | None
-    read_at: float
-
-
 class ClientCache:
-    """OAuth 2.0 client records read through a cache of at most ``CLIENT_CACHE_SECONDS``, so a
-    revocation applies on every instance within a second. Shared by the token endpoint and the
-    ``oauth2`` authenticator of one process."""
+    """OAuth 2.0 client records read through a cache of at most ``CLIENT_CACHE_SECONDS``
+    (``read_through.ReadThrough``), so a revocation applies on every instance within a second.
+    Shared by the token endpoint and the ``oauth2`` authenticator of one process."""
 
     def __init__(self, clients: OAuthClientStore, ttl: float = CLIENT_CACHE_SECONDS) -> None:
-        if not 0 <= ttl <= CLIENT_CACHE_SECONDS:
-            raise ValueError("ttl must be within [0, 1] s: revocation must apply in 1 s")
-        self._clients, self._ttl = clients, ttl
-        self._cache: dict[str, _CachedClient] = {}
+        self._cache = ReadThrough(clients.get, _nothing, ttl)  # ValueError past a second
 
     async def get(self, client_id: str) -> OAuthClientRecord | None:
-        now = time.monotonic()
-        hit = self._cache.get(client_id)
-        if hit is None or now - hit.read_at >= self._ttl:
-            record = await self._clients.get(client_id)  # BackendUnavailable: 503
-            if len(self._cache) >= _CLIENT_CACHE_SIZE:
-                self._cache.clear()
-            hit = self._cache[client_id] = _CachedClient(record, now)
-        return hit.record
+        found = await self._cache.get(client_id)  # BackendUnavailable: 503
+        return None if found is None else found[0]
+
+
+def _nothing(record: OAuthClientRecord) -> None:
+    """(A client record has nothing to derive.)"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,14 +32,13 @@ else is proven in ``authenticate``, in this order, each failure one generic 401:
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from restguard.credentials.apps import is_active, is_key_id, verification_key
 from restguard.credentials.base import AuthContext, Credential
+from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential
 from restguard.keys.sealing import Sealer
 from restguard.store.ports import AppRecord, AppStore, NonceStore
@@ -57,43 +56,23 @@ MAX_NONCE_CHARS: Final = 128
 MAX_SIGNATURES: Final = 8
 SIGNED_BODY_LIMIT: Final = 1024 * 1024  # bytes of a signed body read before the decision
 APP_CACHE_SECONDS: Final = 1.0
-_APP_CACHE_SIZE: Final = 10_000
 _HEADERS: Final = (b"signature-input", b"signature")
 _REQUIRED: Final = ("@method", "@authority", "@path")
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
 
 
-@dataclass(slots=True)
-class _CachedApp:
-    record: AppRecord | None
-    key: Any
-    read_at: float
-
-
 class AppCache:
-    """App records and their verification keys, read through a cache of at most a second."""
+    """App records and their verification keys, read through a cache of at most a second
+    (``read_through.ReadThrough``: a key is parsed once per record, not per request)."""
 
     def __init__(self, apps: AppStore, sealer: Sealer, ttl: float = APP_CACHE_SECONDS) -> None:
-        if not 0 <= ttl <= APP_CACHE_SECONDS:
-            raise ValueError("ttl must be within [0, 1] s: revocation must apply in 1 s")
-        self._apps, self._sealer, self._ttl = apps, sealer, ttl
-        self._cache: dict[str, _CachedApp] = {}
+        def key_of(record: AppRecord) -> Any:
+            return verification_key(record, sealer)
+
+        self._cache = ReadThrough(apps.get, key_of, ttl)  # ValueError past a second
 
     async def get(self, key_id: str) -> tuple[AppRecord, Any] | None:
-        now = time.monotonic()
-        hit = self._cache.get(key_id)
-        if hit is None or now - hit.read_at >= self._ttl:
-            record = await self._apps.get(key_id)  # BackendUnavailable: 503
-            key = None
-            if record is not None:
-                same = hit is not None and hit.record == record
-                key = (
-                    hit.key if same and hit is not None else verification_key(record, self._sealer)
-                )
-            if len(self._cache) >= _APP_CACHE_SIZE:
-                self._cache.clear()
-            hit = self._cache[key_id] = _CachedApp(record, key, now)
-        return None if hit.record is None else (hit.record, hit.key)
+        return await self._cache.get(key_id)  # BackendUnavailable: 503
 
 
 def _has_body(view: RequestView) -> bool:
