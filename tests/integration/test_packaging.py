@@ -252,7 +252,8 @@ def test_every_dependency_says_why_it_is_there() -> None:
 
 def test_the_cli_runs_on_a_base_install_without_the_client_extras(tmp_path: Path) -> None:
     """`pip install restguard` has no httpx (the client extra): the whole CLI, `restguard sign`
-    included (it signs with the wire code and sends with urllib), runs without it."""
+    and `restguard oauth1 sign` included (they sign with the wire code and send with urllib),
+    runs without it."""
     directory = tmp_path / "data"
     init = python(CLI, blocked={"httpx", "requests"}, args=("init", "--dir", str(directory)))
     assert init.returncode == 0, init.stderr
@@ -267,3 +268,13 @@ def test_the_cli_runs_on_a_base_install_without_the_client_extras(tmp_path: Path
     assert signed.returncode == 0, signed.stderr
     headers = json.loads(signed.stdout)["headers"]
     assert {"Signature-Input", "Signature"} <= set(headers)
+    oauth1 = python(
+        CLI,
+        blocked={"httpx", "requests"},
+        args=("oauth1", "sign", "--consumer-key", "ck_00000000000000000000", "--token",
+              "rg_ot_" + "0" * 32, "--secrets-stdin", "--dry-run", "--json", "-d", "a=1",
+              "http://127.0.0.1:9/notes"),
+        stdin=f"{secret}&{secret}\n",
+    )  # fmt: skip
+    assert oauth1.returncode == 0, oauth1.stderr
+    assert json.loads(oauth1.stdout)["headers"]["Authorization"].startswith("OAuth ")

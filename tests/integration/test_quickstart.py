@@ -414,3 +414,48 @@ def test_quickstart_signed_request_as_printed(tmp_path: Path) -> None:
             assert '"auth_method": "signature"' in done.stdout
     finally:
         assert qs.interrupt() == 0, qs.stderr
+
+
+def test_quickstart_oauth1_request_as_printed(tmp_path: Path) -> None:
+    """The printed `restguard oauth1 sign` line, run as printed in a shell, reads the notes as
+    the demo user (200), twice (a fresh nonce each run); on a second quickstart run the first
+    run's line is refused (its consumer is revoked) and the new one reads."""
+    directory = tmp_path / "qs"
+    port, admin, upstream = free_port(), free_port(), free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(command: str) -> str:
+        done = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=30, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def printed(out: str) -> str:
+        lines = out.splitlines()
+        (at,) = [i for i, line in enumerate(lines) if line.startswith("# 200: the demo consumer")]
+        assert lines[at] == (
+            "# 200: the demo consumer reads the notes as demo (OAuth 1.0a, HMAC-SHA1)"
+        )
+        command = lines[at + 1]
+        assert "restguard oauth1 sign" in command and "--secrets-stdin" in command
+        assert "docs/oauth1.md" in lines[at + 2]
+        return command
+
+    first = Quickstart(directory, port, admin, upstream)
+    try:
+        command = printed(first.wait_ready())
+        for _ in range(2):
+            out = run(command)
+            assert out.startswith("HTTP/1.1 200"), out[:300]
+            assert '"auth_method": "oauth1"' in out and '"subject": "demo"' in out
+    finally:
+        assert first.interrupt() == 0, first.stderr
+    second = Quickstart(directory, port, admin, upstream)
+    try:
+        new = printed(second.wait_ready())
+        assert new != command
+        assert run(command).startswith("HTTP/1.1 401")
+        assert run(new).startswith("HTTP/1.1 200")
+    finally:
+        assert second.interrupt() == 0, second.stderr

@@ -1,5 +1,6 @@
 """``restguard oauth1 consumer create|list|revoke`` and ``restguard oauth1 token list|revoke``:
-OAuth 1.0a consumers (RFC 5849) and the admin's view of their token credentials.
+OAuth 1.0a consumers (RFC 5849) and the admin's view of their token credentials; ``restguard
+oauth1 sign`` (a request signed as a consumer, from the shell) is ``cli/oauth1_sign.py``'s.
 
 A consumer's secret is drawn by restguard, printed once and stored sealed by the master key (the
 server needs it to verify HMAC signatures), so the master key must belong to the data directory:
@@ -25,6 +26,7 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
+from restguard.cli.oauth1_sign import oauth1_sign
 from restguard.cli.output import emit_json, iso, success, table
 from restguard.credentials.apps import MAX_PEM_BYTES
 from restguard.credentials.oauth1_consumers import SIGNATURE_METHODS, check_consumer, new_consumer
@@ -94,7 +96,7 @@ def _public_token(rec: OAuth1TokenRecord, now: datetime) -> dict[str, Any]:
 
 @click.group("oauth1")
 def oauth1() -> None:
-    """OAuth 1.0a (RFC 5849): consumers and their token credentials."""
+    """OAuth 1.0a (RFC 5849): consumers, their token credentials, signed requests."""
 
 
 @oauth1.group("consumer")
@@ -337,3 +339,6 @@ def revoke_token(token_value: str, config: str | None, as_json: bool) -> None:
         emit_json(_public_token(rec, datetime.now(UTC)))
     else:
         success(f"Token {rec.token} ({rec.subject or rec.consumer_key}) revoked.")
+
+
+oauth1.add_command(oauth1_sign)

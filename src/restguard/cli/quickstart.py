@@ -21,6 +21,12 @@ from restguard.config import Listen, Settings
 from restguard.credentials.apikey import new_record
 from restguard.credentials.apps import HMAC_SHA256, new_app
 from restguard.credentials.jwt_issuers import new_issuer
+from restguard.credentials.oauth1_consumers import HMAC_SHA1, OOB, new_consumer
+from restguard.credentials.oauth1_tokens import (
+    new_temporary_credentials,
+    new_token_credentials,
+    new_verifier,
+)
 from restguard.demo.app import PATH as APP_PATH
 from restguard.demo.app import SCOPES, DemoApp
 from restguard.demo.idp import ALG as IDP_ALG
@@ -28,7 +34,7 @@ from restguard.demo.idp import PATH as IDP_PATH
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.demo.notes import NotesApp
 from restguard.keys.master_check import ensure_master_key
-from restguard.keys.sealing import open_sealer
+from restguard.keys.sealing import Sealer, open_sealer
 from restguard.oauth2.clients import new_client
 from restguard.oauth2.users import new_user
 from restguard.store.ports import Store
@@ -38,6 +44,8 @@ READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
 SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client (client credentials)
 APP_NAME = "Quickstart notes app"  # the demo OAuth 2.0 application (authorization code)
 SIGNER_NAME = "quickstart-signer"  # the demo app that signs its requests (RFC 9421, HMAC)
+CONSUMER_NAME = "quickstart-consumer"  # the demo OAuth 1.0a consumer (RFC 5849)
+CONSUMER_SCOPES = ("notes:read",)
 DEMO_USER = "demo"  # the person who signs in to it
 DEMO_PORT = 9000  # the demo notes API, when free
 DEMO_AUDIENCE = "restguard-quickstart"  # the demo identity provider's tokens are for this API
@@ -54,6 +62,16 @@ def _free(host: str, port: int) -> bool:
 
 
 @dataclass(frozen=True)
+class _OAuth1:
+    """The demo consumer and the token credentials the demo user granted it."""
+
+    consumer_key: str
+    consumer_secret: str
+    token: str
+    token_secret: str
+
+
+@dataclass(frozen=True)
 class _Demo:
     read_key: str
     write_key: str
@@ -63,6 +81,7 @@ class _Demo:
     password: str
     signer_id: str
     signer_secret: str
+    oauth1: _OAuth1
 
 
 async def _fresh_keys(
@@ -70,8 +89,9 @@ async def _fresh_keys(
 ) -> _Demo:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
     a read key and a read/write key, an OAuth 2.0 client (client credentials, read only), an
-    OAuth 2.0 application (authorization code, public) and the demo user who signs in to it;
-    trust this run's demo identity provider instead of the last one's."""
+    OAuth 2.0 application (authorization code, public) and the demo user who signs in to it,
+    a signing app, an OAuth 1.0a consumer with token credentials of the demo user; trust this
+    run's demo identity provider instead of the last one's."""
     store = open_store(settings.database_url)
     try:
         now = datetime.now(UTC)
@@ -116,28 +136,66 @@ async def _fresh_keys(
             await store.oauth1_tokens.revoke_user(old.user_id, now)
             await store.consents.revoke(old.user_id)
             await store.users.remove(old.user_id)
-        await store.users.insert(new_user(DEMO_USER, password, SCOPES, now=now))
-        signer_id, signer_secret = await _fresh_signer(store, settings, now)
+        user = new_user(DEMO_USER, password, SCOPES, now=now)
+        await store.users.insert(user)
+        sealer = open_sealer(settings.master_key_path)
+        await ensure_master_key(store, sealer)  # (a wrong master key seals nothing)
+        signer_id, signer_secret = await _fresh_signer(store, sealer, now)
+        oauth1 = await _fresh_consumer(store, sealer, now, user.user_id)
         return _Demo(
-            read_key, write_key, service.client_id, secret, app, password, signer_id, signer_secret
+            read_key,
+            write_key,
+            service.client_id,
+            secret,
+            app,
+            password,
+            signer_id,
+            signer_secret,
+            oauth1,
         )
     finally:
         store.close()
 
 
-async def _fresh_signer(store: Store, settings: Settings, now: datetime) -> tuple[str, str]:
+async def _fresh_signer(store: Store, sealer: Sealer, now: datetime) -> tuple[str, str]:
     """The demo app that signs its requests (hmac-sha256); the previous run's is revoked."""
     for old in await store.apps.list():
         if old.name == SIGNER_NAME and old.revoked_at is None:
             await store.apps.revoke(old.key_id, now)
-    sealer = open_sealer(settings.master_key_path)
-    await ensure_master_key(store, sealer)  # (a wrong master key seals nothing)
     record, secret = new_app(
         SIGNER_NAME, ("notes:read",), HMAC_SHA256, None, now=now, sealer=sealer
     )
     assert secret is not None  # an hmac app
     await store.apps.insert(record)
     return record.key_id, secret
+
+
+async def _fresh_consumer(store: Store, sealer: Sealer, now: datetime, user_id: str) -> _OAuth1:
+    """The demo OAuth 1.0a consumer and token credentials the demo user granted it, written as
+    the provider writes them (temporary credentials, authorized, exchanged: RFC 5849 §2); the
+    previous run's consumer is revoked, with its tokens."""
+    for old in await store.oauth1_consumers.list():
+        if old.name == CONSUMER_NAME and old.revoked_at is None:
+            await store.oauth1_consumers.revoke(old.consumer_key, now)
+    consumer, consumer_secret = new_consumer(CONSUMER_NAME, CONSUMER_SCOPES, now=now, sealer=sealer)
+    await store.oauth1_consumers.insert(consumer)
+    temporary, _ = new_temporary_credentials(consumer, OOB, now=now, sealer=sealer)
+    await store.oauth1_tokens.insert(temporary)
+    _, digest = new_verifier()
+    authorized = await store.oauth1_tokens.authorize(
+        temporary.token,
+        user_id=user_id,
+        subject=DEMO_USER,
+        scopes=CONSUMER_SCOPES,
+        verifier_hash=digest,
+        at=now,
+    )
+    granted = await store.oauth1_tokens.get(temporary.token)
+    assert authorized and granted is not None  # just made: nothing else knows the token
+    access, token_secret = new_token_credentials(granted, now=now, sealer=sealer)
+    exchanged = await store.oauth1_tokens.exchange(temporary.token, digest, access, now)
+    assert exchanged == "exchanged", exchanged
+    return _OAuth1(consumer.consumer_key, consumer_secret, access.token, token_secret)
 
 
 async def _fresh_app(store: Store, now: datetime, gateway: str, upstream: str) -> DemoApp:
@@ -216,6 +274,15 @@ def _sign_command(base: str, config: Path, demo: _Demo) -> str:
     )
 
 
+def _oauth1_command(base: str, config: Path, demo: _Demo) -> str:
+    q, o = shlex.quote, demo.oauth1
+    return (
+        f"printf '%s\\n' {q(o.consumer_secret + '&' + o.token_secret)} | restguard oauth1 sign "
+        f"--config {q(str(config))} --consumer-key {o.consumer_key} --token {o.token} "
+        f"--secrets-stdin {base}/notes"
+    )
+
+
 def _guide(
     base: str, admin: str, upstream: str, config: Path, examples: list[_Example], demo: _Demo
 ) -> str:
@@ -237,6 +304,14 @@ def _guide(
         ),
         "# 200: the demo signer app reads the notes",
         _sign_command(base, config, demo),
+        "",
+        click.style(
+            "Sign every request as an OAuth 1.0a consumer (RFC 5849; a new signature each run):",
+            bold=True,
+        ),
+        f"# 200: the demo consumer reads the notes as {DEMO_USER} (OAuth 1.0a, HMAC-SHA1)",
+        _oauth1_command(base, config, demo),
+        "# how a consumer gets such token credentials (the three-legged flow): docs/oauth1.md",
         "",
         click.style("Sign in as a person (OAuth 2.0 authorization code + PKCE):", bold=True),
         f"# open in a browser, sign in as '{DEMO_USER}' with password {demo.password!r},",
@@ -375,6 +450,15 @@ def quickstart(
                     "secret": demo.signer_secret,
                     "alg": HMAC_SHA256,
                     "command": _sign_command(base, config, demo),
+                },
+                "oauth1": {
+                    "consumer_key": demo.oauth1.consumer_key,
+                    "consumer_secret": demo.oauth1.consumer_secret,
+                    "token": demo.oauth1.token,
+                    "token_secret": demo.oauth1.token_secret,
+                    "signature_method": HMAC_SHA1,
+                    "username": DEMO_USER,
+                    "command": _oauth1_command(base, config, demo),
                 },
                 "authorization_code": {
                     "authorize_url": demo.app.authorize_url(),

@@ -9,33 +9,18 @@ private key from a PEM file (``--private-key``).
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
-from restguard.cli.context import config_option, json_option, settings_from
-from restguard.cli.output import emit_json
+from restguard.cli.context import config_option, json_option
+from restguard.cli.send import header_callback, read_body, send, show_request, target
 from restguard.credentials.apps import MAX_PEM_BYTES
 from restguard.wire.rfc9421_signer import ALGORITHMS, RequestSigner
 
 _SIGNATURE_FIELDS = ("content-digest", "signature-input", "signature")
-MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
-
-
-def _header(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
-    headers = []
-    for value in values:
-        name, sep, field_value = value.partition(":")
-        if not sep or not name.strip() or name != name.strip():
-            raise click.BadParameter(f"{value!r} is not 'Name: value'", ctx, param)
-        if name.lower() in _SIGNATURE_FIELDS:
-            raise click.BadParameter(f"{name} is set by the signature", ctx, param)
-        headers.append((name, field_value.strip()))
-    return headers
+_header = header_callback(_SIGNATURE_FIELDS, "the signature")
 
 
 def _private_key(path: str, alg: str | None) -> tuple[str, Any]:
@@ -81,14 +66,6 @@ def _secret() -> str:
         secret: str = click.prompt("App secret", hide_input=True, err=True)
         return secret.strip()
     return sys.stdin.readline().strip()
-
-
-def _url(url: str, config: str | None) -> str:
-    if url.startswith(("http://", "https://")):
-        return url
-    if not url.startswith("/"):
-        raise click.BadParameter("an http(s) URL, or a path sent to public_url", param_hint="URL")
-    return settings_from(config).server.public_url.rstrip("/") + url
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -177,17 +154,8 @@ def sign(
     """
     if secret_stdin == (private_key is not None):
         raise click.UsageError("give exactly one of --secret-stdin (hmac) or --private-key PEM")
-    if data is not None and data_file is not None:
-        raise click.UsageError("give one of -d/--data and --data-file")
-    body = b""
-    if data is not None:
-        body = data.encode("utf-8")
-    elif data_file is not None:
-        with Path(data_file).open("rb") as f:
-            body = f.read(MAX_DATA_FILE_BYTES + 1)
-        if len(body) > MAX_DATA_FILE_BYTES:
-            raise click.BadParameter("over 64 MiB", param_hint="--data-file")
-    target = _url(url, config)
+    body = read_body(data, data_file)
+    where = target(url, config, headers)
     if private_key is not None:
         alg, key = _private_key(private_key, alg)
     else:
@@ -198,84 +166,21 @@ def sign(
         signer = RequestSigner(key_id, key, alg=alg, components=cover)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
-    verb = (method or ("POST" if data is not None or data_file is not None else "GET")).upper()
-    parts = urllib.parse.urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise click.BadParameter(f"{target!r} is not an http(s) URL", param_hint="URL")
+    verb = (method or ("POST" if body is not None else "GET")).upper()
     fields = [(name.lower(), value) for name, value in headers]
-    authority = next((v for n, v in fields if n == "host"), parts.netloc.rpartition("@")[2])
-    path = parts.path or "/"
-    request_target = path + (f"?{parts.query}" if parts.query else "")
     try:
         added = signer.signed(
             verb,
-            parts.scheme,
-            authority,
-            request_target,
+            where.scheme,
+            where.authority,
+            where.request_target,
             [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields],
-            body,
+            body or b"",
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     sent = [(n, v) for n, v in headers if n.lower() not in _SIGNATURE_FIELDS] + added
     if dry_run:
-        _show_request(verb, target, request_target, sent, as_json)
+        show_request(verb, where.url, where.request_target, sent, as_json)
         return
-    # (an http(s) URL only: checked above)
-    request = urllib.request.Request(target, data=body or None, method=verb)  # noqa: S310
-    for name, value in sent:
-        request.add_header(name, value)
-    try:
-        with _OPENER.open(request, timeout=timeout) as answer:
-            status, reason, version = answer.status, answer.reason, answer.version
-            answer_headers, content = answer.headers.items(), answer.read()
-    except urllib.error.HTTPError as answer:  # 4xx and 5xx: still the answer
-        status, reason, version = answer.code, answer.reason, 11
-        answer_headers, content = answer.headers.items(), answer.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise click.ClickException(f"{verb} {target}: {exc}") from None
-    _show_response(status, reason, version, answer_headers, content, as_json)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is shown, not followed: its signature would not fit the new request."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def _show_request(
-    verb: str, url: str, request_target: str, fields: list[tuple[str, str]], as_json: bool
-) -> None:
-    if as_json:
-        emit_json({"method": verb, "url": url, "headers": dict(fields)})
-        return
-    click.echo(f"{verb} {request_target} HTTP/1.1")
-    for name, value in fields:
-        click.echo(f"{name}: {value}")
-
-
-def _show_response(
-    status: int,
-    reason: str,
-    version: int,
-    headers: list[tuple[str, str]],
-    content: bytes,
-    as_json: bool,
-) -> None:
-    if as_json:
-        joined: dict[str, str] = {}
-        for name, value in headers:  # a repeated field: its values joined by ", "
-            key = name.lower()
-            joined[key] = f"{joined[key]}, {value}" if key in joined else value
-        emit_json({"status": status, "headers": joined, "body": content.decode("utf-8", "replace")})
-        return
-    click.echo(f"HTTP/{version // 10}.{version % 10} {status} {reason}")
-    for name, value in headers:
-        click.echo(f"{name}: {value}")
-    click.echo("")
-    if content:
-        click.echo(content, nl=not content.endswith(b"\n"))
+    send(verb, where.url, sent, body, timeout=timeout, as_json=as_json)
