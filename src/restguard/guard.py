@@ -186,18 +186,15 @@ class Guard:
         return max(limit for name, limit in maybe if name in route.auth)
 
     def _presents_in_head(self, view: RequestView, route: Route) -> bool:
-        """Whether an authenticator of ``route`` finds a credential (or a malformed one) in the
-        request's head."""
-        for method in route.auth:
-            authenticator = self.authenticators.get(method)
-            if authenticator is None:
-                continue
-            try:
-                if authenticator.extract(view) is not None:
-                    return True
-            except AuthError:
-                return True
-        return False
+        """Whether an authenticator of ``route`` finds a credential (or a malformed one, or
+        several) in the request's head."""
+        try:
+            self._extract(view, route)
+        except MissingCredential:
+            return False
+        except AuthError:
+            return True
+        return True
 
     async def decide(
         self, view: RequestView, *, fallback: Route | None = None, deferred: bool = False
