@@ -10,11 +10,11 @@ import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import unquote_plus
 
 from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
 from restguard.authz.ratelimit import RateLimiter
+from restguard.authz.request_checks import check_headers, check_query
 from restguard.clock import Clock
 from restguard.credentials.base import (
     AuthContext,
@@ -33,23 +33,12 @@ from restguard.errors import (
     RateLimited,
 )
 from restguard.tokens import (
-    QUERY_NAMES,
     carries_credential,
-    contains_credential,
     may_carry,
     redact,
 )
 from restguard.types import ANONYMOUS, Principal, RequestView
-from restguard.wire.forms import check_body, check_encoding, check_params, content_type
-
-# Headers that ask a server to act on another method than the one on the request line.
-METHOD_OVERRIDE_HEADERS = frozenset(
-    {b"x-http-method-override", b"x-http-method", b"x-method-override"}
-)
-# Headers that ask a server to route another path than the one on the request line (IIS URL
-# Rewrite; honoured by older Symfony and Zend, CVE-2018-14773): the upstream would act on a path
-# the policy never judged.
-PATH_OVERRIDE_HEADERS = frozenset({b"x-original-url", b"x-rewrite-url"})
+from restguard.wire.forms import check_body, check_encoding, content_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,38 +52,6 @@ class Decision:
     # (deferred decisions) the allow event, recorded by ``Guard.completed`` once the client
     # has its answer
     event: DecisionEvent | None = None
-
-
-def check_headers(view: RequestView) -> None:
-    """Refuse headers that would make the upstream act on another method or path than the one
-    judged. (Names are already clean: ``edge.view`` dropped invalid names and X-Restguard-*.)"""
-    for name, _ in view.headers:
-        if name in METHOD_OVERRIDE_HEADERS:
-            raise InvalidRequest(
-                "Method-override headers are not accepted; use the real HTTP method.",
-                debug=f"client sent {name!r}",
-            )
-        if name in PATH_OVERRIDE_HEADERS:
-            raise InvalidRequest(
-                "Path-override headers are not accepted; put the path in the request line.",
-                debug=f"client sent {name!r}",
-            )
-
-
-def check_query(query: bytes) -> None:
-    """Refuse a query that carries a restguard credential (URLs end up in logs, histories and
-    Referer headers) or a ``_method`` override — on every route, public and unmatched ones too."""
-    if not query:
-        return
-    check_params(query, "query")
-    text = query.decode("latin-1")
-    names = (unquote_plus(p.partition("=")[0]).strip().lower() for p in re.split("[&;]", text))
-    if contains_credential(unquote_plus(text)) or any(n in QUERY_NAMES for n in names):
-        raise InvalidRequest(
-            "Credentials are accepted only in headers, never in the URL. "
-            "Revoke a key that was sent in a URL.",
-            debug="credential in query string",
-        )
 
 
 def _shown_scheme(scheme: bytes) -> str:

@@ -9,6 +9,7 @@ import pytest
 from restguard.audit import DecisionEvent
 from restguard.authz.policy import AmbiguousPath, Policy, Route, compile_pattern
 from restguard.authz.ratelimit import MemoryRateLimiter
+from restguard.authz.request_checks import check_headers, check_query
 from restguard.clock import FixedClock
 from restguard.credentials.apikey import ApiKeyAuthenticator, generate_key
 from restguard.credentials.base import AuthContext, Credential
@@ -21,7 +22,7 @@ from restguard.errors import (
     NotFound,
     RateLimited,
 )
-from restguard.guard import Decision, Guard, check_headers, check_query
+from restguard.guard import Decision, Guard
 from restguard.types import ANONYMOUS, Principal, RequestView, verified_principal
 from tests.unit.fakes import T0, FakeApiKeyStore
 

@@ -20,10 +20,10 @@ import pytest
 
 from restguard.authz.paths import normalise_path, split_target
 from restguard.authz.policy import Policy, Route, compile_pattern, fold_path
+from restguard.authz.request_checks import check_query
 from restguard.credentials.apikey import parse_key
 from restguard.edge.view import build_view, check_framing, clean_headers, client_address
 from restguard.errors import AuthError
-from restguard.guard import check_query
 from restguard.tokens import carries_credential, contains_credential, redact
 from restguard.wire.forms import (
     JsonGate,
