@@ -14,15 +14,21 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
 import click
 
 from restguard.cli.context import config_option, json_option
-from restguard.cli.send import Target, header_callback, read_body, send, show_request, target
-from restguard.credentials.apps import MAX_PEM_BYTES
+from restguard.cli.send import (
+    Target,
+    header_callback,
+    load_private_key,
+    read_body,
+    send,
+    show_request,
+    target,
+)
 from restguard.tokens import random_base62
 from restguard.wire.rfc5849 import OAuthError, plaintext_signature, sign_hmac
 from restguard.wire.rfc5849_signer import sign_request_with
@@ -86,30 +92,11 @@ def _secrets(token: str | None) -> tuple[str, str]:
 def _rsa_signer(path: str) -> Callable[[str], str]:
     """RSA-SHA1: base string -> ``oauth_signature`` with the PEM private key at ``path``."""
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from restguard.wire.rfc5849_algorithms import signer
 
     hint = "--private-key"
-    try:
-        with Path(path).open("rb") as f:
-            pem = f.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {path} ({exc.strerror or exc})", param_hint=hint
-        ) from None
-    try:
-        key = load_pem_private_key(pem, password=None)
-    except TypeError:
-        raise click.BadParameter(
-            f"{path} is encrypted; write an unencrypted copy for this command "
-            "('openssl pkey -in KEY -out plain.pem') or use OAuth1Auth",
-            param_hint=hint,
-        ) from None
-    except ValueError:
-        raise click.BadParameter(
-            f"{path} is not a PEM private key ('-----BEGIN PRIVATE KEY-----')", param_hint=hint
-        ) from None
+    key = load_private_key(path, "OAuth1Auth")
     if not isinstance(key, rsa.RSAPrivateKey):
         raise click.BadParameter(f"{path}: not an RSA private key", param_hint=hint)
     return signer(RSA_SHA1, rsa_private_key=key)

@@ -19,6 +19,7 @@ import click
 
 from restguard.cli.context import settings_from
 from restguard.cli.output import emit_json
+from restguard.credentials.apps import MAX_PEM_BYTES
 
 MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
 
@@ -163,3 +164,31 @@ def _show_response(
     click.echo("")
     if content:
         click.echo(content, nl=not content.endswith(b"\n"))
+
+
+def load_private_key(path: str, client: str) -> Any:
+    """The unencrypted PEM private key at ``path`` (``--private-key``), read capped; a
+    ``click.BadParameter`` that never quotes the file otherwise (``client`` is the Python class
+    to use for an encrypted key)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    hint = "--private-key"
+    try:
+        with Path(path).open("rb") as f:
+            pem = f.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path} ({exc.strerror or exc})", param_hint=hint
+        ) from None
+    try:
+        return load_pem_private_key(pem, password=None)
+    except TypeError:
+        raise click.BadParameter(
+            f"{path} is encrypted; write an unencrypted copy for this command "
+            f"('openssl pkey -in KEY -out plain.pem') or use {client}",
+            param_hint=hint,
+        ) from None
+    except ValueError:
+        raise click.BadParameter(
+            f"{path} is not a PEM private key ('-----BEGIN PRIVATE KEY-----')", param_hint=hint
+        ) from None

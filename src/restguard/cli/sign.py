@@ -9,14 +9,19 @@ private key from a PEM file (``--private-key``).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from restguard.cli.context import config_option, json_option
-from restguard.cli.send import header_callback, read_body, send, show_request, target
-from restguard.credentials.apps import MAX_PEM_BYTES
+from restguard.cli.send import (
+    header_callback,
+    load_private_key,
+    read_body,
+    send,
+    show_request,
+    target,
+)
 from restguard.wire.rfc9421_signer import ALGORITHMS, RequestSigner
 
 _SIGNATURE_FIELDS = ("content-digest", "signature-input", "signature")
@@ -26,30 +31,11 @@ _header = header_callback(_SIGNATURE_FIELDS, "the signature")
 def _private_key(path: str, alg: str | None) -> tuple[str, Any]:
     """The algorithm and the ``key`` SignatureAuth takes for the PEM private key at ``path``."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from restguard.wire.rfc9421_algorithms import signer
 
     hint = "--private-key"
-    try:
-        with Path(path).open("rb") as f:
-            pem = f.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {path} ({exc.strerror or exc})", param_hint=hint
-        ) from None
-    try:
-        key = load_pem_private_key(pem, password=None)
-    except TypeError:
-        raise click.BadParameter(
-            f"{path} is encrypted; write an unencrypted copy for this command "
-            "('openssl pkey -in KEY -out plain.pem') or use SignatureAuth",
-            param_hint=hint,
-        ) from None
-    except ValueError:
-        raise click.BadParameter(
-            f"{path} is not a PEM private key ('-----BEGIN PRIVATE KEY-----')", param_hint=hint
-        ) from None
+    key = load_private_key(path, "SignatureAuth")
     if isinstance(key, ed25519.Ed25519PrivateKey):
         found = "ed25519"
     elif isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
