@@ -1,8 +1,9 @@
 """The storage ports on SQL: SQLite or PostgreSQL through one synchronous SQLAlchemy engine
 (API keys, signing keys, the master-key check and the store itself here; the token methods'
 stores in ``token_repositories.py``, the users in ``user_repository.py``, signing apps and
-signature nonces in ``app_repository.py``, OAuth 1.0a in ``oauth1_repository.py``;
-``runner.py`` runs every operation, as follows).
+signature nonces in ``app_repository.py``, the OAuth 1.0a consumers in ``oauth1_repository.py``
+and their credentials and nonces in ``oauth1_token_repository.py``; ``runner.py`` runs every
+operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
 waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
@@ -64,11 +65,8 @@ from restguard.store.sql.grant_repositories import (
     SqlConsentStore,
     SqlRefreshTokenStore,
 )
-from restguard.store.sql.oauth1_repository import (
-    SqlOAuth1ConsumerStore,
-    SqlOAuth1NonceStore,
-    SqlOAuth1TokenStore,
-)
+from restguard.store.sql.oauth1_repository import SqlOAuth1ConsumerStore
+from restguard.store.sql.oauth1_token_repository import SqlOAuth1NonceStore, SqlOAuth1TokenStore
 from restguard.store.sql.reseal import sealed_secrets
 from restguard.store.sql.runner import (
     DEFAULT_TIMEOUT,
