@@ -106,6 +106,8 @@ class GuardMiddleware:
             await send_problem(send, err, head=scope["method"] == "HEAD")
             return
         judged = {**scope, "headers": list(view.headers), DECISION_KEY: decision, VIEW_KEY: view}
+        if decision.rate_headers:
+            send = with_rate_headers(send, decision.rate_headers)
         await self.app(judged, receive, send)
 
     async def _websocket(
@@ -142,6 +144,21 @@ class GuardMiddleware:
         except AuthError as err:
             self.guard.refused(view.method, view.path.encode(), view.client, err)
             raise
+
+
+def with_rate_headers(send: Send, rate: tuple[tuple[str, str], ...]) -> Send:
+    """``send`` with the route's ``RateLimit-*`` headers in the answer's head, replacing any
+    ``ratelimit-*`` the app set."""
+    extra = [(n.encode("ascii"), v.encode("ascii")) for n, v in rate]
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            kept = [(n, v) for n, v in headers if not n.lower().startswith(b"ratelimit")]
+            message = {**message, "headers": kept + extra}
+        await send(message)
+
+    return sending
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

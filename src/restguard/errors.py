@@ -135,8 +135,11 @@ class RateLimited(AuthError):
     error = "rate_limited"
     default_description = "Too many requests; retry later."
 
-    def __init__(self, retry_after: int, *, debug: str = "") -> None:
-        super().__init__(debug=debug, headers=(("retry-after", str(max(1, retry_after))),))
+    def __init__(
+        self, retry_after: int, *, debug: str = "", more: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """``more``: further headers (a route limit's ``RateLimit-*``)."""
+        super().__init__(debug=debug, headers=(("retry-after", str(max(1, retry_after))), *more))
         self.retry_after = max(1, retry_after)
 
 

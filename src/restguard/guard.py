@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
-from restguard.authz.ratelimit import RateLimiter
+from restguard.authz.ratelimit import RateLimiter, Verdict
 from restguard.authz.request_checks import check_headers, check_query
 from restguard.clock import Clock
 from restguard.credentials.base import (
@@ -52,6 +52,19 @@ class Decision:
     # (deferred decisions) the allow event, recorded by ``Guard.completed`` once the client
     # has its answer
     event: DecisionEvent | None = None
+    # ``RateLimit-*`` for the client's answer when the route has a rate limit (they replace
+    # any the upstream sent)
+    rate_headers: tuple[tuple[str, str], ...] = ()
+
+
+def rate_limit_headers(limit: int, verdict: Verdict) -> tuple[tuple[str, str], ...]:
+    """``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (draft-ietf-httpapi-ratelimit-headers,
+    the names its drafts 00 to 06 use and most clients read)."""
+    return (
+        ("ratelimit-limit", str(limit)),
+        ("ratelimit-remaining", str(verdict.remaining)),
+        ("ratelimit-reset", str(verdict.reset)),
+    )
 
 
 def _shown_scheme(scheme: bytes) -> str:
@@ -179,8 +192,8 @@ class Guard:
             check_encoding(view.headers)
             strip = self._carriers(view)
             if route.public:
-                await self._rate_limit(route, "addr:" + view.client)
-                decision = Decision(route, ANONYMOUS, strip)
+                limited = await self._rate_limit(route, "addr:" + view.client)
+                decision = Decision(route, ANONYMOUS, strip, rate_headers=limited)
             else:
                 try:
                     credential = self._extract(view, route)
@@ -203,8 +216,8 @@ class Guard:
                     await self.failed_attempt(view.client)
                     raise
                 require_scopes(principal, route.scopes)
-                await self._rate_limit(route, _bucket(principal))
-                decision = Decision(route, principal, strip)
+                limited = await self._rate_limit(route, _bucket(principal))
+                decision = Decision(route, principal, strip, rate_headers=limited)
         except AuthError as err:
             self._emit(view, route, credential, started, None, err)
             raise
@@ -219,7 +232,7 @@ class Guard:
                 refused = replace(event, outcome="deny", status=err.status, error=err.error)
                 self._send(refused, self._optional)
                 raise
-        return Decision(decision.route, decision.principal, decision.credential_headers, event)
+        return replace(decision, event=event)
 
     def completed(self, decision: Decision, status: int, upstream: str) -> None:
         """Record a deferred decision's outcome: the status the client got and what became of
@@ -277,10 +290,11 @@ class Guard:
         proxy or NAT, or over a Unix socket where no address is known) can lock a credential's
         owner out. (Also counted: failed client authentications at the token endpoint.)"""
         limit, window = self.failed_attempts
-        now = self.clock.monotonic()
-        retry = await self.limiter.hit("fail:" + client, limit, window, now)
-        if retry is not None:
-            raise RateLimited(retry, debug="too many failed attempts from this client")
+        verdict = await self.limiter.hit("fail:" + client, limit, window)
+        if verdict.retry_after is not None:
+            raise RateLimited(
+                verdict.retry_after, debug="too many failed attempts from this client"
+            )
 
     def _extract(self, view: RequestView, route: Route) -> Credential:
         """The one credential the request presents for this route (syntax only). A malformed
@@ -325,15 +339,17 @@ class Guard:
             return f"A credential in the {name.decode('latin-1')} header is not read; {send}"
         return f"This route needs a credential: {send}"
 
-    async def _rate_limit(self, route: Route, who: str) -> None:
-        """The route's limit, per credential (per client address on public routes)."""
+    async def _rate_limit(self, route: Route, who: str) -> tuple[tuple[str, str], ...]:
+        """The route's limit, per credential (per client address on public routes): the
+        ``RateLimit-*`` headers for the answer, or ``RateLimited`` (429) carrying them."""
         if route.rate_limit is None:
-            return
+            return ()
         limit, window = route.rate_limit
-        now = self.clock.monotonic()
-        retry = await self.limiter.hit(f"route:{route.index}:{who}", limit, window, now)
-        if retry is not None:
-            raise RateLimited(retry, debug="route rate limit")
+        verdict = await self.limiter.hit(f"route:{route.index}:{who}", limit, window)
+        headers = rate_limit_headers(limit, verdict)
+        if verdict.retry_after is not None:
+            raise RateLimited(verdict.retry_after, debug="route rate limit", more=headers)
+        return headers
 
     def screen(self, view: RequestView) -> None:
         """The checks every request passes, whatever answers it (restguard's own endpoints

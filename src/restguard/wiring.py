@@ -255,7 +255,7 @@ async def open_runtime(
             Policy(list(settings.routes)),
             authenticators,
             clock,
-            MemoryRateLimiter(),
+            MemoryRateLimiter(clock.monotonic),
             sinks=[*([audit] if audit else []), *sinks],
             failed_attempts=settings.server.failed_attempts,
         )

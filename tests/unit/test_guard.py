@@ -96,7 +96,7 @@ class Env:
             Policy(ROUTES),
             {"api_key": ApiKeyAuthenticator(self.keys, self.clock), "jwt": BearerStub()},
             self.clock,
-            MemoryRateLimiter(),
+            MemoryRateLimiter(self.clock.monotonic),
             sinks=[self.events.append],
             failed_attempts=failed_attempts,
         )
@@ -397,7 +397,11 @@ async def test_every_sink_gets_every_event() -> None:
     second: list[DecisionEvent] = []
     clock = FixedClock(T0)
     guard = Guard(
-        Policy(ROUTES), {}, clock, MemoryRateLimiter(), sinks=[first.append, second.append]
+        Policy(ROUTES),
+        {},
+        clock,
+        MemoryRateLimiter(clock.monotonic),
+        sinks=[first.append, second.append],
     )
     await guard.decide(RequestView("GET", "/public/a"))
     with pytest.raises(NotFound):

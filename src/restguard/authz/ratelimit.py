@@ -1,50 +1,89 @@
 """Rate limiting with GCRA (the generic cell rate algorithm): O(1) state per key, no timers.
 
-``limit`` requests per ``window`` seconds, all of which may arrive at once. The limiter is a
-port: this in-memory one serves a single instance; a shared one comes with Redis.
+``limit`` requests per ``window`` seconds, all of which may arrive at once. A key's whole state
+is one number, its theoretical arrival time (TAT): the moment its bucket is empty again. An
+event at ``now`` is allowed when ``TAT - (window - interval) <= now`` and then moves the TAT
+``interval = window / limit`` past ``max(TAT, now)``.
+
+The limiter is a port with three adapters, chosen at start-up (``wiring``): this in-memory one
+for a single process, ``store.sql.rate_limits`` (the database) when several worker processes
+or instances share the work without Redis, and ``store.redis`` with Redis. All three compute
+the same ``Verdict`` from the same arithmetic (``gcra``), so N racing events against a limit of
+L admit exactly L wherever the counter lives.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+import time
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+_EPSILON = 1e-6  # seconds
+
+
+class Verdict(NamedTuple):
+    """One event's outcome. ``remaining``: events still allowed right now; ``reset``: seconds
+    until the whole limit is available again (the ``RateLimit-*`` headers' values);
+    ``retry_after``: None when allowed, else seconds until the next event would be."""
+
+    allowed: bool
+    remaining: int
+    reset: int
+    retry_after: int | None
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, limit: int, window: float, now: float) -> int | None:
-        """Count one event; None if allowed, else seconds until the next one would be."""
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        """Count one event for ``key`` if it is allowed (a refused one counts nothing).
+        ``BackendUnavailable`` when the shared counter cannot be reached: fail closed."""
         ...
 
-    async def blocked(self, key: str, limit: int, window: float, now: float) -> int | None:
-        """Like ``hit`` but counts nothing: is ``key`` over its limit right now?"""
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        """Like ``hit`` but counts nothing: seconds until ``key`` may act again, or None."""
         ...
+
+    def close(self) -> None: ...
+
+
+def gcra(tat: float | None, now: float, limit: int, window: float) -> tuple[float, Verdict]:
+    """The new TAT and the verdict for one event at ``now`` on a key whose TAT is ``tat``
+    (None: never seen). A refused event leaves the TAT as it was."""
+    interval = window / limit
+    base = now if tat is None or tat < now else tat
+    allow_at = base - (window - interval)
+    if allow_at - now > _EPSILON:  # (float noise must not refuse the limit's last event)
+        retry = max(1, math.ceil(allow_at - now))
+        return base, Verdict(False, 0, max(1, math.ceil(base - now)), retry)
+    new = base + interval
+    remaining = int((now + window - new + _EPSILON) / interval)
+    return new, Verdict(True, max(0, remaining), max(0, math.ceil(new - now)), None)
 
 
 class MemoryRateLimiter:
-    """GCRA in one process. ``now`` is a monotonic time in seconds."""
+    """GCRA in one process. ``clock``: monotonic seconds (tests pass their own)."""
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
+        self._clock = clock
         self._tat: dict[str, float] = {}
         self._max_keys = max_keys
 
-    def _check(self, key: str, limit: int, window: float, now: float) -> tuple[float, int | None]:
-        interval = window / limit
-        tat = max(self._tat.get(key, now), now)
-        allow_at = tat - (window - interval)
-        if now < allow_at:
-            return tat, max(1, math.ceil(allow_at - now))
-        return tat + interval, None
-
-    async def hit(self, key: str, limit: int, window: float, now: float) -> int | None:
-        new_tat, retry = self._check(key, limit, window, now)
-        if retry is None:
-            if len(self._tat) >= self._max_keys:
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        now = self._clock()
+        new_tat, verdict = gcra(self._tat.get(key), now, limit, window)
+        if verdict.allowed:
+            if len(self._tat) >= self._max_keys and key not in self._tat:
                 self._evict(now)
             self._tat[key] = new_tat
-        return retry
+        return verdict
 
-    async def blocked(self, key: str, limit: int, window: float, now: float) -> int | None:
-        return self._check(key, limit, window, now)[1]
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        return gcra(self._tat.get(key), self._clock(), limit, window)[1].retry_after
+
+    def close(self) -> None:
+        self._tat.clear()
 
     def _evict(self, now: float) -> None:
         for k in [k for k, tat in self._tat.items() if tat <= now]:

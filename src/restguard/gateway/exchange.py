@@ -46,7 +46,7 @@ from restguard.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from restguard.gateway.headers import client_head, upstream_head
+from restguard.gateway.headers import client_head, upstream_head, with_rate_headers
 from restguard.gateway.own import answer_own, check_own
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
@@ -400,6 +400,8 @@ class Exchange:
     ) -> None:
         if self.finished:
             return
+        if self._decision is not None and self._decision.rate_headers:
+            headers = with_rate_headers(headers, self._decision.rate_headers)
         out, framing = client_head(
             status,
             reason,

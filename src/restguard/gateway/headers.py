@@ -146,6 +146,15 @@ def upstream_head(
     return b"".join(lines)
 
 
+def with_rate_headers(
+    headers: list[tuple[bytes, bytes]], rate: tuple[tuple[str, str], ...]
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's answer headers with the route's ``RateLimit-*`` in place of any
+    ``ratelimit-*`` the upstream sent (the client is limited by the gateway's count)."""
+    kept = [(n, v) for n, v in headers if not n.startswith(b"ratelimit")]
+    return kept + [(n.encode("ascii"), v.encode("ascii")) for n, v in rate]
+
+
 def client_head(
     status: int,
     reason: bytes,

@@ -1,68 +1,121 @@
-"""authz/ratelimit.py: GCRA in memory."""
+"""authz/ratelimit.py: the GCRA arithmetic every limiter shares, and the in-memory limiter."""
 
 from __future__ import annotations
 
-from restguard.authz.ratelimit import MemoryRateLimiter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from restguard.authz.ratelimit import MemoryRateLimiter, Verdict, gcra
 
 T = 1000.0
 
 
-async def test_allows_limit_at_once_then_refuses_with_retry_after() -> None:
-    limiter = MemoryRateLimiter()
-    for _ in range(3):
-        assert await limiter.hit("k", 3, 60.0, T) is None
-    retry = await limiter.hit("k", 3, 60.0, T)
-    assert retry == 20  # window / limit: the next cell is free in 20 s
+class FakeClock:
+    def __init__(self, now: float = T) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter() -> tuple[MemoryRateLimiter, FakeClock]:
+    clock = FakeClock()
+    return MemoryRateLimiter(clock), clock
+
+
+async def test_allows_limit_at_once_counting_down_then_refuses_with_retry_after() -> None:
+    lim, _ = limiter()
+    seen = [await lim.hit("k", 3, 60.0) for _ in range(3)]
+    assert seen == [
+        Verdict(True, 2, 20, None),
+        Verdict(True, 1, 40, None),
+        Verdict(True, 0, 60, None),
+    ]
+    refused = await lim.hit("k", 3, 60.0)
+    assert refused == Verdict(False, 0, 60, 20)  # window / limit: the next cell is free in 20 s
     # A refused hit is not counted: the retry time does not grow.
-    assert await limiter.hit("k", 3, 60.0, T) == 20
-    assert await limiter.hit("k", 3, 60.0, T + 5) == 15
+    assert (await lim.hit("k", 3, 60.0)).retry_after == 20
 
 
 async def test_recovers_one_request_per_interval() -> None:
-    limiter = MemoryRateLimiter()
+    lim, clock = limiter()
     for _ in range(3):
-        assert await limiter.hit("k", 3, 60.0, T) is None
-    assert await limiter.hit("k", 3, 60.0, T + 19.9) == 1
-    assert await limiter.hit("k", 3, 60.0, T + 20.0) is None
-    assert await limiter.hit("k", 3, 60.0, T + 20.0) is not None
+        assert (await lim.hit("k", 3, 60.0)).allowed
+    clock.now = T + 19.9
+    assert (await lim.hit("k", 3, 60.0)).retry_after == 1
+    clock.now = T + 20.0
+    assert await lim.hit("k", 3, 60.0) == Verdict(True, 0, 60, None)
+    assert not (await lim.hit("k", 3, 60.0)).allowed
     # After a whole window of silence the full burst is available again.
-    later = T + 20.0 + 60.0
-    for _ in range(3):
-        assert await limiter.hit("k", 3, 60.0, later) is None
-    assert await limiter.hit("k", 3, 60.0, later) is not None
+    clock.now = T + 20.0 + 60.0
+    assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True, True, True, False]
 
 
 async def test_retry_after_is_at_least_one_second() -> None:
-    limiter = MemoryRateLimiter()
-    assert await limiter.hit("k", 10, 1.0, T) is None
-    for _ in range(9):
-        await limiter.hit("k", 10, 1.0, T)
-    assert await limiter.hit("k", 10, 1.0, T) == 1
+    lim, _ = limiter()
+    for _ in range(10):
+        assert (await lim.hit("k", 10, 1.0)).allowed
+    assert (await lim.hit("k", 10, 1.0)).retry_after == 1
 
 
 async def test_keys_are_independent() -> None:
-    limiter = MemoryRateLimiter()
-    assert await limiter.hit("a", 1, 60.0, T) is None
-    assert await limiter.hit("a", 1, 60.0, T) == 60
-    assert await limiter.hit("b", 1, 60.0, T) is None
+    lim, _ = limiter()
+    assert (await lim.hit("a", 1, 60.0)).allowed
+    assert (await lim.hit("a", 1, 60.0)).retry_after == 60
+    assert (await lim.hit("b", 1, 60.0)).allowed
 
 
 async def test_blocked_counts_nothing() -> None:
-    limiter = MemoryRateLimiter()
+    lim, clock = limiter()
     for _ in range(50):
-        assert await limiter.blocked("k", 3, 60.0, T) is None
+        assert await lim.blocked("k", 3, 60.0) is None
     for _ in range(3):
-        assert await limiter.hit("k", 3, 60.0, T) is None
-    assert await limiter.blocked("k", 3, 60.0, T) == 20
-    assert await limiter.blocked("k", 3, 60.0, T + 20) is None
-    assert await limiter.hit("k", 3, 60.0, T + 20) is None
-    assert await limiter.blocked("k", 3, 60.0, T + 20) == 20
+        assert (await lim.hit("k", 3, 60.0)).allowed
+    assert await lim.blocked("k", 3, 60.0) == 20
+    clock.now = T + 20
+    assert await lim.blocked("k", 3, 60.0) is None
+    assert (await lim.hit("k", 3, 60.0)).allowed
+    assert await lim.blocked("k", 3, 60.0) == 20
 
 
 async def test_eviction_keeps_working_when_the_table_is_full() -> None:
-    limiter = MemoryRateLimiter(max_keys=10)
+    lim = MemoryRateLimiter(FakeClock(), max_keys=10)
     for i in range(100):
-        assert await limiter.hit(f"k{i}", 1, 60.0, T) is None
-    assert len(limiter._tat) <= 10
+        assert (await lim.hit(f"k{i}", 1, 60.0)).allowed
+    assert len(lim._tat) <= 10
     # The newest key is still limited.
-    assert await limiter.hit("k99", 1, 60.0, T) == 60
+    assert (await lim.hit("k99", 1, 60.0)).retry_after == 60
+
+
+@settings(deadline=None)
+@given(
+    limit=st.integers(1, 20),
+    window=st.sampled_from([1.0, 60.0, 3600.0, 86400.0]),
+    gaps=st.lists(st.floats(0, 5000, allow_nan=False), max_size=20),
+)
+def test_gcra_never_admits_more_than_limit_per_window_and_counts_down(
+    limit: int, window: float, gaps: list[float]
+) -> None:
+    """Over any event sequence: a fresh key admits exactly ``limit`` at one instant; no span
+    admits more than ``limit`` plus one per interval elapsed; refusals change nothing."""
+    tat, now, admitted = None, T, []
+    for gap in [0.0, *gaps]:
+        now += gap
+        burst = 0
+        while True:
+            new, verdict = gcra(tat, now, limit, window)
+            if not verdict.allowed:
+                assert new == (tat if tat is not None and tat > now else now)
+                assert verdict.retry_after is not None and verdict.retry_after >= 1
+                break
+            assert verdict.remaining >= 0 and verdict.retry_after is None
+            tat = new
+            burst += 1
+            admitted.append(now)
+            assert burst <= limit
+        if gap == 0.0 and len(admitted) == burst:
+            assert burst == limit  # a fresh key: the whole limit at once
+    interval = window / limit
+    for i, t in enumerate(admitted):  # a token bucket: limit at once, then one per interval
+        for j in range(i, len(admitted)):
+            assert j - i + 1 <= limit + (admitted[j] - t) / interval + 1e-6
