@@ -66,6 +66,39 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+def test_systemd_template_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    """deploy/restguard@.service: instance NAME serves /var/lib/restguard/NAME.toml."""
+    text = (ROOT / "deploy" / "restguard@.service").read_text()
+    for setting in (
+        "User=restguard",
+        "StateDirectory=restguard",
+        "Environment=RESTGUARD_CONFIG=/var/lib/restguard/%i.toml",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/opt/restguard/bin/restguard serve --workers ${RESTGUARD_WORKERS}",
+    ):
+        assert f"\n{setting}\n" in text, setting
+    unit = tmp_path / "restguard@gw1.service"
+    unit.write_text(text.replace("/opt/restguard/bin/restguard", RESTGUARD))
+    verify = subprocess.run(
+        [str(SYSTEMD_ANALYZE), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", "")
+    security = subprocess.run(
+        [str(SYSTEMD_ANALYZE), "security", "--offline=yes", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(
+        r"Overall exposure level for restguard@gw1\.service: (\d+\.\d+)", security.stdout
+    )
+    assert found, security.stdout + security.stderr
+    assert float(found.group(1)) <= 2.0
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
 def test_systemd_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """The twin: a mistake in the unit does produce output, so the test above can fail."""
     text = (ROOT / "deploy" / "restguard.service").read_text()
