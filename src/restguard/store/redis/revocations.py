@@ -79,6 +79,8 @@ class RevocationBus:
                     type(exc).__name__,
                     delay,
                 )
+            except Exception:  # a bug must not end the fan-out for good: log, resubscribe
+                logger.exception("redis revocations: unexpected failure; retrying in %.1f s", delay)
             finally:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(self._link.timeout):
