@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -43,6 +44,10 @@ class Link:
     def __init__(self, url: str, *, timeout: float, prefix: str, max_connections: int) -> None:
         if timeout <= 0 or max_connections < 1:
             raise ValueError("the Redis timeout and max_connections must be positive")
+        try:
+            parse_url(url)
+        except ValueError:
+            raise ValueError("not a usable Redis URL") from None  # (never echo it: a password)
         self._url = url
         self._max_connections = max_connections
         self.timeout = timeout
@@ -51,19 +56,16 @@ class Link:
 
     def client(self) -> Redis:
         if self._client is None:
-            try:
-                pool = BlockingConnectionPool.from_url(
-                    self._url,
-                    max_connections=self._max_connections,
-                    timeout=self.timeout,  # waiting for a free connection, within the call's
-                    socket_timeout=self.timeout,
-                    socket_connect_timeout=self.timeout,
-                    retry=Retry(NoBackoff(), 0),
-                    retry_on_error=[],
-                    health_check_interval=0,
-                )
-            except ValueError:
-                raise ValueError("not a usable Redis URL") from None  # (never echo it)
+            pool = BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self._max_connections,
+                timeout=self.timeout,  # waiting for a free connection, within the call's
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_error=[],
+                health_check_interval=0,
+            )
             self._client = Redis.from_pool(pool)
         return self._client
 
