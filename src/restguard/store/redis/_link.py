@@ -1,0 +1,87 @@
+"""One Redis connection pool and the one way to call it: once, bounded, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from restguard.errors import BackendUnavailable
+
+T = TypeVar("T")
+
+#: Keys longer than this (UTF-8 bytes) are stored under their SHA-256 instead.
+MAX_KEY_BYTES = 200
+
+
+def unavailable(operation: str, exc: BaseException) -> BackendUnavailable:
+    """The error for a failed call: the operation and the exception's class, never a URL."""
+    return BackendUnavailable(debug=f"redis {operation}: {type(exc).__name__}")
+
+
+def digest(*parts: str) -> str:
+    """An unambiguous SHA-256 of attacker-chosen parts (each one length-prefixed)."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(data))
+        h.update(data)
+    return h.hexdigest()
+
+
+class Link:
+    """A ``redis.asyncio`` client, created on first use (inside the running loop), that tries
+    each command once: no retries, socket timeouts and an ``asyncio.timeout`` of ``timeout``.
+    At most ``max_connections`` connections; a call waits (within its timeout) for a free one."""
+
+    def __init__(self, url: str, *, timeout: float, prefix: str, max_connections: int) -> None:
+        if timeout <= 0 or max_connections < 1:
+            raise ValueError("the Redis timeout and max_connections must be positive")
+        try:
+            parse_url(url)
+        except ValueError:
+            raise ValueError("not a usable Redis URL") from None  # (never echo it: a password)
+        self._url = url
+        self._max_connections = max_connections
+        self.timeout = timeout
+        self.prefix = prefix
+        self._client: Redis | None = None
+
+    def client(self) -> Redis:
+        if self._client is None:
+            pool = BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self._max_connections,
+                timeout=self.timeout,  # waiting for a free connection, within the call's
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_error=[],
+                health_check_interval=0,
+            )
+            self._client = Redis.from_pool(pool)
+        return self._client
+
+    async def call(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        """``call(client)`` within ``timeout``; ``BackendUnavailable`` on any failure."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call(self.client())
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise unavailable(operation, exc) from None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await client.aclose()
+            except (RedisError, OSError, TimeoutError):
+                pass  # closing: nothing left to protect

@@ -1,0 +1,99 @@
+"""``RateLimiter`` on Redis: GCRA in one Lua script, so racing instances count exactly.
+
+A key's state is one string, its TAT (theoretical arrival time, seconds since the epoch on
+Redis's clock), which expires when the TAT passes (then the key is as if never seen). The
+script reads the time with ``TIME``: instances whose own clocks disagree still agree on every
+verdict. Its arithmetic is ``authz.ratelimit.gcra``'s, line by line, in the same doubles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from restguard.authz.ratelimit import Verdict
+from restguard.store.redis._link import MAX_KEY_BYTES, Link
+
+#: The clock: ``now`` in seconds from Redis's own ``TIME`` (a test may put a fixed one).
+CLOCK_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+#: ``gcra()`` on KEYS[1] at ``now``; ARGV: limit, window, "1" to count an allowed event.
+#: Returns {allowed (0/1), remaining, reset, retry_after (-1: None)}.
+GCRA_LUA: Final = """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local interval = window / limit
+local stored = redis.call('GET', KEYS[1])
+local tat = nil
+if stored then tat = tonumber(stored) end
+local base = tat
+if tat == nil or tat < now then base = now end
+local allow_at = base - (window - interval)
+if allow_at - now > 1e-6 then
+  return {0, 0, math.max(1, math.ceil(base - now)), math.max(1, math.ceil(allow_at - now))}
+end
+local new = base + interval
+local remaining = (now + window - new + 1e-6) / interval
+if remaining >= 0 then remaining = math.floor(remaining) else remaining = math.ceil(remaining) end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], string.format('%.17g', new),
+    'PXAT', string.format('%.0f', math.ceil(new * 1000)))
+end
+return {1, math.max(0, remaining), math.max(0, math.ceil(new - now)), -1}
+"""
+
+
+def verdict(reply: list[int]) -> Verdict:
+    """The script's reply as a ``Verdict``."""
+    allowed, remaining, reset, retry = (int(v) for v in reply)
+    return Verdict(allowed == 1, remaining, reset, None if retry < 0 else retry)
+
+
+class RedisRateLimiter:
+    """GCRA shared by every instance on one Redis. Keys: prefix + ``rl:`` + key, or prefix +
+    ``rl#`` + its SHA-256 when the key is longer than ``MAX_KEY_BYTES``."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self._script: AsyncScript | None = None  # registered on first use: EVALSHA, then
+        # EVAL once if Redis does not know it (NOSCRIPT)
+
+    def _registered(self, client: Redis) -> AsyncScript:
+        if self._script is None:
+            self._script = client.register_script(CLOCK_LUA + GCRA_LUA)
+        return self._script
+
+    def _key(self, key: str) -> str:
+        data = key.encode("utf-8", "surrogatepass")
+        if len(data) > MAX_KEY_BYTES:
+            return f"{self._link.prefix}rl#{hashlib.sha256(data).hexdigest()}"
+        return f"{self._link.prefix}rl:{key}"
+
+    async def _run(
+        self, operation: str, key: str, limit: int, window: float, count: bool
+    ) -> Verdict:
+        if limit < 1 or window <= 0:
+            raise ValueError("a rate limit needs limit >= 1 and window > 0")
+        keys = [self._key(key)]
+        args: list[str | int] = [limit, repr(float(window)), "1" if count else "0"]
+        reply = await self._link.call(
+            operation, lambda client: self._registered(client)(keys=keys, args=args, client=client)
+        )
+        return verdict(reply)
+
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        """Count one event for ``key`` if allowed; ``BackendUnavailable`` if Redis is not."""
+        return await self._run("rate_limit.hit", key, limit, window, True)
+
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        """Seconds until ``key`` may act again, or None; counts nothing."""
+        return (await self._run("rate_limit.blocked", key, limit, window, False)).retry_after
+
+    def close(self) -> None:
+        """Nothing: the ``RedisBackend`` owns the connection."""
