@@ -451,6 +451,7 @@ def test_migrate_applies_once_then_nothing(database_url: str) -> None:
         "0009",
         "0010",
         "0011",
+        "0012",
     ]
     assert pending(database_url) == REVISIONS
     assert migrate(database_url) == REVISIONS

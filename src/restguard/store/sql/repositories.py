@@ -2,8 +2,8 @@
 (API keys, signing keys, the master-key check and the store itself here; the token methods'
 stores in ``token_repositories.py``, the users in ``user_repository.py``, signing apps and
 signature nonces in ``app_repository.py``, the OAuth 1.0a consumers in ``oauth1_repository.py``
-and their credentials and nonces in ``oauth1_token_repository.py``; ``runner.py`` runs every
-operation, as follows).
+and their credentials and nonces in ``oauth1_token_repository.py``, the shared rate-limit
+counters in ``rate_limit_repository.py``; ``runner.py`` runs every operation, as follows).
 
 Each operation runs in a worker thread, reads and writes on separate thread pools (so a write
 waiting for SQLite's lock never holds up a read), under a deadline (``[storage] timeout``): an
@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from restguard.authz.ratelimit import RateLimiter
 from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
     AccessTokenStore,
@@ -67,6 +68,7 @@ from restguard.store.sql.grant_repositories import (
 )
 from restguard.store.sql.oauth1_repository import SqlOAuth1ConsumerStore
 from restguard.store.sql.oauth1_token_repository import SqlOAuth1NonceStore, SqlOAuth1TokenStore
+from restguard.store.sql.rate_limit_repository import SqlRateLimiter
 from restguard.store.sql.reseal import sealed_secrets
 from restguard.store.sql.runner import (
     DEFAULT_TIMEOUT,
@@ -96,6 +98,7 @@ __all__ = [
     "SqlMasterKeyCheckStore",
     "SqlNonceStore",
     "SqlOAuthClientStore",
+    "SqlRateLimiter",
     "SqlSigningKeyStore",
     "SqlStore",
     "SqlUserStore",
@@ -367,6 +370,8 @@ class SqlStore(Store):
         self.oauth1_consumers: OAuth1ConsumerStore = SqlOAuth1ConsumerStore(engine, self._run)
         self.oauth1_tokens: OAuth1TokenStore = SqlOAuth1TokenStore(engine, self._run)
         self.oauth1_nonces: OAuth1NonceStore = SqlOAuth1NonceStore(engine, self._run)
+        # Not in the ``Store`` port: ``store.ports`` sits below ``authz`` (``RateLimiter``).
+        self.rate_limits: RateLimiter = SqlRateLimiter(engine, self._run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""

@@ -342,3 +342,21 @@ oauth1_nonces = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_oauth1_nonces_expires_at", "expires_at"),
 )
+
+#: Rate-limit counters shared by every worker and instance on the database
+#: (``rate_limit_repository.py``; the arithmetic is ``authz.ratelimit.gcra``). ``key``: the
+#: limiter's key, or ``sha256:`` and its hex digest when longer than 200 characters; ``tat``: its
+#: theoretical arrival time in wall-clock epoch seconds (a row whose ``tat`` has passed means the
+#: same as no row, and is swept); ``seen``: the latest clock reading its events were judged at.
+#: ``prev`` and ``ok``: the TAT before the last event and whether that event was allowed,
+#: written by the same statement so that it can return them.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("tat", Float, nullable=False),
+    Column("seen", Float, nullable=False),
+    Column("prev", Float, nullable=True),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_rate_limits_tat", "tat"),
+)

@@ -1,0 +1,163 @@
+"""The rate limiter on SQL (``rate_limits``): one counter per key shared by every worker process
+and instance on the database, so a limit is never multiplied by their number.
+
+Each ``hit`` is one atomic statement, the same on SQLite (3.35 or later) and PostgreSQL::
+
+    INSERT INTO rate_limits (key, tat, seen, prev, ok)
+    VALUES (:key, :now + :interval, :now, NULL, true)
+    ON CONFLICT (key) DO UPDATE SET
+        tat  = CASE WHEN <allowed> THEN <base> + :interval ELSE rate_limits.tat END,
+        seen = <at>,
+        prev = rate_limits.tat,
+        ok   = <allowed>
+    RETURNING prev, ok, seen
+
+where ``<at>`` is ``max(rate_limits.seen, :now)``, ``<base>`` is ``max(rate_limits.tat, <at>)``
+and ``<allowed>`` is ``<base> - :dvt - <at> <= :eps``: ``authz.ratelimit.gcra``'s arithmetic,
+term for term, on IEEE doubles in both databases. Every expression of an UPDATE's SET list reads
+the row as it was before the update (in both databases), so ``prev`` is the TAT this event was
+judged against and ``seen`` the time it was judged at; the verdict is ``gcra(prev, seen, limit,
+window)`` computed here -- the same function as the other limiters. PostgreSQL serializes racing
+upserts of one key on its row lock (the loser re-evaluates against the winner's committed row);
+SQLite runs one write transaction at a time. Either way N racing events against a limit of L
+admit exactly L.
+
+``<at>`` keeps a key's time from running backwards: racing events read the clock in one order
+and reach the row in another, and an event judged earlier than the one before it would find the
+bucket emptier than it is (a burst of L would admit L - 1). Judged at the latest time seen, the
+events of a key form the same sequence as in one process, with a clock that never goes back.
+
+``now`` is the wall clock (epoch seconds), the one clock instances share: their clocks should
+agree (NTP) to well under a rate limit's interval (one running ahead moves the keys it touches
+ahead by as much, for every instance). Rows whose TAT has passed mean the same as no row; one
+``hit`` every ``SWEEP_INTERVAL`` seconds deletes them after its own answer is settled, in its
+own transaction (a failure there is ignored). Driver errors and timeouts are
+``BackendUnavailable`` (``runner.py``): the caller fails closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from sqlalchemy import Engine, Float, bindparam, case, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+
+from restguard.authz.ratelimit import _EPSILON, Verdict, gcra
+from restguard.store.sql.runner import Runner
+from restguard.store.sql.tables import rate_limits
+
+#: Expired counters are swept by one ``hit`` at most this often per limiter (seconds, monotonic).
+SWEEP_INTERVAL: Final = 60.0
+#: Keys up to this many characters are stored as they are; longer ones as their digest.
+MAX_KEY_CHARS: Final = 200
+HASHED_PREFIX: Final = "sha256:"
+
+
+def stored_key(key: str) -> str:
+    """The ``rate_limits.key`` of ``key``: itself, or ``sha256:<hex digest>`` when it is longer
+    than ``MAX_KEY_CHARS``. A key that could pass for a digest (it starts with the prefix) or
+    that a database's text cannot hold (NUL, a lone surrogate) is hashed too: distinct keys
+    never share a row."""
+    if len(key) <= MAX_KEY_CHARS and not key.startswith(HASHED_PREFIX) and _storable(key):
+        return key
+    # (surrogatepass: a one-to-one encoding of every str, lone surrogates included)
+    return HASHED_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _storable(key: str) -> bool:
+    if "\x00" in key:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _upsert(dialect: str) -> Any:
+    """The ``hit`` statement for ``dialect`` (its parameters: key, now, interval, dvt, eps)."""
+    c = rate_limits.c
+    now, interval = bindparam("now", type_=Float), bindparam("interval", type_=Float)
+    dvt, eps = bindparam("dvt", type_=Float), bindparam("eps", type_=Float)
+    at = case((c.seen < now, now), else_=c.seen)
+    base = case((c.tat < at, at), else_=c.tat)
+    allowed = base - dvt - at <= eps
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(rate_limits).values(
+        key=bindparam("key"), tat=now + interval, seen=now, prev=None, ok=True
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[c.key],
+        set_={
+            "tat": case((allowed, base + interval), else_=c.tat),
+            "seen": at,
+            "prev": c.tat,
+            "ok": allowed,
+        },
+    ).returning(c.prev, c.ok, c.seen)
+
+
+class SqlRateLimiter:
+    """``RateLimiter`` (``authz.ratelimit``) on the ``rate_limits`` table. ``clock``: wall-clock
+    epoch seconds (tests pass their own)."""
+
+    def __init__(self, engine: Engine, run: Runner, clock: Callable[[], float] = time.time) -> None:
+        self._engine, self._run, self._clock = engine, run, clock
+        self._hit = _upsert(engine.dialect.name)
+        self._next_sweep = 0.0
+
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        """Count one event for ``key`` if it is allowed, in one statement; its verdict is
+        ``gcra``'s on the TAT the database judged it against."""
+        interval = window / limit
+        params = {
+            "key": stored_key(key),
+            "interval": interval,
+            "dvt": float(window - interval),
+            "eps": _EPSILON,
+        }
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+
+        def work() -> tuple[float, float | None, bool]:
+            now = float(self._clock())
+            with self._engine.begin() as conn:
+                row = conn.execute(self._hit, {**params, "now": now}).one()
+            if sweep:
+                try:
+                    with self._engine.begin() as conn:
+                        conn.execute(delete(rate_limits).where(rate_limits.c.tat < now))
+                except DBAPIError:
+                    pass  # bookkeeping: the next sweep retries
+            return row.seen, row.prev, bool(row.ok)
+
+        at, prev, ok = await self._run("rate_limits.hit", work, write=True)
+        verdict = gcra(prev, at, limit, window)[1]
+        if verdict.allowed and not ok:  # (never: the database did gcra's arithmetic) fail closed
+            return Verdict(False, 0, max(1, verdict.reset), 1)
+        return verdict
+
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        """Seconds until ``key`` may act again, or None; counts nothing (a plain read)."""
+        c = rate_limits.c
+        query = select(c.tat, c.seen).where(c.key == stored_key(key))
+
+        def work() -> tuple[float, float | None]:
+            now = float(self._clock())
+            with self._engine.connect() as conn:
+                row = conn.execute(query).first()
+            if row is None:
+                return now, None
+            return max(now, row.seen), row.tat
+
+        at, tat = await self._run("rate_limits.blocked", work)
+        return gcra(tat, at, limit, window)[1].retry_after
+
+    def close(self) -> None:
+        """Nothing to release: the engine and runner belong to the ``SqlStore``."""
