@@ -182,6 +182,9 @@ class ApiKeyAuthenticator:
             raise InvalidCredential(debug="api key not ascii") from None
         return Credential(self.method, text, parse_key(text), (name,))
 
+    def drop_cached(self) -> None:
+        self._cache.clear()
+
     async def _record(self, key_id: str) -> _Cached | None:
         now = self._clock.monotonic()
         hit = self._cache.get(key_id)

@@ -76,6 +76,15 @@ class Background(Protocol):
 
 
 @runtime_checkable
+class HoldsCache(Protocol):
+    """Keeps store records in memory for the hot path, each at most a second old (revocation
+    applies everywhere within a second). ``drop_cached`` forgets them at once: a revocation
+    announced by another instance (``[storage] redis``'s fan-out) applies within its latency."""
+
+    def drop_cached(self) -> None: ...
+
+
+@runtime_checkable
 class ReadsBody(Protocol):
     """An authenticator whose credential may cover the request body (RFC 9421 with
     ``Content-Digest``, OAuth 1.0a form parameters). Before deciding, every adapter asks the

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
-from restguard.credentials.base import AuthContext, Background, Credential
+from restguard.credentials.base import AuthContext, Background, Credential, HoldsCache
 from restguard.credentials.bearer import COMPACT, bearer_token
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwt_verify import (
@@ -254,6 +254,10 @@ class JwtAuthenticator:
     def close(self) -> None:
         if self._background is not None:
             self._background.close()
+
+    def drop_cached(self) -> None:
+        if isinstance(self._background, HoldsCache):
+            self._background.drop_cached()
 
     @staticmethod
     def _bearer(view: RequestView) -> bytes | None:

@@ -170,6 +170,7 @@ class IssuerDirectory:
         self._interval = interval
         self._held: dict[IssuerRecord, JwtIssuer] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self.loaded = False
 
     async def refresh(self) -> None:
@@ -210,10 +211,16 @@ class IssuerDirectory:
         for issuer in self._held.values():
             issuer.keys.close()
 
+    def drop_cached(self) -> None:
+        """Read the issuers again now rather than at the next tick (one was removed)."""
+        self._wake.set()
+
     async def _follow(self) -> None:
         failing = False
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
             try:
                 await self.refresh()
             except BackendUnavailable as exc:

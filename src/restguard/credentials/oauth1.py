@@ -150,6 +150,10 @@ class OAuth1Verifier:
         self._access = ReadThrough(tokens.get, secret_of, ttl)
         self.sealer = sealer
 
+    def drop_cached(self) -> None:
+        self._consumers.drop_cached()
+        self._access.drop_cached()
+
     async def verify(
         self, req: rfc5849.OAuthRequest, *, now: datetime, tls: bool, expect: Expect
     ) -> Verified:
@@ -306,6 +310,9 @@ class OAuth1Authenticator:
     ) -> None:
         self.verifier, self._limit = verifier, body_limit
         self.parts = RequestParts(public_url)
+
+    def drop_cached(self) -> None:
+        self.verifier.drop_cached()
 
     def _header(self, view: RequestView) -> bool:
         return any(k == b"authorization" and _is_oauth_header(v) for k, v in view.headers)

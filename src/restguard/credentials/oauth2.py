@@ -78,6 +78,9 @@ class ClientCache:
         found = await self._cache.get(client_id)  # BackendUnavailable: 503
         return None if found is None else found[0]
 
+    def drop_cached(self) -> None:
+        self._cache.drop_cached()
+
 
 def _nothing(record: OAuthClientRecord) -> None:
     """(A client record has nothing to derive.)"""
@@ -107,6 +110,7 @@ class RevocationList:
         self._jtis: frozenset[str] = frozenset()
         self._added: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self.loaded = False
 
     def revoked(self, jti: str) -> bool:
@@ -132,9 +136,15 @@ class RevocationList:
             self._task.cancel()
             self._task = None
 
+    def drop_cached(self) -> None:
+        """Read the list again now rather than at the next tick (a revocation was announced)."""
+        self._wake.set()
+
     async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(REVOCATIONS_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), REVOCATIONS_SECONDS)
+            self._wake.clear()
             try:
                 await self.refresh()
             except BackendUnavailable:
@@ -173,6 +183,10 @@ class OAuth2Authenticator:
         self._verifier: JWTVerifier | None = None
         self._verifier_keys: KeySet | None = None
         self._verified: dict[str, _Verified] = {}
+
+    def drop_cached(self) -> None:
+        self._clients.drop_cached()
+        self._revocations.drop_cached()
 
     def _claim(self, view: RequestView) -> tuple[str, str] | None:
         """(token, client id for the audit log) if the Bearer token is this method's."""
@@ -350,6 +364,7 @@ class _NoRevocations(RevocationList):
 
     def __init__(self) -> None:
         self._jtis, self._added, self._task, self.loaded = frozenset(), set(), None, True
+        self._wake = asyncio.Event()
 
     async def start(self) -> None:
         return None

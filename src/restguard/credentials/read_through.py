@@ -63,6 +63,10 @@ class ReadThrough(Generic[K, R, D]):
             return None
         return hit.record, hit.derived  # type: ignore[return-value]
 
+    def drop_cached(self) -> None:
+        """Forget every record (one changed somewhere: read them again)."""
+        self._cache.clear()
+
     def forget(self, key: K) -> None:
         """Drop ``key`` (this process changed the record: read it again next time)."""
         self._cache.pop(key, None)

@@ -74,6 +74,9 @@ class AppCache:
     async def get(self, key_id: str) -> tuple[AppRecord, Any] | None:
         return await self._cache.get(key_id)  # BackendUnavailable: 503
 
+    def drop_cached(self) -> None:
+        self._cache.drop_cached()
+
 
 def _has_body(view: RequestView) -> bool:
     if view.body is not None:
@@ -110,6 +113,9 @@ class SignatureAuthenticator:
     # --- syntax ----------------------------------------------------------------------------
     def _present(self, view: RequestView) -> bool:
         return bool(view.header_values(b"signature-input") or view.header_values(b"signature"))
+
+    def drop_cached(self) -> None:
+        self._apps.drop_cached()
 
     def extract(self, view: RequestView) -> Credential | None:
         if not self._present(view):
