@@ -129,12 +129,16 @@ class Settings:
     admin_listen: Listen = Listen("127.0.0.1", 8081)
     database_url: str = ""
     redis_url: str = ""
+    redis_prefix: str = "restguard:"
     upstream: UpstreamSettings = UpstreamSettings()
     routes: tuple[Route, ...] = ()
     audit_path: Path | None = None
     audit_required: bool = False  # true: a decision that cannot be recorded is refused (503)
     master_key_path: Path = Path("master.key")
     store_timeout: float = STORE_TIMEOUT  # every store operation's deadline, then 503
+    # Not in the file: how many processes serve it here (``serve --workers``). More than one
+    # (or PostgreSQL, or Redis) and the counters of limits live where all of them see them.
+    processes: int = 1
     lines: KeyLines | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -403,8 +407,13 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
     db = _database(storage, "sqlite:///restguard.db")
     redis = storage.get("redis", str, "", '"redis://127.0.0.1:6379/0"')
     if redis and not redis.startswith(("redis://", "rediss://")):
+        storage.fail(  # (the value is not repeated: it may hold a password)
+            "redis", "is not a redis:// or rediss:// URL", 'write "redis://127.0.0.1:6379/0" or ""'
+        )
+    prefix = storage.get("redis_prefix", str, "restguard:", '"restguard:"')
+    if not 0 < len(prefix) <= 64 or not prefix.isascii() or not prefix.isprintable():
         storage.fail(
-            "redis", f"'{redis}' is not a redis URL", 'write "redis://127.0.0.1:6379/0" or ""'
+            "redis_prefix", "must be 1 to 64 printable ASCII characters", 'e.g. "restguard:"'
         )
     store_timeout = _seconds(storage, "timeout", STORE_TIMEOUT)
     storage.finish()
@@ -427,6 +436,7 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
         admin_listen=admin_listen,
         database_url=db,
         redis_url=redis,
+        redis_prefix=prefix,
         upstream=upstream,
         routes=routes,
         audit_path=(file.parent / audit_text) if audit_text else None,

@@ -412,7 +412,7 @@ async def guarded(
         try:
             await runtime.flush()
         finally:
-            runtime.close()
+            await runtime.close()
 
 
 def lifespan(

@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from restguard.audit import EventSink, JsonLinesAudit
 from restguard.authz.policy import Policy
-from restguard.authz.ratelimit import MemoryRateLimiter
+from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter
 from restguard.clock import Clock, SystemClock
 from restguard.config import ConfigError, Settings
 from restguard.credentials.apikey import ApiKeyAuthenticator
-from restguard.credentials.base import Authenticator, Background
+from restguard.credentials.base import Authenticator, Background, HoldsCache
 from restguard.credentials.jwt import JwtAuthenticator
 from restguard.credentials.jwt_issuers import IssuerDirectory
 from restguard.credentials.oauth1 import FORM_BODY_LIMIT, OAuth1Authenticator, OAuth1Verifier
@@ -34,9 +35,13 @@ from restguard.oauth2.http import AuthorizationServer, EndpointRequest
 from restguard.oauth2.server import Server, ServerParts
 from restguard.oauth2.web_tokens import WebTokens
 from restguard.store.bookkeeping import UsageBook
-from restguard.store.ports import Store
-from restguard.store.sql import migrate, open_store
+from restguard.store.fanout import announcing
+from restguard.store.ports import NonceStore, Store
+from restguard.store.sql import SqlStore, migrate, open_store
 from restguard.types import RequestView
+
+if TYPE_CHECKING:  # (redis-py is the restguard[redis] extra: imported only when configured)
+    from restguard.store.redis import RedisBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Parts:
     keys: Keyring
     clients: ClientCache  # OAuth 2.0 client records, shared with the token endpoint
     oauth1: OAuth1Verifier  # OAuth 1.0a, shared with the provider's endpoints
+    signature_nonces: NonceStore  # the database's, or Redis's when configured
 
 
 def _jwt(p: Parts) -> Authenticator:
@@ -65,7 +71,7 @@ def _signature(p: Parts) -> Authenticator:
     ``[server] max_body_bytes`` is read before the decision."""
     return SignatureAuthenticator(
         AppCache(p.store.apps, p.sealer),
-        p.store.signature_nonces,
+        p.signature_nonces,
         public_url=p.settings.server.public_url,
         body_limit=min(SIGNED_BODY_LIMIT, p.settings.server.max_body_bytes),
     )
@@ -146,6 +152,7 @@ class Runtime:
     minter: IdentityMinter
     usage: UsageBook
     audit: JsonLinesAudit | None = None
+    redis: RedisBackend | None = None  # [storage] redis: its readiness is /readyz's "redis"
     closers: list[Callable[[], None]] = field(default_factory=list)
     authorization_server: AuthorizationServer | None = None
 
@@ -156,22 +163,35 @@ class Runtime:
             self.audit.flush()
 
     def close(self) -> _Closed:
-        """Release everything (the audit log is flushed). Plain or awaited: ``runtime.close()``
-        and ``await runtime.close()`` do the same."""
+        """Release everything (the audit log is flushed). Plain or awaited: awaiting it also
+        waits for Redis's connections to close (``runtime.close()`` leaves that to a task)."""
         closers, self.closers = self.closers, []
         for closer in reversed(closers):
             closer()
-        return _CLOSED
+        redis, self.redis = self.redis, None
+        if redis is None:
+            return _Closed(None)
+        try:
+            return _Closed(asyncio.get_running_loop().create_task(redis.aclose()))
+        except RuntimeError:  # no loop: the process's end closes the sockets
+            return _Closed(None)
 
 
 class _Closed:
-    """What ``Runtime.close`` returns: awaiting it is a no-op (the work is done already)."""
+    """What ``Runtime.close`` returns: awaiting it waits for what closes in the background."""
 
-    def __await__(self) -> Generator[None, None, None]:
-        yield from ()
+    def __init__(self, closing: asyncio.Task[None] | None) -> None:
+        self._closing = closing
+        if closing is not None:  # (kept until done, awaited or not)
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._closing is not None:
+            yield from self._closing.__await__()
 
 
-_CLOSED = _Closed()
+_CLOSING: set[asyncio.Task[None]] = set()
 AUDIT_FLUSH_SECONDS = 0.25
 
 
@@ -191,7 +211,53 @@ async def _flush_audit(audit: JsonLinesAudit) -> None:
             audit.probe()
 
 
-def open_store_for(settings: Settings, *, apply_migrations: bool = True) -> Store:
+def open_redis_for(settings: Settings) -> RedisBackend | None:
+    """The configured Redis (no connection is made until first use), or None."""
+    if not settings.redis_url:
+        return None
+    try:
+        from restguard.store.redis import open_redis
+    except ImportError:  # (redis-py is the restguard[redis] extra)
+        raise settings.error(
+            ("storage", "redis"),
+            "needs the Redis client, which is not installed",
+            "pip install 'restguard[redis]'",
+        ) from None
+    try:
+        return open_redis(
+            settings.redis_url, timeout=settings.store_timeout, prefix=settings.redis_prefix
+        )
+    except ValueError as exc:  # (its message never repeats the URL: it may hold a password)
+        raise settings.error(
+            ("storage", "redis"), str(exc), 'write e.g. "redis://127.0.0.1:6379/0"'
+        ) from None
+
+
+def _limiter(
+    settings: Settings, store: SqlStore, redis: RedisBackend | None, clock: Clock
+) -> RateLimiter:
+    """Where the counters of limits live: in Redis when it is configured; else in the database
+    when more than one process may serve (``--workers``, or PostgreSQL, which several instances
+    share); else in this process's memory. A limit is never multiplied by the processes."""
+    if redis is not None:
+        return redis.limiter
+    if settings.processes > 1 or not settings.database_url.startswith("sqlite"):
+        return store.rate_limits
+    return MemoryRateLimiter(clock.monotonic)
+
+
+def _dropper(holders: Sequence[HoldsCache]) -> Callable[[str, str], None]:
+    """What an announced revocation does here: every hot-path cache forgets what it holds
+    (the records are read again; cheaper than knowing which cache holds what)."""
+
+    def drop(kind: str, key: str) -> None:
+        for holder in holders:
+            holder.drop_cached()
+
+    return drop
+
+
+def open_store_for(settings: Settings, *, apply_migrations: bool = True) -> SqlStore:
     """The configured store, migrated to the current schema unless told otherwise."""
     if apply_migrations:
         migrate(settings.database_url)
@@ -209,9 +275,13 @@ async def open_runtime(
     check_routes_servable(settings)
     clock = clock or SystemClock()
     sealer = open_sealer(settings.master_key_path)
-    store = open_store_for(settings, apply_migrations=apply_migrations)
-    usage = UsageBook(store.api_keys.touch)
-    closers: list[Callable[[], None]] = [store.close, usage.close]
+    sql = open_store_for(settings, apply_migrations=apply_migrations)
+    usage = UsageBook(sql.api_keys.touch)
+    closers: list[Callable[[], None]] = [sql.close, usage.close]
+    redis = open_redis_for(settings)
+    store: Store = sql
+    if redis is not None:  # (closed by Runtime.close, or below on failure)
+        store = announcing(sql, redis.revocations.publish)
     try:
         await ensure_master_key(store, sealer)  # before anything is sealed with it
         snapshot = await load_signing_keys(store.signing_keys, sealer, clock)
@@ -241,27 +311,42 @@ async def open_runtime(
         oauth1 = OAuth1Verifier(
             store.oauth1_consumers,
             store.oauth1_tokens,
-            store.oauth1_nonces,
+            store.oauth1_nonces if redis is None else redis.oauth1_nonces,
             sealer,
             window=int(settings.server.oauth1_timestamp_window),
         )
-        parts = Parts(settings, store, clock, sealer, usage, keys, clients, oauth1)
+        parts = Parts(
+            settings,
+            store,
+            clock,
+            sealer,
+            usage,
+            keys,
+            clients,
+            oauth1,
+            store.signature_nonces if redis is None else redis.signature_nonces,
+        )
         authenticators = {name: make(parts) for name, make in AUTHENTICATORS.items()}
         for authenticator in authenticators.values():
             if isinstance(authenticator, Background):
                 closers.append(authenticator.close)
                 await authenticator.start()
+        if redis is not None:  # announced revocations: every cache forgets at once
+            holders = [clients, oauth1, *authenticators.values()]
+            redis.revocations.start(_dropper([h for h in holders if isinstance(h, HoldsCache)]))
         guard = Guard(
             Policy(list(settings.routes)),
             authenticators,
             clock,
-            MemoryRateLimiter(clock.monotonic),
+            _limiter(settings, sql, redis, clock),
             sinks=[*([audit] if audit else []), *sinks],
             failed_attempts=settings.server.failed_attempts,
         )
     except BaseException:
         for closer in reversed(closers):
             closer()
+        if redis is not None:
+            await redis.aclose()
         raise
     minter = IdentityMinter(keys, settings.server.public_url, clock)
     public_url = settings.server.public_url
@@ -304,8 +389,9 @@ async def open_runtime(
             failures=guard.failed_attempt,
             record=record,
             oauth1=oauth1,
+            limiter=guard.limiter,
         )
     )
     return Runtime(
-        settings, clock, store, sealer, guard, keys, minter, usage, audit, closers, server
+        settings, clock, store, sealer, guard, keys, minter, usage, audit, redis, closers, server
     )

@@ -451,11 +451,18 @@ def test_concurrent_replays_of_one_request(gw: GatewayProcess, c: Consumer, t: T
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("redis", ["", "redis://127.0.0.1:6379/0"], ids=["database", "redis"])
 def test_replayed_nonce_across_two_instances(
-    tmp_path: Path, upstream: RecordingUpstream, postgres_url: str
+    tmp_path: Path, upstream: RecordingUpstream, postgres_url: str, redis: str
 ) -> None:
+    # the nonces live in the database, or in Redis when it is configured
+    shared_keys = {
+        **EXTRA,
+        "storage.redis": json.dumps(redis),
+        "storage.redis_prefix": json.dumps(f"rg-test-{secrets.token_hex(6)}:"),
+    }
     one = GatewayProcess(
-        tmp_path / "a", upstream, routes=ROUTES, database_url=postgres_url, extra=EXTRA
+        tmp_path / "a", upstream, routes=ROUTES, database_url=postgres_url, extra=shared_keys
     ).start()
     try:
         two = GatewayProcess(
@@ -463,7 +470,10 @@ def test_replayed_nonce_across_two_instances(
             upstream,
             routes=ROUTES,
             database_url=postgres_url,
-            extra={**EXTRA, "keys.master_key": json.dumps(str(one.settings.master_key_path))},
+            extra={
+                **shared_keys,
+                "keys.master_key": json.dumps(str(one.settings.master_key_path)),
+            },
         ).start()
         try:
             shared = add_consumer(one)

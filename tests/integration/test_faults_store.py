@@ -209,3 +209,47 @@ def test_partition_with_many_requests_in_flight_stays_bounded(
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda k: _get(gw, k).status_code, keys))
     assert statuses == [200] * 24
+
+
+@pytest.mark.postgres
+def test_external_jwts_keep_working_while_the_database_is_partitioned(
+    partitioned: tuple[GatewayProcess, FreezableProxy], upstream: RecordingUpstream
+) -> None:
+    """An external issuer's JWT is verified locally (the issuer list and its JWKS are held in
+    memory): a database outage does not stop it, while an API key, which the store vouches
+    for, is refused (503) once its cache second is over."""
+    from tests.jwt_support import JWKSServer, Signer, add_issuer, claims_for, jwks_of, mint_pyjwt
+
+    gw, proxy = partitioned
+    jwks = JWKSServer()
+    try:
+        signer = Signer.generate("ES256", "outage-1")
+        iss, aud = "https://idp.outage.example/", "https://api.outage.example"
+        add_issuer(gw, issuer=iss, jwks_uri=jwks.serve("/jwks", jwks_of(signer)), audience=aud)
+        token = mint_pyjwt(signer, claims_for(iss, aud, scope="notes:read"))
+        bearer = {"authorization": f"Bearer {token}"}
+        wait_until(
+            lambda: httpx.get(gw.url + "/notes/1", headers=bearer, timeout=5).status_code == 200,
+            10,
+            "the issuer is trusted",
+        )
+        _, key = gw.issue_key("notes:read")
+        assert _get(gw, key).status_code == 200
+        proxy.freeze()
+        time.sleep(1.1)  # past every cache's second
+        forwarded = len(upstream.requests)
+        for _ in range(3):
+            r, took = timed(lambda: httpx.get(gw.url + "/notes/1", headers=bearer, timeout=15))
+            assert r.status_code == 200 and took < FAST, (r.status_code, took)
+        assert len(upstream.requests) == forwarded + 3
+        # a forged one is still refused, locally
+        forged = mint_pyjwt(Signer.generate("ES256", "outage-1"), claims_for(iss, aud))
+        r = httpx.get(gw.url + "/notes/1", headers={"authorization": f"Bearer {forged}"})
+        # refused: 503, as its failed attempt cannot be counted (the counters are the
+        # database's on PostgreSQL, which several instances share)
+        assert r.status_code == 503
+        assert _get(gw, key).status_code == 503
+        assert len(upstream.requests) == forwarded + 3
+    finally:
+        proxy.thaw()
+        jwks.stop()

@@ -3,8 +3,9 @@
 Like ``nginx -t`` and ``kong check`` it lists every problem, not the first: the file's own
 (``config.validate``), then what ``serve`` checks before it binds its listeners: every protected
 route accepts an auth method this version provides, the master key is there, well-formed and
-private and opens the data directory's stored secrets, the database answers, the audit file can
-be opened. Nothing is created, migrated or bound (a running server holds the listeners).
+private and opens the data directory's stored secrets, the database (and Redis, when
+configured) answers, the audit file can be opened. Nothing is created, migrated or bound (a
+running server holds the listeners).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from restguard.errors import BackendUnavailable
 from restguard.keys.master_check import verify_master_key
 from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
 from restguard.store.sql import open_store, pending
-from restguard.wiring import unservable_routes
+from restguard.wiring import open_redis_for, unservable_routes
 
 _MASTER_KEY = ("keys", "master_key")
 _DATABASE = ("storage", "database")
@@ -33,6 +34,7 @@ class _Findings:
         self.settings = settings
         self.problems: list[ConfigError] = []
         self.database = ""  # the database's state, for the summary
+        self.redis = ""  # Redis's, likewise
 
     def add(self, path: tuple[str, ...], problem: str, fix: str) -> None:
         self.problems.append(self.settings.error(path, problem, fix))
@@ -57,6 +59,8 @@ async def _preflight(settings: Settings, seen: tuple[ConfigError, ...]) -> _Find
             found.master_key(exc)
     if _untouched(seen, "storage") and settings.database_url:
         await _database(found, sealer)
+    if _untouched(seen, "storage") and settings.redis_url:
+        await _redis(found)
     audit = settings.audit_path
     if audit is not None and _untouched(seen, "audit"):
         target = audit if audit.exists() else audit.parent
@@ -100,6 +104,27 @@ async def _database(found: _Findings, sealer: Sealer | None) -> None:
         store.close()
 
 
+async def _redis(found: _Findings) -> None:
+    try:
+        redis = open_redis_for(found.settings)
+    except ConfigError as exc:  # the client is not installed, or the URL is not usable
+        found.problems.append(exc)
+        return
+    if redis is None:
+        return
+    try:
+        await redis.ping()
+        found.redis = "answers"
+    except BackendUnavailable as exc:
+        found.add(
+            ("storage", "redis"),
+            f"Redis does not answer ({exc.debug or exc.description})",
+            "start it, or correct [storage] redis",
+        )
+    finally:
+        await redis.aclose()
+
+
 def _shown(url: str) -> str:
     """``url`` without its password."""
     parts = urlsplit(url)
@@ -108,7 +133,7 @@ def _shown(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-def _summary(settings: Settings, database: str) -> None:
+def _summary(settings: Settings, database: str, redis: str) -> None:
     routes = settings.routes
     public = sum(1 for r in routes if r.public)
     tls = " (TLS)" if settings.server.tls else ""
@@ -119,6 +144,8 @@ def _summary(settings: Settings, database: str) -> None:
         ("listeners", f"gateway {settings.server.listen}{tls}, admin {settings.admin_listen}"),
         ("database", f"{_shown(settings.database_url)}{f' ({database})' if database else ''}"),
     ]
+    if settings.redis_url:
+        rows.append(("redis", f"{_shown(settings.redis_url)} ({redis})"))
     for name, value in rows:
         click.echo(f"  {name:<10} {value}")
     if not routes:
@@ -133,22 +160,23 @@ def check(config: str | None, as_json: bool) -> None:
 
     Checks what 'restguard serve' checks before it listens: every setting and route, the
     master key (present, mode 0600, opening the stored secrets), the database (its URL, and
-    that it answers) and the audit file. Starts, creates and migrates nothing.
+    that it answers), Redis when [storage] redis is set (that it answers) and the audit file.
+    Starts, creates and migrates nothing.
 
     Each problem is one line, 'FILE:LINE: KEY: problem. Fix: ...'; with --json, one document:
     {"ok": true|false, "problems": [{"file", "key", "problem", "fix", "line"}, ...]}.
     """
     result = validate(config_path(given_config(config)))
     problems = list(result.problems)
-    database = ""
+    database = redis = ""
     if result.settings is not None:
         found = run(_preflight(result.settings, result.problems))
         problems += found.problems
-        database = found.database
+        database, redis = found.database, found.redis
     if as_json:
         emit_json({"ok": not problems, "problems": [p.as_dict() for p in problems]})
     elif not problems and result.settings is not None:
-        _summary(result.settings, database)
+        _summary(result.settings, database, redis)
     else:
         for problem in problems:
             click.secho(str(problem), fg="red", err=True)

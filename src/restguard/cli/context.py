@@ -14,9 +14,10 @@ from restguard.config import ConfigError, Settings, config_path, load, parse_dur
 from restguard.errors import BackendUnavailable
 from restguard.keys.sealing import MasterKeyError
 from restguard.store.errors import DriverMissing, StoreError
+from restguard.store.fanout import announcing
 from restguard.store.ports import Store
 from restguard.store.sql.engine import require_postgres_driver
-from restguard.wiring import open_store_for
+from restguard.wiring import open_redis_for, open_store_for
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -95,11 +96,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 async def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``action`` on the migrated store, closing it afterwards."""
-    store = open_store_for(settings)
+    sql = open_store_for(settings)
+    redis = open_redis_for(settings)
     try:
-        return await action(store)
+        if redis is None:
+            return await action(sql)
+        # revocations are announced, so every instance applies them at once
+        return await action(announcing(sql, redis.revocations.publish))
     finally:
-        store.close()
+        if redis is not None:
+            await redis.aclose()
+        sql.close()
 
 
 def resolve(path: str) -> Path:

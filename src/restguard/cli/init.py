@@ -71,8 +71,12 @@ listen = "{admin_listen}"
 [storage]
 # SQLite by default (relative paths are relative to this file); or postgresql://user@host/db
 database = "sqlite:///restguard.db"
-# e.g. redis://127.0.0.1:6379/0 when several instances share the work.
+# e.g. redis://127.0.0.1:6379/0 when several instances share the work (pip install
+# 'restguard[redis]'): rate limits, failed-attempt counts and replay caches live there, and
+# revocations reach every instance within 100 ms. Its maxmemory-policy must be noeviction.
 redis = ""
+# Prefix of every Redis key and channel: deployments sharing one Redis need different ones.
+redis_prefix = "restguard:"
 # Every store operation's deadline: past it, a decision that needs the store answers 503.
 timeout = "2s"
 

@@ -95,7 +95,7 @@ def _needs_restart(applied: Settings, new: Settings) -> list[str]:
     changed: list[str] = []
     for section in dataclasses.fields(new):
         name = section.name
-        if name in ("file", "lines", "routes"):
+        if name in ("file", "lines", "routes", "processes"):
             continue
         before, after = getattr(applied, name), getattr(new, name)
         if before == after:

@@ -122,6 +122,8 @@ async def run_servers(
             if runtime.audit is not None:
                 audit = runtime.audit
                 checks["audit"] = lambda: _now(audit.healthy)
+            if runtime.redis is not None:
+                checks["redis"] = runtime.redis.up
             app = AdminApp(runtime.store, metrics, checks)
             admin_server = _Server(uvicorn_config(app))
             admin_task = asyncio.create_task(
@@ -182,7 +184,7 @@ async def run_servers(
         if admin_task is not None:
             await asyncio.gather(admin_task, return_exceptions=True)
         await runtime.flush()
-        runtime.close()
+        await runtime.close()
 
 
 async def _now(value: bool) -> bool:

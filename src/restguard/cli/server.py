@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -73,18 +74,11 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
                 fg="yellow",
                 err=True,
             )
-        if workers > 1 and any(route.rate_limit for route in settings.routes):
-            click.secho(
-                f"warning: rate limits are counted in each of the {workers} processes: a client "
-                f"may get up to {workers} times a route's rate_limit (and failed_attempts).",
-                fg="yellow",
-                err=True,
-            )
 
     install_loop()
     pid_file = write_pid_file(settings)  # for 'restguard reload'
     try:
-        _serve(settings, workers, ready, tls)
+        _serve(dataclasses.replace(settings, processes=workers), workers, ready, tls)
     finally:
         remove_pid_file(pid_file)
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import parse_qsl
 
-from restguard.clock import Clock
+from restguard.authz.ratelimit import RateLimiter
 from restguard.oauth2.http import EndpointRequest, EndpointResponse, Headers
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens
 from restguard.store.ports import UserRecord, UserStore
@@ -97,28 +97,21 @@ def redirect(location: str, cookies: Headers | None = None) -> EndpointResponse:
 
 
 class AddressThrottle:
-    """Failures per key (a client address, a user): past ``limit`` within ``window`` seconds
-    the key is refused before anything is checked, until the window ends. Per process."""
+    """Failures per key (a client address, a user) on a ``RateLimiter``: past ``limit`` within
+    ``window`` seconds the key is refused before anything is checked, and earns one more try
+    per ``window / limit``. Shared by every worker and instance when the limiter is (the
+    database's or Redis's); ``BackendUnavailable`` when it cannot be reached (fail closed)."""
 
-    def __init__(self, clock: Clock, limit: int = 20, window: float = 300.0) -> None:
-        self.clock, self.limit, self.window = clock, limit, window
-        self._failures: dict[str, tuple[int, float]] = {}
+    def __init__(
+        self, limiter: RateLimiter, name: str, limit: int = 20, window: float = 300.0
+    ) -> None:
+        self.limiter, self.name, self.limit, self.window = limiter, name, limit, window
 
-    def retry_after(self, address: str) -> int | None:
-        count, since = self._failures.get(address, (0, 0.0))
-        left = since + self.window - self.clock.monotonic()
-        if count >= self.limit and left > 0:
-            return max(1, int(left + 0.999))
-        return None
+    async def retry_after(self, key: str) -> int | None:
+        return await self.limiter.blocked(f"{self.name}:{key}", self.limit, self.window)
 
-    def failed(self, address: str) -> None:
-        now = self.clock.monotonic()
-        count, since = self._failures.get(address, (0, now))
-        if now - since >= self.window:
-            count, since = 0, now
-        if len(self._failures) >= 100_000:
-            self._failures.clear()
-        self._failures[address] = (count + 1, since)
+    async def failed(self, key: str) -> None:
+        await self.limiter.hit(f"{self.name}:{key}", self.limit, self.window)
 
 
 class Sessions:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import Clock
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import PageError
@@ -69,7 +70,9 @@ class DevicePages:
         pages share. ``throttle``: wrong user codes per address and per user."""
         self.owner, self.clients, self.codes, self.clock = owner, clients, codes, clock
         self.sessions, self.web = owner.sessions, owner.web
-        self.throttle = throttle or AddressThrottle(clock, CODE_ATTEMPTS, CODE_WINDOW)
+        self.throttle = throttle or AddressThrottle(
+            MemoryRateLimiter(clock.monotonic), "device", CODE_ATTEMPTS, CODE_WINDOW
+        )
 
     async def device(self, request: EndpointRequest) -> EndpointResponse:
         now = self.clock.now()
@@ -132,7 +135,7 @@ class DevicePages:
         self, request: EndpointRequest, entered: str, user: UserRecord, now: datetime
     ) -> EndpointResponse:
         keys = (f"address:{request.client}", f"user:{user.user_id}")
-        waits = [w for w in map(self.throttle.retry_after, keys) if w is not None]
+        waits = [w for key in keys if (w := await self.throttle.retry_after(key)) is not None]
         if waits:
             wait = max(waits)
             minutes = (wait + 59) // 60
@@ -143,7 +146,7 @@ class DevicePages:
         client = None if record is None else await self.clients.get(record.client_id)
         if record is None or client is None or not is_active(client, now):
             for key in keys:
-                self.throttle.failed(key)
+                await self.throttle.failed(key)
             await self.owner.count_failure(request.client)
             return self._code_form(request, now, entered[:64], error=_WRONG)
         offered = tuple(s for s in record.scopes if s in user.scopes)

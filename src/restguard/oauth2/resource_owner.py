@@ -21,7 +21,7 @@ authorization request arrives by a cross-site navigation), ``Secure`` with a ``_
 when ``public_url`` is https. No secret is put in a URL: the sealed request holds only what the
 authorization request's URL held.
 Sign-in is throttled per account (``users.LoginChecker``, in the store: every worker and
-instance) and per client address (``AddressThrottle``, per process).
+instance) and per client address (``AddressThrottle``, on the gateway's rate limiter).
 
 A sign-in continues to the consent of a pending authorization request (``?request=``, sealed),
 to the device flow's user-code page (``?device=``, a sealed continuation that
@@ -38,8 +38,9 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
+from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import Clock
-from restguard.errors import AuthError
+from restguard.errors import AuthError, BackendUnavailable
 from restguard.keys.hashing import token_digest
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import (
@@ -119,7 +120,7 @@ class ResourceOwnerPages:
         failed-attempt count; it may raise the 429 ``AuthError``)."""
         self.issuer, self.clients, self.users, self.checker = issuer, clients, users, checker
         self.consents, self.codes, self.web, self.clock = consents, codes, web, clock
-        self.throttle = throttle or AddressThrottle(clock)
+        self.throttle = throttle or AddressThrottle(MemoryRateLimiter(clock.monotonic), "login")
         self.failures = failures
         self.sessions = Sessions(issuer, users, web)
 
@@ -321,7 +322,11 @@ class ResourceOwnerPages:
         binding = cookie(request, self.sessions.login_cookie) or ""
         if not self.sessions.csrf_ok("login", form.get("csrf"), binding, going.sealed, now):
             return again("The sign-in form expired. Please sign in again.", 400)
-        retry = self.throttle.retry_after(request.client)
+        busy = "Sign-in is busy right now. Please try again in a moment."
+        try:  # (the throttle's counters may live in the database or Redis: fail closed)
+            retry = await self.throttle.retry_after(request.client)
+        except BackendUnavailable:
+            return again(busy, 503, 5)
         if retry is not None:
             return again(_too_many(retry), 429, retry)
         password = form.get("password", "")
@@ -332,10 +337,13 @@ class ResourceOwnerPages:
         except LoginLocked as locked:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
         except LoginBusy:
-            return again("Sign-in is busy right now. Please try again in a moment.", 503, 5)
+            return again(busy, 503, 5)
         except LoginFailed:
-            self.throttle.failed(request.client)
-            await self.count_failure(request.client)
+            try:
+                await self.throttle.failed(request.client)
+                await self.count_failure(request.client)
+            except BackendUnavailable:
+                return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
         return redirect(going.target, self.sessions.start(user, now))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter
 from restguard.clock import Clock
 from restguard.credentials.oauth1 import OAuth1Verifier, RequestParts
 from restguard.errors import BackendUnavailable
@@ -12,7 +13,7 @@ from restguard.oauth2.access_tokens import AccessTokens
 from restguard.oauth2.browser import AddressThrottle
 from restguard.oauth2.client_auth import ClientLookup
 from restguard.oauth2.device_authorization import DeviceAuthorizationEndpoint
-from restguard.oauth2.device_pages import DevicePages
+from restguard.oauth2.device_pages import CODE_ATTEMPTS, CODE_WINDOW, DevicePages
 from restguard.oauth2.grants import Grant
 from restguard.oauth2.grants.authorization_code import AuthorizationCodeGrant
 from restguard.oauth2.grants.client_credentials import ClientCredentialsGrant
@@ -51,6 +52,8 @@ class ServerParts:
     failures: Failures | None = None
     record: Record | None = None
     oauth1: OAuth1Verifier | None = None  # None: the OAuth 1.0a endpoints answer 503
+    # the sign-in and device-code throttles' counters (the gateway's, shared like its limits)
+    limiter: RateLimiter | None = None
 
 
 class Server:
@@ -62,6 +65,7 @@ class Server:
         self.issuer = parts.public_url  # exactly the tokens' "iss" (RFC 8414 §3.3)
         self.clock = clock = parts.clock
         store, inspector = parts.store, parts.inspector
+        limiter = parts.limiter or MemoryRateLimiter(clock.monotonic)
         refresh = RefreshTokens(store.refresh_tokens)
         grants: dict[str, Grant] = {
             "authorization_code": AuthorizationCodeGrant(
@@ -87,11 +91,15 @@ class Server:
             codes=store.oauth2_codes,
             web=parts.web,
             clock=clock,
-            throttle=AddressThrottle(clock),
+            throttle=AddressThrottle(limiter, "login"),
             failures=parts.failures,
         )
         self._device_pages = DevicePages(
-            owner=self._pages, clients=parts.clients, codes=store.device_codes, clock=clock
+            owner=self._pages,
+            clients=parts.clients,
+            codes=store.device_codes,
+            clock=clock,
+            throttle=AddressThrottle(limiter, "device", CODE_ATTEMPTS, CODE_WINDOW),
         )
         self._oauth1 = (
             None

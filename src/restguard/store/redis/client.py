@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from restguard.errors import BackendUnavailable
 from restguard.store.redis._link import Link
 from restguard.store.redis.nonces import RedisNonceStore, RedisOAuth1NonceStore
 from restguard.store.redis.rate_limit import RedisRateLimiter
@@ -22,6 +23,14 @@ class RedisBackend:
     async def ping(self) -> None:
         """``BackendUnavailable`` unless Redis answers within the timeout."""
         await self._link.call("ping", lambda client: client.ping())
+
+    async def up(self) -> bool:
+        """Whether Redis answers now (``/readyz``'s ``redis``)."""
+        try:
+            await self.ping()
+        except BackendUnavailable:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Stop the revocation subscriber and close the connections."""
