@@ -386,7 +386,19 @@ MISTAKES = [
     ('[storage]\ndatabase = "sqlite:///:memory:"\n', "storage.database", "needs a file"),
     ('[storage]\ndatabase = "sqlite:///"\n', "storage.database", "needs a file"),
     ('[storage]\nredis = "http://127.0.0.1:6379"\n', "storage.redis", "redis://"),
+    ('[storage]\nredis_prefix = ""\n', "storage.redis_prefix", "restguard:"),
+    ('[storage]\nredis_prefix = "a\\nb"\n', "storage.redis_prefix", "printable"),
 ]
+
+
+def test_a_bad_redis_url_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    """It may hold a password: the message names the key, never the value."""
+    config = tmp_path / "restguard.toml"
+    config.write_text('[storage]\nredis = "http://:hunter2secret@10.0.0.1:6379"\n')
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    assert "storage.redis" in str(err.value)
+    assert "hunter2secret" not in str(err.value)
 
 
 @pytest.mark.parametrize(
