@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from restguard.audit import EventSink, JsonLinesAudit
 from restguard.authz.policy import Policy
-from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter
+from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter, RefusalCache
 from restguard.clock import Clock, SystemClock
 from restguard.config import ConfigError, Settings
 from restguard.credentials.apikey import ApiKeyAuthenticator
@@ -238,11 +238,13 @@ def _limiter(
 ) -> RateLimiter:
     """Where the counters of limits live: in Redis when it is configured; else in the database
     when more than one process may serve (``--workers``, or PostgreSQL, which several instances
-    share); else in this process's memory. A limit is never multiplied by the processes."""
+    share); else in this process's memory. A limit is never multiplied by the processes. A
+    shared limiter's refusals are remembered here while they last (``RefusalCache``: exact),
+    so a flood from one address is not a flood of writes."""
     if redis is not None:
-        return redis.limiter
+        return RefusalCache(redis.limiter, clock.monotonic)
     if settings.processes > 1 or not settings.database_url.startswith("sqlite"):
-        return store.rate_limits
+        return RefusalCache(store.rate_limits, clock.monotonic)
     return MemoryRateLimiter(clock.monotonic)
 
 

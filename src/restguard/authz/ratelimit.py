@@ -91,3 +91,64 @@ class MemoryRateLimiter:
         if len(self._tat) >= self._max_keys:  # still full: forget the oldest half
             for k in sorted(self._tat, key=self._tat.__getitem__)[: self._max_keys // 2]:
                 del self._tat[k]
+
+
+class RefusalCache:
+    """A shared limiter behind a memory of its refusals: while a key is known to be refused
+    (until the ``retry_after`` the shared limiter gave), it is refused here without a round
+    trip. Exact, not an estimate: a refused event counts nothing, and no event anywhere can
+    move a key's next allowed moment earlier, so the shared limiter would refuse it too. A
+    flood of failures from one address costs the database or Redis about one call per allowed
+    event instead of one per request."""
+
+    def __init__(
+        self,
+        shared: RateLimiter,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.shared, self._clock, self._max_keys = shared, clock, max_keys
+        # key -> (refused until, as the shared limiter said: retry at, full again at)
+        self._until: dict[str, tuple[float, float, float]] = {}
+
+    def _known(self, key: str) -> Verdict | None:
+        known = self._until.get(key)
+        if known is None:
+            return None
+        now = self._clock()
+        until, retry_at, full_at = known
+        if now >= until:
+            del self._until[key]
+            return None
+        retry = max(1, math.ceil(retry_at - now))
+        return Verdict(False, 0, max(retry, math.ceil(full_at - now)), retry)
+
+    def _remember(self, key: str, verdict: Verdict) -> Verdict:
+        if verdict.retry_after is not None:
+            if len(self._until) >= self._max_keys:
+                self._until.clear()  # (forgetting only costs round trips)
+            now = self._clock()
+            # The shared limiter rounds up to whole seconds: the key is surely refused for
+            # one second less than it said (never longer here than there).
+            retry_at = now + verdict.retry_after
+            self._until[key] = (retry_at - 1, retry_at, now + verdict.reset)
+        return verdict
+
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        known = self._known(key)
+        if known is not None:
+            return known
+        return self._remember(key, await self.shared.hit(key, limit, window))
+
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        known = self._known(key)
+        if known is not None:
+            return known.retry_after
+        retry = await self.shared.blocked(key, limit, window)
+        if retry is not None:
+            self._remember(key, Verdict(False, 0, retry, retry))
+        return retry
+
+    def close(self) -> None:
+        self._until.clear()
+        self.shared.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from restguard.authz.ratelimit import MemoryRateLimiter, Verdict, gcra
+from restguard.authz.ratelimit import MemoryRateLimiter, RefusalCache, Verdict, gcra
 
 T = 1000.0
 
@@ -119,3 +119,63 @@ def test_gcra_never_admits_more_than_limit_per_window_and_counts_down(
     for i, t in enumerate(admitted):  # a token bucket: limit at once, then one per interval
         for j in range(i, len(admitted)):
             assert j - i + 1 <= limit + (admitted[j] - t) / interval + 1e-6
+
+
+class CountingLimiter:
+    """A shared limiter (GCRA in memory) that counts its round trips."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner = MemoryRateLimiter(clock)
+        self.calls = 0
+
+    async def hit(self, key: str, limit: int, window: float) -> Verdict:
+        self.calls += 1
+        return await self.inner.hit(key, limit, window)
+
+    async def blocked(self, key: str, limit: int, window: float) -> int | None:
+        self.calls += 1
+        return await self.inner.blocked(key, limit, window)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_refusal_cache_spares_round_trips_while_a_key_is_refused() -> None:
+    clock = FakeClock()
+    shared = CountingLimiter(clock)
+    lim = RefusalCache(shared, clock)
+    for _ in range(3):
+        assert (await lim.hit("k", 3, 60.0)).allowed
+    first = await lim.hit("k", 3, 60.0)
+    assert first == Verdict(False, 0, 60, 20)
+    calls = shared.calls
+    for _ in range(1000):  # a flood: answered here
+        assert not (await lim.hit("k", 3, 60.0)).allowed
+    assert await lim.blocked("k", 3, 60.0) == 20
+    assert shared.calls == calls
+    assert (await lim.hit("other", 3, 60.0)).allowed  # other keys go through
+    clock.now = T + 19.5  # within the last second it asks again
+    assert (await lim.hit("k", 3, 60.0)).retry_after == 1
+    clock.now = T + 20.0
+    assert (await lim.hit("k", 3, 60.0)).allowed
+
+
+@settings(deadline=None)
+@given(
+    limit=st.integers(1, 10),
+    window=st.sampled_from([1.0, 10.0, 60.0]),
+    gaps=st.lists(st.floats(0, 30, allow_nan=False), max_size=60),
+)
+async def test_refusal_cache_decides_exactly_as_the_shared_limiter(
+    limit: int, window: float, gaps: list[float]
+) -> None:
+    """Whatever the timing, every event gets the same allowed/refused answer with or without
+    the cache in front (the shared limiter's Retry-After is whole seconds, rounded up)."""
+    plain_clock, cached_clock = FakeClock(), FakeClock()
+    plain = MemoryRateLimiter(plain_clock)
+    cached = RefusalCache(MemoryRateLimiter(cached_clock), cached_clock)
+    for gap in gaps:
+        plain_clock.now += gap
+        cached_clock.now += gap
+        a, b = await plain.hit("k", limit, window), await cached.hit("k", limit, window)
+        assert a.allowed == b.allowed

@@ -371,7 +371,10 @@ class SqlStore(Store):
         self.oauth1_tokens: OAuth1TokenStore = SqlOAuth1TokenStore(engine, self._run)
         self.oauth1_nonces: OAuth1NonceStore = SqlOAuth1NonceStore(engine, self._run)
         # Not in the ``Store`` port: ``store.ports`` sits below ``authz`` (``RateLimiter``).
-        self.rate_limits: RateLimiter = SqlRateLimiter(engine, self._run)
+        # Its own threads: a flood of failed attempts (each one counted, strangers' too) must
+        # not queue the nonces, tokens and bookkeeping behind it.
+        self._limits_run = Runner(timeout)
+        self.rate_limits: RateLimiter = SqlRateLimiter(engine, self._limits_run)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; ``BackendUnavailable`` unless the database answers."""
@@ -385,4 +388,5 @@ class SqlStore(Store):
     def close(self) -> None:
         """Close every pooled connection."""
         self._run.close()
+        self._limits_run.close()
         self.engine.dispose()
