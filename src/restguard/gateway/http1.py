@@ -69,6 +69,13 @@ class _Refused(Exception):
     """Raised in a parser callback; httptools turns it into a parse error."""
 
 
+class _Nobody:
+    """The protocol of ``_LOST_PARSER``: fed nothing, ever."""
+
+
+_LOST_PARSER = httptools.HttpRequestParser(_Nobody())
+
+
 class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests, runs one exchange at a time, in order."""
 
@@ -233,6 +240,11 @@ class ClientConnection(asyncio.Protocol):
             if ex is not None:
                 ex.client_lost()
         self._queue.clear()
+        # Break the reference cycles through this object (the transport holds it, the parser
+        # holds its bound methods), so a closed connection is freed at once, not by the next
+        # full collection: the collector runs rarely here (``settle_garbage_collector``).
+        self.transport = None
+        self._parser = _LOST_PARSER
 
     def eof_received(self) -> bool:
         """The client shut its sending side (``shutdown(SHUT_WR)``, ``nc -N``): the requests it
