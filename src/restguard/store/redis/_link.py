@@ -74,7 +74,9 @@ class Link:
         try:
             async with asyncio.timeout(self.timeout):
                 return await call(self.client())
-        except (RedisError, OSError, TimeoutError) as exc:
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # (RedisError, OSError, TimeoutError, a reply parsed wrong...)
             raise unavailable(operation, exc) from None
 
     async def aclose(self) -> None:

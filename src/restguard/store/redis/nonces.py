@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from restguard.errors import BackendUnavailable
 from restguard.store.redis._link import Link, digest
 
 _MS = timedelta(milliseconds=1)
@@ -23,7 +24,9 @@ def _ttl_ms(expires_at: datetime, now: datetime) -> int:
 
 async def _record(link: Link, operation: str, key: str, ttl_ms: int) -> bool:
     reply = await link.call(operation, lambda client: client.set(key, b"1", nx=True, px=ttl_ms))
-    return reply is True
+    if reply is True or reply is None:  # recorded now; or there already (nil): a replay
+        return reply is True
+    raise BackendUnavailable(debug=f"redis {operation}: a reply of an unexpected shape")
 
 
 class RedisNonceStore:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from restguard.authz.ratelimit import Verdict
+from restguard.errors import BackendUnavailable
 from restguard.store.redis._link import MAX_KEY_BYTES, Link
 
 #: The clock: ``now`` in seconds from Redis's own ``TIME`` (a test may put a fixed one).
@@ -49,9 +50,20 @@ return {1, math.max(0, remaining), math.max(0, math.ceil(new - now)), -1}
 """
 
 
-def verdict(reply: list[int]) -> Verdict:
-    """The script's reply as a ``Verdict``."""
-    allowed, remaining, reset, retry = (int(v) for v in reply)
+def verdict(reply: object) -> Verdict:
+    """The script's reply as a ``Verdict``: exactly four integers as the script returns them,
+    else ``BackendUnavailable`` (a reply of another shape decides nothing: fail closed)."""
+    if not (
+        isinstance(reply, list)
+        and len(reply) == 4
+        and all(type(v) is int for v in reply)
+        and reply[0] in (0, 1)
+        and reply[1] >= 0
+        and reply[2] >= 0
+        and (reply[3] == -1 if reply[0] == 1 else reply[3] >= 1)
+    ):
+        raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
+    allowed, remaining, reset, retry = reply
     return Verdict(allowed == 1, remaining, reset, None if retry < 0 else retry)
 
 
