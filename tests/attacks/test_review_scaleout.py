@@ -261,7 +261,8 @@ def test_pipelined_and_path_variants_on_keep_alive_connections_count_each(duo) -
     for t in threads:
         t.join(30)
     statuses = [s for r in results for s in r]
-    assert statuses.count(200) <= 5, statuses
+    print("pipelined:", results)
+    assert statuses.count(200) == 5, statuses
     assert all(s in (200, 429, 400, 404) for s in statuses), statuses
 
 
@@ -345,24 +346,26 @@ def _jwt_pair(tmp_path: Path, up: RecordingUpstream, pg: str, jwks: JWKSServer):
     return one, two
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: guard._bucket joins (auth_method, issuer, client_id, subject) with \\x1f "
-    "and JWT claims may contain \\x1f: client_id='a\\x1fb',sub='c' and client_id='a',"
-    "sub='b\\x1fc' share one rate-limit bucket (one caller exhausts another's limit)",
-)
 def test_jwt_claims_with_unit_separator_do_not_share_a_bucket(
     tmp_path: Path, up: RecordingUpstream, pg: str, jwks: JWKSServer
 ) -> None:
+    """guard._bucket joins (method, issuer, client_id, subject) with \x1f: client_id='a\x1fb',
+    sub='c' and client_id='a', sub='b\x1fc' would share a bucket. Held: types.py refuses any
+    identity value with a control character (401), so neither token is ever counted."""
     one, two = _jwt_pair(tmp_path, up, pg, jwks)
     try:
         attacker = mint_raw(SIGNER, claims_for(ISS, AUD, client_id="app\x1fmallory", sub="victim"))
-        victim = mint_raw(SIGNER, claims_for(ISS, AUD, client_id="app", sub="mallory\x1fvictim"))
-        for gw in (one, two, one):  # the attacker spends the limit (3/hour) on both instances
-            r = httpx.get(gw.url + "/jwt-limited", headers={"authorization": f"Bearer {attacker}"})
-            assert r.status_code == 200
-        answer = httpx.get(two.url + "/jwt-limited", headers={"authorization": f"Bearer {victim}"})
-        assert answer.status_code == 200, "the victim's bucket was spent by another credential"
+        victim_twin = mint_raw(
+            SIGNER, claims_for(ISS, AUD, client_id="app", sub="mallory\x1fvictim")
+        )
+        for tok in (attacker, victim_twin):
+            for gw in (one, two):
+                r = httpx.get(gw.url + "/jwt-limited", headers={"authorization": f"Bearer {tok}"})
+                assert r.status_code == 401
+        # and a plain victim's limit is untouched by the attempts
+        victim = mint_raw(SIGNER, claims_for(ISS, AUD, client_id="app", sub="victim"))
+        r = httpx.get(two.url + "/jwt-limited", headers={"authorization": f"Bearer {victim}"})
+        assert r.status_code == 200 and r.headers["ratelimit-remaining"] == "2"
     finally:
         one.stop()
         two.stop()
@@ -1001,3 +1004,113 @@ def test_workers_two_racing_connections_admit_exactly_the_limit(
         jobs = [(serve.url + "/open-limited", {"connection": "close"}) for _ in range(24)]
         statuses = racing(jobs)
         assert sorted(statuses) == [200] * 4 + [429] * 20, statuses
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: LoginChecker's per-account lock (users.py check: LoginLocked) refuses the "
+    "right password from any address once a stranger made 5 wrong guesses from another: "
+    "CONTRACT 'nothing a stranger does may refuse a credential's valid use from another "
+    "address'; shared by every instance through the database",
+)
+def test_a_stranger_cannot_lock_an_account_owner_out_of_sign_in(
+    tmp_path: Path, up: RecordingUpstream, pg: str
+) -> None:
+    from tests.oauth2_support import add_user
+
+    one, two = pair(
+        tmp_path, up, pg, extra={"server.trusted_proxies": json.dumps(["127.0.0.1/32"])}
+    )
+    try:
+        add_user(one, "erin", "correct horse battery", "notes:read")
+        prepared = _login_forms(one, 7)
+        for i, (session, form) in enumerate(prepared[:6]):  # the stranger, at 198.51.100.7
+            session.post(
+                (one, two)[i % 2].url + "/login",
+                data={**form.inputs, "username": "erin", "password": f"guess{i}"},
+                headers={"x-forwarded-for": "198.51.100.7"},
+                allow_redirects=False,
+                timeout=30,
+            )
+        session, form = prepared[6]  # the owner, at 203.0.113.20, on the other instance
+        r = session.post(
+            two.url + "/login",
+            data={**form.inputs, "username": "erin", "password": "correct horse battery"},
+            headers={"x-forwarded-for": "203.0.113.20"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert r.status_code in (302, 303), (r.status_code, r.text[:200])
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize(("redis", "bound"), [("", 1.6), (REDIS_URL, 0.6)], ids=["db", "redis"])
+def test_token_revoked_at_one_instances_revocation_endpoint_is_refused_on_the_other(
+    tmp_path: Path, up: RecordingUpstream, pg: str, redis: str, bound: float
+) -> None:
+    """RFC 7009 at instance A (the runtime's announcing store); the access token is refused at
+    instance B within the bound."""
+    from tests.oauth2_support import add_client
+
+    one, two = pair(tmp_path, up, pg, redis=redis)
+    try:
+        client = add_client(one, "notes:read", grants=("client_credentials",), redirect_uris=())
+        creds = (client.id, client.secret or "")
+        got = httpx.post(
+            one.url + "/oauth2/token",
+            data={"grant_type": "client_credentials", "scope": "notes:read"},
+            auth=creds,
+        )
+        access = got.json()["access_token"]
+        auth = {"authorization": f"Bearer {access}"}
+        with httpx.Client(timeout=5) as c:
+            for _ in range(3):
+                assert c.get(two.url + "/notes/t", headers=auth).status_code == 200
+            r = c.post(one.url + "/oauth2/revoke", data={"token": access}, auth=creds)
+            assert r.status_code == 200, r.text
+            took = wait_until(
+                lambda: c.get(two.url + "/notes/t", headers=auth).status_code == 401,
+                timeout=5,
+                what="revoked token refused on B",
+                every=0.01,
+            )
+        assert took < bound, took
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize(("redis", "bound"), [("", 1.6), (REDIS_URL, 0.6)], ids=["db", "redis"])
+def test_removed_issuer_is_distrusted_on_the_other_instance(
+    tmp_path: Path, up: RecordingUpstream, pg: str, jwks: JWKSServer, redis: str, bound: float
+) -> None:
+    one, two = pair(tmp_path, up, pg, redis=redis)
+    try:
+        uri = jwks.serve(f"/jwks-{secrets.token_hex(4)}", jwks_of(SIGNER))
+        record = add_issuer(one, issuer=ISS, jwks_uri=uri, audience=AUD)
+        tok = mint_raw(SIGNER, claims_for(ISS, AUD, sub="zed"))
+        auth = {"authorization": f"Bearer {tok}"}
+        with httpx.Client(timeout=5) as c:
+            wait_until(
+                lambda: c.get(two.url + "/notes/j", headers=auth).status_code == 200,
+                timeout=10,
+                what="trusted on B",
+            )
+
+            async def action(store: Store) -> None:
+                await store.issuers.remove(record.id)
+
+            announce_revocation(one, action)
+            took = wait_until(
+                lambda: c.get(two.url + "/notes/j", headers=auth).status_code == 401,
+                timeout=5,
+                what="distrusted on B",
+                every=0.01,
+            )
+        print("issuer removal reached B in", took)
+        assert took < bound, took
+    finally:
+        one.stop()
+        two.stop()
