@@ -108,6 +108,13 @@ class FakeRedis:
                         writer.write(self._decision(b"PING") or b"-ERR x\r\n")
                     else:
                         writer.write(b"+PONG\r\n")
+                elif name == b"HELLO":  # (RESP3 handshake when a password is given)
+                    proto = int(cmd[1]) if len(cmd) > 1 else 2
+                    writer.write(
+                        b"%1\r\n" + _bulk(b"proto") + b":%d\r\n" % proto
+                        if proto == 3
+                        else b"*2\r\n" + _bulk(b"proto") + b":2\r\n"
+                    )
                 elif name == b"UNSUBSCRIBE":
                     writer.write(b"*3\r\n" + _bulk(b"unsubscribe") + _bulk(b"x") + b":0\r\n")
                 else:  # CLIENT SETINFO, SELECT, HELLO...: OK

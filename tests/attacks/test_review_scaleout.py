@@ -948,7 +948,7 @@ def test_racing_user_code_guesses_are_held_to_the_device_throttle(
         (form,) = forms(page.text)
         assert form.action == "/device" and "user_code" in form.inputs, page.text[:300]
         cookies = owner.http.cookies.get_dict()
-        n = 40
+        n = 80
         codes = [
             "".join(secrets.choice("BCDFGHJKLMNPQRSTVWXZ") for _ in range(4))
             + "-"
@@ -1114,3 +1114,32 @@ def test_removed_issuer_is_distrusted_on_the_other_instance(
     finally:
         one.stop()
         two.stop()
+
+
+
+def test_redis_password_never_appears_in_answers_or_readiness(
+    tmp_path: Path, up: RecordingUpstream, pg: str
+) -> None:
+    """A Redis failing with the password in ``[storage] redis``: the 503 body, /readyz and
+    /metrics never repeat the URL or the password."""
+    fake = FakeRedis()
+    try:
+        url = f"redis://:s3cr3t-pw-XYZ@127.0.0.1:{fake.port}/0"
+        one, two = pair(tmp_path, up, pg, redis=url, extra={"storage.timeout": json.dumps("1s")})
+        try:
+            _, key = one.issue_key("notes:read")
+            fake.mode = "err"
+            with httpx.Client(timeout=10) as c:
+                pages = [
+                    c.get(one.url + "/limited", headers={"authorization": f"ApiKey {key}"}),
+                    c.get(one.admin_url + "/readyz"),
+                    c.get(one.admin_url + "/metrics"),
+                ]
+            assert pages[0].status_code == 503
+            for page in pages:
+                assert "s3cr3t" not in page.text and "redis://" not in page.text
+        finally:
+            one.stop()
+            two.stop()
+    finally:
+        fake.stop()
