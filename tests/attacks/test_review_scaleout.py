@@ -156,9 +156,7 @@ def racing(jobs: list[tuple[str, dict[str, str]]]) -> list[int]:
         url, headers = job
         with httpx.Client(timeout=15) as client:
             barrier.wait()
-            return client.request(
-                headers.pop(":method", "GET"), url, headers=headers
-            ).status_code
+            return client.request(headers.pop(":method", "GET"), url, headers=headers).status_code
 
     with ThreadPoolExecutor(len(jobs)) as pool:
         return list(pool.map(one, jobs))
@@ -245,9 +243,7 @@ def test_pipelined_and_path_variants_on_keep_alive_connections_count_each(duo) -
     _, key = one.issue_key("notes:read")
     variants = ["/limited", "/limited?x=1", "/limited?", "/%6cimited"]
     reqs = [
-        (
-            f"GET {v} HTTP/1.1\r\nHost: api\r\nAuthorization: ApiKey {key}\r\n\r\n"
-        ).encode()
+        (f"GET {v} HTTP/1.1\r\nHost: api\r\nAuthorization: ApiKey {key}\r\n\r\n").encode()
         for v in variants * 3
     ]
     results: list[list[int]] = []
@@ -296,9 +292,7 @@ def test_forwarded_for_behind_trusted_proxy_uses_the_appended_address(
         statuses = racing(jobs)
         assert sorted(statuses) == [200] * 4 + [429] * 8, statuses
         # another real client keeps its own count
-        other = httpx.get(
-            one.url + "/open-limited", headers={"x-forwarded-for": "203.0.113.10"}
-        )
+        other = httpx.get(one.url + "/open-limited", headers={"x-forwarded-for": "203.0.113.10"})
         assert other.status_code == 200
     finally:
         one.stop()
@@ -336,10 +330,12 @@ def _jwt_pair(tmp_path: Path, up: RecordingUpstream, pg: str, jwks: JWKSServer):
     probe = mint_raw(SIGNER, claims_for(ISS, AUD, sub="probe"))
     for gw in (one, two):
         wait_until(
-            lambda gw=gw: httpx.get(
-                gw.url + "/notes/1", headers={"authorization": f"Bearer {probe}"}
-            ).status_code
-            == 200,
+            lambda gw=gw: (
+                httpx.get(
+                    gw.url + "/notes/1", headers={"authorization": f"Bearer {probe}"}
+                ).status_code
+                == 200
+            ),
             timeout=10,
             what="the issuer is trusted",
         )
@@ -411,15 +407,15 @@ def test_failures_of_every_kind_count_and_never_lock_out_a_valid_key(
                 "signature": "sig1=:AAAA:",
             },
             {
-                "authorization": 'OAuth oauth_consumer_key="x", oauth_signature_method="HMAC-SHA1", '
+                "authorization": 'OAuth oauth_consumer_key="x", '
+                'oauth_signature_method="HMAC-SHA1", '
                 f'oauth_timestamp="{int(time.time())}", oauth_nonce="n1", oauth_version="1.0", '
                 'oauth_signature="y"'
             },
             {},
         ]
         jobs = [
-            ((one, two)[i % 2].url + "/notes/1", dict(wrongs[i % len(wrongs)]))
-            for i in range(24)
+            ((one, two)[i % 2].url + "/notes/1", dict(wrongs[i % len(wrongs)])) for i in range(24)
         ]
         statuses = racing(jobs)
         assert sorted(statuses) == [401] * 8 + [429] * 16, statuses
@@ -572,9 +568,7 @@ def test_revoked_app_oauth1_token_and_oauth2_client_refused_on_the_other_instanc
 # --- Redis faults -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "mode", ["err", "oom", "loading", "readonly", "drop", "silent"]
-)
+@pytest.mark.parametrize("mode", ["err", "oom", "loading", "readonly", "drop", "silent"])
 def test_redis_answering_errors_fails_closed_and_recovers(
     tmp_path: Path, up: RecordingUpstream, pg: str, mode: str
 ) -> None:
@@ -610,8 +604,10 @@ def test_redis_answering_errors_fails_closed_and_recovers(
                 assert client.get(two.url + "/notes/1", headers=auth).status_code == 200
                 fake.mode = "ok"
                 wait_until(
-                    lambda: client.get(one.url + "/limited", headers=auth).status_code == 200
-                    and client.get(two.url + "/limited", headers=auth).status_code == 200,
+                    lambda: (
+                        client.get(one.url + "/limited", headers=auth).status_code == 200
+                        and client.get(two.url + "/limited", headers=auth).status_code == 200
+                    ),
                     timeout=10,
                     what="recovered",
                 )
@@ -631,7 +627,9 @@ def test_redis_reply_of_the_wrong_shape_is_never_forwarded(
     """Held line: a reply that is not the script's array is never an admission."""
     fake = FakeRedis()
     try:
-        one, two = pair(tmp_path, up, pg, redis=fake.url, extra={"storage.timeout": json.dumps("1s")})
+        one, two = pair(
+            tmp_path, up, pg, redis=fake.url, extra={"storage.timeout": json.dumps("1s")}
+        )
         try:
             _, key = one.issue_key("notes:read")
             fake.mode = mode
@@ -660,7 +658,9 @@ def test_redis_reply_of_the_wrong_shape_is_a_503(
     in the way): refused with 503 like any Redis failure; never forwarded, never a 500."""
     fake = FakeRedis()
     try:
-        one, two = pair(tmp_path, up, pg, redis=fake.url, extra={"storage.timeout": json.dumps("1s")})
+        one, two = pair(
+            tmp_path, up, pg, redis=fake.url, extra={"storage.timeout": json.dumps("1s")}
+        )
         try:
             _, key = one.issue_key("notes:read")
             auth = {"authorization": f"ApiKey {key}"}
@@ -704,8 +704,10 @@ def test_frozen_redis_under_load_neither_hangs_nor_leaks_and_recovers(
             assert len(proxy._writers) // 2 <= 2 * 101, len(proxy._writers)
             proxy.thaw()
             wait_until(
-                lambda: httpx.get(one.url + "/limited", headers=auth).status_code == 200
-                and httpx.get(two.url + "/limited", headers=auth).status_code == 200,
+                lambda: (
+                    httpx.get(one.url + "/limited", headers=auth).status_code == 200
+                    and httpx.get(two.url + "/limited", headers=auth).status_code == 200
+                ),
                 timeout=15,
                 what="served again",
             )
@@ -728,7 +730,7 @@ def test_upstream_ratelimit_headers_are_replaced_on_limited_routes(duo, up) -> N
         ("ratelimit-limit", "999"),
         ("RATELIMIT-RESET", "1"),
         ("RateLimit-Policy", "999;w=1"),
-        ("RateLimit", 'limit=999, remaining=999, reset=1'),
+        ("RateLimit", "limit=999, remaining=999, reset=1"),
     ]
     r = raw(one.port, f"GET /limited HTTP/1.1\nHost: a\nAuthorization: ApiKey {key}\n\n")
     head = r.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
@@ -997,7 +999,10 @@ def test_workers_two_racing_connections_admit_exactly_the_limit(
             "redis": json.dumps(redis),
             "redis_prefix": json.dumps(f"rg-attack-{secrets.token_hex(6)}:"),
         }
-    routes = '[[routes]]\npath = "/open-limited"\nmethods = ["GET"]\npublic = true\nrate_limit = "4/hour"\n'
+    routes = (
+        '[[routes]]\npath = "/open-limited"\nmethods = ["GET"]\npublic = true\n'
+        'rate_limit = "4/hour"\n'
+    )
     config = serve_dir(tmp_path / "w", upstream=up.url, routes=routes, keys=keys)
     with serving(config, "--workers", "2") as serve:
         ready_workers(serve.pid, 1)  # (the serving process itself is the other worker)
@@ -1114,7 +1119,6 @@ def test_removed_issuer_is_distrusted_on_the_other_instance(
     finally:
         one.stop()
         two.stop()
-
 
 
 def test_redis_password_never_appears_in_answers_or_readiness(
