@@ -345,7 +345,7 @@ class Guard:
         if route.rate_limit is None:
             return ()
         limit, window = route.rate_limit
-        verdict = await self.limiter.hit(f"route:{route.index}:{who}", limit, window)
+        verdict = await self.limiter.hit(f"route:{route.rate_key}:{who}", limit, window)
         headers = rate_limit_headers(limit, verdict)
         if verdict.retry_after is not None:
             raise RateLimited(verdict.retry_after, debug="route rate limit", more=headers)

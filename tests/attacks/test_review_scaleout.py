@@ -643,13 +643,7 @@ def test_redis_reply_of_the_wrong_shape_is_never_forwarded(
         fake.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: store/redis/rate_limit.py verdict() trusts the reply's shape and "
-    "_link.Link.call catches only RedisError/OSError/TimeoutError: a 2-element or +OK reply "
-    "raises ValueError -> 500 server_error (not 503, /readyz still ok); a 4-byte bulk string "
-    "is unpacked byte by byte into a Verdict (-> 429 decided from garbage)",
-)
+# Finding (fixed): a 2-element or +OK reply was a 500, a 4-byte string a verdict from garbage.
 @pytest.mark.parametrize("mode", ["string4", "short", "ok_text"])
 def test_redis_reply_of_the_wrong_shape_is_a_503(
     tmp_path: Path, up: RecordingUpstream, pg: str, mode: str
@@ -765,13 +759,7 @@ rate_limit = "1000/hour"
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: guard._rate_limit keys counters by route.index (the route's position in "
-    "the file): two instances whose policies differ by one route inserted above (a rolling "
-    "deploy, or a reload on one instance) count one route in two buckets (limit doubled) and "
-    "two different routes in one",
-)
+# Finding (fixed): counters were keyed by the route's place in the file (route.index).
 def test_rolling_deploy_with_an_added_route_does_not_double_the_limit(
     tmp_path: Path, up: RecordingUpstream, pg: str
 ) -> None:
@@ -841,13 +829,7 @@ def _race_logins(gws, prepared, names, password):  # type: ignore[no-untyped-def
         return list(pool.map(go, range(len(prepared))))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: ResourceOwnerPages.login checks AddressThrottle.retry_after (limiter."
-    "blocked, counts nothing) before the password check and counts with throttle.failed "
-    "after it: racing sign-ins all pass the check, so the per-address sign-in throttle "
-    "(20 per 5 min) is not exact across instances as README claims",
-)
+# Finding (fixed): the per-address sign-in throttle was checked, then counted after the password.
 def test_racing_sign_ins_from_one_address_are_held_to_the_address_throttle(
     tmp_path: Path, up: RecordingUpstream, pg: str
 ) -> None:
@@ -892,13 +874,7 @@ def test_racing_password_guesses_against_one_account_stop_at_the_lock(
 # --- fan-out vs a read in flight ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: ReadThrough.get (credentials/read_through.py) stores what a load started "
-    "before drop_cached() returns, after the drop: an announced revocation that arrives while "
-    "a read is in flight is lost and the pre-revocation record is served for up to the 1 s TTL "
-    "(no generation check)",
-)
+# Finding (fixed): a read in flight when the announcement came was cached afterwards.
 def test_a_revocation_announced_during_a_read_is_not_lost() -> None:
     from restguard.credentials.read_through import ReadThrough
 
@@ -926,13 +902,7 @@ def test_a_revocation_announced_during_a_read_is_not_lost() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: DevicePages._enter checks throttle.retry_after for address and user, "
-    "looks the code up, and only then counts throttle.failed: racing wrong user codes are all "
-    "looked up, so the 10-per-5-minutes user-code throttle (the stated basis of 'guessing "
-    "takes years') is bypassed by concurrency, on one instance or several",
-)
+# Finding (fixed): user codes were checked against the throttle, then counted after the lookup.
 def test_racing_user_code_guesses_are_held_to_the_device_throttle(
     tmp_path: Path, up: RecordingUpstream, pg: str
 ) -> None:

@@ -359,3 +359,18 @@ def test_a_bad_url_is_refused_without_echoing_it() -> None:
         with pytest.raises(ValueError) as caught:
             open_redis(url, timeout=1.0)
         assert "s3cret" not in str(caught.value)
+
+
+async def test_a_refund_gives_one_event_back_never_before_now(
+    pair: tuple[RedisBackend, RedisBackend],
+) -> None:
+    a, b = pair
+    assert [(await a.limiter.hit("k", 3, 3600)).allowed for _ in range(4)] == [1, 1, 1, 0]
+    await b.limiter.refund("k", 3, 3600)
+    assert (await a.limiter.hit("k", 3, 3600)).allowed
+    assert not (await b.limiter.hit("k", 3, 3600)).allowed
+    for _ in range(10):  # never below now: refunds do not bank events
+        await a.limiter.refund("k", 3, 3600)
+    assert [(await b.limiter.hit("k", 3, 3600)).allowed for _ in range(4)] == [1, 1, 1, 0]
+    await a.limiter.refund("never-seen", 3, 3600)
+    assert await a.limiter.blocked("never-seen", 3, 3600) is None

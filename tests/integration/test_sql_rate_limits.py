@@ -404,3 +404,18 @@ async def test_per_hit_latency(store: SqlStore, capsys: pytest.CaptureFixture[st
     took = (time.perf_counter() - started) / n
     with capsys.disabled():
         print(f"\n{store.engine.dialect.name}: {took * 1e3:.3f} ms per hit (sequential, {n})")
+
+
+async def test_a_refund_gives_one_event_back_never_before_now(store: SqlStore) -> None:
+    clock = FakeClock()
+    lim = limiter(store, clock)
+    assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
+    await lim.refund("k", 3, 60.0)
+    assert (await lim.hit("k", 3, 60.0)).allowed
+    assert not (await lim.hit("k", 3, 60.0)).allowed
+    for _ in range(10):  # never below now: refunds do not bank events
+        await lim.refund("k", 3, 60.0)
+    assert rows(store)["k"] == T0
+    assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
+    await lim.refund("never-seen", 3, 60.0)  # nothing to give back: nothing written
+    assert "never-seen" not in rows(store)

@@ -19,7 +19,7 @@ A HEAD request is decided exactly as GET: frameworks run the GET handler for it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from restguard.authz.paths import decode_path, normalise_path
@@ -64,6 +64,9 @@ class Route:
     _subtree: bool = False
     _folded: tuple[str | None, ...] = ()  # literal segments, lower-cased
     _folds: bool = False  # folding changes the pattern (upper case, trailing slash)
+    # The route's rate-limit counters' name: its pattern and methods, not its place in the
+    # file, so instances whose files differ (a rolling deploy, a reload on one) share them.
+    rate_key: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
@@ -76,6 +79,7 @@ class Route:
             folded = folded[:-1]
         object.__setattr__(self, "_folded", folded)
         object.__setattr__(self, "_folds", folded != self._segments)
+        object.__setattr__(self, "rate_key", f"{self.path} {','.join(sorted(self.methods))}")
 
     def matches_path(self, path: str) -> bool:
         return self._matches(path, self._segments)

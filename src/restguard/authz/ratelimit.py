@@ -43,6 +43,12 @@ class RateLimiter(Protocol):
         """Like ``hit`` but counts nothing: seconds until ``key`` may act again, or None."""
         ...
 
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        """Give back one counted event (it turned out not to count: a sign-in that succeeded):
+        the TAT moves back one interval, never before now. Counting first and refunding after
+        is how a check that must count only failures stays exact under racing attempts."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -81,6 +87,11 @@ class MemoryRateLimiter:
 
     async def blocked(self, key: str, limit: int, window: float) -> int | None:
         return gcra(self._tat.get(key), self._clock(), limit, window)[1].retry_after
+
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        tat = self._tat.get(key)
+        if tat is not None:
+            self._tat[key] = max(tat - window / limit, self._clock())
 
     def close(self) -> None:
         self._tat.clear()
@@ -148,6 +159,10 @@ class RefusalCache:
         if retry is not None:
             self._remember(key, Verdict(False, 0, retry, retry))
         return retry
+
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        self._until.pop(key, None)  # (what it refused may be allowed now)
+        await self.shared.refund(key, limit, window)
 
     def close(self) -> None:
         self._until.clear()

@@ -129,6 +129,7 @@ class ApiKeyAuthenticator:
         # decision path; without one they are not recorded.
         self._usage = usage
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._generation = 0  # bumped by drop_cached
         self._touched: dict[str, float] = {}
 
     @staticmethod
@@ -184,12 +185,14 @@ class ApiKeyAuthenticator:
 
     def drop_cached(self) -> None:
         self._cache.clear()
+        self._generation += 1  # (a read in flight now may hold what was just revoked)
 
     async def _record(self, key_id: str) -> _Cached | None:
         now = self._clock.monotonic()
         hit = self._cache.get(key_id)
         if hit is not None and now - hit.fetched < self._ttl:
             return hit
+        generation = self._generation
         record = await self._store.get(key_id)
         if record is None:
             self._cache.pop(key_id, None)
@@ -200,7 +203,10 @@ class ApiKeyAuthenticator:
             scopes=set(record.scopes),
             auth_method="api_key",
         )
-        hit = self._cache[key_id] = _Cached(record, now, principal)
+        hit = _Cached(record, now, principal)
+        if generation != self._generation:  # dropped meanwhile: not kept
+            return hit
+        self._cache[key_id] = hit
         self._cache.move_to_end(key_id)
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)

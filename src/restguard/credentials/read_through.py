@@ -46,26 +46,33 @@ class ReadThrough(Generic[K, R, D]):
             raise ValueError("ttl must be within [0, 1] s: revocation must apply in 1 s")
         self._load, self._derive, self._ttl, self._size = load, derive, ttl, size
         self._cache: dict[K, _Entry[R, D]] = {}
+        self._generation = 0  # bumped by drop_cached
 
     async def get(self, key: K) -> tuple[R, D] | None:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is None or now - hit.read_at >= self._ttl:
+            generation = self._generation
             record = await self._load(key)
             derived: D | None = None
             if record is not None:
                 same = hit is not None and hit.record == record
                 derived = hit.derived if same and hit is not None else self._derive(record)
+            entry = _Entry(record, derived, now)
+            if generation != self._generation:  # dropped meanwhile: not kept
+                return None if record is None else (record, derived)  # type: ignore[return-value]
             if len(self._cache) >= self._size:
                 self._cache.clear()
-            hit = self._cache[key] = _Entry(record, derived, now)
+            hit = self._cache[key] = entry
         if hit.record is None:
             return None
         return hit.record, hit.derived  # type: ignore[return-value]
 
     def drop_cached(self) -> None:
-        """Forget every record (one changed somewhere: read them again)."""
+        """Forget every record (one changed somewhere: read them again), and any read in
+        flight now is not kept (it may hold what was just revoked)."""
         self._cache.clear()
+        self._generation += 1
 
     def forget(self, key: K) -> None:
         """Drop ``key`` (this process changed the record: read it again next time)."""

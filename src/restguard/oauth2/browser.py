@@ -97,21 +97,26 @@ def redirect(location: str, cookies: Headers | None = None) -> EndpointResponse:
 
 
 class AddressThrottle:
-    """Failures per key (a client address, a user) on a ``RateLimiter``: past ``limit`` within
-    ``window`` seconds the key is refused before anything is checked, and earns one more try
-    per ``window / limit``. Shared by every worker and instance when the limiter is (the
-    database's or Redis's); ``BackendUnavailable`` when it cannot be reached (fail closed)."""
+    """Failed attempts per key (a client address, a user) on a ``RateLimiter``: ``limit`` within
+    ``window`` seconds, then one more per ``window / limit``. An attempt is counted before it is
+    checked (so racing attempts cannot all pass a check that counts later) and given back when
+    it succeeds (``succeeded``): what stays counted is the failures. Shared by every
+    worker and instance when the limiter is (the database's or Redis's);
+    ``BackendUnavailable`` when it cannot be reached (fail closed)."""
 
     def __init__(
         self, limiter: RateLimiter, name: str, limit: int = 20, window: float = 300.0
     ) -> None:
         self.limiter, self.name, self.limit, self.window = limiter, name, limit, window
 
-    async def retry_after(self, key: str) -> int | None:
-        return await self.limiter.blocked(f"{self.name}:{key}", self.limit, self.window)
+    async def attempt(self, key: str) -> int | None:
+        """Count one attempt for ``key``: None if it may go ahead, else the seconds to wait."""
+        verdict = await self.limiter.hit(f"{self.name}:{key}", self.limit, self.window)
+        return verdict.retry_after
 
-    async def failed(self, key: str) -> None:
-        await self.limiter.hit(f"{self.name}:{key}", self.limit, self.window)
+    async def succeeded(self, key: str) -> None:
+        """The attempt counted for ``key`` succeeded: it is given back."""
+        await self.limiter.refund(f"{self.name}:{key}", self.limit, self.window)
 
 
 class Sessions:

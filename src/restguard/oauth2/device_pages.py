@@ -12,10 +12,11 @@ everything ticked; a scope the device did not ask for, or the user may not grant
 refused). Allow approves the code, Deny refuses it (both atomic, only from pending), and the
 page says "You may return to your device" (§3.3).
 
-Brute force (§5.1: "the authorization server SHOULD rate-limit user code attempts"): wrong
-codes are counted per client address and per user; past ``CODE_ATTEMPTS`` within
-``CODE_WINDOW`` seconds the form answers 429 with ``Retry-After`` before looking at the code,
-and every wrong code also counts toward the gateway's failed-attempt limit. With 20^8 codes
+Brute force (§5.1: "the authorization server SHOULD rate-limit user code attempts"): codes
+entered are counted per client address and per user, each before it is looked at (so racing
+guesses cannot all pass); past ``CODE_ATTEMPTS`` within ``CODE_WINDOW`` seconds the form
+answers 429 with ``Retry-After``, and every wrong code also counts toward the gateway's
+failed-attempt limit. With 20^8 codes
 and ten tries per five minutes, guessing one of even a thousand pending codes takes years.
 
 Every POST carries a CSRF token bound to the session (``browser.py``); the confirmation
@@ -24,11 +25,13 @@ carries the code it confirms sealed, bound to the user and to that device code.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Final
 
 from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import Clock
+from restguard.errors import BackendUnavailable
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import PageError
 from restguard.oauth2.browser import (
@@ -135,20 +138,22 @@ class DevicePages:
         self, request: EndpointRequest, entered: str, user: UserRecord, now: datetime
     ) -> EndpointResponse:
         keys = (f"address:{request.client}", f"user:{user.user_id}")
-        waits = [w for key in keys if (w := await self.throttle.retry_after(key)) is not None]
+        # each entry counted first (racing guesses cannot all pass a check that counts later)
+        waits = [w for key in keys if (w := await self.throttle.attempt(key)) is not None]
         if waits:
             wait = max(waits)
             minutes = (wait + 59) // 60
-            message = f"Too many wrong codes. Try again in {minutes} minute{'s' * (minutes > 1)}."
+            message = f"Too many codes entered. Try again in {minutes} minute{'s' * (minutes > 1)}."
             return self._code_form(request, now, error=message, status=429, retry_after=wait)
         code = normalise(entered)
         record = None if code is None else await self.codes.by_user_code(code, now)
         client = None if record is None else await self.clients.get(record.client_id)
         if record is None or client is None or not is_active(client, now):
-            for key in keys:
-                await self.throttle.failed(key)
             await self.owner.count_failure(request.client)
             return self._code_form(request, now, entered[:64], error=_WRONG)
+        for key in keys:  # a right code: the attempts are given back
+            with contextlib.suppress(BackendUnavailable):
+                await self.throttle.succeeded(key)
         offered = tuple(s for s in record.scopes if s in user.scopes)
         if not offered:
             await self.codes.deny(record.user_code, now)

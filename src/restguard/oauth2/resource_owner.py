@@ -21,7 +21,8 @@ authorization request arrives by a cross-site navigation), ``Secure`` with a ``_
 when ``public_url`` is https. No secret is put in a URL: the sealed request holds only what the
 authorization request's URL held.
 Sign-in is throttled per account (``users.LoginChecker``, in the store: every worker and
-instance) and per client address (``AddressThrottle``, on the gateway's rate limiter).
+instance) and per client address (``AddressThrottle``, on the gateway's rate limiter: every
+attempt counted before its password is checked).
 
 A sign-in continues to the consent of a pending authorization request (``?request=``, sealed),
 to the device flow's user-code page (``?device=``, a sealed continuation that
@@ -32,6 +33,7 @@ Cookies, sessions and CSRF tokens are ``browser.py``'s.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -323,15 +325,15 @@ class ResourceOwnerPages:
         if not self.sessions.csrf_ok("login", form.get("csrf"), binding, going.sealed, now):
             return again("The sign-in form expired. Please sign in again.", 400)
         busy = "Sign-in is busy right now. Please try again in a moment."
-        try:  # (the throttle's counters may live in the database or Redis: fail closed)
-            retry = await self.throttle.retry_after(request.client)
+        password = form.get("password", "")
+        if not username or not password:
+            return again("Enter your username and password.", 400)
+        try:  # counted first (racing attempts cannot all pass); counters may live in the
+            retry = await self.throttle.attempt(request.client)  # database or Redis
         except BackendUnavailable:
             return again(busy, 503, 5)
         if retry is not None:
             return again(_too_many(retry), 429, retry)
-        password = form.get("password", "")
-        if not username or not password:
-            return again("Enter your username and password.", 400)
         try:
             user = await self.checker.check(username, password, now)
         except LoginLocked as locked:
@@ -340,11 +342,12 @@ class ResourceOwnerPages:
             return again(busy, 503, 5)
         except LoginFailed:
             try:
-                await self.throttle.failed(request.client)
                 await self.count_failure(request.client)
             except BackendUnavailable:
                 return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
+        with contextlib.suppress(BackendUnavailable):  # (signed in: a refund lost costs a try)
+            await self.throttle.succeeded(request.client)
         return redirect(going.target, self.sessions.start(user, now))
 
     async def count_failure(self, address: str) -> None:

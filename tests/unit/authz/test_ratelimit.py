@@ -136,6 +136,10 @@ class CountingLimiter:
         self.calls += 1
         return await self.inner.blocked(key, limit, window)
 
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        self.calls += 1
+        await self.inner.refund(key, limit, window)
+
     def close(self) -> None:
         pass
 
@@ -179,3 +183,19 @@ async def test_refusal_cache_decides_exactly_as_the_shared_limiter(
         cached_clock.now += gap
         a, b = await plain.hit("k", limit, window), await cached.hit("k", limit, window)
         assert a.allowed == b.allowed
+
+
+async def test_a_refund_gives_one_event_back_never_before_now() -> None:
+    lim, clock = limiter()
+    assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
+    await lim.refund("k", 3, 60.0)
+    assert (await lim.hit("k", 3, 60.0)).allowed
+    for _ in range(10):
+        await lim.refund("k", 3, 60.0)
+    assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
+    # through the refusal cache: the refused key is asked again after a refund
+    clock2 = FakeClock()
+    cached = RefusalCache(MemoryRateLimiter(clock2), clock2)
+    assert [(await cached.hit("k", 1, 60.0)).allowed for _ in range(2)] == [True, False]
+    await cached.refund("k", 1, 60.0)
+    assert (await cached.hit("k", 1, 60.0)).allowed

@@ -9,6 +9,7 @@ verdict. Its arithmetic is ``authz.ratelimit.gcra``'s, line by line, in the same
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from typing import Final
 
 from redis.asyncio import Redis
@@ -22,6 +23,21 @@ from restguard.store.redis._link import MAX_KEY_BYTES, Link
 CLOCK_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+#: ``refund`` on KEYS[1] at ``now``: the TAT back one interval (ARGV: the interval), never
+#: before now; a TAT at or before now is the same as none (the key is deleted).
+REFUND_LUA: Final = """
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+local back = tonumber(stored) - tonumber(ARGV[1])
+if back <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.17g', back),
+    'PXAT', string.format('%.0f', math.ceil(back * 1000)))
+end
+return 1
 """
 
 #: ``gcra()`` on KEYS[1] at ``now``; ARGV: limit, window, "1" to count an allowed event.
@@ -75,6 +91,7 @@ class RedisRateLimiter:
         self._link = link
         self._script: AsyncScript | None = None  # registered on first use: EVALSHA, then
         # EVAL once if Redis does not know it (NOSCRIPT)
+        self._refund: AsyncScript | None = None
 
     def _registered(self, client: Redis) -> AsyncScript:
         if self._script is None:
@@ -106,6 +123,19 @@ class RedisRateLimiter:
     async def blocked(self, key: str, limit: int, window: float) -> int | None:
         """Seconds until ``key`` may act again, or None; counts nothing."""
         return (await self._run("rate_limit.blocked", key, limit, window, False)).retry_after
+
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        """Give back one counted event: the TAT back one interval, never before now."""
+        if limit < 1 or window <= 0:
+            raise ValueError("a rate limit needs limit >= 1 and window > 0")
+        keys, args = [self._key(key)], [repr(float(window) / limit)]
+
+        def run(client: Redis) -> Awaitable[object]:
+            if self._refund is None:
+                self._refund = client.register_script(CLOCK_LUA + REFUND_LUA)
+            return self._refund(keys=keys, args=args, client=client)
+
+        await self._link.call("rate_limit.refund", run)
 
     def close(self) -> None:
         """Nothing: the ``RedisBackend`` owns the connection."""

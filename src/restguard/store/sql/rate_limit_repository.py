@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from sqlalchemy import Engine, Float, bindparam, case, delete, select
+from sqlalchemy import Engine, Float, bindparam, case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -158,6 +158,23 @@ class SqlRateLimiter:
 
         at, tat = await self._run("rate_limits.blocked", work)
         return gcra(tat, at, limit, window)[1].retry_after
+
+    async def refund(self, key: str, limit: int, window: float) -> None:
+        """Move the key's TAT back one interval, never before now (one statement)."""
+        c = rate_limits.c
+        now, interval = bindparam("now", type_=Float), bindparam("interval", type_=Float)
+        back = c.tat - interval
+        statement = (
+            update(rate_limits)
+            .where(c.key == stored_key(key))
+            .values(tat=case((back > now, back), else_=now))
+        )
+
+        def work() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(statement, {"now": float(self._clock()), "interval": window / limit})
+
+        await self._run("rate_limits.refund", work, write=True)
 
     def close(self) -> None:
         """Nothing to release: the engine and runner belong to the ``SqlStore``."""
