@@ -847,12 +847,7 @@ def test_racing_sign_ins_from_one_address_are_held_to_the_address_throttle(
         two.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: LoginChecker.check reads locked_until before queueing for Argon2 and "
-    "counts after: racing guesses against one account each get a full password check, far "
-    "more than lock_after=5 before the lock applies",
-)
+# Finding (fixed): the account's lock was read before the Argon2 queue and counted after it.
 def test_racing_password_guesses_against_one_account_stop_at_the_lock(
     tmp_path: Path, up: RecordingUpstream, pg: str
 ) -> None:

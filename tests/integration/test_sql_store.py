@@ -594,7 +594,7 @@ def port_calls(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "users.by_username": lambda: store.users.by_username("alice"),
         "users.list": store.users.list,
         "users.remove": lambda: store.users.remove("us"),
-        "users.login_failed": lambda: store.users.login_failed(
+        "users.login_attempt": lambda: store.users.login_attempt(
             "us", T0, lock_after=5, lock_for=timedelta(minutes=5)
         ),
         "users.login_succeeded": lambda: store.users.login_succeeded("us", None),

@@ -132,16 +132,16 @@ async def test_login_failed_counts_and_locks_at_each_multiple(store: SqlStore) -
     await store.users.insert(user("rg_us_b", "bob"))
 
     for n in range(1, 5):
-        got = await store.users.login_failed("rg_us_a", T0, lock_after=5, lock_for=LOCK_FOR)
+        got = await store.users.login_attempt("rg_us_a", T0, lock_after=5, lock_for=LOCK_FOR)
         assert got is not None and (got.failed_logins, got.locked_until) == (n, None)
     fifth = T0 + timedelta(seconds=5)
-    got = await store.users.login_failed("rg_us_a", fifth, lock_after=5, lock_for=LOCK_FOR)
+    got = await store.users.login_attempt("rg_us_a", fifth, lock_after=5, lock_for=LOCK_FOR)
     assert got is not None and (got.failed_logins, got.locked_until) == (5, fifth + LOCK_FOR)
     later = fifth + timedelta(minutes=10)
-    got = await store.users.login_failed("rg_us_a", later, lock_after=5, lock_for=LOCK_FOR)
+    got = await store.users.login_attempt("rg_us_a", later, lock_after=5, lock_for=LOCK_FOR)
     assert got is not None and (got.failed_logins, got.locked_until) == (6, fifth + LOCK_FOR)
     for _ in range(4):
-        got = await store.users.login_failed("rg_us_a", later, lock_after=5, lock_for=LOCK_FOR)
+        got = await store.users.login_attempt("rg_us_a", later, lock_after=5, lock_for=LOCK_FOR)
     assert got is not None and (got.failed_logins, got.locked_until) == (10, later + LOCK_FOR)
     assert await store.users.get("rg_us_a") == got
     assert await store.users.get("rg_us_b") == user("rg_us_b", "bob")  # untouched
@@ -149,15 +149,15 @@ async def test_login_failed_counts_and_locks_at_each_multiple(store: SqlStore) -
 
 async def test_login_failed_for_no_user_writes_nothing(store: SqlStore) -> None:
     await store.users.insert(user("rg_us_a", "alice"))
-    assert await store.users.login_failed("", T0, lock_after=1, lock_for=LOCK_FOR) is None
-    assert await store.users.login_failed("alice", T0, lock_after=1, lock_for=LOCK_FOR) is None
+    assert await store.users.login_attempt("", T0, lock_after=1, lock_for=LOCK_FOR) is None
+    assert await store.users.login_attempt("alice", T0, lock_after=1, lock_for=LOCK_FOR) is None
     assert await store.users.list() == [user("rg_us_a", "alice")]
     with pytest.raises(ValueError, match="naive"):
-        await store.users.login_failed(
+        await store.users.login_attempt(
             "rg_us_a", datetime(2024, 5, 1), lock_after=1, lock_for=LOCK_FOR
         )
     with pytest.raises(ValueError):
-        await store.users.login_failed("rg_us_a", T0, lock_after=0, lock_for=LOCK_FOR)
+        await store.users.login_attempt("rg_us_a", T0, lock_after=0, lock_for=LOCK_FOR)
 
 
 async def test_login_succeeded_resets_and_may_replace_the_hash(store: SqlStore) -> None:
@@ -189,14 +189,14 @@ def instances(database_url: str, store: SqlStore) -> Iterator[list[SqlStore]]:
             each.close()
 
 
-async def test_concurrent_failures_from_many_instances_each_count_once(
+async def test_racing_attempts_from_many_instances_count_up_to_the_lock_and_no_further(
     store: SqlStore, instances: list[SqlStore]
 ) -> None:
     await store.users.insert(user("rg_us_a", "alice"))
 
     results = await asyncio.gather(
         *(
-            instances[i % len(instances)].users.login_failed(
+            instances[i % len(instances)].users.login_attempt(
                 "rg_us_a", T0, lock_after=5, lock_for=LOCK_FOR
             )
             for i in range(CONCURRENT)
@@ -204,13 +204,14 @@ async def test_concurrent_failures_from_many_instances_each_count_once(
     )
 
     counts = sorted(r.failed_logins for r in results if r is not None)
-    assert counts == list(range(1, CONCURRENT + 1))  # every caller saw its own increment
+    assert counts == [1, 2, 3, 4, 5]  # each saw its own increment; the 5th locked the rest out
+    assert sum(r is None for r in results) == CONCURRENT - 5
     got = await store.users.get("rg_us_a")
     assert got is not None
-    assert (got.failed_logins, got.locked_until) == (CONCURRENT, T0 + LOCK_FOR)
+    assert (got.failed_logins, got.locked_until) == (5, T0 + LOCK_FOR)
 
 
-def test_concurrent_failures_from_threads_each_count_once(
+def test_racing_attempts_from_threads_count_up_to_the_lock_and_no_further(
     store: SqlStore, instances: list[SqlStore]
 ) -> None:
     """Twenty threads, each with its own event loop, released together by a barrier."""
@@ -221,15 +222,14 @@ def test_concurrent_failures_from_threads_each_count_once(
 
     def one(i: int) -> None:
         async def fail() -> UserRecord | None:
-            return await instances[i % len(instances)].users.login_failed(
+            return await instances[i % len(instances)].users.login_attempt(
                 "rg_us_a", T0, lock_after=7, lock_for=LOCK_FOR
             )
 
         try:
             barrier.wait(timeout=30)
             got = asyncio.run(fail())
-            assert got is not None
-            seen.append(got.failed_logins)
+            seen.append(0 if got is None else got.failed_logins)
         except BaseException as exc:  # reported below, on the test's thread
             errors.append(exc)
 
@@ -240,7 +240,7 @@ def test_concurrent_failures_from_threads_each_count_once(
         thread.join(timeout=60)
 
     assert errors == []
-    assert sorted(seen) == list(range(1, CONCURRENT + 1))
+    assert sorted(seen) == [0] * (CONCURRENT - 7) + list(range(1, 8))  # none past the lock
     got = asyncio.run(store.users.get("rg_us_a"))
     assert got is not None
-    assert (got.failed_logins, got.locked_until) == (CONCURRENT, T0 + LOCK_FOR)  # set at 7, 14
+    assert (got.failed_logins, got.locked_until) == (7, T0 + LOCK_FOR)

@@ -26,9 +26,10 @@ import math
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Final, TypeVar
 
 from argon2 import PasswordHasher
@@ -185,9 +186,11 @@ class LoginLocked(LoginFailed):
 class LoginChecker:
     """The login page's check of a username and password, with a per-account throttle.
 
-    * Every ``lock_after``-th failure in a row locks the account for ``lock_for`` (counted
-      atomically by the store, so concurrent guesses on every instance each count); a success
-      resets the count. While locked, ``check`` raises ``LoginLocked`` before any Argon2 run.
+    * Every attempt is counted before its password is checked, atomically by the store and
+      only while the account is not locked, so racing guesses on every instance each count
+      and none gets past the lock; every ``lock_after``-th attempt in a row without a success
+      locks the account for ``lock_for``, and a success resets the count. While locked,
+      ``check`` raises ``LoginLocked`` before any Argon2 run.
       (Being locked shows that the account exists; the page may say so or stay generic.)
     * An unknown username is verified against a fixed dummy hash (made once, on first need) and
       counts a failure against no user, so it costs what a wrong password costs: the time of a
@@ -226,25 +229,37 @@ class LoginChecker:
 
     async def check(self, username: str, password: str, now: datetime) -> UserRecord:
         """The user whose username and password these are (its throttle reset); else
-        ``LoginLocked`` while the account is locked, or ``LoginFailed``."""
+        ``LoginLocked`` while the account is locked, or ``LoginFailed``. The attempt is
+        counted before the password is checked (racing guesses cannot all pass the lock) and
+        the count reset when it succeeds."""
         name = login_username(username)
         user = None if name is None else await self._users.by_username(name)
-        if user is not None and user.locked_until is not None and user.locked_until > now:
-            wait = max(1, math.ceil((user.locked_until - now).total_seconds()))
-            raise LoginLocked(wait, debug=f"user {user.user_id} is locked for {wait} s")
+        if user is not None:
+            _refuse_if_locked(user, now)
+
+        async def count() -> None:
+            if user is None:  # the same write a known user's attempt makes (it matches no
+                await self._count_attempt(_NO_USER, now)  # row): the same timing
+                return
+            if await self._count_attempt(user.user_id, now) is None:  # locked meanwhile by a
+                again = await self._users.get(user.user_id)  # racing attempt (or removed)
+                if again is not None:
+                    _refuse_if_locked(again, now)
+                raise LoginFailed(debug=f"user {user.user_id} could not be counted")
+
         password = unicodedata.normalize("NFC", password)
         matched, new_hash = False, None
         if len(password) <= MAX_PASSWORD_CHARS:  # longer is nobody's password: no Argon2 run
             stored = user.password_hash if user is not None else await self._dummy()
-            matched, new_hash = await self._in_thread(lambda: self._verify(stored, password))
+            verify = partial(self._verify, stored, password)
+            # counted once it holds an Argon2 slot (a busy refusal counts nothing)
+            matched, new_hash = await self._in_thread(verify, admitted=count)
+        else:
+            await count()
         if user is None:
-            # the same write a wrong password makes (it matches no row), for the same timing
-            await self._count_failure(_NO_USER, now)
             raise LoginFailed(debug="no user has this username")
-        if not matched:
-            counted = await self._count_failure(user.user_id, now)
-            failures = counted.failed_logins if counted is not None else user.failed_logins + 1
-            raise LoginFailed(debug=f"wrong password for user {user.user_id} ({failures} failed)")
+        if not matched:  # (counted already)
+            raise LoginFailed(debug=f"wrong password for user {user.user_id}")
         await self._users.login_succeeded(user.user_id, new_hash)
         return replace(
             user,
@@ -253,8 +268,8 @@ class LoginChecker:
             locked_until=None,
         )
 
-    async def _count_failure(self, user_id: str, now: datetime) -> UserRecord | None:
-        return await self._users.login_failed(
+    async def _count_attempt(self, user_id: str, now: datetime) -> UserRecord | None:
+        return await self._users.login_attempt(
             user_id, now, lock_after=self._lock_after, lock_for=self._lock_for
         )
 
@@ -274,16 +289,28 @@ class LoginChecker:
             self._dummy_hash = await self._in_thread(lambda: self._hasher.hash(nobody))
         return self._dummy_hash
 
-    async def _in_thread(self, work: Callable[[], T]) -> T:
+    async def _in_thread(
+        self, work: Callable[[], T], *, admitted: Callable[[], Awaitable[None]] | None = None
+    ) -> T:
+        """``work`` in a thread once a slot is free (``LoginBusy`` past ``slot_wait``);
+        ``admitted`` runs first, holding the slot (what it raises ends the attempt)."""
         try:
             async with asyncio.timeout(self._slot_wait):  # every wait has a deadline
                 await self._slots.acquire()
         except TimeoutError:
             raise LoginBusy from None
         try:
+            if admitted is not None:
+                await admitted()
             task = asyncio.ensure_future(asyncio.to_thread(work))
         except BaseException:
             self._slots.release()
             raise
         task.add_done_callback(lambda _: self._slots.release())
         return await asyncio.shield(task)
+
+
+def _refuse_if_locked(user: UserRecord, now: datetime) -> None:
+    if user.locked_until is not None and user.locked_until > now:
+        wait = max(1, math.ceil((user.locked_until - now).total_seconds()))
+        raise LoginLocked(wait, debug=f"user {user.user_id} is locked for {wait} s")

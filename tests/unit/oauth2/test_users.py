@@ -67,12 +67,12 @@ class FakeUserStore:
             raise UnknownRecord(user_id_or_username)
         return self.records.pop(found.user_id)
 
-    async def login_failed(
+    async def login_attempt(
         self, user_id: str, now: Any, *, lock_after: int, lock_for: timedelta
     ) -> UserRecord | None:
         self.failed.append(user_id)
         rec = self.records.get(user_id)
-        if rec is None:
+        if rec is None or (rec.locked_until is not None and rec.locked_until > now):
             return None
         count = rec.failed_logins + 1
         locked = now + lock_for if count % lock_after == 0 else rec.locked_until
@@ -466,7 +466,8 @@ async def test_a_sign_in_waits_for_a_slot_no_longer_than_slot_wait(
     with pytest.raises(LoginBusy):  # refused, not queued without end
         await checker.check("alice", PASSWORD, T0)
     assert time.monotonic() - started < 2
-    assert rec.user_id not in users.failed  # nothing counted against the account
+    # the first attempt is counted (it holds the slot); the refused one counted nothing
+    assert users.failed == [rec.user_id]
     release.set()
     assert isinstance(await first, UserRecord)
 

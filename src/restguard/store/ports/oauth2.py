@@ -97,13 +97,15 @@ class UserStore(Protocol):
         ``UnknownRecord`` if neither exists."""
         ...
 
-    async def login_failed(
+    async def login_attempt(
         self, user_id: str, now: datetime, *, lock_after: int, lock_for: timedelta
     ) -> UserRecord | None:
-        """Count a failed login, atomically (one statement: concurrent callers on every
-        instance each count once): ``failed_logins`` += 1, and when the new count is a multiple
-        of ``lock_after``, ``locked_until`` = ``now + lock_for``. The updated user, or None if
-        there is no such user (nothing written)."""
+        """Count a sign-in attempt before its password is checked, atomically and only while
+        the user is not locked at ``now`` (one statement: racing attempts on every instance
+        each count once, and none past the lock): ``failed_logins`` += 1, and when the new
+        count is a multiple of ``lock_after``, ``locked_until`` = ``now + lock_for``. The
+        updated user, or None if there is no such user or it is locked (nothing written). A
+        success resets the count (``login_succeeded``): what stays counted is the failures."""
         ...
 
     async def login_succeeded(self, user_id: str, new_password_hash: str | None) -> None:

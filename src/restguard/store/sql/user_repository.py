@@ -14,7 +14,7 @@ import builtins
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Integer, RowMapping, case, delete, literal, select, update
+from sqlalchemy import Engine, Integer, RowMapping, case, delete, literal, or_, select, update
 
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import UserRecord, UserStore
@@ -110,20 +110,25 @@ class SqlUserStore(UserStore):
 
         return await self._run("users.remove", work, write=True)
 
-    async def login_failed(
+    async def login_attempt(
         self, user_id: str, now: datetime, *, lock_after: int, lock_for: timedelta
     ) -> UserRecord | None:
-        """One ``UPDATE ... RETURNING``: ``failed_logins + 1``, and ``locked_until = now +
-        lock_for`` when that is a multiple of ``lock_after`` (the module doc says why this is
-        atomic). None, and nothing written, if there is no such user."""
+        """One ``UPDATE ... RETURNING`` on a user not locked at ``now``: ``failed_logins + 1``,
+        and ``locked_until = now + lock_for`` when that is a multiple of ``lock_after`` (the
+        module doc says why this is atomic). None, and nothing written, if there is no such
+        user or it is locked."""
         if lock_after < 1:
             raise ValueError("lock_after must be at least 1")
-        until = to_utc(now) + lock_for
+        at = to_utc(now)
+        until = at + lock_for
         c = users.c
         count = c.failed_logins + literal(1, Integer)
         statement = (
             update(users)
-            .where(c.user_id == user_id)
+            .where(
+                c.user_id == user_id,
+                or_(c.locked_until.is_(None), c.locked_until <= literal(at, UtcDateTime)),
+            )
             .values(
                 failed_logins=count,
                 locked_until=case(
@@ -139,7 +144,7 @@ class SqlUserStore(UserStore):
                 row = conn.execute(statement).mappings().first()
             return None if row is None else _user_record(row)
 
-        return await self._run("users.login_failed", work, write=True)
+        return await self._run("users.login_attempt", work, write=True)
 
     async def login_succeeded(self, user_id: str, new_password_hash: str | None) -> None:
         """Reset the throttle and, when given, replace the password hash (one ``UPDATE``)."""
