@@ -186,7 +186,7 @@ async def test_refusal_cache_decides_exactly_as_the_shared_limiter(
 
 
 async def test_a_refund_gives_one_event_back_never_before_now() -> None:
-    lim, clock = limiter()
+    lim, _ = limiter()
     assert [(await lim.hit("k", 3, 60.0)).allowed for _ in range(4)] == [True] * 3 + [False]
     await lim.refund("k", 3, 60.0)
     assert (await lim.hit("k", 3, 60.0)).allowed
