@@ -130,12 +130,14 @@ class Guard:
         or a request the policy cannot match (``decide`` refuses that one). The route is matched
         only when some authenticator wants the body of this request (its headers say so), so
         every other request costs a few header looks."""
-        wants = [(name, limit) for name, a in self._body_readers if (limit := a.body_limit(view))]
-        maybe = [
-            (name, limit)
-            for name, a in self._body_carriers
-            if (limit := a.body_carrier_limit(view))
-        ]
+        wants: list[tuple[str, int]] = []
+        maybe: list[tuple[str, int]] = []
+        for name, reader in self._body_readers:
+            if limit := reader.body_limit(view):
+                wants.append((name, limit))
+        for name, carrier in self._body_carriers:
+            if limit := carrier.body_carrier_limit(view):
+                maybe.append((name, limit))
         if not wants and not maybe:
             return 0
         try:
@@ -232,7 +234,14 @@ class Guard:
                 refused = replace(event, outcome="deny", status=err.status, error=err.error)
                 self._send(refused, self._optional)
                 raise
-        return replace(decision, event=event)
+        # (a plain constructor call: ``dataclasses.replace`` cost ~3 us per request)
+        return Decision(
+            decision.route,
+            decision.principal,
+            decision.credential_headers,
+            event,
+            decision.rate_headers,
+        )
 
     def completed(self, decision: Decision, status: int, upstream: str) -> None:
         """Record a deferred decision's outcome: the status the client got and what became of

@@ -23,6 +23,11 @@ _PATH_ALLOWED = _UNRESERVED | frozenset(b"!$&'()*+,=:@/%")
 # Query characters (RFC 3986 §3.4) minus "#"; the query is forwarded byte for byte.
 _QUERY_ALLOWED = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/?%")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+# The same sets as ``bytes.translate`` deletion tables: a path of only these bytes (no "%")
+# normalises byte for byte to itself, and a query of only these bytes has no character to
+# refuse; one C-level scan decides the common case.
+_PLAIN_PATH_BYTES = bytes(sorted(_PATH_ALLOWED - {0x25}))
+_QUERY_BYTES = bytes(sorted(_QUERY_ALLOWED))
 # Percent-encodings that hide a path delimiter or a dot: refused, never decoded.
 _REFUSED_ENCODED = frozenset({0x2F, 0x5C, 0x2E, 0x00})
 # An encoded ";" too: servers that decode before splitting off path parameters read
@@ -48,6 +53,8 @@ def _check_percent(raw: bytes, i: int) -> int:
 
 
 def _normalise_segment_bytes(raw: bytes) -> str:
+    if not raw.translate(None, _PLAIN_PATH_BYTES):  # nothing to decode, check or refuse
+        return raw.decode("ascii")
     out = bytearray()
     i = 0
     n = len(raw)
@@ -87,7 +94,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     path, sep, query = target.partition(b"?")
     if b"#" in target:
         raise _bad("fragment in request target")
-    if any(c not in _QUERY_ALLOWED for c in query):
+    if query.translate(None, _QUERY_BYTES):
         raise _bad("character not allowed in the query")
     # Validate percent-encodings of the query strictly too (no decoding: forwarded as is).
     j = query.find(b"%")
@@ -104,6 +111,10 @@ def normalise_path(raw_path: bytes, *, refuse_dot_segments: bool = False) -> str
     if not raw_path.startswith(b"/"):
         raise _bad("path must start with '/'")
     normalised = _normalise_segment_bytes(raw_path)
+    if "/." not in normalised and "//" not in normalised:
+        # no dot segment and no empty one but a trailing one: the loop below keeps every
+        # segment as it is
+        return _utf8_checked(normalised)
     segments = normalised.split("/")[1:]
     out: list[str] = []
     last = len(segments) - 1
@@ -124,7 +135,10 @@ def normalise_path(raw_path: bytes, *, refuse_dot_segments: bool = False) -> str
         if segment == "" and index != last:
             raise _bad("empty path segment")
         out.append(segment)
-    path = "/" + "/".join(out)
+    return _utf8_checked("/" + "/".join(out))
+
+
+def _utf8_checked(path: str) -> str:
     if "%" in path:
         try:
             unquote(path, errors="strict")

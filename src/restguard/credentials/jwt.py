@@ -73,6 +73,7 @@ _KID_CACHE_SIZE: Final = 16
 VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
 _VERIFIED_SIZE: Final = 2048  # tokens remembered, at most (cleared when full)
 _VERIFIED_MAX_CHARS: Final = 2048  # longer tokens are verified every time (bounded memory)
+_OWN_SIZE: Final = 1024  # restguard's own tokens seen, at most (cleared when full)
 _log = logging.getLogger("restguard.jwt")
 
 
@@ -216,6 +217,9 @@ class JwtAuthenticator:
         whose tokens are left to ``oauth2``."""
         self._clock = clock
         self._own = own_issuer
+        # Tokens whose payload named restguard itself as ``iss`` (oauth2's): a pure function of
+        # the token's bytes, kept so that they are not decoded again on every request.
+        self._own_tokens: set[bytes] = set()
         self._issuers: dict[str, _Issuer] = {}
         self._loaded = issuers is not None
         self._background: Background | None = None
@@ -279,7 +283,7 @@ class JwtAuthenticator:
 
     def extract(self, view: RequestView) -> Credential | None:
         raw = self._bearer(view)
-        if raw is None:
+        if raw is None or raw in self._own_tokens:
             return None
         if len(raw) > MAX_TOKEN_BYTES_LIMIT:
             raise InvalidCredential(debug="jwt too long")
@@ -292,8 +296,12 @@ class JwtAuthenticator:
         iss = decode_part(token.split(".")[1], "payload").get("iss")
         if type(iss) is not str:
             raise TokenInvalid("'iss' missing or not a string")
-        if iss == self._own:
-            return None  # restguard's own token: oauth2's to verify
+        if iss == self._own:  # restguard's own token: oauth2's to verify
+            if len(raw) <= _VERIFIED_MAX_CHARS:
+                if len(self._own_tokens) >= _OWN_SIZE:
+                    self._own_tokens.clear()
+                self._own_tokens.add(raw)
+            return None
         return Credential(self.method, token, issuer_id(iss), (b"authorization",))
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:

@@ -104,6 +104,8 @@ def _mentions_oauth(raw: bytes) -> bool:
     """Whether a query or form body has a parameter named ``oauth_consumer_key`` or
     ``oauth_signature`` (percent-encoded spellings too: the verifier decodes names before it
     looks; a value that merely mentions one is not a credential)."""
+    if not raw:  # (most requests have no query: asked on every one)
+        return False
     decoded = unquote_to_bytes(raw) if b"%" in raw else raw
     if not any(marker in decoded for marker in _MARKERS):
         return False  # (the usual request: one look)

@@ -54,6 +54,10 @@ CLIENT_CACHE_SECONDS: Final = 1.0
 VERIFIED_TTL: Final = 300.0  # seconds a verified token is remembered, at most
 _VERIFIED_SIZE: Final = 4096
 _VERIFIED_MAX_CHARS: Final = 2048
+# Bearer JWTs whose payload was read to tell whose they are (``_claim``): the answer, a pure
+# function of the token's bytes, is kept so that a token of another method (an external
+# issuer's, for ``jwt``) is not base64- and JSON-decoded twice on every request.
+_CLAIMS_SIZE: Final = 1024
 _HEADERS: Final = (b"authorization",)
 REVOCATIONS_SECONDS: Final = 0.5
 _log = logging.getLogger("restguard.oauth2")
@@ -183,6 +187,7 @@ class OAuth2Authenticator:
         self._verifier: JWTVerifier | None = None
         self._verifier_keys: KeySet | None = None
         self._verified: dict[str, _Verified] = {}
+        self._claims: dict[bytes, tuple[str, str] | None] = {}
 
     def drop_cached(self) -> None:
         self._clients.drop_cached()
@@ -197,14 +202,21 @@ class OAuth2Authenticator:
             if not raw.isascii():
                 raise InvalidCredential(debug="an opaque access token that is not ASCII")
             return raw.decode("ascii"), ""
+        if raw in self._claims:  # read before (only JWS-shaped tokens are kept)
+            return self._claims[raw]
         if len(raw) > MAX_TOKEN_BYTES_LIMIT or not COMPACT.fullmatch(raw):
             return None  # not a JWS: jwt's (which refuses it as malformed)
         token = raw.decode("ascii")
-        payload = decode_part(token.split(".")[1], "payload")
-        if payload.get("iss") != self._issuer:
-            return None
-        client_id = payload.get("client_id")
-        return token, client_id if isinstance(client_id, str) else ""
+        payload = decode_part(token.split(".")[1], "payload")  # (malformed: raises, not kept)
+        claimed = None
+        if payload.get("iss") == self._issuer:
+            client_id = payload.get("client_id")
+            claimed = token, client_id if isinstance(client_id, str) else ""
+        if len(raw) <= _VERIFIED_MAX_CHARS:
+            if len(self._claims) >= _CLAIMS_SIZE:
+                self._claims.clear()
+            self._claims[raw] = claimed
+        return claimed
 
     def _remembered(self, view: RequestView) -> tuple[str, _Verified] | None:
         """(token, facts) when the request's Bearer token is one verified before: no decoding
