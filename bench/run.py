@@ -74,10 +74,22 @@ public = true
 path = "/keyed/**"
 methods = ["GET"]
 scopes = ["{BENCH_SCOPE}"]
+
+[[routes]]
+path = "/limited/**"
+methods = ["GET"]
+scopes = ["{BENCH_SCOPE}"]
+rate_limit = "100000000/hour"
 """
+
+#: The gateway's [storage] redis: the rate-limited route counts there (one Lua call per
+#: request), under a prefix of this run's own.
+BENCH_REDIS = "redis://127.0.0.1:6379/0"
 
 TARGET_CPU_RATIO = 2.5  # restguard's public route CPU/request <= 2.5x nginx's (issue 12)
 TARGET_CREDENTIAL_RATIO = 1.25  # each credential route <= 1.25x the public route (issue 12)
+TARGET_RATE_LIMITED_RATIO = 1.4  # API key + a rate limit in Redis <= 1.4x the public route
+KONG_AUTH_RATE_LIMIT_LOSS = 0.24  # Kong's throughput lost to key-auth + rate limiting
 SRC_DIR = BENCH_DIR.parent / "src"
 
 
@@ -103,6 +115,12 @@ CHECKS = (
             ("rg-opaque", "oauth2 opaque"),
             ("rg-signature", "signature GET"),
         )
+    ),
+    Check(
+        "API key + Redis rate limit CPU/req / public",
+        "rg-ratelimit",
+        "rg-public",
+        TARGET_RATE_LIMITED_RATIO,
     ),
 )
 
@@ -528,6 +546,10 @@ def bench_config(text: str, port: int, admin_port: int) -> str:
             line = f'public_url = "http://127.0.0.1:{port}"'
         elif section == "[admin]" and stripped.startswith("listen ="):
             line = f'listen = "127.0.0.1:{admin_port}"'
+        elif section == "[storage]" and stripped.startswith("redis ="):
+            line = f'redis = "{BENCH_REDIS}"'
+        elif section == "[storage]" and stripped.startswith("redis_prefix ="):
+            line = f'redis_prefix = "rg-bench-{os.getpid()}:"'
         lines.append(line)
     return "\n".join(lines).rstrip() + "\n\n" + BENCH_ROUTES
 
@@ -542,7 +564,7 @@ def check_config(config: Path, port: int, admin_port: int) -> None:
         settings.admin_listen.port,
         [r.path for r in settings.routes],
     )
-    want = (port, admin_port, ["/public/**", "/keyed/**"])
+    want = (port, admin_port, ["/public/**", "/keyed/**", "/limited/**"])
     if got != want:
         raise BenchError(f"{config}: edited config gives {got}, expected {want}")
 
@@ -948,6 +970,14 @@ def format_report(
         value = f"{c['value']:+.1%}" if percent else f"{c['value']:.2f}x"
         target = f"<={c['target']:.0%}" if percent else f"<={c['target']:g}x"
         lines.append(f"{c['name']:<46}{value:>9}{target:>9}  {c['result']}")
+    if "rg-ratelimit" in summary and summary["rg-public"]["rps"]:
+        loss = 1 - summary["rg-ratelimit"]["rps"] / summary["rg-public"]["rps"]
+        lines.append(
+            f"{'throughput lost to API key + Redis rate limit':<46}{loss:>+9.1%}"
+            f"{'<' + format(KONG_AUTH_RATE_LIMIT_LOSS, '.0%'):>9}  "
+            + ("PASS" if loss < KONG_AUTH_RATE_LIMIT_LOSS else "MISS")
+            + " (Kong's key-auth + rate limiting)"
+        )
     lines += ["", "micro-benchmark: Guard.decide, in-process (us/op)"]
     names = {
         "public_us": "public route",
@@ -993,7 +1023,7 @@ def write_results(data: dict[str, Any]) -> None:
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
-    clients' access tokens from the gateway; return the eight targets."""
+    clients' access tokens from the gateway; return the nine targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
@@ -1042,6 +1072,13 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             f"http://127.0.0.1:{rg_port}/keyed/item",
             rg_pid,
             (f"Authorization: Bearer {opaque['access_token']}",),
+        ),
+        Target(
+            "rg-ratelimit",
+            "restguard API key + rate limit (Redis)",
+            f"http://127.0.0.1:{rg_port}/limited/item",
+            rg_pid,
+            (f"X-API-Key: {key}",),
         ),
         Target(
             "rg-signature",
