@@ -26,8 +26,8 @@ from restguard.client import SignatureAuth
 from restguard.store.ports import Store
 from tests.attacks.fake_redis import FakeRedis
 from tests.faults import FreezableProxy, wait_until
-from tests.fixtures_db import PG_SERVER, _pg_admin
 from tests.harness import GatewayProcess, RecordingUpstream, raw_request, status_of
+from tests.instances import gateway_pair
 from tests.jwt_support import JWKSServer, Signer, add_issuer, claims_for, jwks_of, mint_raw
 from tests.signature_support import add_app
 
@@ -75,19 +75,8 @@ scopes = ["notes:read"]
 
 
 @pytest.fixture
-def pg() -> Iterator[str]:
-    name = f"rg_test_{secrets.token_hex(8)}"
-    from psycopg import sql
-
-    with _pg_admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield PG_SERVER + name
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def pg(postgres_url: str) -> str:
+    return postgres_url
 
 
 @pytest.fixture
@@ -115,29 +104,12 @@ def pair(
 ) -> tuple[GatewayProcess, GatewayProcess]:
     """Two instances on one database, one master key and (given) one Redis prefix."""
     common = {
-        "storage.redis": json.dumps(redis),
-        "storage.redis_prefix": json.dumps(f"rg-attack-{secrets.token_hex(6)}:"),
         "server.failed_attempts": json.dumps(failed_attempts),
         # one public URL, as behind a load balancer (tokens' audience is the same on both)
         "server.public_url": json.dumps("http://api.scaleout.test"),
         **(extra or {}),
     }
-    one = GatewayProcess(
-        tmp_path / "a", upstream, routes=routes[0], database_url=db, extra=common
-    ).start()
-    master = json.dumps(str(one.settings.master_key_path))
-    try:
-        two = GatewayProcess(
-            tmp_path / "b",
-            upstream,
-            routes=routes[1],
-            database_url=db,
-            extra={**common, "keys.master_key": master},
-        ).start()
-    except BaseException:
-        one.stop()
-        raise
-    return one, two
+    return gateway_pair(tmp_path, upstream, db, routes, redis=redis, extra=common)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and Redis outages injected by a proxy the test cuts (never by stopping the share
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from restguard.client import SignatureAuth
 from restguard.store.ports import Store
 from tests.faults import FreezableProxy, wait_until
 from tests.harness import GatewayProcess, RecordingUpstream
+from tests.instances import gateway_pair
 from tests.signature_support import add_app
 
 pytestmark = pytest.mark.postgres
@@ -60,29 +60,11 @@ def pair(
     redis: str = "",
     failed_attempts: str = "1000/minute",
 ) -> tuple[GatewayProcess, GatewayProcess]:
-    """Two started instances sharing the database, the master key and (when given) Redis
-    under a prefix of their own (other tests' counters never meet theirs)."""
-    extra = {
-        "storage.redis": json.dumps(redis),
-        "storage.redis_prefix": json.dumps(f"rg-test-{secrets.token_hex(6)}:"),
-        "server.failed_attempts": json.dumps(failed_attempts),
-    }
-    one = GatewayProcess(
-        tmp_path / "a", upstream, routes=ROUTES, database_url=postgres_url, extra=extra
-    ).start()
-    master = json.dumps(str(one.settings.master_key_path))
-    try:
-        two = GatewayProcess(
-            tmp_path / "b",
-            upstream,
-            routes=ROUTES,
-            database_url=postgres_url,
-            extra={**extra, "keys.master_key": master},
-        ).start()
-    except BaseException:
-        one.stop()
-        raise
-    return one, two
+    """Two started instances sharing the database, the master key and (when given) Redis."""
+    extra = {"server.failed_attempts": json.dumps(failed_attempts)}
+    return gateway_pair(
+        tmp_path, upstream, postgres_url, (ROUTES, ROUTES), redis=redis, extra=extra
+    )
 
 
 def racing(
