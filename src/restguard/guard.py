@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
-from restguard.authz.ratelimit import RateLimiter, Verdict
+from restguard.authz.ratelimit import RateLimiter, Verdict, address_bucket
 from restguard.authz.request_checks import check_headers, check_query
 from restguard.clock import Clock
 from restguard.credentials.base import (
@@ -194,7 +194,7 @@ class Guard:
             check_encoding(view.headers)
             strip = self._carriers(view)
             if route.public:
-                limited = await self._rate_limit(route, "addr:" + view.client)
+                limited = await self._rate_limit(route, "addr:" + address_bucket(view.client))
                 decision = Decision(route, ANONYMOUS, strip, rate_headers=limited)
             else:
                 try:
@@ -299,7 +299,7 @@ class Guard:
         proxy or NAT, or over a Unix socket where no address is known) can lock a credential's
         owner out. (Also counted: failed client authentications at the token endpoint.)"""
         limit, window = self.failed_attempts
-        verdict = await self.limiter.hit("fail:" + client, limit, window)
+        verdict = await self.limiter.hit("fail:" + address_bucket(client), limit, window)
         if verdict.retry_after is not None:
             raise RateLimited(
                 verdict.retry_after, debug="too many failed attempts from this client"

@@ -442,6 +442,22 @@ async def test_clients_without_an_address_share_a_lockout_that_spares_valid_keys
     await env.decide("GET", "/notes/1", ("X-API-Key", good), client="")
 
 
+async def test_ipv6_clients_are_counted_per_64_so_a_prefix_holder_gets_one_count(
+    env: Env,
+) -> None:
+    # One subscriber's /64 is 2^64 addresses: counted per address, each would be a new counter.
+    _, good = env.keys.add("notes:read")
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:abcd::9"):
+        await env.refused(MissingCredential, "GET", "/notes/1", client=host)
+    await env.refused(RateLimited, "GET", "/notes/1", client="2001:db8:1:2:1:2:3:4")
+    await env.refused(MissingCredential, "GET", "/notes/1", client="2001:db8:1:3::1")  # other /64
+    await env.decide("GET", "/notes/1", ("X-API-Key", good), client="2001:db8:1:2::1")
+    # an IPv4-mapped address is its IPv4 address
+    for _ in range(3):
+        await env.refused(MissingCredential, "GET", "/notes/1", client="::ffff:192.0.2.7")
+    await env.refused(RateLimited, "GET", "/notes/1", client="192.0.2.7")
+
+
 async def test_successes_and_non_401_refusals_do_not_count_as_failures(env: Env) -> None:
     _, good = env.keys.add("notes:read")
     for _ in range(10):

@@ -14,12 +14,30 @@ L admit exactly L wherever the counter lives.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import time
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 _EPSILON = 1e-6  # seconds
+
+
+@functools.lru_cache(maxsize=4096)
+def address_bucket(client: str) -> str:
+    """The counter a client address is counted under: an IPv4 address itself (an IPv4-mapped
+    IPv6 one too), an IPv6 address's /64 (one subscriber's usual allocation: counting per /128
+    would give anyone with a /64 2^64 counters), anything else (a Unix socket's "") as given."""
+    if ":" not in client:
+        return client
+    try:
+        address = ipaddress.IPv6Address(client.partition("%")[0])
+    except ValueError:
+        return client
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class Verdict(NamedTuple):

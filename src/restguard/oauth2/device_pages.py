@@ -29,7 +29,7 @@ import contextlib
 from datetime import datetime
 from typing import Final
 
-from restguard.authz.ratelimit import MemoryRateLimiter
+from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
 from restguard.clock import Clock
 from restguard.errors import BackendUnavailable
 from restguard.oauth2 import pages
@@ -137,7 +137,7 @@ class DevicePages:
     async def _enter(
         self, request: EndpointRequest, entered: str, user: UserRecord, now: datetime
     ) -> EndpointResponse:
-        keys = (f"address:{request.client}", f"user:{user.user_id}")
+        keys = (f"address:{address_bucket(request.client)}", f"user:{user.user_id}")
         # each entry counted first (racing guesses cannot all pass a check that counts later)
         waits = [w for key in keys if (w := await self.throttle.attempt(key)) is not None]
         if waits:

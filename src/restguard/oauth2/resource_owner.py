@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
-from restguard.authz.ratelimit import MemoryRateLimiter
+from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
 from restguard.clock import Clock
 from restguard.errors import AuthError, BackendUnavailable
 from restguard.keys.hashing import token_digest
@@ -329,7 +329,7 @@ class ResourceOwnerPages:
         if not username or not password:
             return again("Enter your username and password.", 400)
         try:  # counted first (racing attempts cannot all pass); counters may live in the
-            retry = await self.throttle.attempt(request.client)  # database or Redis
+            retry = await self.throttle.attempt(address_bucket(request.client))  # database or Redis
         except BackendUnavailable:
             return again(busy, 503, 5)
         if retry is not None:
@@ -347,7 +347,7 @@ class ResourceOwnerPages:
                 return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
         with contextlib.suppress(BackendUnavailable):  # (signed in: a refund lost costs a try)
-            await self.throttle.succeeded(request.client)
+            await self.throttle.succeeded(address_bucket(request.client))
         return redirect(going.target, self.sessions.start(user, now))
 
     async def count_failure(self, address: str) -> None:

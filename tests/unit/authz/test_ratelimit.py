@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from restguard.authz.ratelimit import MemoryRateLimiter, RefusalCache, Verdict, gcra
+from restguard.authz.ratelimit import (
+    MemoryRateLimiter,
+    RefusalCache,
+    Verdict,
+    address_bucket,
+    gcra,
+)
 
 T = 1000.0
 
@@ -199,3 +206,20 @@ async def test_a_refund_gives_one_event_back_never_before_now() -> None:
     assert [(await cached.hit("k", 1, 60.0)).allowed for _ in range(2)] == [True, False]
     await cached.refund("k", 1, 60.0)
     assert (await cached.hit("k", 1, 60.0)).allowed
+
+
+@pytest.mark.parametrize(
+    ("client", "bucket"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("", ""),  # a Unix socket: no address
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("::1", "::/64"),
+        ("not:an:address", "not:an:address"),
+    ],
+)
+def test_address_bucket(client: str, bucket: str) -> None:
+    assert address_bucket(client) == bucket
