@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 import threading
@@ -77,8 +78,33 @@ def set_key(text: str, key: str, value: str) -> str:
     return text[: head.end()] + line.sub(f"{name} = {value}", body, count=1) + text[end:]
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that is free now, below the kernel's ephemeral range: a port
+    from that range can be taken, between this call and its use, as the local port of some
+    outgoing connection ("Address already in use" at random). Never the same twice."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, max(low, 10_001))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # (a crowded range: any free port)
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
