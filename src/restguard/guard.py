@@ -7,7 +7,6 @@ else, so they cannot disagree. The guard never reads the clock or the network it
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -23,6 +22,7 @@ from restguard.credentials.base import (
     Credential,
     ReadsBody,
 )
+from restguard.credentials.challenges import challenges, why_missing
 from restguard.errors import (
     AuthError,
     InsufficientScope,
@@ -65,16 +65,6 @@ def rate_limit_headers(limit: int, verdict: Verdict) -> tuple[tuple[str, str], .
         ("ratelimit-remaining", str(verdict.remaining)),
         ("ratelimit-reset", str(verdict.reset)),
     )
-
-
-def _shown_scheme(scheme: bytes) -> str:
-    """An Authorization scheme as a 401 may name it: a short RFC 9110 token, else nothing."""
-    if 0 < len(scheme) <= 20 and _SCHEME.fullmatch(scheme) and not carries_credential(scheme):
-        return "'" + scheme.decode("ascii") + "'"
-    return "in this header"
-
-
-_SCHEME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _bucket(p: Principal) -> str:
@@ -212,7 +202,7 @@ class Guard:
                         principal = await authenticator.authenticate(credential, ctx)
                     except InvalidCredential as err:
                         raise err.with_challenges(
-                            self._challenges(route, credential.method, err)
+                            challenges(self.authenticators, route.auth, credential.method, err)
                         ) from None
                 except (MissingCredential, InvalidCredential):
                     await self.failed_attempt(view.client)
@@ -275,23 +265,6 @@ class Guard:
                 found += (name,)
         return found
 
-    def _challenges(
-        self, route: Route, failed: str | None = None, err: AuthError | None = None
-    ) -> tuple[str, ...]:
-        """One ``WWW-Authenticate`` challenge per scheme the route's methods use (``jwt`` and
-        ``oauth2`` share ``Bearer``): the failed method's where it has one (it may carry
-        ``error="invalid_token"``), else the first; in the order of the route's methods."""
-        by_scheme: dict[str, str] = {}
-        for m in route.auth:
-            a = self.authenticators.get(m)
-            if a is None:
-                continue
-            challenge = a.challenge(err if m == failed else None)
-            scheme = challenge.partition(" ")[0].lower()
-            if scheme not in by_scheme or m == failed:
-                by_scheme[scheme] = challenge
-        return tuple(by_scheme.values())
-
     async def failed_attempt(self, client: str) -> None:
         """Every 401 counts toward the client address's failed-attempt limit; past it, the
         failure is answered 429 instead. Only failing credentials are refused so: a valid one
@@ -316,37 +289,19 @@ class Guard:
             try:
                 credential = authenticator.extract(view)
             except InvalidCredential as err:
-                raise err.with_challenges(self._challenges(route, method, err)) from None
+                raise err.with_challenges(
+                    challenges(self.authenticators, route.auth, method, err)
+                ) from None
             if credential is not None:
                 found.append(credential)
         if len(found) > 1:
             raise InvalidRequest("Send one credential per request.", debug="several credentials")
         if not found:
             raise MissingCredential(
-                self._why_missing(view, route), debug="no credential"
-            ).with_challenges(self._challenges(route))
+                why_missing(self.authenticators, route.auth, view, self._carriers),
+                debug="no credential",
+            ).with_challenges(challenges(self.authenticators, route.auth))
         return found[0]
-
-    def _why_missing(self, view: RequestView, route: Route) -> str:
-        """A 401's description when the route found no credential it accepts: what it accepts,
-        and why what the request did carry was not read (another method, an Authorization
-        scheme no accepted method uses, a credential in a header nothing reads). Names only
-        methods, schemes and header names: never a credential."""
-        accepted = [a for m in route.auth if (a := self.authenticators.get(m)) is not None]
-        send = "send " + ", or ".join(a.presentation for a in accepted) + "."
-        for method, other in self.authenticators.items():
-            if method not in route.auth and other.carriers(view):
-                return f"This route does not accept {method} credentials; {send}"
-        for name, value in view.headers:
-            if name == b"authorization":
-                scheme = value.lstrip(b" \t").partition(b" ")[0].partition(b"\t")[0]
-                shown = _shown_scheme(scheme)
-                if scheme.lower() == b"bearer":
-                    return f"This route does not accept this Bearer token; {send}"
-                return f"This route does not accept the Authorization scheme {shown}; {send}"
-        for name in self._carriers(view):
-            return f"A credential in the {name.decode('latin-1')} header is not read; {send}"
-        return f"This route needs a credential: {send}"
 
     async def _rate_limit(self, route: Route, who: str) -> tuple[tuple[str, str], ...]:
         """The route's limit, per credential (per client address on public routes): the
