@@ -100,7 +100,7 @@ class AddressThrottle:
     """Failed attempts per key (a client address, a user) on a ``RateLimiter``: ``limit`` within
     ``window`` seconds, then one more per ``window / limit``. An attempt is counted before it is
     checked (so racing attempts cannot all pass a check that counts later) and given back when
-    it succeeds (``succeeded``): what stays counted is the failures. Shared by every
+    it succeeds (``give_back``): what stays counted is the failures. Shared by every
     worker and instance when the limiter is (the database's or Redis's);
     ``BackendUnavailable`` when it cannot be reached (fail closed)."""
 
@@ -114,8 +114,8 @@ class AddressThrottle:
         verdict = await self.limiter.hit(f"{self.name}:{key}", self.limit, self.window)
         return verdict.retry_after
 
-    async def succeeded(self, key: str) -> None:
-        """The attempt counted for ``key`` succeeded: it is given back."""
+    async def give_back(self, key: str) -> None:
+        """The attempt counted for ``key`` does not count (it succeeded, or was never checked)."""
         await self.limiter.refund(f"{self.name}:{key}", self.limit, self.window)
 
 

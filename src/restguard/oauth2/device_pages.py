@@ -153,7 +153,7 @@ class DevicePages:
             return self._code_form(request, now, entered[:64], error=_WRONG)
         for key in keys:  # a right code: the attempts are given back
             with contextlib.suppress(BackendUnavailable):
-                await self.throttle.succeeded(key)
+                await self.throttle.give_back(key)
         offered = tuple(s for s in record.scopes if s in user.scopes)
         if not offered:
             await self.codes.deny(record.user_code, now)

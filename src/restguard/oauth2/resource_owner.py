@@ -338,7 +338,9 @@ class ResourceOwnerPages:
             user = await self.checker.check(username, password, now)
         except LoginLocked as locked:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
-        except LoginBusy:
+        except LoginBusy:  # nothing was checked: the attempt is given back
+            with contextlib.suppress(BackendUnavailable):
+                await self.throttle.give_back(address_bucket(request.client))
             return again(busy, 503, 5)
         except LoginFailed:
             try:
@@ -347,7 +349,7 @@ class ResourceOwnerPages:
                 return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
         with contextlib.suppress(BackendUnavailable):  # (signed in: a refund lost costs a try)
-            await self.throttle.succeeded(address_bucket(request.client))
+            await self.throttle.give_back(address_bucket(request.client))
         return redirect(going.target, self.sessions.start(user, now))
 
     async def count_failure(self, address: str) -> None:
