@@ -1,5 +1,7 @@
 """A tiny fake Redis (RESP2) for fault injection: answers what restguard sends, and for the
-commands that carry a decision (EVALSHA/EVAL, SET) answers what the test sets in ``mode``.
+commands that carry a decision (EVALSHA/EVAL, SET) answers what the test sets in ``mode``. A
+script call is a batch (``store/redis/_batch.py``): ``ok`` answers each of its keys (a nonce
+key: fresh; a rate-limit key: allowed).
 
 Modes: ``ok`` (a sane answer: allowed, nonce fresh), ``err`` (-ERR), ``oom`` (-OOM, a full
 Redis with noeviction), ``loading`` (-LOADING), ``readonly`` (-READONLY, a failed-over replica),
@@ -87,7 +89,7 @@ class FakeRedis:
                 name = cmd[0].upper()
                 self.commands.append(name)
                 if name in (b"EVALSHA", b"EVAL", b"SET", b"PUBLISH"):
-                    reply = self._decision(name)
+                    reply = self._decision(name, cmd)
                     if reply is None:  # silent
                         await asyncio.sleep(3600)
                     if reply == b"DROP":
@@ -127,7 +129,7 @@ class FakeRedis:
             self._writers.discard(writer)
             writer.transport.abort()
 
-    def _decision(self, name: bytes) -> bytes | None:
+    def _decision(self, name: bytes, cmd: list[bytes] | None = None) -> bytes | None:
         mode = self.mode
         if mode == "silent":
             return None
@@ -148,7 +150,10 @@ class FakeRedis:
                 return b"*2\r\n:1\r\n:5\r\n"
             if mode == "ok_text":
                 return b"+OK\r\n"
-            return b"*4\r\n:1\r\n:99\r\n:1\r\n:-1\r\n"
+            keys = cmd[3 : 3 + int(cmd[2])] if cmd else []  # a batch: one answer per key
+            if any(b"nonce:" in key for key in keys):
+                return b"*%d\r\n" % len(keys) + b":1\r\n" * len(keys)  # fresh nonces
+            return b"*%d\r\n" % (4 * len(keys)) + b":1\r\n:99\r\n:1\r\n:-1\r\n" * len(keys)
         if name == b"SET":
             if mode in ("string4", "short", "ok_text"):
                 return b":1\r\n"

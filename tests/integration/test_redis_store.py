@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from restguard.authz.ratelimit import Verdict, gcra
 from restguard.errors import BackendUnavailable
 from restguard.store.redis import RedisBackend, open_redis
-from restguard.store.redis.rate_limit import GCRA_LUA, verdict
+from restguard.store.redis.nonces import fresh as fresh_nonces
+from restguard.store.redis.rate_limit import EACH_LUA, GCRA_LUA, verdict, verdicts
 from tests.harness import free_port
 from tests.integration.redis_support import REDIS_URL, delete_prefix, eventually, unique_prefix
 
@@ -162,7 +163,10 @@ def test_the_script_computes_exactly_what_gcra_computes(
     start = time.time() + 1e5 + offset
     client = redis.Redis.from_url(REDIS_URL)
     key = unique_prefix() + "rl:diff"
-    script = client.register_script("local now = tonumber(ARGV[4])\n" + GCRA_LUA)
+    script = client.register_script(
+        GCRA_LUA + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', "
+        "tonumber(ARGV[4]))"
+    )
     try:
         tat: float | None = None
         now = start
@@ -179,6 +183,62 @@ def test_the_script_computes_exactly_what_gcra_computes(
     finally:
         client.delete(key)
         client.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    limits=st.lists(
+        st.tuples(st.integers(1, 6), st.sampled_from([1.0, 60.0, 3600.0])), min_size=3, max_size=3
+    ),
+    events=st.lists(st.tuples(st.integers(0, 2), st.booleans()), min_size=1, max_size=40),
+)
+def test_a_batch_decides_what_its_calls_one_by_one_decide(
+    limits: list[tuple[int, float]], events: list[tuple[int, bool]]
+) -> None:
+    """One batch (the production loop, ``EACH_LUA``, on a pinned clock) of hits and checks on
+    three keys, a key repeated any number of times: each answer is gcra()'s for that call after
+    the ones before it in the batch, as if each had been sent alone."""
+    now = time.time() + 1e5
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = unique_prefix()
+    script = client.register_script("local now = tonumber(ARGV[#ARGV])\n" + GCRA_LUA + EACH_LUA)
+    keys, args, expected = [], [], []
+    tats: dict[int, float | None] = {0: None, 1: None, 2: None}
+    for which, count in events:
+        limit, window = limits[which]
+        keys.append(f"{prefix}rl:{which}")
+        args += [limit, repr(window), "1" if count else "0"]
+        new_tat, verdict_ = gcra(tats[which], now, limit, window)
+        expected.append(verdict_)
+        if count and verdict_.allowed:
+            tats[which] = new_tat
+    try:
+        assert verdicts(script(keys=keys, args=[*args, repr(now)]), len(events)) == expected
+    finally:
+        delete_prefix(prefix)
+        client.close()
+
+
+def test_a_batch_reply_of_another_length_decides_nothing() -> None:
+    with pytest.raises(BackendUnavailable):
+        verdicts([1, 4, 10, -1, 1], 1)
+    with pytest.raises(BackendUnavailable):
+        verdicts([1, 4, 10, -1], 2)
+    with pytest.raises(BackendUnavailable):
+        verdicts([1, 4, 10, -1, 1, 4, 10, 7], 2)  # allowed with a retry: not the script's
+
+
+async def test_racing_nonces_on_two_instances_are_fresh_exactly_once(
+    pair: tuple[RedisBackend, RedisBackend],
+) -> None:
+    a, b = pair  # 20 nonces, each sent 5 times over both instances (batched together)
+    calls = [
+        (a if i % 2 else b).signature_nonces.use("app1", f"n{i % 20}", LATER, NOW)
+        for i in range(100)
+    ]
+    fresh = await asyncio.gather(*calls)
+    assert sum(fresh) == 20
+    assert {f"n{i % 20}" for i, ok in enumerate(fresh) if ok} == {f"n{i}" for i in range(20)}
 
 
 def test_verdict_from_reply() -> None:
@@ -374,3 +434,10 @@ async def test_a_refund_gives_one_event_back_never_before_now(
     assert [(await b.limiter.hit("k", 3, 3600)).allowed for _ in range(4)] == [1, 1, 1, 0]
     await a.limiter.refund("never-seen", 3, 3600)
     assert await a.limiter.blocked("never-seen", 3, 3600) is None
+
+
+def test_a_nonce_batch_reply_of_another_shape_decides_nothing() -> None:
+    assert fresh_nonces([1, 0], 2) == [True, False]
+    for reply in ([1], [1, 0, 1], [1, 2], [b"OK", 1], "OK", None, [True, False]):
+        with pytest.raises(BackendUnavailable):
+            fresh_nonces(reply, 2)

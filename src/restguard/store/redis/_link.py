@@ -69,10 +69,19 @@ class Link:
             self._client = Redis.from_pool(pool)
         return self._client
 
-    async def call(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
-        """``call(client)`` within ``timeout``; ``BackendUnavailable`` on any failure."""
+    async def call(
+        self,
+        operation: str,
+        call: Callable[[Redis], Awaitable[T]],
+        *,
+        deadline: float | None = None,
+    ) -> T:
+        """``call(client)`` within ``timeout`` (or by ``deadline``, a loop time, when given);
+        ``BackendUnavailable`` on any failure."""
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout_at(deadline):
                 return await call(self.client())
         except BackendUnavailable:
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from restguard.errors import BackendUnavailable
 from restguard.store.redis._link import Link
-from restguard.store.redis.nonces import RedisNonceStore, RedisOAuth1NonceStore
+from restguard.store.redis.nonces import NonceBatches, RedisNonceStore, RedisOAuth1NonceStore
 from restguard.store.redis.rate_limit import RedisRateLimiter
 from restguard.store.redis.revocations import RevocationBus
 
@@ -16,8 +16,9 @@ class RedisBackend:
     def __init__(self, link: Link) -> None:
         self._link = link
         self.limiter = RedisRateLimiter(link)
-        self.signature_nonces = RedisNonceStore(link)
-        self.oauth1_nonces = RedisOAuth1NonceStore(link)
+        nonces = NonceBatches(link)
+        self.signature_nonces = RedisNonceStore(nonces)
+        self.oauth1_nonces = RedisOAuth1NonceStore(nonces)
         self.revocations = RevocationBus(link)
 
     async def ping(self) -> None:

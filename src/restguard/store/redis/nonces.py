@@ -1,51 +1,95 @@
-"""The replay caches on Redis: one ``SET key 1 NX PX`` per nonce; the key's expiry drops it.
+"""The replay caches on Redis: ``SET key 1 NX PX ttl`` per nonce; the key's expiry drops it.
 
 Keys are prefix + kind + the SHA-256 of the length-prefixed parts (attacker-chosen strings:
 ``("a:b", "c")`` and ``("a", "b:c")`` are different nonces). The record lives for
 ``expires_at - now`` (at least 1 ms) from when Redis sets it: a duration rather than an
 absolute time, so a gateway whose clock disagrees with Redis's still keeps its nonces as long
 as it accepts them. Like the SQL twin, an ``expires_at`` not after ``now`` is recorded
-(True) and is gone at once.
+(True) and is gone at once. Concurrent nonces of one process (both kinds) travel together: one
+script runs the ``SET``s in order, so a nonce used twice in one batch is fresh only once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from restguard.errors import BackendUnavailable
+from restguard.store.redis._batch import Coalescer
 from restguard.store.redis._link import Link, digest
 
 _MS = timedelta(milliseconds=1)
+
+#: For each of KEYS, in order, with ARGV[i] its time to live (ms): 1 if recorded now, 0 if
+#: it was there already (a replay).
+NONCES_LUA: Final = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[i]) then out[i] = 1 else out[i] = 0 end
+end
+return out
+"""
+
+#: One nonce: its key (prefixed) and time to live in ms.
+Nonce = tuple[str, int]
 
 
 def _ttl_ms(expires_at: datetime, now: datetime) -> int:
     return max(1, -((now - expires_at) // _MS))  # ceil((expires_at - now) / 1 ms)
 
 
-async def _record(link: Link, operation: str, key: str, ttl_ms: int) -> bool:
-    reply = await link.call(operation, lambda client: client.set(key, b"1", nx=True, px=ttl_ms))
-    if reply is True or reply is None:  # recorded now; or there already (nil): a replay
-        return reply is True
-    raise BackendUnavailable(debug=f"redis {operation}: a reply of an unexpected shape")
+def fresh(reply: object, count: int) -> list[bool]:
+    """A batch's reply: ``count`` answers (True: recorded now), or ``BackendUnavailable`` if
+    any part of it has another shape."""
+    if (
+        not isinstance(reply, list)
+        or len(reply) != count
+        or not all(type(v) is int and v in (0, 1) for v in reply)
+    ):
+        raise BackendUnavailable(debug="redis nonces: a reply of an unexpected shape")
+    return [v == 1 for v in reply]
+
+
+class NonceBatches:
+    """The one ``Coalescer`` of both replay caches."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._script: AsyncScript | None = None
+        self._batches: Coalescer[Nonce, bool] = Coalescer(link, "nonces.use", self._send)
+
+    async def _send(self, client: Redis, nonces: Sequence[Nonce]) -> list[bool]:
+        if self._script is None:
+            self._script = client.register_script(NONCES_LUA)
+        keys = [key for key, _ in nonces]
+        reply = await self._script(keys=keys, args=[ttl for _, ttl in nonces], client=client)
+        return fresh(reply, len(nonces))
+
+    async def use(self, kind: str, parts: str, expires_at: datetime, now: datetime) -> bool:
+        key = f"{self.link.prefix}{kind}:{parts}"
+        return await self._batches.submit((key, _ttl_ms(expires_at, now)))
 
 
 class RedisNonceStore:
     """``NonceStore``: RFC 9421 signature nonces per app."""
 
-    def __init__(self, link: Link) -> None:
-        self._link = link
+    def __init__(self, batches: NonceBatches) -> None:
+        self._batches = batches
 
     async def use(self, key_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
         """True for the one call (of any instance) that recorded ``(key_id, nonce)`` first."""
-        key = f"{self._link.prefix}sig-nonce:{digest(key_id, nonce)}"
-        return await _record(self._link, "signature_nonces.use", key, _ttl_ms(expires_at, now))
+        return await self._batches.use("sig-nonce", digest(key_id, nonce), expires_at, now)
 
 
 class RedisOAuth1NonceStore:
     """``OAuth1NonceStore``: RFC 5849 §3.3 nonces per consumer, token and timestamp."""
 
-    def __init__(self, link: Link) -> None:
-        self._link = link
+    def __init__(self, batches: NonceBatches) -> None:
+        self._batches = batches
 
     async def use(
         self,
@@ -58,5 +102,4 @@ class RedisOAuth1NonceStore:
     ) -> bool:
         """True for the one call that recorded the nonce first, False for a replay."""
         parts = digest(consumer_key, token, str(timestamp), nonce)
-        key = f"{self._link.prefix}oauth1-nonce:{parts}"
-        return await _record(self._link, "oauth1_nonces.use", key, _ttl_ms(expires_at, now))
+        return await self._batches.use("oauth1-nonce", parts, expires_at, now)

@@ -4,12 +4,14 @@ A key's state is one string, its TAT (theoretical arrival time, seconds since th
 Redis's clock), which expires when the TAT passes (then the key is as if never seen). The
 script reads the time with ``TIME``: instances whose own clocks disagree still agree on every
 verdict. Its arithmetic is ``authz.ratelimit.gcra``'s, line by line, in the same doubles.
+Concurrent calls travel together: one script call applies ``gcra`` to each in turn (atomic and
+in order, so the batch counts exactly as the calls one by one would).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Final
 
 from redis.asyncio import Redis
@@ -17,6 +19,7 @@ from redis.commands.core import AsyncScript
 
 from restguard.authz.ratelimit import Verdict
 from restguard.errors import BackendUnavailable
+from restguard.store.redis._batch import Coalescer
 from restguard.store.redis._link import MAX_KEY_BYTES, Link
 
 #: The clock: ``now`` in seconds from Redis's own ``TIME`` (a test may put a fixed one).
@@ -40,30 +43,46 @@ end
 return 1
 """
 
-#: ``gcra()`` on KEYS[1] at ``now``; ARGV: limit, window, "1" to count an allowed event.
-#: Returns {allowed (0/1), remaining, reset, retry_after (-1: None)}.
+#: ``gcra()`` on ``key`` at ``now``; ``count``: count an allowed event. Returns {allowed (0/1),
+#: remaining, reset, retry_after (-1: None)}.
 GCRA_LUA: Final = """
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local interval = window / limit
-local stored = redis.call('GET', KEYS[1])
-local tat = nil
-if stored then tat = tonumber(stored) end
-local base = tat
-if tat == nil or tat < now then base = now end
-local allow_at = base - (window - interval)
-if allow_at - now > 1e-6 then
-  return {0, 0, math.max(1, math.ceil(base - now)), math.max(1, math.ceil(allow_at - now))}
+local function gcra(key, limit, window, count, now)
+  local interval = window / limit
+  local stored = redis.call('GET', key)
+  local tat = nil
+  if stored then tat = tonumber(stored) end
+  local base = tat
+  if tat == nil or tat < now then base = now end
+  local allow_at = base - (window - interval)
+  if allow_at - now > 1e-6 then
+    return {0, 0, math.max(1, math.ceil(base - now)), math.max(1, math.ceil(allow_at - now))}
+  end
+  local new = base + interval
+  local remaining = (now + window - new + 1e-6) / interval
+  if remaining >= 0 then remaining = math.floor(remaining) else remaining = math.ceil(remaining) end
+  if count then
+    redis.call('SET', key, string.format('%.17g', new),
+      'PXAT', string.format('%.0f', math.ceil(new * 1000)))
+  end
+  return {1, math.max(0, remaining), math.max(0, math.ceil(new - now)), -1}
 end
-local new = base + interval
-local remaining = (now + window - new + 1e-6) / interval
-if remaining >= 0 then remaining = math.floor(remaining) else remaining = math.ceil(remaining) end
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[1], string.format('%.17g', new),
-    'PXAT', string.format('%.0f', math.ceil(new * 1000)))
-end
-return {1, math.max(0, remaining), math.max(0, math.ceil(new - now)), -1}
 """
+
+#: A batch: ``gcra`` on each of KEYS in order at one ``now``; ARGV holds three values per key
+#: (limit, window, "1" to count). Returns the four integers of each, one flat array.
+EACH_LUA: Final = """
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 3
+  local r = gcra(KEYS[i], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3] == '1', now)
+  for j = 1, 4 do out[#out + 1] = r[j] end
+end
+return out
+"""
+BATCH_LUA: Final = CLOCK_LUA + GCRA_LUA + EACH_LUA
+
+#: One batched hit: the key (prefixed), the limit, the window, whether to count.
+Hit = tuple[str, int, float, bool]
 
 
 def verdict(reply: object) -> Verdict:
@@ -83,20 +102,35 @@ def verdict(reply: object) -> Verdict:
     return Verdict(allowed == 1, remaining, reset, None if retry < 0 else retry)
 
 
+def verdicts(reply: object, count: int) -> list[Verdict]:
+    """A batch's reply: ``count`` verdicts, or ``BackendUnavailable`` (the whole batch) if any
+    part of it has another shape."""
+    if not isinstance(reply, list) or len(reply) != 4 * count:
+        raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
+    return [verdict(reply[i : i + 4]) for i in range(0, len(reply), 4)]
+
+
 class RedisRateLimiter:
     """GCRA shared by every instance on one Redis. Keys: prefix + ``rl:`` + key, or prefix +
-    ``rl#`` + its SHA-256 when the key is longer than ``MAX_KEY_BYTES``."""
+    ``rl#`` + its SHA-256 when the key is longer than ``MAX_KEY_BYTES``. Concurrent ``hit`` and
+    ``blocked`` calls of one process go to Redis together, one script call per round trip
+    (``Coalescer``)."""
 
     def __init__(self, link: Link) -> None:
         self._link = link
         self._script: AsyncScript | None = None  # registered on first use: EVALSHA, then
         # EVAL once if Redis does not know it (NOSCRIPT)
         self._refund: AsyncScript | None = None
+        self._batches: Coalescer[Hit, Verdict] = Coalescer(link, "rate_limit.hit", self._send)
 
-    def _registered(self, client: Redis) -> AsyncScript:
+    async def _send(self, client: Redis, hits: Sequence[Hit]) -> list[Verdict]:
         if self._script is None:
-            self._script = client.register_script(CLOCK_LUA + GCRA_LUA)
-        return self._script
+            self._script = client.register_script(BATCH_LUA)
+        args: list[str | int] = []
+        for _, limit, window, count in hits:
+            args += (limit, repr(float(window)), "1" if count else "0")
+        reply = await self._script(keys=[hit[0] for hit in hits], args=args, client=client)
+        return verdicts(reply, len(hits))
 
     def _key(self, key: str) -> str:
         data = key.encode("utf-8", "surrogatepass")
@@ -104,25 +138,18 @@ class RedisRateLimiter:
             return f"{self._link.prefix}rl#{hashlib.sha256(data).hexdigest()}"
         return f"{self._link.prefix}rl:{key}"
 
-    async def _run(
-        self, operation: str, key: str, limit: int, window: float, count: bool
-    ) -> Verdict:
+    async def _run(self, key: str, limit: int, window: float, count: bool) -> Verdict:
         if limit < 1 or window <= 0:
             raise ValueError("a rate limit needs limit >= 1 and window > 0")
-        keys = [self._key(key)]
-        args: list[str | int] = [limit, repr(float(window)), "1" if count else "0"]
-        reply = await self._link.call(
-            operation, lambda client: self._registered(client)(keys=keys, args=args, client=client)
-        )
-        return verdict(reply)
+        return await self._batches.submit((self._key(key), limit, window, count))
 
     async def hit(self, key: str, limit: int, window: float) -> Verdict:
         """Count one event for ``key`` if allowed; ``BackendUnavailable`` if Redis is not."""
-        return await self._run("rate_limit.hit", key, limit, window, True)
+        return await self._run(key, limit, window, True)
 
     async def blocked(self, key: str, limit: int, window: float) -> int | None:
         """Seconds until ``key`` may act again, or None; counts nothing."""
-        return (await self._run("rate_limit.blocked", key, limit, window, False)).retry_after
+        return (await self._run(key, limit, window, False)).retry_after
 
     async def refund(self, key: str, limit: int, window: float) -> None:
         """Give back one counted event: the TAT back one interval, never before now."""
