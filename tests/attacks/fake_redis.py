@@ -6,7 +6,7 @@ key: fresh; a rate-limit key: allowed).
 Modes: ``ok`` (a sane answer: allowed, nonce fresh), ``err`` (-ERR), ``oom`` (-OOM, a full
 Redis with noeviction), ``loading`` (-LOADING), ``readonly`` (-READONLY, a failed-over replica),
 ``drop`` (half a reply, then the connection is closed), ``silent`` (never answers), ``string4``
-(a 4-byte bulk string where a script's array belongs), ``short`` (an array of 2), ``ok_text``
+(4 bytes that are not the script's digits), ``short`` (an array of 2), ``ok_text``
 (+OK where an array belongs)."""
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ class FakeRedis:
                 return b"+OK\r\n"
             keys = cmd[3 : 3 + int(cmd[2])] if cmd else []  # a batch: one answer per key
             if any(b"nonce:" in key for key in keys):
-                return b"*%d\r\n" % len(keys) + b":1\r\n" * len(keys)  # fresh nonces
-            return b"*%d\r\n" % (4 * len(keys)) + b":1\r\n:99\r\n:1\r\n:-1\r\n" * len(keys)
+                return _bulk(b"1" * len(keys))  # fresh nonces
+            return _bulk(b" ".join([b"1 99 1 -1"] * len(keys)))
         if name == b"SET":
             if mode in ("string4", "short", "ok_text"):
                 return b":1\r\n"

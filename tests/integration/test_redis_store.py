@@ -219,13 +219,28 @@ def test_a_batch_decides_what_its_calls_one_by_one_decide(
         client.close()
 
 
-def test_a_batch_reply_of_another_length_decides_nothing() -> None:
-    with pytest.raises(BackendUnavailable):
-        verdicts([1, 4, 10, -1, 1], 1)
-    with pytest.raises(BackendUnavailable):
-        verdicts([1, 4, 10, -1], 2)
-    with pytest.raises(BackendUnavailable):
-        verdicts([1, 4, 10, -1, 1, 4, 10, 7], 2)  # allowed with a retry: not the script's
+def test_a_batch_reply_of_another_shape_decides_nothing() -> None:
+    assert verdicts(b"1 4 10 -1 0 0 3 2", 2) == [
+        Verdict(True, 4, 10, None),
+        Verdict(False, 0, 3, 2),
+    ]
+    for reply in (
+        b"1 4 10 -1 1",
+        b"1 4 10 -1 0",
+        b"1 4 10 -1 1 4 10 7",  # allowed with a retry: not the script's
+        b"1 4 10 -1 ",
+        b" 1 4 10 -1",
+        b"1  4 10 -1",
+        b"1 4 1_0 -1",
+        b"1 4 +10 -1",
+        b"1 4 10 -1\n",
+        b"1 4 99999999999999999999 -1",
+        [1, 4, 10, -1],
+        "1 4 10 -1",
+        None,
+    ):
+        with pytest.raises(BackendUnavailable):
+            verdicts(reply, 1 if reply != b"1 4 10 -1 1 4 10 7" else 2)
 
 
 async def test_racing_nonces_on_two_instances_are_fresh_exactly_once(
@@ -437,7 +452,7 @@ async def test_a_refund_gives_one_event_back_never_before_now(
 
 
 def test_a_nonce_batch_reply_of_another_shape_decides_nothing() -> None:
-    assert fresh_nonces([1, 0], 2) == [True, False]
-    for reply in ([1], [1, 0, 1], [1, 2], [b"OK", 1], "OK", None, [True, False]):
+    assert fresh_nonces(b"10", 2) == [True, False]
+    for reply in (b"1", b"101", b"12", b"1 ", b"OK", [1, 0], "10", None, b""):
         with pytest.raises(BackendUnavailable):
             fresh_nonces(reply, 2)

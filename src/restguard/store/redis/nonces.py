@@ -24,14 +24,14 @@ from restguard.store.redis._link import Link, digest
 
 _MS = timedelta(milliseconds=1)
 
-#: For each of KEYS, in order, with ARGV[i] its time to live (ms): 1 if recorded now, 0 if
-#: it was there already (a replay).
+#: For each of KEYS, in order, with ARGV[i] its time to live (ms): "1" if recorded now, "0"
+#: if it was there already (a replay); one string (one bulk reply: cheap to parse).
 NONCES_LUA: Final = """
 local out = {}
 for i = 1, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[i]) then out[i] = 1 else out[i] = 0 end
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[i]) then out[i] = '1' else out[i] = '0' end
 end
-return out
+return table.concat(out)
 """
 
 #: One nonce: its key (prefixed) and time to live in ms.
@@ -45,13 +45,9 @@ def _ttl_ms(expires_at: datetime, now: datetime) -> int:
 def fresh(reply: object, count: int) -> list[bool]:
     """A batch's reply: ``count`` answers (True: recorded now), or ``BackendUnavailable`` if
     any part of it has another shape."""
-    if (
-        not isinstance(reply, list)
-        or len(reply) != count
-        or not all(type(v) is int and v in (0, 1) for v in reply)
-    ):
+    if not (isinstance(reply, bytes) and len(reply) == count and not reply.strip(b"01")):
         raise BackendUnavailable(debug="redis nonces: a reply of an unexpected shape")
-    return [v == 1 for v in reply]
+    return [c == 0x31 for c in reply]
 
 
 class NonceBatches:

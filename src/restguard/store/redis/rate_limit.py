@@ -11,6 +11,7 @@ in order, so the batch counts exactly as the calls one by one would).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Sequence
 from typing import Final
 
@@ -69,15 +70,16 @@ end
 """
 
 #: A batch: ``gcra`` on each of KEYS in order at one ``now``; ARGV holds three values per key
-#: (limit, window, "1" to count). Returns the four integers of each, one flat array.
+#: (limit, window, "1" to count). Returns the four integers of each as one string, separated
+#: by spaces: one bulk reply is parsed far faster than an array of 4n integers.
 EACH_LUA: Final = """
 local out = {}
 for i = 1, #KEYS do
   local a = (i - 1) * 3
   local r = gcra(KEYS[i], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3] == '1', now)
-  for j = 1, 4 do out[#out + 1] = r[j] end
+  for j = 1, 4 do out[#out + 1] = string.format('%d', r[j]) end
 end
-return out
+return table.concat(out, ' ')
 """
 BATCH_LUA: Final = CLOCK_LUA + GCRA_LUA + EACH_LUA
 
@@ -102,12 +104,18 @@ def verdict(reply: object) -> Verdict:
     return Verdict(allowed == 1, remaining, reset, None if retry < 0 else retry)
 
 
+_NUMBERS = re.compile(rb"-?[0-9]{1,18}(?: -?[0-9]{1,18})*")
+
+
 def verdicts(reply: object, count: int) -> list[Verdict]:
-    """A batch's reply: ``count`` verdicts, or ``BackendUnavailable`` (the whole batch) if any
-    part of it has another shape."""
-    if not isinstance(reply, list) or len(reply) != 4 * count:
+    """A batch's reply (``EACH_LUA``'s string): ``count`` verdicts, or ``BackendUnavailable``
+    (for the whole batch) if any part of it has another shape."""
+    if not (isinstance(reply, bytes) and _NUMBERS.fullmatch(reply)):
         raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
-    return [verdict(reply[i : i + 4]) for i in range(0, len(reply), 4)]
+    numbers = [int(n) for n in reply.split(b" ")]
+    if len(numbers) != 4 * count:
+        raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
+    return [verdict(numbers[i : i + 4]) for i in range(0, len(numbers), 4)]
 
 
 class RedisRateLimiter:
