@@ -106,6 +106,8 @@ class Check:
 
 CHECKS = (
     Check("restguard public CPU/req / nginx CPU/req", "rg-public", "nginx", TARGET_CPU_RATIO),
+    # Not restguard's: how far below that target any Python proxy can go here (bench/relay.py).
+    Check("(floor) Python byte relay / nginx CPU/req", "py-relay", "nginx", TARGET_CPU_RATIO),
     *(
         Check(f"{label} CPU/req / public CPU/req", name, "rg-public", TARGET_CREDENTIAL_RATIO)
         for name, label in (
@@ -677,6 +679,16 @@ def run_checked(cmd: list[str]) -> str:
 
 
 @contextmanager
+def relay(work: Path, port: int, upstream_port: int, pin: bool) -> Iterator[int]:
+    """Run ``bench/relay.py`` (the floor of a Python proxy); yield its pid once it answers."""
+    cmd = [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(upstream_port)]
+    log = work / "relay.log"
+    with process(pinned(cmd, SERVER_CPU, pin), log) as proc:
+        wait_ready(f"http://127.0.0.1:{port}/", proc, log)
+        yield proc.pid
+
+
+@contextmanager
 def restguard(config: Path, port: int, pin: bool) -> Iterator[int]:
     """Run ``restguard serve`` (one process); yield its pid once the gateway answers."""
     cmd = pinned([*restguard_cmd(), "serve", "--config", str(config)], SERVER_CPU, pin)
@@ -1023,12 +1035,14 @@ def write_results(data: dict[str, Any]) -> None:
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
-    clients' access tokens from the gateway; return the nine targets."""
+    clients' access tokens from the gateway; return the ten targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
     proxy_http = PROXY_HTTP.format(port=proxy_port, upstream_port=up_port)
     proxy_pid = stack.enter_context(nginx(work, "proxy", proxy_http, proxy_port, pin))
+    relay_port = free_port()
+    relay_pid = stack.enter_context(relay(work, relay_port, up_port, pin))
     jwks, mint = bench_issuer()
     jwks_port = stack.enter_context(jwks_server(jwks))
     setup = setup_restguard(work, up_port, jwks_port, mint)
@@ -1042,6 +1056,12 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             "upstream", "upstream direct (nginx)", f"http://127.0.0.1:{up_port}/public/item", up_pid
         ),
         Target("nginx", "nginx proxy", f"http://127.0.0.1:{proxy_port}/public/item", proxy_pid),
+        Target(
+            "py-relay",
+            "Python byte relay (floor)",
+            f"http://127.0.0.1:{relay_port}/public/item",
+            relay_pid,
+        ),
         Target(
             "rg-public", "restguard public route", f"http://127.0.0.1:{rg_port}/public/item", rg_pid
         ),
