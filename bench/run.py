@@ -3,20 +3,24 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Eight targets share one upstream (nginx answering ``{"ok":true}``):
+Ten targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
-3. ``rg-public``  - a restguard gateway, public route ``/public/**``;
-4. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``);
-5. ``rg-jwt``     - the same route with an RS256 JWT of an external issuer (``restguard issuer
+3. ``py-relay``   - ``bench/relay.py``: bytes relayed, nothing parsed (the floor of any Python
+   proxy here);
+4. ``rg-public``  - a restguard gateway, public route ``/public/**``;
+5. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``);
+6. ``rg-jwt``     - the same route with an RS256 JWT of an external issuer (``restguard issuer
    add``) whose JWKS this script serves on 127.0.0.1;
-6. ``rg-oauth2``  - the same route with an access token restguard itself issued: a
+7. ``rg-oauth2``  - the same route with an access token restguard itself issued: a
    ``client_credentials`` client (``restguard oauth2 client create``), its token fetched from the
    gateway's ``POST /oauth2/token`` (``client_secret_basic``) once the gateway runs;
-7. ``rg-opaque``  - the same with an opaque ``rg_at_`` access token (a client created with
+8. ``rg-opaque``  - the same with an opaque ``rg_at_`` access token (a client created with
    ``--token-format opaque``): looked up in the store once, then remembered;
-8. ``rg-signature`` - the same route with RFC 9421 signed GETs of an app (``restguard app
+9. ``rg-ratelimit`` - the API key on ``/limited/**``, a route with a ``rate_limit`` counted in
+   Redis;
+10. ``rg-signature`` - the same route with RFC 9421 signed GETs of an app (``restguard app
    create``, hmac-sha256): every request is signed with its own nonce (single use) just before
    each wrk run, and a Lua script has wrk send them one after the other.
 
