@@ -5,7 +5,8 @@ key: fresh; a rate-limit key: allowed).
 
 Modes: ``ok`` (a sane answer: allowed, nonce fresh), ``err`` (-ERR), ``oom`` (-OOM, a full
 Redis with noeviction), ``loading`` (-LOADING), ``readonly`` (-READONLY, a failed-over replica),
-``drop`` (half a reply, then the connection is closed), ``silent`` (never answers), ``string4``
+``noscript`` (EVALSHA answers NOSCRIPT, as a restarted Redis does; EVAL answers ``ok``), ``drop``
+(half a reply, then the connection is closed), ``silent`` (never answers), ``string4``
 (4 bytes that are not the script's digits), ``short`` (an array of 2), ``ok_text``
 (+OK where an array belongs)."""
 
@@ -135,6 +136,8 @@ class FakeRedis:
             return None
         if mode == "err":
             return b"-ERR injected failure\r\n"
+        if mode == "noscript" and name == b"EVALSHA":  # (a restarted Redis: EVAL loads it)
+            return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
         if mode == "oom":
             return b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
         if mode == "loading":

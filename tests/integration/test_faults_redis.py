@@ -17,6 +17,7 @@ import pytest
 
 from restguard.errors import BackendUnavailable
 from restguard.store.redis import RedisBackend, open_redis
+from tests.attacks.fake_redis import FakeRedis
 from tests.faults import FreezableProxy
 from tests.integration.redis_support import REDIS_URL, delete_prefix, eventually, unique_prefix
 
@@ -196,3 +197,31 @@ async def test_the_subscriber_resubscribes_after_redis_comes_back(
     await direct.revocations.publish("token", "after")
     await eventually(lambda: len(seen) == 3, 1, "a revocation after the return")
     assert seen[-1] == ("token", "after")
+
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+
+
+async def test_a_redis_that_forgot_the_scripts_is_sent_them_again_and_answers() -> None:
+    """After a Redis restart (or SCRIPT FLUSH) EVALSHA answers NOSCRIPT: the batch is sent again
+    with EVAL (which loads the script), on the same connection, and decides as usual."""
+    fake = FakeRedis()
+    backend = open_redis(fake.url, timeout=2.0, prefix="t:")
+    try:
+        fake.mode = "noscript"
+        verdict = await backend.limiter.hit("k", 5, 60)
+        assert verdict.allowed
+        assert await backend.signature_nonces.use("app", "n1", LATER, NOW) is True
+        sent = [c for c in fake.commands if c in (b"EVALSHA", b"EVAL")]
+        assert sent == [b"EVALSHA", b"EVAL", b"EVALSHA", b"EVAL"]
+        connections = fake.connections
+        fake.mode = "drop"  # half a reply, then the connection is closed
+        with pytest.raises(BackendUnavailable):
+            await backend.limiter.hit("k", 5, 60)
+        fake.mode = "ok"  # the next call connects again
+        assert (await backend.limiter.hit("k", 5, 60)).allowed
+        assert fake.connections > connections
+    finally:
+        await backend.aclose()
+        fake.stop()

@@ -28,7 +28,7 @@ class Recorder:
         self.gate: asyncio.Event | None = None
         self.fail: Exception | None = None
 
-    async def __call__(self, client: object, items: Sequence[int]) -> list[int]:
+    async def __call__(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
         if self.gate is not None:
             await self.gate.wait()

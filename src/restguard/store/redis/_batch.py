@@ -22,8 +22,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from redis.asyncio import Redis
-
 from restguard.errors import BackendUnavailable
 from restguard.store.redis._link import Link
 
@@ -34,9 +32,9 @@ ResultT = TypeVar("ResultT")
 #: stay short (a GCRA step is ~1-2 us of Redis's time).
 MAX_BATCH = 256
 
-#: ``send(client, items)`` -> one result per item, in order (it validates the reply and raises
+#: ``send(items)`` -> one result per item, in order (it validates the reply and raises
 #: ``BackendUnavailable`` for a reply of another shape).
-Send = Callable[[Redis, Sequence[ItemT]], Awaitable[list[ResultT]]]
+Send = Callable[[Sequence[ItemT]], Awaitable[list[ResultT]]]
 
 
 class Coalescer(Generic[ItemT, ResultT]):
@@ -73,7 +71,7 @@ class Coalescer(Generic[ItemT, ResultT]):
                 if not batch:
                     continue
                 try:
-                    results = await self._link.call(
+                    results = await self._link.run(
                         self._operation,
                         self._call([item for item, _, _ in batch]),
                         deadline=batch[0][2],  # the oldest call's (calls queue in order)
@@ -94,8 +92,8 @@ class Coalescer(Generic[ItemT, ResultT]):
         finally:
             self._sender = None
 
-    def _call(self, items: list[ItemT]) -> Callable[[Redis], Awaitable[list[ResultT]]]:
-        return lambda client: self._send(client, items)
+    def _call(self, items: list[ItemT]) -> Callable[[], Awaitable[list[ResultT]]]:
+        return lambda: self._send(items)
 
     def _fail(
         self,

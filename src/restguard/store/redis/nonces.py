@@ -15,12 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-
 from restguard.errors import BackendUnavailable
 from restguard.store.redis._batch import Coalescer
-from restguard.store.redis._link import Link, digest
+from restguard.store.redis._link import Lane, Link, digest, script_sha
 
 _MS = timedelta(milliseconds=1)
 
@@ -33,6 +30,7 @@ for i = 1, #KEYS do
 end
 return table.concat(out)
 """
+NONCES_SHA: Final = script_sha(NONCES_LUA)
 
 #: One nonce: its key (prefixed) and time to live in ms.
 Nonce = tuple[str, int]
@@ -55,14 +53,13 @@ class NonceBatches:
 
     def __init__(self, link: Link) -> None:
         self.link = link
-        self._script: AsyncScript | None = None
+        self._lane = Lane(link)
         self._batches: Coalescer[Nonce, bool] = Coalescer(link, "nonces.use", self._send)
 
-    async def _send(self, client: Redis, nonces: Sequence[Nonce]) -> list[bool]:
-        if self._script is None:
-            self._script = client.register_script(NONCES_LUA)
+    async def _send(self, nonces: Sequence[Nonce]) -> list[bool]:
         keys = [key for key, _ in nonces]
-        reply = await self._script(keys=keys, args=[ttl for _, ttl in nonces], client=client)
+        args: list[str | int] = [ttl for _, ttl in nonces]
+        reply = await self._lane.script(NONCES_SHA, NONCES_LUA, keys, args)
         return fresh(reply, len(nonces))
 
     async def use(self, kind: str, parts: str, expires_at: datetime, now: datetime) -> bool:

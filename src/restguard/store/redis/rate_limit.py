@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 from restguard.authz.ratelimit import Verdict
 from restguard.errors import BackendUnavailable
 from restguard.store.redis._batch import Coalescer
-from restguard.store.redis._link import MAX_KEY_BYTES, Link
+from restguard.store.redis._link import MAX_KEY_BYTES, Lane, Link, script_sha
 
 #: The clock: ``now`` in seconds from Redis's own ``TIME`` (a test may put a fixed one).
 CLOCK_LUA: Final = """
@@ -82,6 +82,7 @@ end
 return table.concat(out, ' ')
 """
 BATCH_LUA: Final = CLOCK_LUA + GCRA_LUA + EACH_LUA
+BATCH_SHA: Final = script_sha(BATCH_LUA)
 
 #: One batched hit: the key (prefixed), the limit, the window, whether to count.
 Hit = tuple[str, int, float, bool]
@@ -126,18 +127,16 @@ class RedisRateLimiter:
 
     def __init__(self, link: Link) -> None:
         self._link = link
-        self._script: AsyncScript | None = None  # registered on first use: EVALSHA, then
-        # EVAL once if Redis does not know it (NOSCRIPT)
         self._refund: AsyncScript | None = None
+        self._lane = Lane(link)
         self._batches: Coalescer[Hit, Verdict] = Coalescer(link, "rate_limit.hit", self._send)
 
-    async def _send(self, client: Redis, hits: Sequence[Hit]) -> list[Verdict]:
-        if self._script is None:
-            self._script = client.register_script(BATCH_LUA)
+    async def _send(self, hits: Sequence[Hit]) -> list[Verdict]:
         args: list[str | int] = []
         for _, limit, window, count in hits:
             args += (limit, repr(float(window)), "1" if count else "0")
-        reply = await self._script(keys=[hit[0] for hit in hits], args=args, client=client)
+        keys = [hit[0] for hit in hits]
+        reply = await self._lane.script(BATCH_SHA, BATCH_LUA, keys, args)
         return verdicts(reply, len(hits))
 
     def _key(self, key: str) -> str:
