@@ -1016,14 +1016,16 @@ def _try_login(gw: GatewayProcess, client: Client, username: str, password: str)
     return owner.login(page, username, password), owner
 
 
-def test_login_throttle_per_account(fresh: GatewayProcess) -> None:
+def test_login_throttle_per_account_and_address(fresh: GatewayProcess) -> None:
+    """5 failures for one account from one address hold that address back for that account
+    (a stranger elsewhere cannot: tests/attacks/test_review_scaleout.py)."""
     add_user(fresh, "erin", PASSWORD, "notes:read")
     add_user(fresh, "frank", PASSWORD, "notes:read")
     client = add_client(fresh, "notes:read", redirect_uris=(CB,))
     for _ in range(5):
         r, _ = _try_login(fresh, client, "erin", "wrong password!")
         assert r.status_code == 200
-    r, owner = _try_login(fresh, client, "erin", PASSWORD)  # locked: even the right one
+    r, owner = _try_login(fresh, client, "erin", PASSWORD)  # held back: even the right one
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     assert "rg_session" not in owner.http.cookies
     r, owner = _try_login(fresh, client, "frank", PASSWORD)  # others are unaffected

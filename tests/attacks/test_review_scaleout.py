@@ -948,13 +948,6 @@ def test_workers_two_racing_connections_admit_exactly_the_limit(
         assert sorted(statuses) == [200] * 4 + [429] * 20, statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: LoginChecker's per-account lock (users.py check: LoginLocked) refuses the "
-    "right password from any address once a stranger made 5 wrong guesses from another: "
-    "CONTRACT 'nothing a stranger does may refuse a credential's valid use from another "
-    "address'; shared by every instance through the database",
-)
 def test_a_stranger_cannot_lock_an_account_owner_out_of_sign_in(
     tmp_path: Path, up: RecordingUpstream, pg: str
 ) -> None:

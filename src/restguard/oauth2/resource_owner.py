@@ -34,13 +34,14 @@ Cookies, sessions and CSRF tokens are ``browser.py``'s.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
-from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
+from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter, address_bucket
 from restguard.clock import Clock
 from restguard.errors import AuthError, BackendUnavailable
 from restguard.keys.hashing import token_digest
@@ -70,7 +71,13 @@ from restguard.oauth2.clients import is_active
 from restguard.oauth2.grants.authorization_code import LIFETIME as CODE_LIFETIME
 from restguard.oauth2.grants.authorization_code import new_code
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
-from restguard.oauth2.users import LoginBusy, LoginChecker, LoginFailed, LoginLocked
+from restguard.oauth2.users import (
+    LoginBusy,
+    LoginChecker,
+    LoginFailed,
+    LoginLocked,
+    login_username,
+)
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
     AuthorizationCodeRecord,
@@ -116,13 +123,19 @@ class ResourceOwnerPages:
         web: WebTokens,
         clock: Clock,
         throttle: AddressThrottle | None = None,
+        account_throttle: AddressThrottle | None = None,
         failures: Failures | None = None,
     ) -> None:
-        """``failures``: told the client address of every failed sign-in (the gateway's
-        failed-attempt count; it may raise the 429 ``AuthError``)."""
+        """``throttle``: sign-in attempts per client address (any account); ``account_throttle``:
+        per account and client address, so that a stranger's guesses hold back the stranger's
+        address, never the account's owner elsewhere. ``failures``: told the client address of
+        every failed sign-in (the gateway's failed-attempt count; it may raise the 429
+        ``AuthError``)."""
         self.issuer, self.clients, self.users, self.checker = issuer, clients, users, checker
         self.consents, self.codes, self.web, self.clock = consents, codes, web, clock
-        self.throttle = throttle or AddressThrottle(MemoryRateLimiter(clock.monotonic), "login")
+        limiter = MemoryRateLimiter(clock.monotonic)
+        self.throttle = throttle or AddressThrottle(limiter, "login")
+        self.account_throttle = account_throttle or account_address_throttle(limiter)
         self.failures = failures
         self.sessions = Sessions(issuer, users, web)
 
@@ -328,19 +341,28 @@ class ResourceOwnerPages:
         password = form.get("password", "")
         if not username or not password:
             return again("Enter your username and password.", 400)
-        try:  # counted first (racing attempts cannot all pass); counters may live in the
-            retry = await self.throttle.attempt(address_bucket(request.client))  # database or Redis
-        except BackendUnavailable:
-            return again(busy, 503, 5)
-        if retry is not None:
-            return again(_too_many(retry), 429, retry)
+        address = address_bucket(request.client)
+        # Counted first (racing attempts cannot all pass), per address and per account and
+        # address; the counters may live in the database or Redis (shared by every instance).
+        counted: list[tuple[AddressThrottle, str]] = []
+        for throttle, key in (
+            (self.throttle, address),
+            (self.account_throttle, f"{account_key(username)}:{address}"),
+        ):
+            try:
+                retry = await throttle.attempt(key)
+            except BackendUnavailable:
+                await _give_back(counted)
+                return again(busy, 503, 5)
+            counted.append((throttle, key))
+            if retry is not None:
+                return again(_too_many(retry), 429, retry)
         try:
             user = await self.checker.check(username, password, now)
         except LoginLocked as locked:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
-        except LoginBusy:  # nothing was checked: the attempt is given back
-            with contextlib.suppress(BackendUnavailable):
-                await self.throttle.give_back(address_bucket(request.client))
+        except LoginBusy:  # nothing was checked: the attempts are given back
+            await _give_back(counted)
             return again(busy, 503, 5)
         except LoginFailed:
             try:
@@ -348,8 +370,7 @@ class ResourceOwnerPages:
             except BackendUnavailable:
                 return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
-        with contextlib.suppress(BackendUnavailable):  # (signed in: a refund lost costs a try)
-            await self.throttle.give_back(address_bucket(request.client))
+        await _give_back(counted)  # signed in: what stays counted is the failures
         return redirect(going.target, self.sessions.start(user, now))
 
     async def count_failure(self, address: str) -> None:
@@ -432,6 +453,31 @@ class ResourceOwnerPages:
             return self._refuse(pending, "access_denied", "The user granted no scope.")
         await self.consents.grant(user.user_id, client.client_id, granted, now)
         return await self._issue_code(pending, user, granted, now)
+
+
+#: Sign-in attempts per account and client address: 5 in 5 minutes, then one a minute.
+ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW = 5, 300.0
+
+
+def account_address_throttle(limiter: RateLimiter) -> AddressThrottle:
+    """The per account and address sign-in throttle on ``limiter``."""
+    return AddressThrottle(limiter, "login-account", ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW)
+
+
+def account_key(username: str) -> str:
+    """The throttle's name for the account a typed username signs in to: a digest of its
+    stored form (or of the text, when no user can have it), so that unknown and known
+    usernames cost and count alike and a long one makes no long key."""
+    name = login_username(username)
+    return hashlib.sha256((name if name is not None else "\0" + username).encode()).hexdigest()[:32]
+
+
+async def _give_back(counted: list[tuple[AddressThrottle, str]]) -> None:
+    """Give back attempts that were counted but not checked (or succeeded). Best effort: a
+    refund lost costs the client one try, never more."""
+    for throttle, key in counted:
+        with contextlib.suppress(BackendUnavailable):
+            await throttle.give_back(key)
 
 
 def _too_many(retry_after: int) -> str:

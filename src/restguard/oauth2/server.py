@@ -23,7 +23,7 @@ from restguard.oauth2.grants.refresh_token import RefreshTokenGrant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.oauth1_provider import OAuth1Provider
 from restguard.oauth2.refresh_tokens import RefreshTokens
-from restguard.oauth2.resource_owner import ResourceOwnerPages
+from restguard.oauth2.resource_owner import ResourceOwnerPages, account_address_throttle
 from restguard.oauth2.token_admin import (
     IntrospectionEndpoint,
     RevocationEndpoint,
@@ -92,6 +92,7 @@ class Server:
             web=parts.web,
             clock=clock,
             throttle=AddressThrottle(limiter, "login"),
+            account_throttle=account_address_throttle(limiter),
             failures=parts.failures,
         )
         self._device_pages = DevicePages(

@@ -184,13 +184,17 @@ class LoginLocked(LoginFailed):
 
 
 class LoginChecker:
-    """The login page's check of a username and password, with a per-account throttle.
+    """The login page's check of a username and password, with a per-account cap.
 
     * Every attempt is counted before its password is checked, atomically by the store and
       only while the account is not locked, so racing guesses on every instance each count
       and none gets past the lock; every ``lock_after``-th attempt in a row without a success
       locks the account for ``lock_for``, and a success resets the count. While locked,
-      ``check`` raises ``LoginLocked`` before any Argon2 run.
+      ``check`` raises ``LoginLocked`` before any Argon2 run. The default, 100 failures in a
+      row, is NIST SP 800-63B §5.2.2's cap per account ("no more than 100 consecutive failed
+      attempts on a single account"): a lock that anyone can set off refuses the owner too,
+      so the page's own limits are per address and per account and address
+      (``resource_owner.py``), and this one only stops guessing spread over many addresses.
       (Being locked shows that the account exists; the page may say so or stay generic.)
     * An unknown username is verified against a fixed dummy hash (made once, on first need) and
       counts a failure against no user, so it costs what a wrong password costs: the time of a
@@ -207,7 +211,7 @@ class LoginChecker:
         self,
         users: UserStore,
         *,
-        lock_after: int = 5,
+        lock_after: int = 100,
         lock_for: timedelta = timedelta(minutes=5),
         max_concurrent: int = 2,
         hasher: PasswordHasher = PASSWORD_HASHER,

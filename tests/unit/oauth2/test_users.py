@@ -480,3 +480,23 @@ async def test_a_sign_in_waits_for_a_slot_no_longer_than_slot_wait(
 def test_unsafe_settings_are_refused(users: FakeUserStore, over: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         LoginChecker(users, **over)
+
+
+async def test_the_account_wide_cap_is_nists_100_failures_in_a_row(
+    users: FakeUserStore, hasher: CountingHasher
+) -> None:
+    """The default lock needs 100 wrong passwords in a row (NIST SP 800-63B §5.2.2): the page's
+    per account and address throttle holds a single stranger back long before; only guessing
+    spread over many addresses reaches this one."""
+    stored_user(users, hasher)
+    checker = LoginChecker(users, hasher=hasher)
+    for _ in range(99):
+        with pytest.raises(LoginFailed) as failed:
+            await checker.check("alice", "wrong password!", T0)
+        assert not isinstance(failed.value, LoginLocked)
+    assert (await checker.check("alice", PASSWORD, T0)).username == "alice"  # and it resets
+    for _ in range(100):
+        with pytest.raises(LoginFailed):
+            await checker.check("alice", "wrong password!", T0)
+    with pytest.raises(LoginLocked):
+        await checker.check("alice", PASSWORD, T0)
