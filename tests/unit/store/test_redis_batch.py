@@ -28,6 +28,10 @@ class Recorder:
         self.gate: asyncio.Event | None = None
         self.fail: Exception | None = None
 
+    def release(self) -> None:
+        assert self.gate is not None
+        self.gate.set()
+
     async def __call__(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
         if self.gate is not None:
@@ -35,6 +39,17 @@ class Recorder:
         if self.fail is not None:
             raise self.fail
         return [item * 2 for item in items]
+
+
+async def one_in_flight() -> tuple[Recorder, Coalescer[int, int], asyncio.Future[int]]:
+    """A coalescer whose first batch (the call ``1``) is out and held until ``send.gate``."""
+    send = Recorder()
+    send.gate = asyncio.Event()
+    batches: Coalescer[int, int] = Coalescer(link(), "t", send)
+    first = asyncio.ensure_future(batches.submit(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return send, batches, first
 
 
 async def test_calls_made_together_travel_as_one_batch_and_get_their_own_answers() -> None:
@@ -47,16 +62,11 @@ async def test_calls_made_together_travel_as_one_batch_and_get_their_own_answers
 
 
 async def test_calls_made_while_a_batch_is_out_form_the_next_one() -> None:
-    send = Recorder()
-    send.gate = asyncio.Event()
-    batches: Coalescer[int, int] = Coalescer(link(), "t", send)
-    first = asyncio.ensure_future(batches.submit(1))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    send, batches, first = await one_in_flight()
     later = [asyncio.ensure_future(batches.submit(i)) for i in range(2, 6)]
     await asyncio.sleep(0)
     assert send.batches == [[1]]  # one batch in flight; the others wait for it
-    send.gate.set()
+    send.release()
     assert await asyncio.gather(first, *later) == [2, 4, 6, 8, 10]
     assert send.batches == [[1], [2, 3, 4, 5]]
 
@@ -88,17 +98,12 @@ async def test_a_failed_batch_fails_each_of_its_callers_with_its_own_error() -> 
 
 
 async def test_a_cancelled_caller_is_left_out_of_the_next_batch() -> None:
-    send = Recorder()
-    send.gate = asyncio.Event()
-    batches: Coalescer[int, int] = Coalescer(link(), "t", send)
-    first = asyncio.ensure_future(batches.submit(1))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    send, batches, first = await one_in_flight()
     gone = asyncio.ensure_future(batches.submit(2))
     kept = asyncio.ensure_future(batches.submit(3))
     await asyncio.sleep(0)
     gone.cancel()
-    send.gate.set()
+    send.release()
     assert await first == 2
     assert await kept == 6
     assert send.batches == [[1], [3]]  # 2 was never sent: nothing counted for it
@@ -122,12 +127,7 @@ async def test_no_caller_waits_past_its_deadline_behind_a_hung_batch() -> None:
 
 
 async def test_a_sender_cancelled_at_shutdown_fails_every_waiting_caller() -> None:
-    send = Recorder()
-    send.gate = asyncio.Event()
-    batches: Coalescer[int, int] = Coalescer(link(), "t", send)
-    first = asyncio.ensure_future(batches.submit(1))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    send, batches, first = await one_in_flight()
     queued = asyncio.ensure_future(batches.submit(2))
     await asyncio.sleep(0)
     sender = batches._sender
@@ -136,5 +136,5 @@ async def test_a_sender_cancelled_at_shutdown_fails_every_waiting_caller() -> No
     for waiter in (first, queued):
         with pytest.raises(BackendUnavailable):
             await waiter
-    send.gate.set()
+    send.release()
     assert await batches.submit(3) == 6  # a new sender starts for the next call
