@@ -121,9 +121,9 @@ def verdicts(reply: object, count: int) -> list[Verdict]:
 
 class RedisRateLimiter:
     """GCRA shared by every instance on one Redis. Keys: prefix + ``rl:`` + key, or prefix +
-    ``rl#`` + its SHA-256 when the key is longer than ``MAX_KEY_BYTES``. Concurrent ``hit`` and
-    ``blocked`` calls of one process go to Redis together, one script call per round trip
-    (``Coalescer``)."""
+    ``rl#`` + its SHA-256 when the key is longer than ``MAX_KEY_BYTES`` or not UTF-8.
+    Concurrent ``hit`` and ``blocked`` calls of one process go to Redis together, one script
+    call per round trip (``Coalescer``)."""
 
     def __init__(self, link: Link) -> None:
         self._link = link
@@ -140,10 +140,16 @@ class RedisRateLimiter:
         return verdicts(reply, len(hits))
 
     def _key(self, key: str) -> str:
-        data = key.encode("utf-8", "surrogatepass")
-        if len(data) > MAX_KEY_BYTES:
-            return f"{self._link.prefix}rl#{hashlib.sha256(data).hexdigest()}"
-        return f"{self._link.prefix}rl:{key}"
+        """The Redis key of ``key``: as is when it is short and UTF-8 can write it, else its
+        SHA-256 (a key that could not be written, e.g. a lone surrogate, would fail the whole
+        batch it travels in, every other caller's check with it)."""
+        try:
+            if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+                return f"{self._link.prefix}rl:{key}"
+        except UnicodeEncodeError:
+            pass
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self._link.prefix}rl#{digest}"
 
     async def _run(self, key: str, limit: int, window: float, count: bool) -> Verdict:
         if limit < 1 or window <= 0:
