@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from restguard.errors import BackendUnavailable
@@ -95,11 +95,9 @@ class Coalescer(Generic[ItemT, ResultT]):
     def _call(self, items: list[ItemT]) -> Callable[[], Awaitable[list[ResultT]]]:
         return lambda: self._send(items)
 
+    @staticmethod
     def _fail(
-        self,
-        entries: Sequence[tuple[ItemT, asyncio.Future[ResultT], float]]
-        | deque[tuple[ItemT, asyncio.Future[ResultT], float]],
-        exc: BackendUnavailable,
+        entries: Iterable[tuple[ItemT, asyncio.Future[ResultT], float]], exc: BackendUnavailable
     ) -> None:
         for _, future, _ in entries:
             if not future.done():  # each caller its own exception (tracebacks are per raise)

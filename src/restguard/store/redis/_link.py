@@ -76,16 +76,9 @@ class Link:
             self._client = Redis.from_pool(pool)
         return self._client
 
-    async def call(
-        self,
-        operation: str,
-        call: Callable[[Redis], Awaitable[T]],
-        *,
-        deadline: float | None = None,
-    ) -> T:
-        """``call(client)`` within ``timeout`` (or by ``deadline``, a loop time, when given);
-        ``BackendUnavailable`` on any failure."""
-        return await self.run(operation, lambda: call(self.client()), deadline=deadline)
+    async def call(self, operation: str, call: Callable[[Redis], Awaitable[T]]) -> T:
+        """``call(client)`` within ``timeout``; ``BackendUnavailable`` on any failure."""
+        return await self.run(operation, lambda: call(self.client()))
 
     async def run(
         self,
@@ -94,8 +87,8 @@ class Link:
         *,
         deadline: float | None = None,
     ) -> T:
-        """``call()`` within ``timeout`` (or by ``deadline``); ``BackendUnavailable`` on any
-        failure."""
+        """``call()`` within ``timeout`` (or by ``deadline``, a loop time, when given);
+        ``BackendUnavailable`` on any failure."""
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + self.timeout
         try:
