@@ -11,16 +11,19 @@ form's to the session's nonce (RFC 6749 §10.12, RFC 9700 §4.7).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Final
 from urllib.parse import parse_qsl
 
 from restguard.authz.ratelimit import RateLimiter
+from restguard.errors import BackendUnavailable
 from restguard.oauth2.http import EndpointRequest, EndpointResponse, Headers
+from restguard.oauth2.users import login_username
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens
 from restguard.store.ports import UserRecord, UserStore
 
@@ -117,6 +120,56 @@ class AddressThrottle:
     async def give_back(self, key: str) -> None:
         """The attempt counted for ``key`` does not count (it succeeded, or was never checked)."""
         await self.limiter.refund(f"{self.name}:{key}", self.limit, self.window)
+
+
+class Attempts:
+    """One attempt counted toward several throttles at once (each a throttle and its key):
+    counted toward all before it is checked, given back to all when it succeeds or was never
+    checked."""
+
+    def __init__(self, counters: Sequence[tuple[AddressThrottle, str]]) -> None:
+        self._counters = tuple(counters)
+        self._counted: list[tuple[AddressThrottle, str]] = []
+
+    async def count(self) -> int | None:
+        """None if the attempt may go ahead, else the longest wait (seconds). When a counter
+        cannot be reached, what was counted is given back and ``BackendUnavailable`` raised."""
+        waits = []
+        for throttle, key in self._counters:
+            try:
+                wait = await throttle.attempt(key)
+            except BackendUnavailable:
+                await self.give_back()
+                raise
+            self._counted.append((throttle, key))
+            if wait is not None:
+                waits.append(wait)
+        return max(waits, default=None)
+
+    async def give_back(self) -> None:
+        """Best effort: a refund lost costs the client one try, never more."""
+        counted, self._counted = self._counted, []
+        for throttle, key in counted:
+            with contextlib.suppress(BackendUnavailable):
+                await throttle.give_back(key)
+
+
+#: Sign-in attempts per account and client address: 5 in 5 minutes, then one a minute.
+ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW = 5, 300.0
+
+
+def account_address_throttle(limiter: RateLimiter) -> AddressThrottle:
+    """The sign-in throttle per account and client address on ``limiter`` (a stranger's
+    guesses hold back the stranger's address, never the account's owner elsewhere)."""
+    return AddressThrottle(limiter, "login-account", ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW)
+
+
+def account_key(username: str) -> str:
+    """The throttle's name for the account a typed username signs in to: a digest of its
+    stored form (or of the text, when no user can have it), so that unknown and known
+    usernames cost and count alike and a long one makes no long key."""
+    name = login_username(username)
+    return hashlib.sha256((name if name is not None else "\0" + username).encode()).hexdigest()[:32]
 
 
 class Sessions:

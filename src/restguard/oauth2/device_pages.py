@@ -25,18 +25,17 @@ carries the code it confirms sealed, bound to the user and to that device code.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Final
 
 from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
 from restguard.clock import Clock
-from restguard.errors import BackendUnavailable
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import PageError
 from restguard.oauth2.browser import (
     REQUEST_TTL,
     AddressThrottle,
+    Attempts,
     FormError,
     query_value,
     read_form,
@@ -137,11 +136,15 @@ class DevicePages:
     async def _enter(
         self, request: EndpointRequest, entered: str, user: UserRecord, now: datetime
     ) -> EndpointResponse:
-        keys = (f"address:{address_bucket(request.client)}", f"user:{user.user_id}")
+        attempts = Attempts(
+            (
+                (self.throttle, f"address:{address_bucket(request.client)}"),
+                (self.throttle, f"user:{user.user_id}"),
+            )
+        )
         # each entry counted first (racing guesses cannot all pass a check that counts later)
-        waits = [w for key in keys if (w := await self.throttle.attempt(key)) is not None]
-        if waits:
-            wait = max(waits)
+        wait = await attempts.count()
+        if wait is not None:
             minutes = (wait + 59) // 60
             message = f"Too many codes entered. Try again in {minutes} minute{'s' * (minutes > 1)}."
             return self._code_form(request, now, error=message, status=429, retry_after=wait)
@@ -151,9 +154,7 @@ class DevicePages:
         if record is None or client is None or not is_active(client, now):
             await self.owner.count_failure(request.client)
             return self._code_form(request, now, entered[:64], error=_WRONG)
-        for key in keys:  # a right code: the attempts are given back
-            with contextlib.suppress(BackendUnavailable):
-                await self.throttle.give_back(key)
+        await attempts.give_back()  # a right code: the attempts are given back
         offered = tuple(s for s in record.scopes if s in user.scopes)
         if not offered:
             await self.codes.deny(record.user_code, now)

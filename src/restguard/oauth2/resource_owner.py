@@ -20,9 +20,9 @@ approve another pending request of the same session); pages are never framed (``
 authorization request arrives by a cross-site navigation), ``Secure`` with a ``__Host-`` name
 when ``public_url`` is https. No secret is put in a URL: the sealed request holds only what the
 authorization request's URL held.
-Sign-in is throttled per account (``users.LoginChecker``, in the store: every worker and
-instance) and per client address (``AddressThrottle``, on the gateway's rate limiter: every
-attempt counted before its password is checked).
+Sign-in is throttled per client address and per account and address (``browser.Attempts``, on
+the gateway's rate limiter: every attempt counted before its password is checked), and capped
+per account (``users.LoginChecker``, in the store: every worker and instance).
 
 A sign-in continues to the consent of a pending authorization request (``?request=``, sealed),
 to the device flow's user-code page (``?device=``, a sealed continuation that
@@ -33,15 +33,13 @@ Cookies, sessions and CSRF tokens are ``browser.py``'s.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
-from restguard.authz.ratelimit import MemoryRateLimiter, RateLimiter, address_bucket
+from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
 from restguard.clock import Clock
 from restguard.errors import AuthError, BackendUnavailable
 from restguard.keys.hashing import token_digest
@@ -58,9 +56,12 @@ from restguard.oauth2.browser import (
     LOGIN_TTL,
     REQUEST_TTL,
     AddressThrottle,
+    Attempts,
     Failures,
     FormError,
     Sessions,
+    account_address_throttle,
+    account_key,
     cookie,
     query_value,
     read_form,
@@ -76,7 +77,6 @@ from restguard.oauth2.users import (
     LoginChecker,
     LoginFailed,
     LoginLocked,
-    login_username,
 )
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
@@ -344,25 +344,24 @@ class ResourceOwnerPages:
         address = address_bucket(request.client)
         # Counted first (racing attempts cannot all pass), per address and per account and
         # address; the counters may live in the database or Redis (shared by every instance).
-        counted: list[tuple[AddressThrottle, str]] = []
-        for throttle, key in (
-            (self.throttle, address),
-            (self.account_throttle, f"{account_key(username)}:{address}"),
-        ):
-            try:
-                retry = await throttle.attempt(key)
-            except BackendUnavailable:
-                await _give_back(counted)
-                return again(busy, 503, 5)
-            counted.append((throttle, key))
-            if retry is not None:
-                return again(_too_many(retry), 429, retry)
+        attempts = Attempts(
+            (
+                (self.throttle, address),
+                (self.account_throttle, f"{account_key(username)}:{address}"),
+            )
+        )
+        try:
+            retry = await attempts.count()
+        except BackendUnavailable:
+            return again(busy, 503, 5)
+        if retry is not None:
+            return again(_too_many(retry), 429, retry)
         try:
             user = await self.checker.check(username, password, now)
         except LoginLocked as locked:
             return again(_too_many(locked.retry_after), 429, locked.retry_after)
         except LoginBusy:  # nothing was checked: the attempts are given back
-            await _give_back(counted)
+            await attempts.give_back()
             return again(busy, 503, 5)
         except LoginFailed:
             try:
@@ -370,7 +369,7 @@ class ResourceOwnerPages:
             except BackendUnavailable:
                 return again(busy, 503, 5)
             return again("The username or password is not right.", 200)
-        await _give_back(counted)  # signed in: what stays counted is the failures
+        await attempts.give_back()  # signed in: what stays counted is the failures
         return redirect(going.target, self.sessions.start(user, now))
 
     async def count_failure(self, address: str) -> None:
@@ -453,31 +452,6 @@ class ResourceOwnerPages:
             return self._refuse(pending, "access_denied", "The user granted no scope.")
         await self.consents.grant(user.user_id, client.client_id, granted, now)
         return await self._issue_code(pending, user, granted, now)
-
-
-#: Sign-in attempts per account and client address: 5 in 5 minutes, then one a minute.
-ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW = 5, 300.0
-
-
-def account_address_throttle(limiter: RateLimiter) -> AddressThrottle:
-    """The per account and address sign-in throttle on ``limiter``."""
-    return AddressThrottle(limiter, "login-account", ACCOUNT_ATTEMPTS, ACCOUNT_WINDOW)
-
-
-def account_key(username: str) -> str:
-    """The throttle's name for the account a typed username signs in to: a digest of its
-    stored form (or of the text, when no user can have it), so that unknown and known
-    usernames cost and count alike and a long one makes no long key."""
-    name = login_username(username)
-    return hashlib.sha256((name if name is not None else "\0" + username).encode()).hexdigest()[:32]
-
-
-async def _give_back(counted: list[tuple[AddressThrottle, str]]) -> None:
-    """Give back attempts that were counted but not checked (or succeeded). Best effort: a
-    refund lost costs the client one try, never more."""
-    for throttle, key in counted:
-        with contextlib.suppress(BackendUnavailable):
-            await throttle.give_back(key)
 
 
 def _too_many(retry_after: int) -> str:

@@ -10,7 +10,7 @@ from restguard.clock import Clock
 from restguard.credentials.oauth1 import OAuth1Verifier, RequestParts
 from restguard.errors import BackendUnavailable
 from restguard.oauth2.access_tokens import AccessTokens
-from restguard.oauth2.browser import AddressThrottle
+from restguard.oauth2.browser import AddressThrottle, account_address_throttle
 from restguard.oauth2.client_auth import ClientLookup
 from restguard.oauth2.device_authorization import DeviceAuthorizationEndpoint
 from restguard.oauth2.device_pages import CODE_ATTEMPTS, CODE_WINDOW, DevicePages
@@ -23,7 +23,7 @@ from restguard.oauth2.grants.refresh_token import RefreshTokenGrant
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
 from restguard.oauth2.oauth1_provider import OAuth1Provider
 from restguard.oauth2.refresh_tokens import RefreshTokens
-from restguard.oauth2.resource_owner import ResourceOwnerPages, account_address_throttle
+from restguard.oauth2.resource_owner import ResourceOwnerPages
 from restguard.oauth2.token_admin import (
     IntrospectionEndpoint,
     RevocationEndpoint,
