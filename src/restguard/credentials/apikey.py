@@ -17,13 +17,12 @@ from __future__ import annotations
 import re
 import secrets
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
+from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, InvalidCredential, InvalidRequest
 from restguard.keys.hashing import digest_matches, token_digest
 from restguard.store.ports import ApiKeyRecord, ApiKeyStore
@@ -95,11 +94,14 @@ def new_record(
     return ApiKeyRecord(key_id, name, token_digest(key), scopes, now, expires), key
 
 
-@dataclass
-class _Cached:
-    record: ApiKeyRecord
-    fetched: float
-    principal: Principal
+def _principal(record: ApiKeyRecord) -> Principal:
+    """Who a key's record says its holder is (kept with the cached record)."""
+    return verified_principal(
+        subject=record.name,
+        client_id=record.id,
+        scopes=set(record.scopes),
+        auth_method="api_key",
+    )
 
 
 class ApiKeyAuthenticator:
@@ -121,15 +123,12 @@ class ApiKeyAuthenticator:
         touch_interval: float = 60.0,
         usage: Callable[[str, datetime], None] | None = None,
     ) -> None:
-        if not 0 <= cache_ttl <= 1.0:
-            raise ValueError("cache_ttl must be within [0, 1] s: revocation must apply in 1 s")
-        self._store, self._clock = store, clock
-        self._ttl, self._size, self._touch_interval = cache_ttl, cache_size, touch_interval
+        self._clock, self._size, self._touch_interval = clock, cache_size, touch_interval
+        # (one read per key at a time; ValueError for a ttl past a second)
+        self._cache = ReadThrough(store.get, _principal, cache_ttl, cache_size, clock.monotonic)
         # Last-used times go to a bookkeeper (store.bookkeeping) that writes them off the
         # decision path; without one they are not recorded.
         self._usage = usage
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._generation = 0  # bumped by drop_cached
         self._touched: dict[str, float] = {}
 
     @staticmethod
@@ -184,40 +183,14 @@ class ApiKeyAuthenticator:
         return Credential(self.method, text, parse_key(text), (name,))
 
     def drop_cached(self) -> None:
-        self._cache.clear()
-        self._generation += 1  # (a read in flight now may hold what was just revoked)
-
-    async def _record(self, key_id: str) -> _Cached | None:
-        now = self._clock.monotonic()
-        hit = self._cache.get(key_id)
-        if hit is not None and now - hit.fetched < self._ttl:
-            return hit
-        generation = self._generation
-        record = await self._store.get(key_id)
-        if record is None:
-            self._cache.pop(key_id, None)
-            return None
-        principal = verified_principal(
-            subject=record.name,
-            client_id=record.id,
-            scopes=set(record.scopes),
-            auth_method="api_key",
-        )
-        hit = _Cached(record, now, principal)
-        if generation != self._generation:  # dropped meanwhile: not kept
-            return hit
-        self._cache[key_id] = hit
-        self._cache.move_to_end(key_id)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return hit
+        self._cache.drop_cached()
 
     async def authenticate(self, credential: Credential, ctx: AuthContext) -> Principal:
         key_id = credential.credential_id
-        hit = await self._record(key_id)
+        hit = await self._cache.get(key_id)
         if hit is None:
             raise InvalidCredential(debug="unknown api key id")
-        record = hit.record
+        record, principal = hit
         if not digest_matches(credential.secret, record.key_hash):
             raise InvalidCredential(debug="api key secret mismatch")
         if record.revoked_at is not None and record.revoked_at <= ctx.now:
@@ -234,7 +207,7 @@ class ApiKeyAuthenticator:
             self._touched[key_id] = mono
             if len(self._touched) > self._size:
                 self._touched.clear()
-        return hit.principal  # verified above; the same object while the record is cached
+        return principal  # verified above; the same object while the record is cached
 
     def challenge(self, error: AuthError | None) -> str:
         return 'ApiKey realm="restguard"'

@@ -434,7 +434,7 @@ async def test_cache_size_is_bounded(keys: FakeApiKeyStore, clock: FixedClock) -
     for c in creds:
         await auth.authenticate(c, ctx(clock))
     assert keys.gets == 3
-    await auth.authenticate(creds[0], ctx(clock))  # evicted (least recently used)
+    await auth.authenticate(creds[0], ctx(clock))  # evicted (the oldest entry)
     assert keys.gets == 4
     await auth.authenticate(creds[2], ctx(clock))  # still cached
     assert keys.gets == 4
