@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from restguard.authz.policy import Route
@@ -90,7 +90,7 @@ class GuardMiddleware:
                 body = await self._read(view, receive, min(wanted, self.max_body_bytes))
                 if body is None:  # the client went away
                     return
-                view = replace(view, body=body)
+                view = view._replace(body=body)
             decision = await self.guard.decide(view, fallback=fallback)
             # Read whatever the headers announce or not: an HTTP/2 body needs no content-length
             # (RFC 9113 §8.1.1), and an absent body reads as b"" at once.
@@ -267,5 +267,5 @@ def scope_view(
         raise
     raw_path = scope.get("raw_path")
     if RAW_TARGET_KEY not in scope and isinstance(raw_path, bytes) and raw_path:
-        view = replace(view, raw_path=raw_path)
+        view = view._replace(raw_path=raw_path)
     return view

@@ -13,8 +13,8 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from restguard.errors import BackendUnavailable
 
@@ -22,8 +22,10 @@ _log = logging.getLogger("restguard.audit")
 WARN_EVERY = 60.0  # seconds between two log lines about a failing audit file
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionEvent:
+class DecisionEvent(NamedTuple):
+    """One decision (immutable: a NamedTuple, two per request on the gateway, where a frozen
+    dataclass's constructor cost ~3 us for these 13 fields)."""
+
     time: str
     method: str
     path: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from restguard.audit import DecisionEvent, EventSink
 from restguard.authz.policy import Policy, Route
@@ -21,6 +21,7 @@ from restguard.credentials.base import (
     CarriedInBody,
     Credential,
     ReadsBody,
+    ReadsHeaders,
 )
 from restguard.credentials.challenges import challenges, why_missing
 from restguard.errors import (
@@ -41,8 +42,7 @@ from restguard.types import ANONYMOUS, Principal, RequestView
 from restguard.wire.forms import check_body, check_encoding, content_type
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """An allowed request: the route, who, and which headers carried restguard credentials
     (removed before forwarding unless the route forwards credentials)."""
 
@@ -96,7 +96,15 @@ class Guard:
     ) -> None:
         self.policy = policy
         self.authenticators = dict(authenticators)
-        self._all = tuple(self.authenticators.values())
+        # The header names each authenticator's credential can be in (None: anywhere): one
+        # whose names a request does not carry is not asked (``ReadsHeaders``).
+        self._reads: dict[str, frozenset[bytes] | None] = {
+            name: a.header_names if isinstance(a, ReadsHeaders) else None
+            for name, a in self.authenticators.items()
+        }
+        self._carrier_reads = tuple(
+            (a, self._reads[name]) for name, a in self.authenticators.items()
+        )
         self._body_readers = tuple(
             (name, a) for name, a in self.authenticators.items() if isinstance(a, ReadsBody)
         )
@@ -182,13 +190,18 @@ class Guard:
             check_headers(view)
             content_type(view.headers)  # strict, on every request (wire/forms.py says why)
             check_encoding(view.headers)
-            strip = self._carriers(view)
+            names = {name for name, _ in view.headers}
+            strip = self._carriers(view, names)
             if route.public:
-                limited = await self._rate_limit(route, "addr:" + address_bucket(view.client))
+                limited = (
+                    await self._rate_limit(route, "addr:" + address_bucket(view.client))
+                    if route.rate_limit is not None
+                    else ()
+                )
                 decision = Decision(route, ANONYMOUS, strip, rate_headers=limited)
             else:
                 try:
-                    credential = self._extract(view, route)
+                    credential = self._extract(view, route, names)
                     ctx = AuthContext(
                         self.clock.now(),
                         view.client,
@@ -208,7 +221,11 @@ class Guard:
                     await self.failed_attempt(view.client)
                     raise
                 require_scopes(principal, route.scopes)
-                limited = await self._rate_limit(route, _bucket(principal))
+                limited = (
+                    await self._rate_limit(route, _bucket(principal))
+                    if route.rate_limit is not None
+                    else ()
+                )
                 decision = Decision(route, principal, strip, rate_headers=limited)
         except AuthError as err:
             self._emit(view, route, credential, started, None, err)
@@ -221,7 +238,7 @@ class Guard:
             try:
                 self._send(event.finished(event.status, "pending"), self._required)
             except AuthError as err:  # not recorded: not allowed (fail closed)
-                refused = replace(event, outcome="deny", status=err.status, error=err.error)
+                refused = event._replace(outcome="deny", status=err.status, error=err.error)
                 self._send(refused, self._optional)
                 raise
         # (a plain constructor call: ``dataclasses.replace`` cost ~3 us per request)
@@ -247,14 +264,17 @@ class Guard:
             if upstream != "ok":
                 self._send(final, self._required)
 
-    def _carriers(self, view: RequestView) -> tuple[bytes, ...]:
+    def _carriers(self, view: RequestView, names: set[bytes] | None = None) -> tuple[bytes, ...]:
         """Every header carrying a restguard credential, used or not: where each kind is sent,
         and any other header whose value holds one (``Token <key>``, ``Basic`` credentials,
         ``X-Auth-Token`` ...). None of them reaches the upstream unless the route forwards
-        credentials."""
+        credentials. ``names``: the request's header names, when known."""
+        if names is None:
+            names = {name for name, _ in view.headers}
         found: tuple[bytes, ...] = ()
-        for a in self._all:
-            found += a.carriers(view)
+        for a, reads in self._carrier_reads:
+            if reads is None or not reads.isdisjoint(names):
+                found += a.carriers(view)
         for name, value in view.headers:
             if (
                 name not in found
@@ -278,14 +298,22 @@ class Guard:
                 verdict.retry_after, debug="too many failed attempts from this client"
             )
 
-    def _extract(self, view: RequestView, route: Route) -> Credential:
+    def _extract(
+        self, view: RequestView, route: Route, names: set[bytes] | None = None
+    ) -> Credential:
         """The one credential the request presents for this route (syntax only). A malformed
-        credential is an invalid one (401, RFC 6750 §3.1 "invalid_token")."""
+        credential is an invalid one (401, RFC 6750 §3.1 "invalid_token"). ``names``: the
+        request's header names, when known."""
+        if names is None:
+            names = {name for name, _ in view.headers}
         found = []
         for method in route.auth:
             authenticator = self.authenticators.get(method)
             if authenticator is None:
                 continue
+            reads = self._reads[method]
+            if reads is not None and reads.isdisjoint(names):
+                continue  # (none of the headers its credential can be in)
             try:
                 credential = authenticator.extract(view)
             except InvalidCredential as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import zlib
 from urllib.parse import unquote
 
 import pytest
@@ -12,9 +13,11 @@ from hypothesis import strategies as st
 
 from restguard.credentials.apikey import generate_key
 from restguard.tokens import (
+    BASE62,
     PREFIXES,
     QUERY_NAMES,
     carries_credential,
+    checksum62,
     contains_credential,
     may_carry,
     redact,
@@ -192,3 +195,23 @@ def test_a_basic_credential_after_any_whitespace_is_looked_at() -> None:
     # found by the property above: carries_credential strips every kind of whitespace
     value = b"\nBasic " + base64.b64encode(b"user:" + _KEY.encode())
     assert carries_credential(value) and may_carry(value)
+
+
+def _base62_reference(value: int, width: int) -> str:
+    """Base62, one digit at a time (how the checksum was written before ``checksum62``)."""
+    out = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        out.append(BASE62[rem])
+    return "".join(reversed(out))
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_checksum62_is_the_crc32_in_six_base62_digits(body: str) -> None:
+    assert checksum62(body) == _base62_reference(zlib.crc32(body.encode("ascii")), 6)
+
+
+@pytest.mark.parametrize("crc", [0, 61, 62, 3843, 3844, 3844**2, 2**32 - 1])
+def test_checksum62_at_the_digit_boundaries(crc: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zlib, "crc32", lambda data: crc)
+    assert checksum62("x") == _base62_reference(crc, 6)

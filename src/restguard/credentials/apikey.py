@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -26,6 +25,7 @@ from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, InvalidCredential, InvalidRequest
 from restguard.keys.hashing import digest_matches, token_digest
 from restguard.store.ports import ApiKeyRecord, ApiKeyStore
+from restguard.tokens import checksum62
 from restguard.types import Principal, RequestView, verified_principal
 
 PREFIX = "rg_ak_"
@@ -37,18 +37,6 @@ MAX_KEY_CHARS = 128
 _BEARER_KEY = b"rg_ak_"
 
 
-def _base62(value: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        value, rem = divmod(value, 62)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out))
-
-
-def _checksum(body: str) -> str:
-    return _base62(zlib.crc32(body.encode("ascii")), _CHECK_LEN)
-
-
 def new_key_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LEN))
 
@@ -57,14 +45,14 @@ def generate_key(key_id: str | None = None) -> tuple[str, str]:
     """A fresh (id, key). The key is shown once and never stored."""
     key_id = key_id or new_key_id()
     body = PREFIX + key_id + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
-    return key_id, body + _checksum(body)
+    return key_id, body + checksum62(body)
 
 
 def parse_key(text: str) -> str:
     """The key's id if ``text`` is well-formed with a valid checksum; InvalidCredential (401)
     otherwise: a malformed key is an invalid credential, like a wrong one."""
     m = _KEY.match(text)
-    if not m or _checksum(text[:-_CHECK_LEN]) != text[-_CHECK_LEN:]:
+    if not m or checksum62(text[:-_CHECK_LEN]) != text[-_CHECK_LEN:]:
         raise InvalidCredential(debug="api key syntax or checksum")
     return m.group(1)
 
@@ -108,6 +96,7 @@ class ApiKeyAuthenticator:
     """Verifies restguard API keys against an ApiKeyStore."""
 
     method = "api_key"
+    header_names = frozenset({b"authorization", b"x-api-key"})  # (ReadsHeaders)
     presentation = (
         "an API key in 'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or "
         "'X-API-Key: <key>'"

@@ -11,16 +11,14 @@ removed before forwarding on every route (public ones too) unless the route forw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from restguard.errors import AuthError
 from restguard.types import Principal, RequestView
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
     """What a request presented. ``headers`` name the headers that carried it (stripped
     before forwarding); ``credential_id`` is the public part, safe for the audit log."""
 
@@ -33,8 +31,7 @@ class Credential:
         return f"Credential({self.method!r}, {self.credential_id!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class AuthContext:
+class AuthContext(NamedTuple):
     """What a verifier may know besides the credential: the time, the client address, and
     the request (with its body when the verifier asked for it: ``ReadsBody``)."""
 
@@ -63,6 +60,15 @@ class Authenticator(Protocol):
     def challenge(self, error: AuthError | None) -> str:
         """The ``WWW-Authenticate`` challenge for a 401 on a route that accepts this method."""
         ...
+
+
+@runtime_checkable
+class ReadsHeaders(Protocol):
+    """An authenticator whose credential travels in the headers ``header_names`` only: when a
+    request has none of them, ``extract`` returns None and ``carriers`` returns (), so the
+    guard does not ask it (it asks every other authenticator of the route on every request)."""
+
+    header_names: frozenset[bytes]
 
 
 @runtime_checkable

@@ -203,6 +203,7 @@ class JwtAuthenticator:
     """Verifies JWTs of the configured external issuers."""
 
     method = "jwt"
+    header_names = frozenset({b"authorization"})  # (ReadsHeaders)
     presentation = "a JWT in 'Authorization: Bearer <token>'"
 
     def __init__(

@@ -161,6 +161,7 @@ class OAuth2Authenticator:
     """Verifies restguard's own access tokens."""
 
     method = "oauth2"
+    header_names = frozenset(_HEADERS)  # (ReadsHeaders)
     presentation = (
         "an access token from restguard's authorization server in 'Authorization: Bearer <token>'"
     )

@@ -9,36 +9,28 @@ token's contents, or when every use must be checked against the store."""
 from __future__ import annotations
 
 import re
-import zlib
 from datetime import datetime, timedelta
 from typing import Final
 
 from restguard.keys.hashing import token_digest
 from restguard.store.ports import AccessTokenRecord, AccessTokenStore
-from restguard.tokens import BASE62, random_base62
+from restguard.tokens import checksum62, random_base62
 
 PREFIX: Final = "rg_at_"
 _BODY_LEN, _CHECK_LEN = 43, 6
 _FORM = re.compile(r"rg_at_[0-9A-Za-z]{49}")
 
 
-def _checksum(body: str) -> str:
-    value, out = zlib.crc32(body.encode("ascii")), []
-    for _ in range(_CHECK_LEN):
-        value, rem = divmod(value, 62)
-        out.append(BASE62[rem])
-    return "".join(reversed(out))
-
-
 def new_token() -> str:
     body = PREFIX + random_base62(_BODY_LEN)
-    return body + _checksum(body)
+    return body + checksum62(body)
 
 
 def well_formed(token: str) -> bool:
     """The form and the checksum: nothing else is looked up for a token that fails this."""
     return (
-        _FORM.fullmatch(token) is not None and _checksum(token[:-_CHECK_LEN]) == token[-_CHECK_LEN:]
+        _FORM.fullmatch(token) is not None
+        and checksum62(token[:-_CHECK_LEN]) == token[-_CHECK_LEN:]
     )
 
 

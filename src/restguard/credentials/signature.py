@@ -91,6 +91,7 @@ class SignatureAuthenticator:
     """Verifies RFC 9421 signatures of registered apps."""
 
     method = "signature"
+    header_names = frozenset(_HEADERS)  # (ReadsHeaders)
     presentation = (
         "an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
         "(with 'Content-Digest' for a body)"

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -280,7 +279,7 @@ class Exchange:
                 # chunked request body: the app would get b"" instead of the signed bytes).
                 self.chunked = self.body.chunked = False
                 self.content_length = self.body.content_length = len(body)
-            view = replace(view, body=body)
+            view = view._replace(body=body)
         decision = await gw.guard.decide(view, deferred=True)
         self._decision = decision  # (recorded when the exchange ends: the status sent)
         if self.finished or self._discard:

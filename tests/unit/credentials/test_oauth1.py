@@ -148,7 +148,7 @@ def test_what_it_claims_strips_and_reads() -> None:
 
 
 def test_a_form_body_not_read_fails_closed() -> None:
-    view = dataclasses.replace(signed(body=b"text=hi"), body=None)
+    view = signed(body=b"text=hi")._replace(body=None)
     with pytest.raises(InvalidCredential):
         asyncio.run(
             method().authenticate(

@@ -61,7 +61,7 @@ def view(*headers: tuple[bytes, bytes], body: bytes | None = None, **kw: Any) ->
     base = RequestView(
         "GET", "/notes/1", headers=((b"host", b"gw.test"), *headers), raw_path=b"/notes/1"
     )
-    return dataclasses.replace(base, body=body, **kw)
+    return base._replace(body=body, **kw)
 
 
 def signed_view(nonce: str = "n1", **kw: Any) -> RequestView:
@@ -161,7 +161,7 @@ async def test_behind_a_trusted_proxy_the_public_authority_is_signed() -> None:
     credential = a.extract(proxied)
     assert credential is not None
     assert (await a.authenticate(credential, AuthContext(T0, "c", proxied))).subject == "billing"
-    direct = dataclasses.replace(proxied, via_trusted_proxy=False)
+    direct = proxied._replace(via_trusted_proxy=False)
     with pytest.raises(InvalidCredential):  # the same signature sent straight: Host differs
         await auth().authenticate(credential, AuthContext(T0, "c", direct))  # (fresh nonces)
 
