@@ -38,6 +38,13 @@ class RequestView(NamedTuple):
     raw_path: bytes = b""
     body: bytes | None = None
 
+    def __repr__(self) -> str:  # header values and the body may hold secrets: never shown
+        names = ", ".join(name.decode("latin-1") for name, _ in self.headers)
+        return (
+            f"RequestView({self.method!r}, {self.path!r}, headers=[{names}], "
+            f"client={self.client!r})"
+        )
+
     def header_values(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (lower-case), in order."""
         return [v for k, v in self.headers if k == name]

@@ -11,6 +11,7 @@ removed before forwarding on every route (public ones too) unless the route forw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -18,9 +19,13 @@ from restguard.errors import AuthError
 from restguard.types import Principal, RequestView
 
 
-class Credential(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Credential:
     """What a request presented. ``headers`` name the headers that carried it (stripped
-    before forwarding); ``credential_id`` is the public part, safe for the audit log."""
+    before forwarding); ``credential_id`` is the public part, safe for the audit log. A frozen
+    dataclass, not a NamedTuple like the other per-request values: a tuple hands its secret to
+    anything that iterates or serialises it (``json.dumps(..., default=repr)`` gets the repr
+    that hides it from this class)."""
 
     method: str
     secret: str

@@ -12,7 +12,9 @@ One read per key at a time: requests that miss while a read of their key is out 
 read instead of starting their own, so the many requests in flight when an entry expires cost
 the store one read, not one each (a stampede every TTL, per key and instance, before). The read
 runs in a task of its own, so a waiter that goes away (its client left) takes nobody's read
-with it; its errors (``BackendUnavailable``) reach every waiter, and nothing is cached then.
+with it; its errors (``BackendUnavailable``) reach every waiter, and nothing is cached then. A
+read that began a TTL ago or more is not joined (a slow store could otherwise serve a record
+older than the revocation guarantee allows).
 """
 
 from __future__ import annotations
@@ -56,33 +58,37 @@ class ReadThrough(Generic[K, R, D]):
         self._load, self._derive, self._ttl, self._size = load, derive, ttl, size
         self._clock = clock
         self._cache: dict[K, _Entry[R, D]] = {}
-        self._reading: dict[K, asyncio.Future[_Entry[R, D]]] = {}
-        self._generation = 0  # bumped by drop_cached
+        # the read in flight per key, and when it began (a later one replaces it)
+        self._reading: dict[K, tuple[asyncio.Future[_Entry[R, D]], float]] = {}
 
     async def get(self, key: K) -> tuple[R, D] | None:
         hit = self._cache.get(key)
-        if hit is None or self._clock() - hit.read_at >= self._ttl:
+        now = self._clock()
+        if hit is None or now - hit.read_at >= self._ttl:
             reading = self._reading.get(key)
-            if reading is None:
-                reading = asyncio.ensure_future(self._read(key, hit))
-                self._reading[key] = reading
-                reading.add_done_callback(lambda done: self._read_done(key, done))
+            # A read that began a TTL ago or more is not joined: its record may be older than
+            # a revocation this request must see (a slow store answers up to its deadline).
+            if reading is None or now - reading[1] >= self._ttl:
+                task = asyncio.ensure_future(self._read(key, hit, now))
+                reading = self._reading[key] = (task, now)
+                task.add_done_callback(lambda done: self._read_done(key, done))
             # (shielded: a waiter cancelled does not cancel the read the others wait for)
-            hit = await asyncio.shield(reading)
+            hit = await asyncio.shield(reading[0])
         if hit.record is None:
             return None
         return hit.record, hit.derived  # type: ignore[return-value]
 
-    async def _read(self, key: K, old: _Entry[R, D] | None) -> _Entry[R, D]:
-        generation = self._generation
-        now = self._clock()
+    async def _read(self, key: K, old: _Entry[R, D] | None, began: float) -> _Entry[R, D]:
         record = await self._load(key)
         derived: D | None = None
         if record is not None:
             same = old is not None and old.record == record
             derived = old.derived if same and old is not None else self._derive(record)
-        entry = _Entry(record, derived, now)
-        if generation == self._generation:  # (dropped meanwhile: not kept)
+        entry = _Entry(record, derived, began)  # (its age counts from before the read)
+        current = self._reading.get(key)
+        # Kept only while it is still the key's read: not after drop_cached or forget, nor
+        # once a newer read replaced it.
+        if current is not None and current[0] is asyncio.current_task():
             self._cache.pop(key, None)  # (re-entered last: the oldest entry goes first)
             if self._cache and len(self._cache) >= self._size:
                 del self._cache[next(iter(self._cache))]
@@ -90,7 +96,8 @@ class ReadThrough(Generic[K, R, D]):
         return entry
 
     def _read_done(self, key: K, done: asyncio.Future[_Entry[R, D]]) -> None:
-        if self._reading.get(key) is done:
+        current = self._reading.get(key)
+        if current is not None and current[0] is done:
             del self._reading[key]
         if not done.cancelled():
             done.exception()  # (seen: every waiter may have gone, the error is not lost)
@@ -100,9 +107,9 @@ class ReadThrough(Generic[K, R, D]):
         flight now is neither kept nor joined (it may hold what was just revoked)."""
         self._cache.clear()
         self._reading.clear()
-        self._generation += 1
 
     def forget(self, key: K) -> None:
-        """Drop ``key`` (this process changed the record: read it again next time)."""
+        """Drop ``key`` (this process changed the record: read it again next time; a read of
+        it in flight is neither kept nor joined)."""
         self._cache.pop(key, None)
         self._reading.pop(key, None)
