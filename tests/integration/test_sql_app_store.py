@@ -201,7 +201,7 @@ async def test_expired_nonces_are_swept(store: SqlStore) -> None:
         assert await nonces.use("app_a", f"old{i}", T0 + timedelta(minutes=1), T0)
     later = T0 + timedelta(minutes=2)
     # the first use of this store swept already (nothing had expired); force the next sweep
-    nonces._next_sweep = 0.0  # type: ignore[attr-defined]
+    nonces._batches._next_sweep = 0.0  # type: ignore[attr-defined]
     assert await nonces.use("app_a", "fresh", later + timedelta(minutes=1), later)
     with store.engine.connect() as conn:
         left = conn.execute(select(signature_nonces.c.nonce)).scalars().all()

@@ -435,7 +435,7 @@ async def test_expired_nonces_are_swept(store: SqlStore) -> None:
     for i in range(5):
         assert await nonces.use("ck_a", "", i, "old", T0 + timedelta(minutes=1), T0)
     later = T0 + timedelta(minutes=2)
-    nonces._next_sweep = 0.0  # type: ignore[attr-defined]
+    nonces._batches._next_sweep = 0.0  # type: ignore[attr-defined]
     assert await nonces.use("ck_a", "", 9, "fresh", later + timedelta(minutes=1), later)
     with store.engine.connect() as conn:
         left = conn.execute(select(oauth1_nonces.c.nonce)).scalars().all()

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from restguard.errors import BackendUnavailable
-from restguard.store.redis._batch import Coalescer
+from restguard.store.batch import Coalescer
 from restguard.store.redis._link import Link
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from restguard.errors import BackendUnavailable
-from restguard.store.redis._batch import Coalescer
+from restguard.store.batch import Coalescer
 from restguard.store.redis._link import Lane, Link, digest, script_sha
 
 _MS = timedelta(milliseconds=1)

@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from restguard.authz.ratelimit import Verdict
 from restguard.errors import BackendUnavailable
-from restguard.store.redis._batch import Coalescer
+from restguard.store.batch import Coalescer
 from restguard.store.redis._link import MAX_KEY_BYTES, Lane, Link, script_sha
 
 #: The clock: ``now`` in seconds from Redis's own ``TIME`` (a test may put a fixed one).

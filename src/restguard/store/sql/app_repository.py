@@ -12,19 +12,17 @@ every instance on the database agrees (RFC 9421 §7.2.2).
 from __future__ import annotations
 
 import builtins
-import time
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, delete, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, RowMapping, or_, select, update
 
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import AppRecord, AppStore, NonceStore
+from restguard.store.sql.nonce_batches import NonceBatches
 from restguard.store.sql.runner import (
     Runner,
     insert_row,
-    is_unique_violation,
     tokens_text,
     utc_or_none,
 )
@@ -137,41 +135,13 @@ class SqlAppStore(AppStore):
 
 
 class SqlNonceStore(NonceStore):
-    """``NonceStore`` on the ``signature_nonces`` table."""
+    """``NonceStore`` on the ``signature_nonces`` table, written in batches
+    (``nonce_batches.py``: the nonces of concurrent requests in one transaction)."""
 
     def __init__(self, engine: Engine, run: Runner) -> None:
-        self._engine, self._run = engine, run
-        self._next_sweep = 0.0
+        self._batches = NonceBatches(engine, run, signature_nonces, "signature_nonces.use")
 
     async def use(self, key_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
         """True for the one call that records ``(key_id, nonce)`` first, False while it is
-        recorded. One transaction deletes this nonce's own record if it expired, then inserts
-        it: the primary key decides between racing callers. Every ``SWEEP_INTERVAL`` seconds
-        one call also deletes the other expired records, after its answer is settled and in
-        its own transaction (a failure there changes nothing about the answer)."""
-        expires, at = to_utc(expires_at), to_utc(now)
-        c = signature_nonces.c
-        mine = and_(c.key_id == key_id, c.nonce == nonce)
-        row = {"key_id": key_id, "nonce": nonce, "expires_at": expires}
-        sweep = time.monotonic() >= self._next_sweep
-        if sweep:
-            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
-
-        def work() -> bool:
-            try:
-                with self._engine.begin() as conn:
-                    conn.execute(delete(signature_nonces).where(mine, c.expires_at <= at))
-                    conn.execute(insert(signature_nonces).values(**row))
-            except IntegrityError as exc:
-                if not is_unique_violation(exc):
-                    raise
-                return False
-            if sweep:
-                try:
-                    with self._engine.begin() as conn:
-                        conn.execute(delete(signature_nonces).where(c.expires_at <= at))
-                except DBAPIError:
-                    pass  # bookkeeping: the next sweep retries
-            return True
-
-        return await self._run("signature_nonces.use", work, write=True)
+        recorded (an expired record is deleted first: the nonce may be used again)."""
+        return await self._batches.use((key_id, nonce), expires_at, now)

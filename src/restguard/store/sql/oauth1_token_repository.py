@@ -15,7 +15,6 @@ table's primary key ``(consumer_key, token, timestamp, nonce)``, as ``signature_
 from __future__ import annotations
 
 import builtins
-import time
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,19 +26,17 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
-    insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from restguard.store.errors import UnknownRecord
 from restguard.store.ports import OAuth1NonceStore, OAuth1TokenRecord, OAuth1TokenStore
+from restguard.store.sql.nonce_batches import NonceBatches
 from restguard.store.sql.runner import (
     Runner,
     insert_row,
-    is_unique_violation,
     tokens_text,
     utc_or_none,
 )
@@ -280,11 +277,11 @@ class SqlOAuth1TokenStore(OAuth1TokenStore):
 
 
 class SqlOAuth1NonceStore(OAuth1NonceStore):
-    """``OAuth1NonceStore`` on the ``oauth1_nonces`` table."""
+    """``OAuth1NonceStore`` on the ``oauth1_nonces`` table, written in batches
+    (``nonce_batches.py``: the nonces of concurrent requests in one transaction)."""
 
     def __init__(self, engine: Engine, run: Runner) -> None:
-        self._engine, self._run = engine, run
-        self._next_sweep = 0.0
+        self._batches = NonceBatches(engine, run, oauth1_nonces, "oauth1_nonces.use")
 
     async def use(
         self,
@@ -295,46 +292,8 @@ class SqlOAuth1NonceStore(OAuth1NonceStore):
         expires_at: datetime,
         now: datetime,
     ) -> bool:
-        """True for the one call that records the nonce first, False while it is recorded. One
-        transaction deletes this nonce's own record if it expired, then inserts it: the primary
-        key decides between racing callers. Every ``SWEEP_INTERVAL`` seconds one call also
-        deletes the other expired records, after its answer is settled, in its own transaction."""
+        """True for the one call that records the nonce first, False while it is recorded (an
+        expired record is deleted first: the nonce may be used again)."""
         if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
             raise ValueError("an OAuth 1.0a timestamp is a non-negative integer")
-        expires, at = to_utc(expires_at), to_utc(now)
-        c = oauth1_nonces.c
-        mine = and_(
-            c.consumer_key == consumer_key,
-            c.token == token,
-            c.timestamp == timestamp,
-            c.nonce == nonce,
-        )
-        row = {
-            "consumer_key": consumer_key,
-            "token": token,
-            "timestamp": timestamp,
-            "nonce": nonce,
-            "expires_at": expires,
-        }
-        sweep = time.monotonic() >= self._next_sweep
-        if sweep:
-            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
-
-        def work() -> bool:
-            try:
-                with self._engine.begin() as conn:
-                    conn.execute(delete(oauth1_nonces).where(mine, c.expires_at <= at))
-                    conn.execute(insert(oauth1_nonces).values(**row))
-            except IntegrityError as exc:
-                if not is_unique_violation(exc):
-                    raise
-                return False
-            if sweep:
-                try:
-                    with self._engine.begin() as conn:
-                        conn.execute(delete(oauth1_nonces).where(c.expires_at <= at))
-                except DBAPIError:
-                    pass  # bookkeeping: the next sweep retries
-            return True
-
-        return await self._run("oauth1_nonces.use", work, write=True)
+        return await self._batches.use((consumer_key, token, timestamp, nonce), expires_at, now)

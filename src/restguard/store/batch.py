@@ -1,13 +1,15 @@
-"""``Coalescer``: concurrent calls of one kind, sent to Redis as one script call.
+"""``Coalescer``: concurrent calls of one kind, sent to a backend as one call.
 
-Every hot-path Redis call (a rate-limit hit, a nonce) is one request's question; under load
-many requests ask at once. Sent one by one, each pays a round trip: the client's Python, two
-syscalls and a wake-up, ~90-180 us of gateway CPU here (bench/README.md). A ``Coalescer``
-queues the questions and keeps one script call in flight: whatever queued while it was out
-goes next, as one call (one round trip) that answers each in order. A Lua script runs
-atomically and in order (https://redis.io/docs/latest/develop/interact/programmability/eval-intro/),
-so a batch decides exactly as the same calls sent one at a time: limits stay exact across
-instances.
+Every hot-path backend call (a rate-limit hit, a nonce) is one request's question; under load
+many requests ask at once. Sent one by one, each pays a round trip: for Redis the client's
+Python, two syscalls and a wake-up, ~90-180 us of gateway CPU here (bench/README.md); for the
+database a worker thread and a write transaction. A ``Coalescer`` queues the questions and keeps
+one call in flight: whatever queued while it was out goes next, as one call that answers each
+in order. The backends decide a batch exactly as the same calls one at a time: a Redis Lua
+script runs atomically and in order
+(https://redis.io/docs/latest/develop/interact/programmability/eval-intro/), and a database
+batch is one transaction (``store/sql/nonce_batches.py``), so limits and replay checks stay
+exact across instances.
 
 Deadlines: a call fails with ``BackendUnavailable`` no later than ``timeout`` after it was
 submitted (its batch is sent with the earliest deadline among its calls; a call waiting behind
@@ -20,17 +22,29 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from restguard.errors import BackendUnavailable
-from restguard.store.redis._link import Link
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
+T = TypeVar("T")
 
-#: At most this many calls in one script call: Redis runs a script alone, so one batch must
-#: stay short (a GCRA step is ~1-2 us of Redis's time).
+#: At most this many calls in one batch: Redis runs a script alone, so one batch must stay
+#: short (a GCRA step is ~1-2 us of Redis's time); a database transaction likewise.
 MAX_BATCH = 256
+
+
+class Lane(Protocol):
+    """How a batch reaches its backend: ``run`` awaits ``call()`` by ``deadline`` (a loop
+    time) and raises ``BackendUnavailable`` on any failure; ``timeout`` is each call's time."""
+
+    timeout: float
+
+    async def run(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
+    ) -> T: ...
+
 
 #: ``send(items)`` -> one result per item, in order (it validates the reply and raises
 #: ``BackendUnavailable`` for a reply of another shape).
@@ -41,7 +55,7 @@ class Coalescer(Generic[ItemT, ResultT]):
     """One batch in flight at a time; the calls that queue meanwhile form the next one."""
 
     def __init__(
-        self, link: Link, operation: str, send: Send[ItemT, ResultT], *, max_batch: int = MAX_BATCH
+        self, link: Lane, operation: str, send: Send[ItemT, ResultT], *, max_batch: int = MAX_BATCH
     ) -> None:
         self._link = link
         self._operation = operation
@@ -51,7 +65,8 @@ class Coalescer(Generic[ItemT, ResultT]):
         self._sender: asyncio.Task[None] | None = None
 
     async def submit(self, item: ItemT) -> ResultT:
-        """The answer to ``item``; ``BackendUnavailable`` if Redis does not give it in time."""
+        """The answer to ``item``; ``BackendUnavailable`` if the backend does not give it in
+        time."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
         self._queue.append((item, future, loop.time() + self._link.timeout))
@@ -84,7 +99,7 @@ class Coalescer(Generic[ItemT, ResultT]):
                         future.set_result(result)
                 batch = []
         except BaseException as exc:  # cancelled (shutdown) or a bug: no caller waits forever
-            failure = BackendUnavailable(debug=f"redis {self._operation}: {type(exc).__name__}")
+            failure = BackendUnavailable(debug=f"{self._operation}: {type(exc).__name__}")
             self._fail(batch, failure)
             self._fail(self._queue, failure)
             self._queue.clear()

@@ -1,0 +1,108 @@
+"""Replay caches in the database, written in batches: the nonces of concurrent requests go as
+one transaction (``store.batch.Coalescer``), not one transaction and worker-thread trip each.
+
+A batch decides exactly as its calls one at a time, in order: the first call that records a
+nonce gets True, every later one (in the same batch, in an earlier one, or on another instance)
+gets False, because the table's primary key decides and a batch is one transaction. In it, the
+batch's own nonces whose records have expired are deleted first, then all are inserted with
+``ON CONFLICT DO NOTHING ... RETURNING`` (SQLite >= 3.35, PostgreSQL): a nonce came back, it
+was recorded by this call. A failed batch records nothing (one transaction) and fails every
+caller closed (503). Every ``SWEEP_INTERVAL`` seconds the batch also deletes the other expired
+records, afterwards and in a transaction of its own (a failure there changes no answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Column, Engine, Table, delete, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from restguard.errors import BackendUnavailable
+from restguard.store.batch import Coalescer
+from restguard.store.sql.runner import Runner
+from restguard.store.sql.tables import to_utc
+
+T = TypeVar("T")
+SWEEP_INTERVAL = 60.0
+
+#: One call: the nonce's key (the table's primary-key values, in column order), when its record
+#: expires, and the caller's now.
+Use = tuple[tuple[Any, ...], datetime, datetime]
+
+
+class RunnerLane:
+    """The ``Coalescer``'s lane to the database: a batch is one ``Runner`` call (a write
+    thread, the store's deadline and error translation), held to the oldest call's deadline."""
+
+    def __init__(self, run: Runner) -> None:
+        self.timeout = run.timeout
+
+    async def run(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline or loop.time() + self.timeout):
+                return await call()
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # (the deadline, a constraint, a bug: never admitted)
+            raise BackendUnavailable(debug=f"store {operation}: {type(exc).__name__}") from None
+
+
+class NonceBatches:
+    """One replay cache: ``use(key, expires_at, now)`` is True for the first call with ``key``."""
+
+    def __init__(self, engine: Engine, run: Runner, table: Table, operation: str) -> None:
+        self._engine, self._run, self._table, self._operation = engine, run, table, operation
+        self._columns: list[Column[Any]] = [c for c in table.columns if c.primary_key]
+        self._names = [c.name for c in self._columns]
+        self._insert: Callable[[Table], sqlite.Insert | postgresql.Insert]
+        if engine.dialect.name == "sqlite":
+            self._insert = sqlite.insert
+        elif engine.dialect.name == "postgresql":
+            self._insert = postgresql.insert
+        else:
+            raise ValueError(f"no nonce table on a {engine.dialect.name} database")
+        self._next_sweep = 0.0
+        self._batches: Coalescer[Use, bool] = Coalescer(RunnerLane(run), operation, self._send)
+
+    async def use(self, key: tuple[Any, ...], expires_at: datetime, now: datetime) -> bool:
+        return await self._batches.submit((key, to_utc(expires_at), to_utc(now)))
+
+    async def _send(self, uses: Sequence[Use]) -> list[bool]:
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        return await self._run(self._operation, lambda: self._record(uses, sweep), write=True)
+
+    def _record(self, uses: Sequence[Use], sweep: bool) -> list[bool]:
+        first: dict[tuple[Any, ...], int] = {}
+        rows = []
+        for index, (key, expires, _) in enumerate(uses):
+            if key not in first:  # (a key twice in one batch: the first call records it)
+                first[key] = index
+                rows.append({**dict(zip(self._names, key, strict=True)), "expires_at": expires})
+        at = min(now for _, _, now in uses)  # expired for every call of the batch
+        table, columns = self._table, self._columns
+        with self._engine.begin() as conn:
+            conn.execute(
+                delete(table).where(tuple_(*columns).in_(list(first)), table.c.expires_at <= at)
+            )
+            added = conn.execute(
+                self._insert(table).values(rows).on_conflict_do_nothing().returning(*columns)
+            )
+            recorded = {tuple(row) for row in added}
+        if sweep:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(delete(table).where(table.c.expires_at <= at))
+            except DBAPIError:
+                pass  # bookkeeping: the next sweep retries
+        return [first[key] == index and key in recorded for index, (key, _, _) in enumerate(uses)]

@@ -1,0 +1,153 @@
+"""store.sql.nonce_batches: the nonces of concurrent requests recorded in one transaction decide
+exactly as the same calls one at a time (SQLite and PostgreSQL), a failed batch records nothing
+and fails every caller closed, and nonces racing over separate engines still win once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.exc import OperationalError
+
+from restguard.errors import BackendUnavailable
+from restguard.store.sql import SqlStore, migrate, open_store
+from tests.fixtures_db import PG_SERVER
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+KEYS = [("app_a", "n1"), ("app_a", "n2"), ("app_b", "n1"), ("app_b", "n3")]
+
+# A run: batches in time order, each (seconds after T0, [(key index, lifetime in s), ...]):
+# every use of a batch is submitted together, so they travel as one transaction.
+BATCH = st.tuples(
+    st.integers(min_value=0, max_value=20),
+    st.lists(st.tuples(st.integers(0, len(KEYS) - 1), st.integers(1, 15)), min_size=1, max_size=12),
+)
+
+
+def one_at_a_time(batches: list[tuple[int, list[tuple[int, int]]]]) -> list[bool]:
+    """What the calls decide one at a time, in order (the replay cache's specification)."""
+    expires: dict[tuple[str, str], datetime] = {}
+    out = []
+    for at_s, uses in batches:
+        now = T0 + timedelta(seconds=at_s)
+        for index, ttl in uses:
+            key = KEYS[index]
+            if key in expires and expires[key] > now:
+                out.append(False)
+            else:
+                expires[key] = now + timedelta(seconds=ttl)
+                out.append(True)
+    return out
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('nonces') / 'restguard.db'}"
+    from tests.fixtures_db import _pg_admin
+
+    name = f"rg_nonce_batches_{id(request)}"
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    request.addfinalizer(lambda: _drop(name))
+    return PG_SERVER + name
+
+
+def _drop(name: str) -> None:
+    from tests.fixtures_db import _pg_admin
+
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def shared(backend: str) -> Iterator[SqlStore]:
+    migrate(backend)
+    store = open_store(backend)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _empty(store: SqlStore) -> None:
+    from restguard.store.sql.tables import signature_nonces
+
+    with store.engine.begin() as conn:
+        conn.execute(signature_nonces.delete())
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(BATCH, min_size=1, max_size=6).map(lambda b: sorted(b, key=lambda x: x[0])))
+def test_batches_decide_as_the_calls_one_at_a_time(
+    shared: SqlStore, batches: list[tuple[int, list[tuple[int, int]]]]
+) -> None:
+    _empty(shared)
+    nonces = shared.signature_nonces
+
+    async def run() -> list[bool]:
+        out: list[bool] = []
+        for at_s, uses in batches:
+            now = T0 + timedelta(seconds=at_s)
+            out += await asyncio.gather(
+                *(nonces.use(*KEYS[i], now + timedelta(seconds=ttl), now) for i, ttl in uses)
+            )
+        return out
+
+    assert asyncio.run(run()) == one_at_a_time(batches)
+
+
+async def test_concurrent_uses_travel_together_and_one_of_each_nonce_wins(store: SqlStore) -> None:
+    nonces = store.signature_nonces
+    until = T0 + timedelta(minutes=5)
+    calls = [nonces.use("app_a", f"n{i % 40}", until, T0) for i in range(200)]
+    results = await asyncio.gather(*calls)
+    assert sum(results) == 40
+    for i in range(40):  # the first of each nonce, in submission order
+        assert results[i] is True and not any(results[i + 40 :: 40])
+
+
+async def test_a_failed_batch_records_nothing_and_fails_every_caller(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nonces = store.signature_nonces
+    batches: Any = nonces._batches  # type: ignore[attr-defined]
+    real = batches._insert
+
+    def broken(table: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(batches, "_insert", broken)
+    until = T0 + timedelta(minutes=5)
+    results = await asyncio.gather(
+        *(nonces.use("app_a", f"f{i}", until, T0) for i in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, BackendUnavailable) for r in results), results
+    monkeypatch.setattr(batches, "_insert", real)
+    # nothing was recorded: each nonce is fresh now, once
+    assert (
+        await asyncio.gather(*(nonces.use("app_a", f"f{i}", until, T0) for i in range(10)))
+        == [True] * 10
+    )
+    assert not await nonces.use("app_a", "f0", until, T0)
+
+
+async def test_oauth1_nonces_batch_too(store: SqlStore) -> None:
+    nonces = store.oauth1_nonces
+    until = T0 + timedelta(minutes=5)
+    results = await asyncio.gather(
+        *(nonces.use("ck", "tok", 1_900_000_000, f"n{i % 5}", until, T0) for i in range(25))
+    )
+    assert results == [True] * 5 + [False] * 20
+    assert await nonces.use("ck", "tok", 1_900_000_001, "n0", until, T0)  # another timestamp
+    assert await nonces.use("ck", "", 1_900_000_000, "n0", until, T0)  # two-legged, no token
