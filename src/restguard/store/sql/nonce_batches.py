@@ -4,11 +4,12 @@ one transaction (``store.batch.Coalescer``), not one transaction and worker-thre
 A batch decides exactly as its calls one at a time, in order: the first call that records a
 nonce gets True, every later one (in the same batch, in an earlier one, or on another instance)
 gets False, because the table's primary key decides and a batch is one transaction. In it, the
-batch's own nonces whose records have expired are deleted first, then all are inserted with
-``ON CONFLICT DO NOTHING ... RETURNING`` (SQLite >= 3.35, PostgreSQL): a nonce came back, it
-was recorded by this call. A failed batch records nothing (one transaction) and fails every
-caller closed (503). Every ``SWEEP_INTERVAL`` seconds the batch also deletes the other expired
-records, afterwards and in a transaction of its own (a failure there changes no answer).
+batch's own nonces whose records have expired (for the batch's earliest caller) are deleted
+first, then all are inserted with ``ON CONFLICT DO NOTHING ... RETURNING`` (SQLite >= 3.35,
+PostgreSQL): a nonce came back, it was recorded by this call. A failed batch records nothing
+(one transaction) and fails every caller closed (503). Every ``SWEEP_INTERVAL`` seconds the
+batch also deletes the other expired records, afterwards and in a transaction of its own (a
+failure there changes no answer).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ class RunnerLane:
     async def run(
         self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
     ) -> T:
-        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout_at(deadline or loop.time() + self.timeout):
+            async with asyncio.timeout_at(deadline):
                 return await call()
         except BackendUnavailable:
             raise
