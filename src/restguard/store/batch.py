@@ -116,4 +116,6 @@ class Coalescer(Generic[ItemT, ResultT]):
     ) -> None:
         for _, future, _ in entries:
             if not future.done():  # each caller its own exception (tracebacks are per raise)
-                future.set_exception(BackendUnavailable(debug=exc.debug))
+                failure = BackendUnavailable(debug=exc.debug)
+                failure.__suppress_context__ = True  # (as ``from None``: no driver error chained)
+                future.set_exception(failure)
