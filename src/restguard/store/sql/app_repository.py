@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, or_, select, update
 
@@ -27,9 +27,6 @@ from restguard.store.sql.runner import (
     utc_or_none,
 )
 from restguard.store.sql.tables import apps, signature_nonces, to_utc
-
-#: Expired nonces are swept by one ``use`` at most this often per store (seconds, monotonic).
-SWEEP_INTERVAL: Final = 60.0
 
 
 def _app_row(record: AppRecord) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from restguard.store.sql.runner import Runner
 from restguard.store.sql.tables import to_utc
 
 T = TypeVar("T")
+#: Expired nonces are swept at most this often per table and process (seconds, monotonic).
 SWEEP_INTERVAL = 60.0
 
 #: One call: the nonce's key (the table's primary-key values, in column order), when its record

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -42,8 +42,6 @@ from restguard.store.sql.runner import (
 )
 from restguard.store.sql.tables import oauth1_nonces, oauth1_tokens, to_utc, users
 
-#: Expired nonces are swept by one ``use`` at most this often per store (seconds, monotonic).
-SWEEP_INTERVAL: Final = 60.0
 _KINDS = ("temporary", "access")
 
 
