@@ -5,8 +5,10 @@ and fails every caller closed, and nonces racing over separate engines still win
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +153,37 @@ async def test_oauth1_nonces_batch_too(store: SqlStore) -> None:
     assert results == [True] * 5 + [False] * 20
     assert await nonces.use("ck", "tok", 1_900_000_001, "n0", until, T0)  # another timestamp
     assert await nonces.use("ck", "", 1_900_000_000, "n0", until, T0)  # two-legged, no token
+
+
+async def test_a_locked_database_stalls_no_caller_past_its_deadline(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: the batch in flight and the calls queued
+    behind it each fail with 503 by their own deadline, nothing is recorded, and once the lock
+    is gone the same nonces are fresh."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    migrate(url)
+    store = open_store(url, timeout=0.5)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+        nonces = store.signature_nonces
+        until = T0 + timedelta(minutes=5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = [asyncio.ensure_future(nonces.use("app_a", f"l{i}", until, T0)) for i in range(5)]
+        await asyncio.sleep(0.1)  # (a batch is out; these queue behind it)
+        queued = [nonces.use("app_a", f"q{i}", until, T0) for i in range(5)]
+        results = await asyncio.gather(*first, *queued, return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailable) for r in results), results
+        assert loop.time() - started < 5.0  # (each within its 0.5 s deadline, plus slack)
+        holder.execute("ROLLBACK")
+        names = [f"l{i}" for i in range(5)] + [f"q{i}" for i in range(5)]
+        # A timed-out batch may still finish in its thread once the lock is gone (documented:
+        # fail closed at an availability cost); once the store settled, the store answers
+        # again and each nonce is recorded: used once more, every one is a replay.
+        await asyncio.sleep(1.0)
+        await asyncio.gather(*(nonces.use("app_a", n, until, T0) for n in names))
+        replay = await asyncio.gather(*(nonces.use("app_a", n, until, T0) for n in names))
+        assert replay == [False] * 10
+    finally:
+        holder.close()
+        store.close()

@@ -35,6 +35,27 @@ T = TypeVar("T")
 MAX_BATCH = 256
 
 
+async def within(
+    backend: str,
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    deadline: float | None,
+    timeout: float,
+) -> T:
+    """``call()`` by ``deadline`` (a loop time; None: ``timeout`` from now). Any failure is
+    ``BackendUnavailable`` naming the backend, the operation and the exception's class, never
+    its text (a driver's message may hold a URL with a password)."""
+    if deadline is None:
+        deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await call()
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # (the deadline, a driver error, a reply parsed wrong, a bug)
+        raise BackendUnavailable(debug=f"{backend} {operation}: {type(exc).__name__}") from None
+
+
 class Lane(Protocol):
     """How a batch reaches its backend: ``run`` awaits ``call()`` by ``deadline`` (a loop
     time) and raises ``BackendUnavailable`` on any failure; ``timeout`` is each call's time."""

@@ -14,17 +14,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from restguard.errors import BackendUnavailable
+from restguard.store.batch import within
 
 T = TypeVar("T")
 
 #: Keys longer than this (UTF-8 bytes) are stored under their SHA-256 instead.
 MAX_KEY_BYTES = 200
-
-
-def unavailable(operation: str, exc: BaseException) -> BackendUnavailable:
-    """The error for a failed call: the operation and the exception's class, never a URL."""
-    return BackendUnavailable(debug=f"redis {operation}: {type(exc).__name__}")
 
 
 def script_sha(text: str) -> str:
@@ -88,16 +83,9 @@ class Link:
         deadline: float | None = None,
     ) -> T:
         """``call()`` within ``timeout`` (or by ``deadline``, a loop time, when given);
-        ``BackendUnavailable`` on any failure."""
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + self.timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await call()
-        except BackendUnavailable:
-            raise
-        except Exception as exc:  # (RedisError, OSError, TimeoutError, a reply parsed wrong...)
-            raise unavailable(operation, exc) from None
+        ``BackendUnavailable`` on any failure (RedisError, OSError, TimeoutError, a reply
+        parsed wrong...)."""
+        return await within("redis", operation, call, deadline, self.timeout)
 
     def connection(self) -> AbstractConnection:
         """A new connection (not yet connected) with the pool's settings: the URL's host,

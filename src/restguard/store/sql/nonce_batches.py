@@ -14,7 +14,6 @@ failure there changes no answer).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -24,8 +23,7 @@ from sqlalchemy import Column, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from restguard.errors import BackendUnavailable
-from restguard.store.batch import Coalescer
+from restguard.store.batch import Coalescer, within
 from restguard.store.sql.runner import Runner
 from restguard.store.sql.tables import to_utc
 
@@ -48,15 +46,7 @@ class RunnerLane:
     async def run(
         self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
     ) -> T:
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + self.timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await call()
-        except BackendUnavailable:
-            raise
-        except Exception as exc:  # (the deadline, a constraint, a bug: never admitted)
-            raise BackendUnavailable(debug=f"store {operation}: {type(exc).__name__}") from None
+        return await within("store", operation, call, deadline, self.timeout)
 
 
 class NonceBatches:
