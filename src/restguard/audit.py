@@ -12,11 +12,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from restguard.errors import BackendUnavailable
+from restguard.clock import Clock
+from restguard.errors import AuthError, BackendUnavailable
+from restguard.tokens import redact
+from restguard.types import RequestView
 
 _log = logging.getLogger("restguard.audit")
 WARN_EVERY = 60.0  # seconds between two log lines about a failing audit file
@@ -89,6 +92,49 @@ _encode_string: Callable[[str], str] = (
 )
 
 EventSink = Callable[[DecisionEvent], None]
+
+
+def decision_event(
+    clock: Clock,
+    view: RequestView,
+    started: float,
+    *,
+    route: str | None,
+    status: int,
+    error: str | None,
+    auth_method: str | None,
+    credential_id: str | None,
+    detail: str | None,
+) -> DecisionEvent:
+    """The event of one decision about ``view``, begun at ``started`` (``clock.monotonic``).
+    The path is redacted here; ``detail`` must be already."""
+    return DecisionEvent(
+        time=clock.now().isoformat(timespec="milliseconds"),
+        method=view.method,
+        path=redact(view.path),
+        route=route,
+        outcome="allow" if status < 400 else "deny",
+        status=status,
+        error=error,
+        auth_method=auth_method,
+        credential_id=credential_id,
+        client=view.client,
+        detail=detail,
+        duration_ms=round((clock.monotonic() - started) * 1000, 3),
+    )
+
+
+def send(event: DecisionEvent, sinks: Sequence[EventSink]) -> None:
+    """Give ``event`` to every sink, even after one failed; then raise the first failure (a
+    required audit log that cannot write: 503)."""
+    failure: AuthError | None = None
+    for sink in sinks:
+        try:
+            sink(event)
+        except AuthError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 class JsonLinesAudit:

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from restguard.audit import DecisionEvent, EventSink
+from restguard.audit import DecisionEvent, EventSink, decision_event, send
 from restguard.authz.policy import Policy, Route
 from restguard.authz.ratelimit import RateLimiter, Verdict, address_bucket
 from restguard.authz.request_checks import check_headers, check_query
@@ -236,10 +236,10 @@ class Guard:
         event = self._event(view, route, credential, started, decision.principal, None)
         if self._required:
             try:
-                self._send(event.finished(event.status, "pending"), self._required)
+                send(event.finished(event.status, "pending"), self._required)
             except AuthError as err:  # not recorded: not allowed (fail closed)
                 refused = event._replace(outcome="deny", status=err.status, error=err.error)
-                self._send(refused, self._optional)
+                send(refused, self._optional)
                 raise
         # (a plain constructor call: ``dataclasses.replace`` cost ~3 us per request)
         return Decision(
@@ -260,9 +260,9 @@ class Guard:
             return
         final = event.finished(status, upstream)
         with contextlib.suppress(AuthError):  # (a failing required log counts its own loss)
-            self._send(final, self._optional)
+            send(final, self._optional)
             if upstream != "ok":
-                self._send(final, self._required)
+                send(final, self._required)
 
     def _carriers(self, view: RequestView, names: set[bytes] | None = None) -> tuple[bytes, ...]:
         """Every header carrying a restguard credential, used or not: where each kind is sent,
@@ -388,21 +388,18 @@ class Guard:
         allowed must then not take effect."""
         if not self.sinks:
             return
-        event = DecisionEvent(
-            time=self.clock.now().isoformat(timespec="milliseconds"),
-            method=view.method,
-            path=redact(view.path),
+        event = decision_event(
+            self.clock,
+            view,
+            started,
             route=None,
-            outcome="allow" if status < 400 else "deny",
             status=status,
             error=error,
             auth_method=auth_method,
             credential_id=credential_id,
-            client=view.client,
             detail=redact(detail) if detail else None,
-            duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
         )
-        self._send(event, self.sinks)
+        send(event, self.sinks)
 
     def refused(self, method: str, target: bytes, client: str, err: AuthError) -> None:
         """Record a request refused before it could be viewed (ambiguous path, header caps).
@@ -429,7 +426,7 @@ class Guard:
     ) -> None:
         if not self.sinks:
             return
-        self._send(self._event(view, route, credential, started, principal, err), self.sinks)
+        send(self._event(view, route, credential, started, principal, err), self.sinks)
 
     def _event(
         self,
@@ -440,29 +437,15 @@ class Guard:
         principal: Principal | None,
         err: AuthError | None,
     ) -> DecisionEvent:
-        return DecisionEvent(
-            time=self.clock.now().isoformat(timespec="milliseconds"),
-            method=view.method,
-            path=redact(view.path),
+        return decision_event(
+            self.clock,
+            view,
+            started,
             route=route.name if route else None,
-            outcome="deny" if err else "allow",
             status=err.status if err else 200,
             error=err.error if err else None,
             auth_method=(principal.auth_method if principal else None)
             or (credential.method if credential else None),
             credential_id=credential.credential_id if credential else None,
-            client=view.client,
             detail=redact(err.debug) if err else None,
-            duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
         )
-
-    @staticmethod
-    def _send(event: DecisionEvent, sinks: Sequence[EventSink]) -> None:
-        failure: AuthError | None = None
-        for sink in sinks:  # every sink sees every event, even after one failed
-            try:
-                sink(event)
-            except AuthError as exc:  # (a required audit log that cannot write: 503)
-                failure = failure or exc
-        if failure is not None:
-            raise failure

@@ -187,6 +187,11 @@ def test_two_api_key_carriers_are_refused(gw: GatewayProcess, keys: Keys) -> Non
         assert_refused(gw, request(b"/notes/1", *headers), 400)
 
 
+def _filled(headers: tuple[Header, ...], key: str) -> tuple[Header, ...]:
+    """``headers`` with ``key`` put where a value says ``%s``."""
+    return tuple((n, v % key.encode() if b"%s" in v else v) for n, v in headers)
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -200,8 +205,7 @@ def test_two_api_key_carriers_are_refused(gw: GatewayProcess, keys: Keys) -> Non
 def test_repeated_carrier_is_refused(
     gw: GatewayProcess, keys: Keys, headers: tuple[Header, ...]
 ) -> None:
-    key = keys.reader.encode()
-    sent = tuple((n, v % key if b"%s" in v else v) for n, v in headers)
+    sent = _filled(headers, keys.reader)
     assert_refused(gw, request(b"/notes/1", *sent), 400)
 
 
@@ -218,8 +222,7 @@ def test_repeated_carrier_is_refused(
 def test_repeated_carrier_on_public_route_never_forwarded(
     gw: GatewayProcess, keys: Keys, headers: tuple[Header, ...]
 ) -> None:
-    key = keys.writer.encode()
-    sent = tuple((n, v % key if b"%s" in v else v) for n, v in headers)
+    sent = _filled(headers, keys.writer)
     response = send(gw.port, request(b"/public/x", *sent))
     for seen in gw.upstream.requests:
         _no_secret(seen, keys.writer)
