@@ -12,14 +12,11 @@ write lock held, PostgreSQL nonce table locked, PostgreSQL database dropped) is 
 signed request and nothing forwarded, and the gateway recovers once the database does; the
 record kept for a nonce lives at least as long as its signature is acceptable.
 
-Finding (xfail, strict), not introduced by the batches (the per-call store swept the same way):
-
-* ``test_an_instance_with_a_fast_clock_does_not_reopen_another_instances_nonce[1|10]``: a
-  nonce's record holds an absolute ``expires_at`` written by the instance that accepted the
-  signature, and every instance's sweep deletes by its own clock. With instance B's clock ``d``
-  seconds ahead of A's, B's sweep deletes a record up to ``d`` seconds before A stops accepting
-  its signature: the same signed request, replayed to A, is forwarded again. Redis keeps a
-  duration instead (``store/redis/nonces.py``) and is immune.
+Finding (fixed), not introduced by the batches (the per-call store swept the same way):
+``test_an_instance_with_a_fast_clock_does_not_reopen_another_instances_nonce[1|10]``: an
+instance whose clock ran ahead deleted another instance's nonce records early, so a replay to
+the other was forwarded again. Records are now deleted only once expired by
+``CLOCK_SKEW_MARGIN``. Redis keeps a duration instead (``store/redis/nonces.py``).
 """
 
 from __future__ import annotations
@@ -742,25 +739,17 @@ def _signed(keyid: str, key: bytes, path: str, created: int, nonce: str) -> list
     return [(b"signature-input", sig_input), (b"signature", sig)]
 
 
-SKEW_FINDING = (
-    "FINDING (pre-existing: the per-call SqlNonceStore swept the same way before the batches): "
-    "a nonce record's expires_at is an absolute time written by the instance that accepted the "
-    "signature, but every instance's sweep deletes records by ITS OWN clock "
-    "(nonce_batches._record: DELETE ... WHERE expires_at <= min(now)). An instance whose clock "
-    "runs d seconds ahead deletes the record up to d seconds before the accepting instance stops "
-    "accepting the signature: the same signed request is then admitted a second time there. "
-    "Redis avoids this with a duration TTL (redis/nonces.py docstring)."
-)
+# Finding (fixed; it predated the batches): a nonce record's expires_at is written by the
+# instance that accepted the signature, and every instance deletes by its own clock; one whose
+# clock ran d seconds ahead deleted records up to d seconds early, and the same signed request
+# was admitted a second time on the other. Now records are deleted only once expired by
+# nonce_batches.CLOCK_SKEW_MARGIN (60 s).
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "skew",
-    [
-        0,
-        pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=SKEW_FINDING)),
-        pytest.param(10, marks=pytest.mark.xfail(strict=True, reason=SKEW_FINDING)),
-    ],
+    [0, 1, 10],
 )
 async def test_an_instance_with_a_fast_clock_does_not_reopen_another_instances_nonce(
     tmp_path: Path, postgres_url: str, skew: int

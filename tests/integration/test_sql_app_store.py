@@ -27,6 +27,7 @@ from restguard.keys.sealing import Sealer
 from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import AppRecord
 from restguard.store.sql import SqlStore, migrate, open_store
+from restguard.store.sql.nonce_batches import CLOCK_SKEW_MARGIN
 from restguard.store.sql.reseal import check_all, reseal_all
 from restguard.store.sql.tables import signature_nonces
 
@@ -191,8 +192,11 @@ async def test_a_nonce_is_used_once_per_app(store: SqlStore) -> None:
     assert await nonces.use("app_b", "n1", until, T0) is True  # another app's nonce
     assert await nonces.use("app_a", "n2", until, T0) is True
     # once its record expired, a nonce may recur (the signature's window is long closed)
-    assert await nonces.use("app_a", "n1", until + timedelta(minutes=5), until) is True
+    # expired, but not by the clock-skew margin: another instance's clock may still accept it
     assert await nonces.use("app_a", "n1", until + timedelta(minutes=5), until) is False
+    gone = until + CLOCK_SKEW_MARGIN
+    assert await nonces.use("app_a", "n1", gone + timedelta(minutes=5), gone) is True
+    assert await nonces.use("app_a", "n1", gone + timedelta(minutes=5), gone) is False
 
 
 async def test_expired_nonces_are_swept(store: SqlStore) -> None:
@@ -222,7 +226,7 @@ async def test_exactly_one_of_racing_uses_wins_over_an_expired_record(
 ) -> None:
     """The racers each delete the expired record and insert theirs: still exactly one wins."""
     assert await stores[0].signature_nonces.use("app_a", "again", T0 + timedelta(seconds=1), T0)
-    later = T0 + timedelta(minutes=1)
+    later = T0 + timedelta(seconds=1) + CLOCK_SKEW_MARGIN
     results = await asyncio.gather(
         *(
             s.signature_nonces.use("app_a", "again", later + timedelta(minutes=5), later)

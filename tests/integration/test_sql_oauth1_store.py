@@ -32,6 +32,7 @@ from restguard.keys.sealing import Sealer
 from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import OAuth1ConsumerRecord, OAuth1TokenRecord, Store, UserRecord
 from restguard.store.sql import SqlStore, migrate, open_store
+from restguard.store.sql.nonce_batches import CLOCK_SKEW_MARGIN
 from restguard.store.sql.reseal import check_all, reseal_all
 from restguard.store.sql.tables import oauth1_nonces
 
@@ -423,8 +424,11 @@ async def test_a_nonce_is_used_once_per_consumer_token_and_timestamp(store: SqlS
     assert await use("ck_a", "", 1700000000, "n2", until, T0) is True
     assert await use("ck_a", "", 2**40, "n1", until, T0) is True  # beyond 32 bits
     # once its record expired, the nonce may recur (the timestamp window is long closed)
-    assert await use("ck_a", "", 1700000000, "n1", until + timedelta(minutes=5), until) is True
+    # expired, but not by the clock-skew margin: another instance's clock may still accept it
     assert await use("ck_a", "", 1700000000, "n1", until + timedelta(minutes=5), until) is False
+    gone = until + CLOCK_SKEW_MARGIN
+    assert await use("ck_a", "", 1700000000, "n1", gone + timedelta(minutes=5), gone) is True
+    assert await use("ck_a", "", 1700000000, "n1", gone + timedelta(minutes=5), gone) is False
     for bad in (-1, True, "1700000000"):
         with pytest.raises(ValueError, match="non-negative integer"):
             await use("ck_a", "", bad, "n", until, T0)  # type: ignore[arg-type]

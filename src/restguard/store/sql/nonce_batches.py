@@ -4,19 +4,19 @@ one transaction (``store.batch.Coalescer``), not one transaction and worker-thre
 A batch decides exactly as its calls one at a time, in order: the first call that records a
 nonce gets True, every later one (in the same batch, in an earlier one, or on another instance)
 gets False, because the table's primary key decides and a batch is one transaction. In it, the
-batch's own nonces whose records have expired (for the batch's earliest caller) are deleted
-first, then all are inserted with ``ON CONFLICT DO NOTHING ... RETURNING`` (SQLite >= 3.35,
-PostgreSQL): a nonce came back, it was recorded by this call. A failed batch records nothing
-(one transaction) and fails every caller closed (503). Every ``SWEEP_INTERVAL`` seconds the
-batch also deletes the other expired records, afterwards and in a transaction of its own (a
-failure there changes no answer).
+batch's own nonces whose records expired ``CLOCK_SKEW_MARGIN`` ago (for the batch's earliest
+caller) are deleted first, then all are inserted with ``ON CONFLICT DO NOTHING ... RETURNING``
+(SQLite >= 3.35, PostgreSQL): a nonce came back, it was recorded by this call. A failed batch
+records nothing (one transaction) and fails every caller closed (503). Every
+``SWEEP_INTERVAL`` seconds the batch also deletes the other expired records (by the same
+margin), afterwards and in a transaction of its own (a failure there changes no answer).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Engine, Table, delete, tuple_
@@ -30,6 +30,11 @@ from restguard.store.sql.tables import to_utc
 T = TypeVar("T")
 #: Expired nonces are swept at most this often per table and process (seconds, monotonic).
 SWEEP_INTERVAL = 60.0
+#: A record is deleted only once it expired this long ago by the deleting instance's clock.
+#: Each record's ``expires_at`` is written by the instance that accepted the request, and every
+#: instance deletes by its own clock: without a margin, an instance whose clock runs ahead
+#: deleted another's records early, and a replay to the other was forwarded again.
+CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 
 #: One call: the nonce's key (the table's primary-key values, in column order), when its record
 #: expires, and the caller's now.
@@ -82,7 +87,8 @@ class NonceBatches:
             if key not in first:  # (a key twice in one batch: the first call records it)
                 first[key] = index
                 rows.append({**dict(zip(self._names, key, strict=True)), "expires_at": expires})
-        at = min(now for _, _, now in uses)  # expired for every call of the batch
+        # expired for every call of the batch, on every instance's clock
+        at = min(now for _, _, now in uses) - CLOCK_SKEW_MARGIN
         table, columns = self._table, self._columns
         with self._engine.begin() as conn:
             conn.execute(
