@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.dialects import postgresql, sqlite
 
 from restguard.errors import BackendUnavailable
 from restguard.store.sql import SqlStore, migrate, open_store
@@ -125,18 +126,20 @@ async def test_a_failed_batch_records_nothing_and_fails_every_caller(
 ) -> None:
     nonces = store.signature_nonces
     batches: Any = nonces._batches  # type: ignore[attr-defined]
-    real = batches._insert
-
-    def broken(table: Any) -> Any:
-        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-
-    monkeypatch.setattr(batches, "_insert", broken)
+    real = batches._record_rows
+    # The batch's insert goes to a table that is not there: the database refuses it after
+    # the batch's delete ran, inside the same transaction.
+    table = batches._table
+    missing = Table("no_such_nonces", MetaData(), *(Column(c.name, c.type) for c in table.c))
+    insert = sqlite.insert if batches._engine.dialect.name == "sqlite" else postgresql.insert
+    broken = insert(missing).on_conflict_do_nothing().returning(*missing.c)
+    monkeypatch.setattr(batches, "_record_rows", broken)
     until = T0 + timedelta(minutes=5)
     results = await asyncio.gather(
         *(nonces.use("app_a", f"f{i}", until, T0) for i in range(10)), return_exceptions=True
     )
     assert all(isinstance(r, BackendUnavailable) for r in results), results
-    monkeypatch.setattr(batches, "_insert", real)
+    monkeypatch.setattr(batches, "_record_rows", real)
     # nothing was recorded: each nonce is fresh now, once
     assert (
         await asyncio.gather(*(nonces.use("app_a", f"f{i}", until, T0) for i in range(10)))
