@@ -128,6 +128,8 @@ class SignatureInput(NamedTuple):
 
     def covers(self, name: str, params: Params = ()) -> bool:
         """Whether the component ``name`` with exactly ``params`` (any order) is covered."""
+        if not params:  # (the common question: no sorting, no lists built)
+            return any(n == name and not p for n, p in self.components)
         wanted = sorted(params)
         return any(n == name and sorted(p) == wanted for n, p in self.components)
 

@@ -20,6 +20,8 @@ from http_message_signatures import (
 )
 from http_message_signatures import InvalidSignature as PeerInvalidSignature
 from http_message_signatures.algorithms import ED25519, HMAC_SHA256
+from hypothesis import given
+from hypothesis import strategies as st
 
 from restguard.wire import rfc9421, rfc9421_algorithms
 from restguard.wire.rfc8941 import StructuredFieldError
@@ -689,3 +691,26 @@ def test_interop_restguard_signs_and_the_package_verifies(algorithm: str) -> Non
     prepared.headers["Content-Type"] = "text/plain"
     with pytest.raises(PeerInvalidSignature):
         verifier.verify(prepared, max_age=timedelta(minutes=5))
+
+
+_NAMES = st.sampled_from(["@method", "@path", "@query-param", "content-digest", "x-a"])
+_PARAMS = st.lists(
+    st.tuples(st.sampled_from(["key", "name", "sf", "bs"]), st.sampled_from([True, "a", "b"])),
+    max_size=2,
+    unique_by=lambda kv: kv[0],
+).map(tuple)
+
+
+@given(st.lists(st.tuples(_NAMES, _PARAMS), max_size=5), _NAMES, _PARAMS)
+def test_covers_is_exactly_name_and_parameter_set(
+    components: list[tuple[str, tuple[tuple[str, object], ...]]],
+    name: str,
+    params: tuple[tuple[str, object], ...],
+) -> None:
+    """``covers`` (with its shortcut for the parameterless question) answers as the plain
+    definition does: some component has this name and the same parameters in any order."""
+    sig = rfc9421.SignatureInput("sig1", tuple(components), 0, None, "n", None, "k", None, "()")
+    expected = any(
+        n == name and sorted(p, key=repr) == sorted(params, key=repr) for n, p in components
+    )
+    assert sig.covers(name, params) is expected
