@@ -225,6 +225,111 @@ def test_hits_from_four_processes_admit_exactly_the_limit(database_url: str) -> 
     assert sum(admitted) == 30, admitted
 
 
+# --- batches --------------------------------------------------------------------------------------
+
+
+class CountingTransactions:
+    """Counts the write transactions (``BEGIN``s) an engine starts."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.engine, self.count = store.engine, 0
+
+    def __enter__(self) -> CountingTransactions:
+        event.listen(self.engine, "begin", self._begin)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "begin", self._begin)
+
+    def _begin(self, _conn: Any) -> None:
+        self.count += 1
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    hits=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 4), st.sampled_from([1.0, 60.0])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_concurrent_hits_are_judged_as_the_same_hits_one_at_a_time(
+    store: SqlStore, hits: list[tuple[int, int, float]]
+) -> None:
+    """The same hits (keys, limits, windows), at one instant: awaited one by one on one set of
+    keys, and all at once (batched) on another, give the same verdicts in the same order.
+    (A key's limit may change between hits, as when a route's limit is edited.)"""
+    clock = FakeClock()
+    lim = limiter(store, clock)
+    tag = time.monotonic_ns()
+
+    async def run() -> tuple[list[Verdict], list[Verdict], int]:
+        one_by_one = [await lim.hit(f"a{tag}-{k}", n, w) for k, n, w in hits]
+        with CountingTransactions(store) as begun:
+            together = await asyncio.gather(*(lim.hit(f"b{tag}-{k}", n, w) for k, n, w in hits))
+        return one_by_one, together, begun.count
+
+    one_by_one, together, transactions = asyncio.run(run())
+    assert together == one_by_one
+    assert transactions <= 3  # (the first hit goes alone, the rest as one batch; a sweep)
+
+
+async def test_a_failed_batch_counts_nothing_and_fails_every_hit(store: SqlStore) -> None:
+    """The batch's third upsert fails: every hit of the batch gets 503, and no hit of it was
+    counted (the transaction is rolled back): the limit is whole afterwards."""
+    lim = limiter(store, FakeClock())
+    upserts = 0
+
+    def fail_third(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal upserts
+        if statement.lstrip().upper().startswith("INSERT"):
+            upserts += 1
+            if upserts == 3:
+                raise OperationalError(statement, {}, Exception("disk I/O error"))
+
+    await lim.hit("warm", 1, 60.0)  # (alone: the batch below is the next one)
+    event.listen(store.engine, "before_cursor_execute", fail_third)
+    try:
+        verdicts = await asyncio.gather(
+            *(lim.hit(f"k{i % 3}", 2, 60.0) for i in range(9)), return_exceptions=True
+        )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", fail_third)
+    assert all(isinstance(v, BackendUnavailable) for v in verdicts), verdicts
+    assert set(rows(store)) == {"warm"}
+    for key in ("k0", "k1", "k2"):
+        assert [(await lim.hit(key, 2, 60.0)).allowed for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.postgres
+async def test_batches_of_two_workers_never_deadlock(postgres_url: str) -> None:
+    """Two workers (separate engines) each send one batch over the same 30 keys, in opposite
+    orders, at the same time, many times: their transactions would wait for each other's row
+    locks in a cycle if each took them in arrival order (PostgreSQL then aborts one: 503 for
+    all of its hits). In key order, every hit is answered, and exactly the limits are kept."""
+    migrate(postgres_url)
+    a, b = open_store(postgres_url, timeout=10.0), open_store(postgres_url, timeout=10.0)
+    keys = [f"dl-{time.monotonic_ns()}-{i:02d}" for i in range(30)]
+    try:
+        for _ in range(3):  # a first request opens each worker's connection
+            await asyncio.gather(
+                a.rate_limits.hit("warm", 10**6, 60.0), b.rate_limits.hit("warm", 10**6, 60.0)
+            )
+        admitted = 0
+        for _ in range(5):
+            verdicts = await asyncio.gather(
+                *(a.rate_limits.hit(k, 8, 3600.0) for k in keys),
+                *(b.rate_limits.hit(k, 8, 3600.0) for k in reversed(keys)),
+            )
+            admitted += sum(v.allowed for v in verdicts)
+    finally:
+        a.close()
+        b.close()
+    assert admitted == 8 * len(keys)  # 10 hits per key against a limit of 8
+
+
 # --- sweeping -------------------------------------------------------------------------------------
 
 

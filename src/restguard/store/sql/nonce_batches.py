@@ -15,19 +15,18 @@ margin), afterwards and in a transaction of its own (a failure there changes no 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Column, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from restguard.store.batch import Coalescer, within
-from restguard.store.sql.runner import Runner
+from restguard.store.batch import Coalescer
+from restguard.store.sql.runner import Runner, RunnerLane
 from restguard.store.sql.tables import to_utc
 
-T = TypeVar("T")
 #: Expired nonces are swept at most this often per table and process (seconds, monotonic).
 SWEEP_INTERVAL = 60.0
 #: A record is deleted only once it expired this long ago by the deleting instance's clock.
@@ -39,19 +38,6 @@ CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 #: One call: the nonce's key (the table's primary-key values, in column order), when its record
 #: expires, and the caller's now.
 Use = tuple[tuple[Any, ...], datetime, datetime]
-
-
-class RunnerLane:
-    """The ``Coalescer``'s lane to the database: a batch is one ``Runner`` call (a write
-    thread, the store's deadline and error translation), held to the oldest call's deadline."""
-
-    def __init__(self, run: Runner) -> None:
-        self.timeout = run.timeout
-
-    async def run(
-        self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
-    ) -> T:
-        return await within("store", operation, call, deadline, self.timeout)
 
 
 class NonceBatches:

@@ -27,6 +27,12 @@ and reach the row in another, and an event judged earlier than the one before it
 bucket emptier than it is (a burst of L would admit L - 1). Judged at the latest time seen, the
 events of a key form the same sequence as in one process, with a clock that never goes back.
 
+The hits of concurrent requests go to the database together (``store.batch.Coalescer``, as
+nonces do): one worker-thread trip and one transaction for all of them, each hit its own
+upsert, in key order. A batch is judged exactly as its hits one at a time (a key's hits keep
+their order; different keys do not touch each other's rows), with one ``now`` for the batch;
+a failed batch counts nothing and fails every hit in it closed.
+
 ``now`` is the wall clock (epoch seconds), the one clock instances share: their clocks should
 agree (NTP) to well under a rate limit's interval (one running ahead moves the keys it touches
 ahead by as much, for every instance). Rows whose TAT has passed mean the same as no row; one
@@ -39,8 +45,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
 
 from sqlalchemy import Engine, Float, bindparam, case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,7 +54,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from restguard.authz.ratelimit import _EPSILON, Verdict, gcra
-from restguard.store.sql.runner import Runner
+from restguard.store.batch import Coalescer
+from restguard.store.sql.runner import Runner, RunnerLane
 from restguard.store.sql.tables import rate_limits
 
 #: Expired counters are swept by one ``hit`` at most this often per limiter (seconds, monotonic).
@@ -56,6 +63,9 @@ SWEEP_INTERVAL: Final = 60.0
 #: Keys up to this many characters are stored as they are; longer ones as their digest.
 MAX_KEY_CHARS: Final = 200
 HASHED_PREFIX: Final = "sha256:"
+#: What the database said of one hit: the time it was judged at, the TAT it was judged against
+#: (None: a new key) and whether it was allowed.
+Judged = tuple[float, float | None, bool]
 
 
 def stored_key(key: str) -> str:
@@ -110,6 +120,9 @@ class SqlRateLimiter:
         self._engine, self._run, self._clock = engine, run, clock
         self._hit = _upsert(engine.dialect.name)
         self._next_sweep = 0.0
+        self._batches: Coalescer[dict[str, Any], Judged] = Coalescer(
+            RunnerLane(run), "rate_limits.hit", self._send
+        )
 
     async def hit(self, key: str, limit: int, window: float) -> Verdict:
         """Count one event for ``key`` if it is allowed, in one statement; its verdict is
@@ -121,27 +134,38 @@ class SqlRateLimiter:
             "dvt": float(window - interval),
             "eps": _EPSILON,
         }
-        sweep = time.monotonic() >= self._next_sweep
-        if sweep:
-            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
-
-        def work() -> tuple[float, float | None, bool]:
-            now = float(self._clock())
-            with self._engine.begin() as conn:
-                row = conn.execute(self._hit, {**params, "now": now}).one()
-            if sweep:
-                try:
-                    with self._engine.begin() as conn:
-                        conn.execute(delete(rate_limits).where(rate_limits.c.tat < now))
-                except DBAPIError:
-                    pass  # bookkeeping: the next sweep retries
-            return row.seen, row.prev, bool(row.ok)
-
-        at, prev, ok = await self._run("rate_limits.hit", work, write=True)
+        at, prev, ok = await self._batches.submit(params)
         verdict = gcra(prev, at, limit, window)[1]
         if verdict.allowed and not ok:  # (never: the database did gcra's arithmetic) fail closed
             return Verdict(False, 0, max(1, verdict.reset), 1)
         return verdict
+
+    async def _send(self, hits: Sequence[dict[str, Any]]) -> list[Judged]:
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        return await self._run("rate_limits.hit", lambda: self._judge(hits, sweep), write=True)
+
+    def _judge(self, hits: Sequence[dict[str, Any]], sweep: bool) -> list[Judged]:
+        """The hits of concurrent requests, one transaction: each judged as if alone, in order.
+
+        The upserts run in key order (a stable sort: one key's hits keep theirs). Every batch,
+        of every worker and instance, then takes its rows' locks in the same order, so two
+        batches never wait for each other in a cycle (PostgreSQL would abort one as a
+        deadlock: 503 for all its requests)."""
+        now = float(self._clock())
+        judged: list[Judged | None] = [None] * len(hits)
+        with self._engine.begin() as conn:
+            for index in sorted(range(len(hits)), key=lambda i: hits[i]["key"]):
+                row = conn.execute(self._hit, {**hits[index], "now": now}).one()
+                judged[index] = (row.seen, row.prev, bool(row.ok))
+        if sweep:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(delete(rate_limits).where(rate_limits.c.tat < now))
+            except DBAPIError:
+                pass  # bookkeeping: the next sweep retries
+        return cast(list[Judged], judged)
 
     async def blocked(self, key: str, limit: int, window: float) -> int | None:
         """Seconds until ``key`` may act again, or None; counts nothing (a plain read)."""

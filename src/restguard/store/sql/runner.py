@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from restguard.errors import BackendUnavailable
+from restguard.store.batch import within
 from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.sql.tables import to_utc
 
@@ -118,3 +119,16 @@ def insert_row(conn: Connection, table: Any, row: dict[str, Any], what: str) -> 
         if is_unique_violation(exc):
             raise DuplicateRecord(f"{what} already exists") from None
         raise
+
+
+class RunnerLane:
+    """The ``Coalescer``'s lane to the database: a batch is one ``Runner`` call (a write
+    thread, the store's deadline and error translation), held to the oldest call's deadline."""
+
+    def __init__(self, run: Runner) -> None:
+        self.timeout = run.timeout
+
+    async def run(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, deadline: float | None = None
+    ) -> T:
+        return await within("store", operation, call, deadline, self.timeout)
