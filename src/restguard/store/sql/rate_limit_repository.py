@@ -109,7 +109,7 @@ def _upsert(dialect: str) -> Any:
             "prev": c.tat,
             "ok": allowed,
         },
-    ).returning(c.prev, c.ok, c.seen)
+    ).returning(c.key, c.prev, c.ok, c.seen)
 
 
 class SqlRateLimiter:
@@ -149,16 +149,31 @@ class SqlRateLimiter:
     def _judge(self, hits: Sequence[dict[str, Any]], sweep: bool) -> list[Judged]:
         """The hits of concurrent requests, one transaction: each judged as if alone, in order.
 
-        The upserts run in key order (a stable sort: one key's hits keep theirs). Every batch,
-        of every worker and instance, then takes its rows' locks in the same order, so two
-        batches never wait for each other in a cycle (PostgreSQL would abort one as a
-        deadlock: 503 for all its requests)."""
+        Round r upserts the r-th hit of every key in the batch, as one ``executemany`` (the
+        drivers run it a row at a time here: the statement has parameters outside VALUES, so
+        SQLAlchemy cannot fold it into one multi-row INSERT; were it folded, a key would still
+        appear once per statement, as PostgreSQL's ``ON CONFLICT DO UPDATE`` requires). A
+        key's hits keep their order. Each round's rows go in key order: every batch, of every
+        worker and instance, takes its rows' locks in the same order, so two batches never
+        wait for each other in a cycle (PostgreSQL would abort one as a deadlock: 503 for all
+        its requests)."""
         now = float(self._clock())
+        rounds: list[list[int]] = []  # round r: the r-th hit of each key in the batch
+        taken: dict[str, int] = {}
+        for index, hit in enumerate(hits):
+            turn = taken[hit["key"]] = taken.get(hit["key"], -1) + 1
+            if turn == len(rounds):
+                rounds.append([])
+            rounds[turn].append(index)
         judged: list[Judged | None] = [None] * len(hits)
         with self._engine.begin() as conn:
-            for index in sorted(range(len(hits)), key=lambda i: hits[i]["key"]):
-                row = conn.execute(self._hit, {**hits[index], "now": now}).one()
-                judged[index] = (row.seen, row.prev, bool(row.ok))
+            for indexes in rounds:
+                indexes.sort(key=lambda i: hits[i]["key"])
+                rows = conn.execute(self._hit, [{**hits[i], "now": now} for i in indexes])
+                by_key = {row.key: row for row in rows}
+                for i in indexes:
+                    row = by_key[hits[i]["key"]]
+                    judged[i] = (row.seen, row.prev, bool(row.ok))
         if sweep:
             try:
                 with self._engine.begin() as conn:
