@@ -2,8 +2,11 @@
 rate limiter's hits batched by a ``Coalescer`` (one transaction, upserts in key order) and the
 nonce batches' precompiled ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (insertmanyvalues).
 
-A test marked ``xfail(strict=True, reason="FINDING: ...")`` demonstrates a finding: it fails
-now and passes once fixed. Every other test is an attack that held.
+Every test is an attack that now holds. Two were findings, fixed since (each failed before its
+fix): a rate-limit sweep that locked rows in scan order could deadlock another worker's batch,
+and two workers' nonce batches with the same nonces in opposite orders deadlocked (PostgreSQL
+aborted one: 503 for every request in it). Sweeps now skip locked rows, in key order, and nonce
+batches insert in key order.
 """
 
 from __future__ import annotations
@@ -479,16 +482,7 @@ async def test_postgres_batches_in_opposite_orders_of_two_workers_with_odd_keys(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING: the expired-counter sweep (DELETE ... WHERE tat < now, one statement in its "
-        "own transaction) locks rows in scan order, not key order; a batch of the other worker "
-        "now holds several row locks at once, so batch and sweep deadlock and PostgreSQL may "
-        "abort the batch: every hit in it is 503"
-    ),
-)
-async def test_postgres_sweep_of_one_worker_deadlocks_the_batch_of_another(
+async def test_postgres_a_sweep_never_deadlocks_the_batch_of_another_worker(
     postgres_url: str,
 ) -> None:
     """Worker 1's batch over keys ``k-a`` < ``k-b`` (both expired rows) holds ``k-a``. Worker 2's
@@ -655,16 +649,7 @@ async def test_an_expired_nonce_is_reusable_only_once_per_batch(store: SqlStore)
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING: a nonce batch inserts its rows in arrival order (one multi-row INSERT ... ON "
-        "CONFLICT DO NOTHING): two workers' batches holding the same nonces in opposite orders "
-        "(a replay sent to two workers at once) wait for each other's uncommitted rows in a "
-        "cycle; PostgreSQL aborts one batch and every request in it, innocent ones too, is 503"
-    ),
-)
-async def test_postgres_nonce_batches_of_two_workers_in_opposite_orders_deadlock(
+async def test_postgres_nonce_batches_of_two_workers_in_opposite_orders_never_deadlock(
     postgres_url: str,
 ) -> None:
     """Worker a's batch [n1, m, n2] inserts n1 and waits at m (a row another session is

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, Table, delete, tuple_
+from sqlalchemy import Column, Engine, Select, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -69,17 +69,33 @@ class NonceBatches:
 
     def _record(self, uses: Sequence[Use], sweep: bool) -> list[bool]:
         first: dict[tuple[Any, ...], int] = {}
-        rows = []
+        expiry: dict[tuple[Any, ...], datetime] = {}
         for index, (key, expires, _) in enumerate(uses):
             if key not in first:  # (a key twice in one batch: the first call records it)
-                first[key] = index
-                rows.append({**dict(zip(self._names, key, strict=True)), "expires_at": expires})
+                first[key], expiry[key] = index, expires
+        # Rows in key order: the batches of every worker and instance then wait for each
+        # other's uncommitted rows in one order, never in a cycle (PostgreSQL would abort one
+        # batch as a deadlock, 503 for all of it: a captured request sent to two instances at
+        # once could do that on purpose).
+        keys = sorted(first)
+        rows = [
+            {**dict(zip(self._names, key, strict=True)), "expires_at": expiry[key]} for key in keys
+        ]
         # expired for every call of the batch, on every instance's clock
         at = min(now for _, _, now in uses) - CLOCK_SKEW_MARGIN
         table, columns = self._table, self._columns
         with self._engine.begin() as conn:
             conn.execute(
-                delete(table).where(tuple_(*columns).in_(list(first)), table.c.expires_at <= at)
+                delete(table).where(
+                    tuple_(*columns).in_(
+                        _locked(
+                            select(*columns).where(
+                                tuple_(*columns).in_(keys), table.c.expires_at <= at
+                            ),
+                            columns,
+                        )
+                    )
+                )
             )
             # One statement compiled once, its rows passed as parameters: SQLAlchemy's
             # "insertmanyvalues" sends them as multi-row INSERTs with RETURNING. (A statement
@@ -89,7 +105,25 @@ class NonceBatches:
         if sweep:
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(delete(table).where(table.c.expires_at <= at))
+                    conn.execute(
+                        delete(table).where(
+                            tuple_(*columns).in_(
+                                _locked(
+                                    select(*columns).where(table.c.expires_at <= at),
+                                    columns,
+                                    skip=True,
+                                )
+                            )
+                        )
+                    )
             except DBAPIError:
                 pass  # bookkeeping: the next sweep retries
         return [first[key] == index and key in recorded for index, (key, _, _) in enumerate(uses)]
+
+
+def _locked(query: Select[Any], order: Sequence[Column[Any]], *, skip: bool = False) -> Select[Any]:
+    """``query``'s rows locked in key order (PostgreSQL; SQLite has one writer and no row
+    locks), so a delete waits for other transactions' rows in the order every batch does.
+    ``skip``: rows another transaction holds are left alone (a sweep then never waits: what it
+    skips, the next sweep takes)."""
+    return query.order_by(*order).with_for_update(skip_locked=skip)

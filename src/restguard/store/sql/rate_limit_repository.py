@@ -175,9 +175,19 @@ class SqlRateLimiter:
                     row = by_key[hits[i]["key"]]
                     judged[i] = (row.seen, row.prev, bool(row.ok))
         if sweep:
+            # Expired rows in key order, skipping those another transaction holds: a sweep
+            # never waits for a lock, so it can never close a cycle with a batch (PostgreSQL
+            # would abort the batch as a deadlock after a second: 503 for all of it). What it
+            # skips, the next sweep takes.
+            c = rate_limits.c
+            expired = select(c.key).where(c.tat < now).order_by(c.key)
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(delete(rate_limits).where(rate_limits.c.tat < now))
+                    conn.execute(
+                        delete(rate_limits).where(
+                            c.key.in_(expired.with_for_update(skip_locked=True))
+                        )
+                    )
             except DBAPIError:
                 pass  # bookkeeping: the next sweep retries
         return cast(list[Judged], judged)
