@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from restguard.store.sql import SqlStore, migrate, open_store
 
@@ -75,3 +79,23 @@ def store(database_url: str) -> Iterator[SqlStore]:
         yield sql_store
     finally:
         sql_store.close()
+
+
+@contextmanager
+def nth_statement_fails(engine: Engine, verb: str, nth: int) -> Iterator[None]:
+    """While open, the ``nth`` statement ``engine`` runs that starts with ``verb`` (``INSERT``,
+    ``DELETE``) fails as a driver error would (a full disk)."""
+    seen = 0
+
+    def fail(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal seen
+        if statement.lstrip().upper().startswith(verb):
+            seen += 1
+            if seen == nth:
+                raise OperationalError(statement, {}, Exception("disk I/O error"))
+
+    event.listen(engine, "before_cursor_execute", fail)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", fail)

@@ -25,7 +25,6 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import event, insert, select
-from sqlalchemy.exc import OperationalError
 
 from restguard.credentials import bearer
 from restguard.credentials.bearer import bearer_token
@@ -41,6 +40,7 @@ from tests.attacks.test_review_oauth2_token import ROUTES as OAUTH_ROUTES
 from tests.attacks.test_review_oauth2_token import fetch_token, make_client
 from tests.attacks.wire import exchange
 from tests.attacks.wire import request as http_request
+from tests.fixtures_db import nth_statement_fails
 from tests.harness import GatewayProcess, RecordingUpstream
 from tests.jwt_support import bearer as jwt_bearer
 
@@ -408,25 +408,13 @@ async def test_a_failed_batch_on_one_worker_leaves_the_other_exact(
     b counts: afterwards exactly the limit is admitted in all."""
     a, b = two_stores
     key = f"fail-{time.monotonic_ns()}"
-    inserts = 0
-
-    def fail_last(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        nonlocal inserts
-        if statement.lstrip().upper().startswith("INSERT"):
-            inserts += 1
-            if inserts == 5:
-                raise OperationalError(statement, {}, Exception("disk I/O error"))
-
     await a.rate_limits.hit("warm", 10, 60.0)
-    event.listen(a.engine, "before_cursor_execute", fail_last)
-    try:
+    with nth_statement_fails(a.engine, "INSERT", 5):
         got = await asyncio.gather(
             *(a.rate_limits.hit(key, 6, 3600.0) for _ in range(5)),
             *(b.rate_limits.hit(key, 6, 3600.0) for _ in range(5)),
             return_exceptions=True,
         )
-    finally:
-        event.remove(a.engine, "before_cursor_execute", fail_last)
     assert all(isinstance(v, BackendUnavailable) for v in got[:5]), got
     admitted = sum(v.allowed for v in got[5:])  # type: ignore[union-attr]
     admitted += sum([(await a.rate_limits.hit(key, 6, 3600.0)).allowed for _ in range(4)])
@@ -455,30 +443,8 @@ async def test_failed_attempt_flood_gets_429_past_the_limit_across_workers(
     assert answers.count("429") == 35
 
 
-@pytest.mark.postgres
-async def test_postgres_batches_in_opposite_orders_of_two_workers_with_odd_keys(
-    postgres_url: str,
-) -> None:
-    """Two workers, one batch each over the same unicode and hashed keys in opposite arrival
-    orders, several times: no deadlock (every hit answered), limits exact."""
-    migrate(postgres_url)
-    a, b = open_store(postgres_url, timeout=10.0), open_store(postgres_url, timeout=10.0)
-    keys = [f"{c}-{i}" for i, c in enumerate("aZé\U0001f600ß")] + [
-        "x" * 250 + str(i) for i in range(5)
-    ]
-    try:
-        await asyncio.gather(a.rate_limits.hit("w", 99, 60.0), b.rate_limits.hit("w", 99, 60.0))
-        admitted = 0
-        for _ in range(4):
-            verdicts = await asyncio.gather(
-                *(a.rate_limits.hit(k, 5, 3600.0) for k in keys),
-                *(b.rate_limits.hit(k, 5, 3600.0) for k in reversed(keys)),
-            )
-            admitted += sum(v.allowed for v in verdicts)
-    finally:
-        a.close()
-        b.close()
-    assert admitted == 5 * len(keys)
+# (Two workers' opposite-order batches over unicode and hashed keys: tests/integration/
+# test_sql_rate_limits.py::test_batches_of_two_workers_never_deadlock.)
 
 
 @pytest.mark.postgres
@@ -618,18 +584,10 @@ async def test_a_batch_failing_mid_insert_records_nothing_and_fails_closed(store
     the nonces are all usable afterwards (exactly once)."""
     n = store.signature_nonces
     await n.use("warm", "w", LATER, NOW)
-
-    def fail_insert(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
-            raise OperationalError(statement, {}, Exception("disk full"))
-
-    event.listen(store.engine, "before_cursor_execute", fail_insert)
-    try:
+    with nth_statement_fails(store.engine, "INSERT", 1):
         got = await asyncio.gather(
             *(n.use("app", f"f{i % 3}", LATER, NOW) for i in range(9)), return_exceptions=True
         )
-    finally:
-        event.remove(store.engine, "before_cursor_execute", fail_insert)
     assert all(isinstance(v, BackendUnavailable) for v in got), got
     again = await asyncio.gather(*(n.use("app", f"f{i % 3}", LATER, NOW) for i in range(6)))
     assert again == [True] * 3 + [False] * 3

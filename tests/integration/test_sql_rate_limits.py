@@ -32,6 +32,7 @@ from restguard.store.sql import rate_limit_repository as module
 from restguard.store.sql.migrate import MIGRATIONS
 from restguard.store.sql.rate_limit_repository import SqlRateLimiter, stored_key
 from restguard.store.sql.tables import rate_limits
+from tests.fixtures_db import nth_statement_fails
 
 T0 = 1_800_000_000.123456  # wall-clock epoch seconds (2027): realistic float magnitudes
 
@@ -280,23 +281,11 @@ async def test_a_failed_batch_counts_nothing_and_fails_every_hit(store: SqlStore
     """The batch's third upsert fails: every hit of the batch gets 503, and no hit of it was
     counted (the transaction is rolled back): the limit is whole afterwards."""
     lim = limiter(store, FakeClock())
-    upserts = 0
-
-    def fail_third(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        nonlocal upserts
-        if statement.lstrip().upper().startswith("INSERT"):
-            upserts += 1
-            if upserts == 3:
-                raise OperationalError(statement, {}, Exception("disk I/O error"))
-
     await lim.hit("warm", 1, 60.0)  # (alone: the batch below is the next one)
-    event.listen(store.engine, "before_cursor_execute", fail_third)
-    try:
+    with nth_statement_fails(store.engine, "INSERT", 3):
         verdicts = await asyncio.gather(
             *(lim.hit(f"k{i % 3}", 2, 60.0) for i in range(9)), return_exceptions=True
         )
-    finally:
-        event.remove(store.engine, "before_cursor_execute", fail_third)
     assert all(isinstance(v, BackendUnavailable) for v in verdicts), verdicts
     assert set(rows(store)) == {"warm"}
     for key in ("k0", "k1", "k2"):
@@ -304,14 +293,20 @@ async def test_a_failed_batch_counts_nothing_and_fails_every_hit(store: SqlStore
 
 
 @pytest.mark.postgres
-async def test_batches_of_two_workers_never_deadlock(postgres_url: str) -> None:
+@pytest.mark.parametrize("odd", [False, True], ids=["plain-keys", "unicode-and-hashed-keys"])
+async def test_batches_of_two_workers_never_deadlock(postgres_url: str, odd: bool) -> None:
     """Two workers (separate engines) each send one batch over the same 30 keys, in opposite
     orders, at the same time, many times: their transactions would wait for each other's row
     locks in a cycle if each took them in arrival order (PostgreSQL then aborts one: 503 for
-    all of its hits). In key order, every hit is answered, and exactly the limits are kept."""
+    all of its hits). In key order, every hit is answered, and exactly the limits are kept.
+    (``odd``: keys in several scripts and cases, and long ones stored as digests.)"""
     migrate(postgres_url)
     a, b = open_store(postgres_url, timeout=10.0), open_store(postgres_url, timeout=10.0)
-    keys = [f"dl-{time.monotonic_ns()}-{i:02d}" for i in range(30)]
+    tag = time.monotonic_ns()
+    keys = [f"dl-{tag}-{i:02d}" for i in range(30)]
+    if odd:
+        keys = [f"{c}-{tag}-{i}" for i, c in enumerate("aZé\U0001f600ßAz" * 2)]
+        keys += ["x" * 250 + f"{tag}-{i}" for i in range(16)]
     try:
         for _ in range(3):  # a first request opens each worker's connection
             await asyncio.gather(
