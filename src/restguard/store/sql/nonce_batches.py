@@ -6,10 +6,12 @@ nonce gets True, every later one (in the same batch, in an earlier one, or on an
 gets False, because the table's primary key decides and a batch is one transaction. In it, the
 batch's own nonces whose records expired ``CLOCK_SKEW_MARGIN`` ago (for the batch's earliest
 caller) are deleted first, then all are inserted with ``ON CONFLICT DO NOTHING ... RETURNING``
-(SQLite >= 3.35, PostgreSQL): a nonce came back, it was recorded by this call. A failed batch
+(SQLite >= 3.35, PostgreSQL): a nonce came back, it was recorded by this call. Both go in key
+order, so the batches of two instances never wait for each other in a cycle. A failed batch
 records nothing (one transaction) and fails every caller closed (503). Every
 ``SWEEP_INTERVAL`` seconds the batch also deletes the other expired records (by the same
-margin), afterwards and in a transaction of its own (a failure there changes no answer).
+margin, skipping rows another transaction holds), afterwards and in a transaction of its own
+(a failure there changes no answer).
 """
 
 from __future__ import annotations
