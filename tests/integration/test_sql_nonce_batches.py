@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import Column, MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from restguard.errors import BackendUnavailable
@@ -190,4 +190,45 @@ async def test_a_locked_database_stalls_no_caller_past_its_deadline(tmp_path: Pa
         assert replay == [False] * 10
     finally:
         holder.close()
+        store.close()
+
+
+async def test_a_batch_reads_no_whole_table_on_sqlite(tmp_path: Path) -> None:
+    """Every delete a batch (and its sweep) runs finds its rows through an index: a nonce
+    table grows with traffic, and a full scan per batch made each nonce cost ~3x as much once
+    it held some 50,000 rows (a subquery form written for PostgreSQL's row locks did that)."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    migrate(url)
+    store = open_store(url)
+    deletes: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        until = T0 + timedelta(minutes=5)
+        sig, oauth1 = store.signature_nonces, store.oauth1_nonces  # (each batch sweeps first)
+        await asyncio.gather(*(sig.use("app", f"p{i}", until, T0) for i in range(8)))
+        await asyncio.gather(
+            *(oauth1.use("ck", "tok", 1_900_000_000, f"p{i}", until, T0) for i in range(8))
+        )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    try:
+        assert len(deletes) == 4  # per table: the batch's own expired nonces, and the sweep
+        with store.engine.connect() as conn:
+            for statement, parameters in deletes:
+                plan = [
+                    row[-1]
+                    for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                ]
+                assert not [
+                    step for step in plan if step.startswith("SCAN") and "nonces" in step
+                ], (
+                    statement,
+                    plan,
+                )
+    finally:
         store.close()

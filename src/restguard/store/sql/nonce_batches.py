@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, Select, Table, delete, select, tuple_
+from sqlalchemy import Column, ColumnElement, Engine, Table, and_, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -57,8 +57,21 @@ class NonceBatches:
         else:
             raise ValueError(f"no nonce table on a {engine.dialect.name} database")
         self._record_rows = insert(table).on_conflict_do_nothing().returning(*self._columns)
+        self._row_locks = engine.dialect.name == "postgresql"
         self._next_sweep = 0.0
         self._batches: Coalescer[Use, bool] = Coalescer(RunnerLane(run), operation, self._send)
+
+    def _locked(self, rows: ColumnElement[bool], *, skip: bool = False) -> ColumnElement[bool]:
+        """``rows``, taken in key order on PostgreSQL (``FOR UPDATE``), so a delete waits for
+        other transactions' rows in the order every batch does; ``skip``: rows another
+        transaction holds are left alone (a sweep then never waits: what it skips, the next
+        sweep takes). SQLite has one writer and no row locks: ``rows`` as they are (there a
+        subquery would scan the whole table, where this uses an index)."""
+        if not self._row_locks:
+            return rows
+        columns = self._columns
+        taken = select(*columns).where(rows).order_by(*columns)
+        return tuple_(*columns).in_(taken.with_for_update(skip_locked=skip))
 
     async def use(self, key: tuple[Any, ...], expires_at: datetime, now: datetime) -> bool:
         return await self._batches.submit((key, to_utc(expires_at), to_utc(now)))
@@ -86,19 +99,9 @@ class NonceBatches:
         # expired for every call of the batch, on every instance's clock
         at = min(now for _, _, now in uses) - CLOCK_SKEW_MARGIN
         table, columns = self._table, self._columns
+        mine = and_(tuple_(*columns).in_(keys), table.c.expires_at <= at)
         with self._engine.begin() as conn:
-            conn.execute(
-                delete(table).where(
-                    tuple_(*columns).in_(
-                        _locked(
-                            select(*columns).where(
-                                tuple_(*columns).in_(keys), table.c.expires_at <= at
-                            ),
-                            columns,
-                        )
-                    )
-                )
-            )
+            conn.execute(delete(table).where(self._locked(mine)))
             # One statement compiled once, its rows passed as parameters: SQLAlchemy's
             # "insertmanyvalues" sends them as multi-row INSERTs with RETURNING. (A statement
             # built with ``.values(rows)`` was compiled anew for every batch: 2.7 ms per 32.)
@@ -107,25 +110,8 @@ class NonceBatches:
         if sweep:
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(
-                        delete(table).where(
-                            tuple_(*columns).in_(
-                                _locked(
-                                    select(*columns).where(table.c.expires_at <= at),
-                                    columns,
-                                    skip=True,
-                                )
-                            )
-                        )
-                    )
+                    expired = table.c.expires_at <= at
+                    conn.execute(delete(table).where(self._locked(expired, skip=True)))
             except DBAPIError:
                 pass  # bookkeeping: the next sweep retries
         return [first[key] == index and key in recorded for index, (key, _, _) in enumerate(uses)]
-
-
-def _locked(query: Select[Any], order: Sequence[Column[Any]], *, skip: bool = False) -> Select[Any]:
-    """``query``'s rows locked in key order (PostgreSQL; SQLite has one writer and no row
-    locks), so a delete waits for other transactions' rows in the order every batch does.
-    ``skip``: rows another transaction holds are left alone (a sweep then never waits: what it
-    skips, the next sweep takes)."""
-    return query.order_by(*order).with_for_update(skip_locked=skip)
