@@ -267,13 +267,8 @@ def routes_for(setup: bench.Setup, per_round: int, warm: int) -> list[tuple[str,
 
 def without_redis(config: Path) -> Path:
     """The same configuration without ``[storage] redis``: nonces and limits in the database."""
-    lines = [
-        line
-        for line in config.read_text().splitlines()
-        if not line.strip().startswith(("redis =", "redis_prefix ="))
-    ]
     other = config.with_name("restguard-no-redis.toml")
-    other.write_text("\n".join(lines) + "\n")
+    other.write_text(bench.without_redis(config.read_text()))
     return other
 
 

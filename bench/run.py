@@ -3,7 +3,7 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Ten targets share one upstream (nginx answering ``{"ok":true}``):
+Eleven targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
@@ -22,7 +22,9 @@ Ten targets share one upstream (nginx answering ``{"ok":true}``):
    Redis;
 10. ``rg-signature`` - the same route with RFC 9421 signed GETs of an app (``restguard app
    create``, hmac-sha256): every request is signed with its own nonce (single use) just before
-   each wrk run, and a Lua script has wrk send them one after the other.
+   each wrk run, and a Lua script has wrk send them one after the other;
+11. ``rg-signature-db`` - the same signed GETs to a second gateway on the same data without
+   ``[storage] redis``: the nonces go to the database (the default configuration).
 
 For each, wrk drives a fixed number of connections; we record requests/s, p50/p99 latency and
 the proxy's CPU time per request (utime+stime of its process tree from /proc). Rounds are
@@ -120,6 +122,7 @@ CHECKS = (
             ("rg-oauth2", "oauth2 JWT"),
             ("rg-opaque", "oauth2 opaque"),
             ("rg-signature", "signature GET"),
+            ("rg-signature-db", "signature GET, db nonces"),
         )
     ),
     Check(
@@ -560,6 +563,13 @@ def bench_config(text: str, port: int, admin_port: int) -> str:
     return "\n".join(lines).rstrip() + "\n\n" + BENCH_ROUTES
 
 
+def without_redis(text: str) -> str:
+    """A configuration's text without ``[storage] redis``: nonces and limits in the database."""
+    lines = text.splitlines()
+    kept = [line for line in lines if not line.strip().startswith(("redis =", "redis_prefix ="))]
+    return "\n".join(kept) + "\n"
+
+
 def check_config(config: Path, port: int, admin_port: int) -> None:
     """Fail loudly if the edited config does not say what the benchmark needs."""
     from restguard.config import load
@@ -696,7 +706,7 @@ def relay(work: Path, port: int, upstream_port: int, pin: bool) -> Iterator[int]
 def restguard(config: Path, port: int, pin: bool) -> Iterator[int]:
     """Run ``restguard serve`` (one process); yield its pid once the gateway answers."""
     cmd = pinned([*restguard_cmd(), "serve", "--config", str(config)], SERVER_CPU, pin)
-    log = config.parent / "serve.log"
+    log = config.with_suffix(".log")
     with process(cmd, log) as proc:
         wait_ready(f"http://127.0.0.1:{port}/public/ready", proc, log)
         yield proc.pid
@@ -1039,7 +1049,7 @@ def write_results(data: dict[str, Any]) -> None:
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
-    clients' access tokens from the gateway; return the ten targets."""
+    clients' access tokens from the gateway; return the eleven targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
@@ -1052,6 +1062,14 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     setup = setup_restguard(work, up_port, jwks_port, mint)
     rg_port, key, token = setup.port, setup.key, setup.jwt
     rg_pid = stack.enter_context(restguard(setup.config, rg_port, pin))
+    # The same data without Redis: RFC 9421 nonces in the database (batched), as by default.
+    db_port, db_admin_port = free_port(), free_port()
+    db_config = setup.config.with_name("restguard-no-redis.toml")
+    db_config.write_text(
+        without_redis(bench_config(setup.config.read_text(), db_port, db_admin_port))
+    )
+    check_config(db_config, db_port, db_admin_port)
+    db_pid = stack.enter_context(restguard(db_config, db_port, pin))
     # Lives DEFAULT_LIFETIME (900 s); a full run takes about 3 min.
     issued = token_for(f"http://127.0.0.1:{rg_port}", setup.client_id, setup.client_secret)
     opaque = token_for(f"http://127.0.0.1:{rg_port}", *setup.opaque)
@@ -1110,6 +1128,13 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             f"http://127.0.0.1:{rg_port}/keyed/item",
             rg_pid,
             signer=Signer(*setup.app, f"127.0.0.1:{rg_port}", "/keyed/item", work),
+        ),
+        Target(
+            "rg-signature-db",
+            "restguard signature GET, db nonces",
+            f"http://127.0.0.1:{db_port}/keyed/item",
+            db_pid,
+            signer=Signer(*setup.app, f"127.0.0.1:{db_port}", "/keyed/item", work),
         ),
     ]
 
