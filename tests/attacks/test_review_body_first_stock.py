@@ -19,7 +19,6 @@ Finding this file holds the code to (failed before its fix in ``exchange._decide
 from __future__ import annotations
 
 import base64
-import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -28,11 +27,10 @@ from typing import Any
 
 import pytest
 
-from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
 from tests.attacks.sockets import closed_within, connect, read
 from tests.attacks.wire import chunked, exchange
 from tests.harness import GatewayProcess
-from tests.signature_support import add_app
+from tests.signature_support import add_app, signed_headers
 from tests.stock_upstreams import UvicornUpstream, WsgiRefUpstream
 
 HOST = b"gateway.test"
@@ -148,28 +146,7 @@ def s(env: Setup) -> Setup:
 
 
 def sign(s: Setup, method: str, path: str, body: bytes = b"") -> list[tuple[bytes, bytes]]:
-    headers: list[tuple[bytes, bytes]] = []
-    if body:
-        headers.append((b"content-digest", rfc9530.content_digest(body).encode()))
-    message = rfc9421.Message(
-        method=method,
-        scheme="http",
-        authority=HOST.decode(),
-        path=path,
-        query=b"",
-        headers=[(b"host", HOST), *headers],
-    )
-    components = ["@method", "@authority", "@path"] + (["content-digest"] if body else [])
-    sig_input, signature = rfc9421_algorithms.sign_request(
-        message,
-        keyid=s.keyid,
-        alg="hmac-sha256",
-        key=s.key,
-        components=components,
-        created=int(time.time()),
-        nonce=secrets.token_urlsafe(12),
-    )
-    return [*headers, (b"signature-input", sig_input), (b"signature", signature)]
+    return signed_headers(method, path, keyid=s.keyid, key=s.key, authority=HOST, body=body)
 
 
 def head(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -44,7 +44,7 @@ from restguard.clock import FixedClock
 from restguard.config import load
 from restguard.credentials.apps import new_app
 from restguard.credentials.signature import MAX_AGE
-from restguard.wire import rfc9421, rfc9421_algorithms, rfc9530
+from restguard.wire import rfc9421, rfc9421_algorithms
 from restguard.wiring import open_runtime
 from tests.attacks.wire import exchange
 from tests.fixtures_db import PG_ADMIN_DSN, PG_SERVER
@@ -61,7 +61,7 @@ from tests.oauth1_support import (
     oauth_params,
     signature,
 )
-from tests.signature_support import add_app
+from tests.signature_support import add_app, signed_headers
 from tests.stock_upstreams import UvicornUpstream, WsgiRefUpstream
 
 HOST = b"gateway.test"
@@ -105,28 +105,17 @@ class Signer:
         body: bytes = b"",
         created: int | None = None,
     ) -> bytes:
-        headers: list[tuple[bytes, bytes]] = []
-        if body:
-            headers.append((b"content-digest", rfc9530.content_digest(body).encode()))
         method = "POST" if body else "GET"
-        message = rfc9421.Message(
-            method=method,
-            scheme="http",
-            authority=HOST.decode(),
-            path=path,
-            query=b"",
-            headers=[(b"host", HOST), *headers],
-        )
-        sig_input, sig = rfc9421_algorithms.sign_request(
-            message,
+        headers = signed_headers(
+            method,
+            path,
             keyid=self.keyid,
-            alg="hmac-sha256",
             key=self.key,
-            components=["@method", "@authority", "@path"] + (["content-digest"] if body else []),
-            created=int(time.time()) if created is None else created,
-            nonce=secrets.token_urlsafe(12) if nonce is None else nonce,
+            authority=HOST,
+            body=body,
+            created=created,
+            nonce=nonce,
         )
-        headers += [(b"signature-input", sig_input), (b"signature", sig)]
         if body:
             headers.append((b"content-length", b"%d" % len(body)))
         lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + HOST]
