@@ -58,8 +58,9 @@ from restguard.credentials.oauth1_tokens import (  # noqa: E402
 )
 from restguard.keys.sealing import Sealer  # noqa: E402
 from restguard.types import RequestView  # noqa: E402
-from restguard.wire.rfc5849 import collect, sign_hmac  # noqa: E402
+from restguard.wire.rfc5849 import collect  # noqa: E402
 from restguard.wire.rfc5849_algorithms import verify  # noqa: E402
+from restguard.wire.rfc5849_signatures import sign_hmac  # noqa: E402
 
 CONSUMER_KEY = "dpf43f3p2l4k3l03dpf43f3p"
 CONSUMER_SECRET = "kd94hf93k423kf44kd94hf93"

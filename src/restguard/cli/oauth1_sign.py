@@ -30,7 +30,8 @@ from restguard.cli.send import (
     target,
 )
 from restguard.tokens import random_base62
-from restguard.wire.rfc5849 import OAuthError, plaintext_signature, sign_hmac
+from restguard.wire.rfc5849 import OAuthError
+from restguard.wire.rfc5849_signatures import plaintext_signature, sign_hmac
 from restguard.wire.rfc5849_signer import sign_request_with
 
 HMAC_SHA1, HMAC_SHA256, PLAINTEXT, RSA_SHA1 = "HMAC-SHA1", "HMAC-SHA256", "PLAINTEXT", "RSA-SHA1"

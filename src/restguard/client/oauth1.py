@@ -34,7 +34,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("restguard.client needs httpx: pip install 'restguard[client]'") from exc
 
-from restguard.wire.rfc5849 import OAuthError, plaintext_signature, sign_hmac
+from restguard.wire.rfc5849 import OAuthError
+from restguard.wire.rfc5849_signatures import plaintext_signature, sign_hmac
 from restguard.wire.rfc5849_signer import sign_request_with
 
 __all__ = ["SIGNATURE_METHODS", "OAuth1Auth", "RsaSigner"]

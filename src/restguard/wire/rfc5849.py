@@ -1,13 +1,16 @@
-"""OAuth 1.0 (RFC 5849 §3) signed requests: collect the parameters, build the signature base
-string, sign and verify the shared-secret methods, write the ``Authorization`` header.
+"""OAuth 1.0 (RFC 5849 §3) signed requests: parse the ``Authorization`` header, the query and
+the form body, collect and check the parameters, build the signature base string.
 
-Pure spec code: bytes in, values out, and no cryptography library. ``HMAC-SHA1``,
-``HMAC-SHA256`` and ``PLAINTEXT`` need only the standard library (``hmac``), so a client
-(``restguard.client``) can sign with them without the server's dependencies; ``RSA-SHA1`` and the
-one :func:`~restguard.wire.rfc5849_algorithms.verify` for every method live in
-:mod:`restguard.wire.rfc5849_algorithms` (pyca ``cryptography``). The policy (timestamp window,
-nonce single use, which methods a consumer may use, PLAINTEXT only over TLS, two-legged
-requests) belongs to the authenticator.
+Pure spec code: bytes in, values out, and no cryptography library. The rest of RFC 5849 lives
+beside it: the percent encoding (§3.6) in :mod:`restguard.wire.rfc5849_encoding`; the
+shared-secret methods ``HMAC-SHA1``, ``HMAC-SHA256`` and ``PLAINTEXT`` (standard library only,
+so a client, ``restguard.client``, can sign with them without the server's dependencies) in
+:mod:`restguard.wire.rfc5849_signatures`; ``RSA-SHA1`` and the one
+:func:`~restguard.wire.rfc5849_algorithms.verify` for every method in
+:mod:`restguard.wire.rfc5849_algorithms` (pyca ``cryptography``); the ``Authorization`` header a
+client writes in :mod:`restguard.wire.rfc5849_signer`. The policy (timestamp window, nonce
+single use, which methods a consumer may use, PLAINTEXT only over TLS, two-legged requests)
+belongs to the authenticator.
 
 Strictness, beyond the letter of §3.5 where the letter leaves room for two readings:
 
@@ -30,13 +33,17 @@ example to ``r6/TJjbCOr97/+UU0NsvSne7s5g=``; the base string printed there is ri
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal, NamedTuple
 from urllib.parse import unquote_to_bytes
+
+from restguard.wire.rfc5849_encoding import (
+    _UNRESERVED,
+    _encode_normalized,
+    _encode_octets,
+    percent_encode,
+)
 
 __all__ = [
     "HMAC_METHODS",
@@ -53,12 +60,7 @@ __all__ = [
     "normalize_parameters",
     "parse_authorization",
     "parse_form",
-    "percent_encode",
-    "plaintext_signature",
-    "sign_hmac",
     "signature_base_string",
-    "verify_hmac",
-    "verify_plaintext",
 ]
 
 # §3.4.2-§3.4.4, and HMAC-SHA256: the same construction with SHA-256 (a common extension).
@@ -70,12 +72,7 @@ MAX_AUTHORIZATION_BYTES: Final = 8192
 MAX_NONCE_CHARS: Final = 255
 _MAX_TIMESTAMP_DIGITS: Final = 19  # fits a signed 64-bit column
 
-_UNRESERVED: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _UNRESERVED_EQ: Final = _UNRESERVED + b"="
-# §3.6 per octet: the unreserved ones as themselves, every other one as %XX (upper-case hex).
-_ENCODED_OCTET: Final = tuple(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))
-_OCTET: Final = tuple(bytes((b,)) for b in range(256))
-_ESCAPED_OCTET: Final = tuple(f"%{b:02X}".encode("ascii") for b in range(256))
 _BAD_ESCAPE: Final = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # §3.5.1 with RFC 2617's auth-param: name="quoted-string" (the values are checked per name),
 # each after the start or a comma with optional white space; anything else is caught by the
@@ -143,40 +140,6 @@ class OAuthRequest(NamedTuple):
     signature: str
     timestamp: int
     nonce: str
-
-
-# --- §3.6 percent encoding ---------------------------------------------------------------
-
-
-def percent_encode(value: str | bytes) -> str:
-    """§3.6: UTF-8, then every octet but ALPHA, DIGIT, ``-``, ``.``, ``_`` and ``~`` as
-    ``%XX`` with upper-case hex ("Characters in the unreserved character set ... MUST NOT be
-    encoded. All other characters MUST be encoded. The two hexadecimal characters used to
-    represent encoded characters MUST be uppercase.")."""
-    return _encode_octets(value.encode("utf-8") if isinstance(value, str) else value)
-
-
-def _encode_normalized(text: str) -> str:
-    """§3.6 over a string already made of encoded pairs (unreserved, ``%``, ``=``, ``&``)."""
-    return text.replace("%", "%25").replace("=", "%3D").replace("&", "%26")
-
-
-def _encode_octets(raw: bytes) -> str:
-    """§3.6 over octets. The usual text has few distinct octets to escape (``:`` and ``/`` in a
-    URI, a space and ``+`` in a note): one C-level ``replace`` per distinct octet, ``%`` first;
-    otherwise a table lookup per octet."""
-    rest = raw.translate(None, _UNRESERVED)
-    if not rest:
-        return raw.decode("ascii")
-    distinct = set(rest)
-    if len(distinct) > 8:
-        return "".join(map(_ENCODED_OCTET.__getitem__, raw))
-    if 0x25 in distinct:
-        raw = raw.replace(b"%", b"%25")
-        distinct.discard(0x25)
-    for octet in distinct:
-        raw = raw.replace(_OCTET[octet], _ESCAPED_OCTET[octet])
-    return raw.decode("ascii")
 
 
 # A collected parameter: decoded name, decoded value, "encoded name\0encoded value" (§3.6; the
@@ -464,59 +427,3 @@ def collect(
         timestamp=timestamp,
         nonce=nonce,
     )
-
-
-# --- §3.4.2, §3.4.4: the shared-secret methods (standard library only) ---------------------------
-
-
-def _key(consumer_secret: str, token_secret: str) -> str:
-    # §3.4.2 and §3.4.4: the encoded client secret, "An "&" character (ASCII code 38), which
-    # MUST be included even when either secret is empty", the encoded token secret.
-    return f"{percent_encode(consumer_secret)}&{percent_encode(token_secret)}"
-
-
-def _hmac_digest(method: str, base_string: str, consumer_secret: str, token_secret: str) -> bytes:
-    digest = HMAC_METHODS.get(method)
-    if digest is None:
-        raise UnsupportedSignatureMethod(f"{method!r} is not an HMAC method")
-    if not consumer_secret:
-        raise ValueError("an empty consumer secret")
-    key = _key(consumer_secret, token_secret).encode("utf-8")
-    return hmac.digest(key, base_string.encode("utf-8"), digest)
-
-
-def sign_hmac(method: str, base_string: str, consumer_secret: str, token_secret: str = "") -> str:
-    """§3.4.2 (``HMAC-SHA1``; ``HMAC-SHA256`` alike): HMAC over the base string with the key
-    ``encode(consumer secret) & encode(token secret)``, base64-encoded (RFC 2045 §6.8)."""
-    digest = _hmac_digest(method, base_string, consumer_secret, token_secret)
-    return base64.b64encode(digest).decode("ascii")
-
-
-def verify_hmac(
-    method: str, base_string: str, signature: str, consumer_secret: str, token_secret: str = ""
-) -> None:
-    """§3.2: "Recalculating the request signature independently ... and comparing it to the
-    value received". The received value is base64-decoded strictly and compared in constant
-    time; raises :class:`SignatureInvalid`, never returns a verdict."""
-    expected = _hmac_digest(method, base_string, consumer_secret, token_secret)
-    try:
-        received = binascii.a2b_base64(signature.encode("ascii"), strict_mode=True)
-    except (UnicodeEncodeError, binascii.Error):
-        raise SignatureInvalid("oauth_signature is not base64") from None
-    if not hmac.compare_digest(expected, received):
-        raise SignatureInvalid(f"{method} signature mismatch")
-
-
-def plaintext_signature(consumer_secret: str, token_secret: str = "") -> str:
-    """§3.4.4: ``encode(consumer secret) & encode(token secret)``. "It MUST be used with a
-    transport-layer mechanism such as TLS": the caller decides whether it is allowed."""
-    if not consumer_secret:
-        raise ValueError("an empty consumer secret")
-    return _key(consumer_secret, token_secret)
-
-
-def verify_plaintext(signature: str, consumer_secret: str, token_secret: str = "") -> None:
-    """§3.4.4, compared in constant time; raises :class:`SignatureInvalid`."""
-    expected = plaintext_signature(consumer_secret, token_secret).encode("utf-8")
-    if not hmac.compare_digest(expected, signature.encode("utf-8")):
-        raise SignatureInvalid("PLAINTEXT signature mismatch")

@@ -1,9 +1,10 @@
 """OAuth 1.0 signature methods (RFC 5849 §3.4.2-§3.4.4): one ``verify`` and one ``sign`` for
 ``HMAC-SHA1``, ``HMAC-SHA256``, ``RSA-SHA1`` and ``PLAINTEXT``.
 
-Split from :mod:`restguard.wire.rfc5849` (parameters, the base string, the shared-secret
-methods on the standard library) because ``RSA-SHA1`` needs pyca ``cryptography``, a server
-dependency that ``restguard.client`` must not load. :func:`verify` returns ``None`` or raises
+Split from :mod:`restguard.wire.rfc5849` (parameters, the base string) and
+:mod:`restguard.wire.rfc5849_signatures` (the shared-secret methods on the standard library)
+because ``RSA-SHA1`` needs pyca ``cryptography``, a server dependency that ``restguard.client``
+must not load. :func:`verify` returns ``None`` or raises
 :class:`~restguard.wire.rfc5849.SignatureInvalid`; the method a consumer may use is the
 consumer record's, checked by the caller before this is called.
 """
@@ -18,10 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from restguard.wire.rfc5849 import (
-    HMAC_METHODS,
-    SignatureInvalid,
-    UnsupportedSignatureMethod,
+from restguard.wire.rfc5849 import HMAC_METHODS, SignatureInvalid, UnsupportedSignatureMethod
+from restguard.wire.rfc5849_signatures import (
     plaintext_signature,
     sign_hmac,
     verify_hmac,

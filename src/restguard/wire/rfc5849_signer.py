@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from restguard.wire.rfc5849 import collect, percent_encode
+from restguard.wire.rfc5849 import collect
+from restguard.wire.rfc5849_encoding import percent_encode
 
 __all__ = ["authorization_header", "sign_request_with"]
 

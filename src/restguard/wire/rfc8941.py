@@ -1,4 +1,6 @@
-"""Structured Field Values (RFC 8941): a strict parser for Dictionaries, and the serializer.
+"""Structured Field Values (RFC 8941): a strict parser for Dictionaries, and the serialization
+of bare items and of the Inner Lists it parsed (the serializer of Items, Inner Lists and
+Dictionaries in general is :mod:`restguard.wire.rfc8941_serialize`).
 
 What RFC 9421 (``Signature-Input``, ``Signature``) and RFC 9530 (``Content-Digest``) need: a
 Dictionary (§3.2) whose members are Items or Inner Lists (§3.1.1), each with Parameters
@@ -350,7 +352,9 @@ def _base64(text: str) -> bytes:
         raise StructuredFieldError("a malformed byte sequence") from exc
 
 
-# --- serializer (§4.1) -------------------------------------------------------------------
+# --- serializer (§4.1): bare items, and the Inner Lists parsed above -----------------------
+# (here, not in rfc8941_serialize: parse_inner_lists_serialized needs canonical_inner_list,
+# and rfc8941_serialize imports this module's types)
 
 _STRING_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
 
@@ -411,45 +415,3 @@ def serialize_bare_item(value: BareItem) -> str:
     if not value.isascii() or not value.isprintable():
         raise StructuredFieldError("a string must be printable ASCII")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def serialize_params(params: Params) -> str:
-    """§4.1.1.2: ``;key`` for true, ``;key=value`` otherwise."""
-    parts = []
-    for key, value in params:
-        if _KEY.fullmatch(key) is None:
-            raise StructuredFieldError(f"not a key: {key!r}")
-        parts.append(";" + key if value is True else f";{key}={serialize_bare_item(value)}")
-    return "".join(parts)
-
-
-def serialize_item(item: Item) -> str:
-    """§4.1.3: a bare item followed by its parameters."""
-    text = serialize_bare_item(item.value)
-    return text + serialize_params(item.params) if item.params else text
-
-
-def serialize_inner_list(inner: InnerList) -> str:
-    """§4.1.1.1: ``(`` items separated by one SP ``)`` then the list's parameters."""
-    body = " ".join([serialize_item(item) for item in inner.items])
-    return f"({body}){serialize_params(inner.params)}"
-
-
-def serialize_member(member: Member) -> str:
-    """A dictionary member's value: an Inner List or an Item, with their parameters."""
-    if isinstance(member, InnerList):
-        return serialize_inner_list(member)
-    return serialize_item(member)
-
-
-def serialize_dictionary(dictionary: dict[str, Member]) -> str:
-    """§4.1.2: ``key=value`` members joined by ``, ``; a true Item is written ``key;params``."""
-    parts = []
-    for key, member in dictionary.items():
-        if _KEY.fullmatch(key) is None:
-            raise StructuredFieldError(f"not a key: {key!r}")
-        if isinstance(member, Item) and member.value is True:
-            parts.append(key + serialize_params(member.params))
-        else:
-            parts.append(f"{key}={serialize_member(member)}")
-    return ", ".join(parts)

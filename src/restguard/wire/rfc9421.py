@@ -36,6 +36,8 @@ from restguard.wire.rfc8941 import (
     parse_byte_sequence_dictionary,
     parse_dictionary,
     parse_inner_lists_serialized,
+)
+from restguard.wire.rfc8941_serialize import (
     serialize_dictionary,
     serialize_inner_list,
     serialize_item,

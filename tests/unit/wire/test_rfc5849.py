@@ -33,10 +33,10 @@ from restguard.wire.rfc5849 import (
     collect,
     normalize_parameters,
     parse_authorization,
-    percent_encode,
     signature_base_string,
 )
 from restguard.wire.rfc5849_algorithms import sign, sign_request, signer, verify
+from restguard.wire.rfc5849_encoding import percent_encode
 from restguard.wire.rfc5849_signer import authorization_header
 
 FORM = b"application/x-www-form-urlencoded"

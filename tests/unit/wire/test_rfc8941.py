@@ -18,9 +18,8 @@ from restguard.wire.rfc8941 import (
     parse_dictionary,
     parse_inner_list_dictionary,
     serialize_bare_item,
-    serialize_dictionary,
-    serialize_inner_list,
 )
+from restguard.wire.rfc8941_serialize import serialize_dictionary, serialize_inner_list
 from tests.unit.test_linear_parsing import assert_linear
 
 
