@@ -35,8 +35,8 @@ class OwnEndpoint:
     methods: tuple[str, ...]  # GET implies HEAD, as for routes
     reference: str
     served: bool = False  # this version answers it on the gateway listener
-    # Bytes of request body the endpoint reads (``gateway/exchange.py``): a declared or sent
-    # body above it gets 413. 0: none, a body is read and discarded.
+    # Bytes of request body the endpoint reads (``gateway/exchange_body.py``): a declared or
+    # sent body above it gets 413. 0: none, a body is read and discarded.
     body_limit: int = 0
 
     def allows(self, method: str) -> bool:

@@ -5,19 +5,9 @@ connection (``gateway/upstream.py``) feeds the answer back. Header hygiene (CONT
 upstream receives") is ``gateway/headers.py``; the decision itself is ``Guard.decide``, the
 same call the ASGI middleware makes.
 
-Framing is an invariant, not a list of cases: the upstream connection goes back to the pool only
-when the body bytes written match the framing declared in the head sent (exactly
-``Content-Length`` bytes, or a terminated chunked body) and the answer was complete; anything
-else closes it, so no byte of one request can ever be read as part of another.
-
-Bodies (accounting in ``gateway/request_body.py``): a body the request's credential covers
-(``Guard.body_wanted``: RFC 9421 with ``Content-Digest``) is read whole before the decision,
-capped by the authenticator (413 above), and exactly those bytes are forwarded after an allow;
-an ``application/x-www-form-urlencoded`` body is read whole before the decision, which checks
-it; a multipart body streams through
-``wire.forms``'s gate, which releases no byte of a part header it has not checked. Any other
-body is read up to ``[server] body_buffer_bytes`` before an upstream connection is taken, so slow
-senders of small bodies hold no pooled connection, and streams from there.
+The request body's side of the exchange is ``gateway/exchange_body.py`` (what is read when, and
+how much is held); the answer's, and the framing invariant that decides whether an upstream
+connection is reused, ``gateway/exchange_answer.py``.
 
 restguard's own endpoints (``gateway/own.py``) are answered here, after ``Guard.screen``: one
 with a ``body_limit`` has its body read whole first (Content-Length or chunked, under the same
@@ -30,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +33,10 @@ from restguard.errors import (
     PayloadTooLarge,
     ServerError,
     UpstreamError,
-    UpstreamTimeout,
 )
-from restguard.gateway.headers import client_head, upstream_head, with_rate_headers
+from restguard.gateway.exchange_answer import FRESH_ENOUGH, RETRYABLE, ExchangeAnswer
+from restguard.gateway.exchange_body import _CONTINUE, ExchangeBody
+from restguard.gateway.headers import upstream_head
 from restguard.gateway.own import answer_own, check_own
 from restguard.gateway.request_body import NO_BODY, RequestBody
 from restguard.gateway.upstream import PoolTimeout
@@ -57,17 +48,11 @@ if TYPE_CHECKING:
     from restguard.gateway.http1 import ClientConnection
     from restguard.gateway.upstream import UpstreamConnection
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _log = logging.getLogger("restguard.gateway")
-# RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests." restguard
-# retries only safe methods, and sends the others only on connections idle for less than
-# ``FRESH_ENOUGH`` s (upstreams close idle keep-alive connections after 2 to 5 s by default).
-RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
-FRESH_ENOUGH = 1.0
 
 
-class Exchange:
-    """One request and its answer."""
+class Exchange(ExchangeBody, ExchangeAnswer):
+    """One request and its answer (its body: ``ExchangeBody``; its answer: ``ExchangeAnswer``)."""
 
     def __init__(
         self,
@@ -121,84 +106,6 @@ class Exchange:
         self._collecting = False  # an own endpoint's body is being read whole (no buffer cap)
         self.finished = False
 
-    # --- request body, fed by the client connection -----------------------------------------
-    def feed_body(self, data: bytes) -> None:
-        if self._discard or self.finished:
-            return
-        try:
-            data = self.body.take(data)
-        except AuthError as err:
-            self._refuse_body(err)
-            return
-        self._pass_on(data)
-
-    def _pass_on(self, data: bytes) -> None:
-        if self._forwarding:
-            self._send_body(data)
-            if self._upstream is not None:  # an upload in progress is not an idle upstream
-                self._upstream.last_read = self.gw.loop.time()
-            return
-        self._body.append(data)
-        self._buffered += len(data)
-        # (what a gate holds back counts too: body.seen is everything received)
-        if not self._collecting and self.body.seen >= self.gw.limits.body_buffer_bytes:
-            self.client.pause("buffer")
-            self._wake_body_wait()
-
-    def body_done(self) -> None:
-        if self.body_complete or self.finished or self._discard:
-            self.body_complete = True
-            return
-        try:
-            self._pass_on(self.body.finish())
-        except AuthError as err:
-            self._refuse_body(err)
-            return
-        self.body_complete = True
-        if self._forwarding and self._upstream is not None:
-            if self.chunked:
-                self._upstream.write(self.body.last_chunk())
-            self._upstream.request_sent()
-        self._wake_body_wait()
-
-    def _send_body(self, data: bytes) -> None:
-        assert self._upstream is not None
-        if data:
-            self._upstream.write(self.body.encode(data))
-
-    def _wake_body_wait(self) -> None:
-        waiter, self._body_wait = self._body_wait, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _refuse_body(self, err: AuthError) -> None:
-        """The body cannot go on (too large, a refused form field). The client connection
-        stays: llhttp still knows the body's framing, so the rest of it is read and discarded,
-        never taken for a next request."""
-        self._discard = True
-        if self._forwarding:  # the upstream holds an incomplete request: that one is dropped
-            self._outcome = "aborted"
-            self._abort_upstream()
-        self._wake_body_wait()
-        if not self._head_sent:
-            self.gw.guard.refused(self.method, self.target, self.client.peer, err)
-        self._respond_error(err)
-
-    def body_failed(self, err: AuthError) -> None:
-        """The request body broke its framing or came too slowly: nothing more of it can be
-        trusted or waited for."""
-        self._discard = True
-        self._close_after = True
-        self.keep_alive = False
-        self._wake_body_wait()
-        if self._forwarding:
-            self._outcome = "aborted"
-            self._abort_upstream()
-        if self._head_sent:
-            self._finish()
-        else:
-            self._respond_error(err)
-
     # --- the exchange ------------------------------------------------------------------------
     _deferred: AuthError | None = None  # refused while queued: answered in its turn
 
@@ -230,12 +137,6 @@ class Exchange:
         self._abort_upstream()
         self._respond_error(ServerError(debug=f"{what}; see the server log"))
 
-    async def _wait_body(self, enough: Callable[[], bool]) -> None:
-        """Wait (with reading on) until ``enough()`` or the body ended one way or another."""
-        while not (enough() or self.body_complete or self._discard or self.finished):
-            self._body_wait = self.gw.loop.create_future()
-            await self._body_wait
-
     async def _decide_and_forward(self) -> None:
         gw = self.gw
         if self.finished:  # refused while its head was being read on (a body refusal)
@@ -250,7 +151,7 @@ class Exchange:
                 http_version=self.http_version,
                 peer=self.client.peer,
                 trusted_proxies=gw.trusted_proxies,
-                max_header_bytes=None,  # capped while parsing (http1.on_header)
+                max_header_bytes=None,  # capped while parsing (client_parsing.on_header)
                 scheme=self.client.scheme,
             )
             endpoint = served_endpoint(view.path)
@@ -332,29 +233,6 @@ class Exchange:
                 self._close_after = True
         self._respond(status, headers, answer)
 
-    async def _collect_body(self, limit: int) -> bytes | None:
-        """The whole request body, at most ``limit`` bytes (413 beyond: before reading when
-        the declared length is over it, else at the first byte over it). None when the body
-        was refused, too slow or broken, or the client left: that was answered already."""
-        if self.content_length is not None and self.content_length > limit:
-            raise PayloadTooLarge(debug=f"content-length {self.content_length} over {limit}")
-        if self.body.seen > limit:  # (arrived, maybe whole, while the request was screened)
-            raise PayloadTooLarge(debug=f"body over {limit}")
-        if not self.body_complete:
-            self.body.limit(limit)
-            self._collecting = True
-            self.client.resume("buffer")  # (held at body_buffer_bytes before: read on)
-            if self.expect_continue:
-                self.client.write(_CONTINUE)
-                self.client.flush()
-            await self._wait_body(lambda: False)
-        if self.finished or self._discard:
-            return None
-        body = b"".join(self._body)
-        self._body.clear()
-        self._buffered = 0
-        return body
-
     async def _forward(self, *, fresh: bool) -> None:
         """Send the head (and what arrived of the body) on a pooled connection."""
         try:
@@ -393,99 +271,7 @@ class Exchange:
                 upstream.write(self.body.last_chunk())
             upstream.request_sent()
 
-    # --- the answer, fed by the upstream connection ------------------------------------------
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
-    ) -> None:
-        if self.finished:
-            return
-        if self._decision is not None and self._decision.rate_headers:
-            headers = with_rate_headers(headers, self._decision.rate_headers)
-        out, framing = client_head(
-            status,
-            reason,
-            headers,
-            no_body=self.method == "HEAD",
-            http_11=self.http_version == "1.1",
-        )
-        if framing == "chunked":
-            self._chunked_out = True
-        elif framing == "close":
-            self._close_after = True
-        out.append(self._connection_header())
-        out.append(b"\r\n")
-        self._head_sent = True
-        self._status = status
-        self.client.write(b"".join(out))
-
-    def response_body(self, data: bytes) -> None:
-        if self.finished or not data:
-            return
-        if self._chunked_out:
-            self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self.client.write(data)
-
-    def response_done(self) -> None:
-        if self.finished:
-            return
-        if self._chunked_out:
-            self.client.write(b"0\r\n\r\n")
-        reusable = self.body_complete and not self._discard and self.body.framing_kept()
-        if self._upstream is not None and reusable:
-            self.gw.pool.release(self._upstream)
-            self._upstream = None
-        else:  # the body was not all sent (an early answer, a refusal): never reused
-            self._abort_upstream()
-        self.gw.observe_upstream(self.gw.loop.time() - self._forwarded_at)
-        self._outcome = "ok"
-        self._finish()
-
-    def upstream_failed(self, reason: str) -> None:
-        upstream, self._upstream = self._upstream, None
-        if upstream is not None:
-            self.gw.pool.forget(upstream)
-        if self.finished:
-            return
-        if not self._head_sent:
-            if (
-                upstream is not None
-                and upstream.reused
-                and not upstream.received_any
-                and not self._retried
-                and not self.body.seen
-                and self.method in RETRYABLE
-            ):
-                # A reused keep-alive connection the upstream had already closed: one retry on
-                # a fresh connection, for a safe method without a body (RFC 9110 §9.2.2).
-                self._retried = True
-                self._forwarding = False
-                # (the loop keeps only weak references to tasks: hold this one)
-                self._retry = self.gw.loop.create_task(self._guarded(self._forward(fresh=True)))
-                return
-            self._outcome = "error"
-            self._respond_error(UpstreamError(debug=reason))
-        else:  # the answer was cut short: the client must see a broken connection too
-            self._outcome = "cut"
-            self._close_after = True
-            self._finish()
-
-    def flush_output(self) -> None:
-        """End of one upstream read: send what it produced to the client in one write."""
-        self.client.flush()
-
-    def upstream_writable(self, writable: bool) -> None:
-        if writable:
-            self.client.resume("upstream")
-        else:
-            self.client.pause("upstream")
-
-    def client_writable(self, writable: bool) -> None:
-        if self._upstream is not None:
-            if writable:
-                self._upstream.resume_reading()
-            else:
-                self._upstream.pause_reading()
+    # --- endings -----------------------------------------------------------------------------
 
     def shut_down(self) -> None:
         """The server is stopping and this exchange ran out of grace."""
@@ -504,21 +290,6 @@ class Exchange:
             self._record(499 if not self._head_sent else self._status)
         self.finished = True
         self._wake_body_wait()
-
-    def upstream_timed_out(self, reason: str) -> None:
-        """The upstream's answer is late (its connection's clock; see gateway/upstream.py)."""
-        if self.finished:
-            return
-        self._abort_upstream()
-        if self._head_sent:  # cut, never spliced
-            self._outcome = "cut"
-            self._close_after = True
-            self._finish()
-        else:
-            self._outcome = "timeout"
-            self._respond_error(UpstreamTimeout(debug=reason))
-
-    # --- endings -----------------------------------------------------------------------------
 
     def _abort_upstream(self) -> None:
         upstream, self._upstream = self._upstream, None
