@@ -1,7 +1,8 @@
 """Review of "a signed body is read whole before the decision, then exactly those bytes are
-forwarded" (``exchange._decide_and_forward`` -> ``_collect_body``), against STOCK upstreams:
-a plain ASGI app under a real uvicorn and a plain WSGI app under ``wsgiref``. Each app appends
-every body it receives to a list, so a test can say exactly what the app got.
+forwarded" (``exchange._decide_and_forward`` -> ``exchange_body._collect_body``), against
+STOCK upstreams: a plain ASGI app under a real uvicorn and a plain WSGI app under
+``wsgiref``. Each app appends every body it receives to a list, so a test can say exactly
+what the app got.
 
 Every attack has its valid twin, over raw sockets: Content-Length and chunked bodies, a pipelined
 request after a signed body, a body that stalls midway, ``Expect: 100-continue`` with no body,

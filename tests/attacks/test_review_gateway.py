@@ -142,7 +142,7 @@ def test_multipart_part_header_is_scanned_in_linear_time(gw: GatewayProcess, key
 BIG_FIELDS = {
     # httptools concatenates the pieces of one header name or value in Python
     # (``_current_header_value += val``) and hands the field over only when it ends; the
-    # gateway's max_header_bytes check (http1.on_header) runs then. A field that never ends
+    # gateway's max_header_bytes check (client_parsing.on_header) runs then. A field that never ends
     # grows at line rate until client_header_timeout (10 s by default), each piece copying the
     # whole field again (quadratic): one such client stalled another's request for 8.9 s.
     "head-value": b"GET /public/x HTTP/1.1\r\nHost: gateway.test\r\nX-Big: ",
@@ -301,7 +301,7 @@ def test_client_that_never_reads_cannot_grow_the_write_buffer(gw: GatewayProcess
 
 
 def test_many_pipelined_upgrade_requests_are_all_answered(gw: GatewayProcess) -> None:
-    # http1._ignore_upgrade feeds what follows an ignored Upgrade back into data_received
+    # client_parsing._ignore_upgrade feeds what follows an ignored Upgrade back into data_received
     # recursively; ~330 bodiless Upgrade requests in one write exceed Python's recursion limit.
     # uvloop then logs "Fatal error on transport" with a RecursionError traceback (~300 KB of log
     # per 41 KB sent) and drops the connection: none of the requests is answered.
