@@ -3,12 +3,14 @@
     python bench/run.py            # full run: 3 interleaved rounds x 10 s per target
     python bench/run.py --quick    # smoke run, a few seconds in all
 
-Eleven targets share one upstream (nginx answering ``{"ok":true}``):
+Twelve targets share one upstream (nginx answering ``{"ok":true}``):
 
 1. ``upstream``   - the upstream itself, directly;
 2. ``nginx``      - nginx as a plain keep-alive reverse proxy to it;
 3. ``py-relay``   - ``bench/relay.py``: bytes relayed, nothing parsed (the floor of any Python
    proxy here);
+3b. ``py-parse``  - ``bench/parse_relay.py``: both heads parsed with httptools and rebuilt,
+   nothing checked (the floor of any Python proxy that parses what it forwards);
 4. ``rg-public``  - a restguard gateway, public route ``/public/**``;
 5. ``rg-apikey``  - the same gateway, ``/keyed/**`` with an ``X-API-Key`` (scope ``bench:read``);
 6. ``rg-jwt``     - the same route with an RS256 JWT of an external issuer (``restguard issuer
@@ -114,6 +116,8 @@ CHECKS = (
     Check("restguard public CPU/req / nginx CPU/req", "rg-public", "nginx", TARGET_CPU_RATIO),
     # Not restguard's: how far below that target any Python proxy can go here (bench/relay.py).
     Check("(floor) Python byte relay / nginx CPU/req", "py-relay", "nginx", TARGET_CPU_RATIO),
+    # ... and any Python proxy that parses both heads with httptools (bench/parse_relay.py).
+    Check("(floor) Python parsing proxy / nginx CPU/req", "py-parse", "nginx", TARGET_CPU_RATIO),
     *(
         Check(f"{label} CPU/req / public CPU/req", name, "rg-public", TARGET_CREDENTIAL_RATIO)
         for name, label in (
@@ -693,10 +697,13 @@ def run_checked(cmd: list[str]) -> str:
 
 
 @contextmanager
-def relay(work: Path, port: int, upstream_port: int, pin: bool) -> Iterator[int]:
-    """Run ``bench/relay.py`` (the floor of a Python proxy); yield its pid once it answers."""
-    cmd = [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(upstream_port)]
-    log = work / "relay.log"
+def relay(
+    work: Path, port: int, upstream_port: int, pin: bool, script: str = "relay.py"
+) -> Iterator[int]:
+    """Run ``bench/relay.py`` or ``bench/parse_relay.py`` (the floors of a Python proxy); yield
+    its pid once it answers."""
+    cmd = [sys.executable, str(Path(__file__).with_name(script)), str(port), str(upstream_port)]
+    log = work / Path(script).with_suffix(".log")
     with process(pinned(cmd, SERVER_CPU, pin), log) as proc:
         wait_ready(f"http://127.0.0.1:{port}/", proc, log)
         yield proc.pid
@@ -1049,7 +1056,7 @@ def write_results(data: dict[str, Any]) -> None:
 
 def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     """Start the upstream, the nginx proxy, the JWKS server and the gateway; fetch the bench
-    clients' access tokens from the gateway; return the eleven targets."""
+    clients' access tokens from the gateway; return the twelve targets."""
     up_port, proxy_port = free_port(), free_port()
     up_http = UPSTREAM_HTTP.format(port=up_port, body=UPSTREAM_BODY)
     up_pid = stack.enter_context(nginx(work, "upstream", up_http, up_port, pin))
@@ -1057,6 +1064,8 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
     proxy_pid = stack.enter_context(nginx(work, "proxy", proxy_http, proxy_port, pin))
     relay_port = free_port()
     relay_pid = stack.enter_context(relay(work, relay_port, up_port, pin))
+    parse_port = free_port()
+    parse_pid = stack.enter_context(relay(work, parse_port, up_port, pin, "parse_relay.py"))
     jwks, mint = bench_issuer()
     jwks_port = stack.enter_context(jwks_server(jwks))
     setup = setup_restguard(work, up_port, jwks_port, mint)
@@ -1083,6 +1092,12 @@ def start_targets(stack: ExitStack, work: Path, pin: bool) -> list[Target]:
             "Python byte relay (floor)",
             f"http://127.0.0.1:{relay_port}/public/item",
             relay_pid,
+        ),
+        Target(
+            "py-parse",
+            "Python parsing proxy (floor)",
+            f"http://127.0.0.1:{parse_port}/public/item",
+            parse_pid,
         ),
         Target(
             "rg-public", "restguard public route", f"http://127.0.0.1:{rg_port}/public/item", rg_pid
