@@ -382,11 +382,16 @@ def test_init_json_names_what_it_wrote(tmp_path: Path) -> None:
     done = run("init", "--dir", str(tmp_path / "d"), "--upstream", upstream, "--json")
     assert done.returncode == 0, done.stderr
     written = one_document(done)
+    admin = written.pop("admin_key")
     assert written == {
         "config": str(tmp_path / "d" / "restguard.toml"),
         "master_key": str(tmp_path / "d" / "master.key"),
         "database": str(tmp_path / "d" / "restguard.db"),
         "upstream": upstream,
     }
+    # the bootstrap admin key, printed once as "apikey create --json" prints a key
+    assert set(admin) == {"id", "name", "key", "scopes", "expires_at"}
+    assert admin["scopes"] == ["restguard:admin"] and admin["expires_at"] is None
+    assert admin["key"].startswith(f"rg_ak_{admin['id']}_")
     for path in ("config", "master_key", "database"):
         assert Path(written[path]).exists()

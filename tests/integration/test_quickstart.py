@@ -123,6 +123,12 @@ def promised_requests(stdout: str) -> list[tuple[int, str]]:
     return found
 
 
+def admin_command(guide: str) -> str:
+    """The admin API's curl command the guide prints."""
+    (line,) = [line for line in guide.splitlines() if line.startswith("Admin API: curl ")]
+    return line.removeprefix("Admin API: ")
+
+
 def curl_status(command: str) -> int:
     argv = shlex.split(command)
     assert argv[0] == "curl"
@@ -158,9 +164,12 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         requests = promised_requests(out)
         assert [status for status, _ in requests] == PROMISED
         keys = set(re.findall(r"rg_ak_[0-9a-z]{12}_[0-9A-Za-z]{49}", out))
-        assert len(keys) == 2  # a read key and a read/write key
+        assert len(keys) == 3  # a read key, a read/write key and the admin API's key
         for status, command in requests:
             assert curl_status(command) == status, command
+        admin_api = admin_command(out)
+        assert f"http://127.0.0.1:{admin}/api/apikeys" in admin_api
+        assert curl_status(admin_api) == 200
 
         status, body = get(f"http://127.0.0.1:{admin}/healthz")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
@@ -194,7 +203,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         new_requests = promised_requests(out2)
         assert [status for status, _ in new_requests] == PROMISED
         new_keys = set(re.findall(r"rg_ak_[0-9a-z]{12}_[0-9A-Za-z]{49}", out2))
-        assert len(new_keys) == 2 and not new_keys & keys
+        assert len(new_keys) == 3 and not new_keys & keys
+        assert curl_status(admin_api) == 401  # the previous run's admin key is revoked
+        assert curl_status(admin_command(out2)) == 200
         # the previous run's keys and token (its demo issuer's key is gone): 401 wherever a
         # route matches (404 stays 404: no route)
         assert [curl_status(c) for _, c in requests] == [

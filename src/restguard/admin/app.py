@@ -1,5 +1,5 @@
-"""The admin listener: ``/healthz``, ``/readyz`` and ``/metrics`` (the admin API and console
-come later).
+"""The admin listener: the admin REST API under ``/api/`` (``admin/api.py``), ``/healthz``,
+``/readyz`` and ``/metrics``.
 
 ``/healthz`` is liveness: 200 while the store answers. ``/readyz`` is readiness for load
 balancers: 200 only when every check passes (the store, the upstream, the audit log, and Redis
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from restguard.asgi import Receive, Scope, Send
+from restguard.asgi import ASGIApp, Receive, Scope, Send
 from restguard.edge.asgi_send import acknowledge_lifespan, send_json
 from restguard.errors import BackendUnavailable
 from restguard.observe import Metrics
@@ -24,12 +24,17 @@ Check = Callable[[], Awaitable[bool]]
 
 class AdminApp:
     """The admin listener's ASGI application. ``checks`` are readiness checks by part name
-    (``/readyz``); the store's is always one of them."""
+    (``/readyz``); the store's is always one of them. ``api`` answers ``/api/`` (the admin
+    API behind its guard: ``admin.api.mount``)."""
 
     def __init__(
-        self, store: Store, metrics: Metrics, checks: Mapping[str, Check] | None = None
+        self,
+        store: Store,
+        metrics: Metrics,
+        checks: Mapping[str, Check] | None = None,
+        api: ASGIApp | None = None,
     ) -> None:
-        self.store, self.metrics = store, metrics
+        self.store, self.metrics, self.api = store, metrics, api
         self.checks: dict[str, Check] = {"store": self._store_up, **(checks or {})}
 
     async def _store_up(self) -> bool:
@@ -59,6 +64,9 @@ class AdminApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        if self.api is not None and (path == "/api" or path.startswith("/api/")):
+            await self.api(scope, receive, send)
+            return
         head = method == "HEAD"
         if method not in ("GET", "HEAD") or path not in ("/healthz", "/readyz", "/metrics"):
             await send_json(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import click
 
@@ -17,72 +17,49 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table
-from restguard.config import scope_problem
-from restguard.credentials.apikey import check_name, generate_key, new_record
-from restguard.keys.hashing import token_digest
-from restguard.store.errors import UnknownRecord
-from restguard.store.ports import ApiKeyRecord, Store
+from restguard.cli.output import emit_json, success, table
+from restguard.config import Settings
+from restguard.credentials.apikey import check_name
+from restguard.manage import apikeys
+from restguard.manage.errors import Invalid, ManageError
+from restguard.manage.values import check_scopes
+from restguard.store.ports import Store
+
+T = TypeVar("T")
 
 
 def _scopes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for scope in value:
-        problem = scope_problem(scope)
-        if problem:
-            raise click.BadParameter(f"{problem}: repeat --scope for each one")
-    return tuple(dict.fromkeys(value))
+    try:
+        return check_scopes(value, hint="repeat --scope for each one")
+    except Invalid as exc:
+        raise click.BadParameter(exc.message) from None
 
 
-def _state(rec: ApiKeyRecord, now: datetime) -> str:
-    if rec.revoked_at and rec.revoked_at <= now:
-        return "revoked"
-    if rec.expires_at and rec.expires_at <= now:
-        return "expired"
-    if rec.revoked_at:
-        return "grace"
-    return "active"
+def _act(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run a service call on the store; its refusal becomes the CLI's one-line error."""
+    try:
+        return run(with_store(settings, action))
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
 
 
-def _public(rec: ApiKeyRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "id": rec.id,
-        "name": rec.name,
-        "scopes": list(rec.scopes),
-        "state": _state(rec, now),
-        "created_at": iso(rec.created_at),
-        "expires_at": iso(rec.expires_at),
-        "revoked_at": iso(rec.revoked_at),
-        "last_used_at": iso(rec.last_used_at),
-    }
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """A record as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k != "etag"}
 
 
-def _print_new(
-    as_json: bool,
-    rec: ApiKeyRecord,
-    key: str,
-    verb: str,
-    old: ApiKeyRecord | None = None,
-) -> None:
-    """The new key, shown once. After a rotation (``old``): the old key's id and the time it
-    stops working (``grace_ends_at``: now without --grace)."""
-    data: dict[str, Any] = {
-        "id": rec.id,
-        "name": rec.name,
-        "key": key,
-        "scopes": list(rec.scopes),
-        "expires_at": iso(rec.expires_at),
-    }
-    if old is not None:
-        data |= {"old_id": old.id, "grace_ends_at": iso(old.revoked_at)}
+def _print_new(as_json: bool, data: dict[str, Any], verb: str) -> None:
+    """The new key, shown once. After a rotation: the old key's id and the time it stops
+    working (``grace_ends_at``: now without --grace)."""
     if as_json:
-        emit_json(data)
+        emit_json(_shown(data))
         return
-    success(f"API key {verb}: {rec.id} ({rec.name})")
-    click.echo(f"  key:        {key}")
-    click.echo(f"  scopes:     {' '.join(rec.scopes) or '(none)'}")
-    click.echo(f"  expires at: {iso(rec.expires_at) or 'never'}")
-    if old is not None:
-        click.echo(f"  old key:    {old.id} works until {iso(old.revoked_at)}")
+    success(f"API key {verb}: {data['id']} ({data['name']})")
+    click.echo(f"  key:        {data['key']}")
+    click.echo(f"  scopes:     {' '.join(data['scopes']) or '(none)'}")
+    click.echo(f"  expires at: {data['expires_at'] or 'never'}")
+    if "old_id" in data:
+        click.echo(f"  old key:    {data['old_id']} works until {data['grace_ends_at']}")
     click.secho("  The key is shown once; only its hash is stored.", dim=True)
 
 
@@ -114,13 +91,11 @@ def create(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
     settings = settings_from(config)
-    record, key = new_record(name, scopes, datetime.now(UTC), expires_in)
 
-    async def act(store: Store) -> None:
-        await store.api_keys.insert(record)
+    async def act(store: Store) -> dict[str, Any]:
+        return await apikeys.create(store, datetime.now(UTC), name, list(scopes), expires_in)
 
-    run(with_store(settings, act))
-    _print_new(as_json, record, key, "created")
+    _print_new(as_json, _act(settings, act), "created")
 
 
 @apikey.command("list")
@@ -131,12 +106,10 @@ def list_(config: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[ApiKeyRecord]:
-        return await store.api_keys.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await apikeys.everything(store, datetime.now(UTC))
 
-    records = run(with_store(settings, act))
-    now = datetime.now(UTC)
-    rows = [_public(r, now) for r in records]
+    rows = [_shown(r) for r in _act(settings, act)]
     if as_json:
         emit_json(rows)
         return
@@ -165,17 +138,14 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
     """Revoke a key at once (on every instance within one second)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> ApiKeyRecord:
-        return await store.api_keys.revoke(key_id, datetime.now(UTC))
+    async def act(store: Store) -> dict[str, Any]:
+        return await apikeys.revoke(store, datetime.now(UTC), key_id)
 
-    try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(f"no API key has the id '{key_id}'") from None
+    data = _shown(_act(settings, act))
     if as_json:
-        emit_json(_public(rec, datetime.now(UTC)))
+        emit_json(data)
     else:
-        success(f"API key {rec.id} ({rec.name}) revoked.")
+        success(f"API key {data['id']} ({data['name']}) revoked.")
 
 
 @apikey.command("rotate")
@@ -192,30 +162,8 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
 def rotate(key_id: str, grace: float | None, config: str | None, as_json: bool) -> None:
     """Replace a key with a new one (same name, scopes and expiry)."""
     settings = settings_from(config)
-    now = datetime.now(UTC)
 
-    async def act(store: Store) -> tuple[ApiKeyRecord, str, ApiKeyRecord]:
-        old = await store.api_keys.get(key_id)
-        if old is None:
-            raise UnknownRecord(key_id)
-        if old.revoked_at and old.revoked_at <= now:
-            raise click.ClickException(f"API key '{key_id}' is revoked; create a new one")
-        new_id, key = generate_key()
-        new = replace(
-            old,
-            id=new_id,
-            key_hash=token_digest(key),
-            created_at=now,
-            revoked_at=None,
-            last_used_at=None,
-        )
-        await store.api_keys.rotate(old.id, new, now + timedelta(seconds=grace or 0))
-        # Read back: a key already in its grace period keeps the earlier end.
-        after = await store.api_keys.get(old.id)
-        return new, key, after or old
+    async def act(store: Store) -> dict[str, Any]:
+        return await apikeys.rotate(store, datetime.now(UTC), key_id, grace)
 
-    try:
-        new, key, old = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(f"no API key has the id '{key_id}'") from None
-    _print_new(as_json, new, key, f"rotated from {key_id}", old=old)
+    _print_new(as_json, _act(settings, act), f"rotated from {key_id}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +22,7 @@ from restguard.keys.sealing import (
     load_master_key,
     open_sealer,
 )
+from restguard.manage import apikeys
 from restguard.store.sql import migrate, open_store
 
 TEMPLATE = """\
@@ -181,6 +184,26 @@ def _bind(database: str, key: Path) -> None:
             raise click.ClickException(f"{database}: {exc}") from None
 
 
+def bootstrap_admin_key(config: Path) -> dict[str, Any]:
+    """Issue the first admin key (scope ``restguard:admin``, no expiry) of a new data
+    directory and return it as ``apikey create --json`` prints it: the admin API's way in.
+    In a thread of its own, like ``_bind``."""
+
+    async def issue() -> dict[str, Any]:
+        store = open_store("sqlite:///" + str(config.parent / "restguard.db"))
+        try:
+            return await apikeys.create(
+                store, datetime.now(UTC), apikeys.BOOTSTRAP_NAME, [apikeys.ADMIN_SCOPE]
+            )
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="restguard-init") as pool:
+        data: dict[str, Any] = pool.submit(asyncio.run, issue()).result()
+    data.pop("etag", None)
+    return data
+
+
 def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> str:
     problem = upstream_url_problem(value)
     if problem is not None:
@@ -207,6 +230,7 @@ def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def init(directory: str, upstream: str, as_json: bool) -> None:
     """Write a starter config, database and master key."""
     config = write_data_dir(resolve(directory), upstream=upstream)
+    admin = bootstrap_admin_key(config)
     if as_json:
         emit_json(
             {
@@ -214,6 +238,7 @@ def init(directory: str, upstream: str, as_json: bool) -> None:
                 "master_key": str(config.parent / "master.key"),
                 "database": str(config.parent / "restguard.db"),
                 "upstream": upstream,
+                "admin_key": admin,
             }
         )
         return
@@ -224,6 +249,12 @@ def init(directory: str, upstream: str, as_json: bool) -> None:
     else:
         click.echo(f"  master key: {config.parent / 'master.key'} (mode 0600; back it up)")
     click.echo(f"  database:   {config.parent / 'restguard.db'}")
+    click.echo(f"  admin key:  {admin['key']}")
+    click.secho(
+        f"              (id {admin['id']}, scope {apikeys.ADMIN_SCOPE}: the admin API's key, "
+        "shown once; only its hash is stored)",
+        dim=True,
+    )
     click.echo("next:")
     click.echo(f"  restguard apikey create --config {config} --name me --scope notes:read")
     click.echo(f"  restguard serve --config {config}")

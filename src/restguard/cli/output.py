@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import click
 
+from restguard.manage.values import iso
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+__all__ = ["emit_json", "iso", "success", "table", "warn"]
 
 
 def emit_json(data: Any) -> None:

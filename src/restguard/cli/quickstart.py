@@ -150,6 +150,8 @@ def _guide(
         "need TLS ([server] tls_cert/tls_key, see the README) or a TLS-terminating proxy.",
         f"Decisions: restguard audit --follow --config {config}",
         f"Metrics:   curl {admin}/metrics",
+        f"Admin API: curl -H {shlex.quote('X-API-Key: ' + demo.admin_key)} {admin}/api/apikeys",
+        f"           (a key holding restguard:admin, for a day; the API: {admin}/api/openapi.json)",
         "Keys are shown once; a new run issues new ones. Ctrl-C stops everything.",
         "",
     ]
@@ -265,6 +267,7 @@ def quickstart(
                 "admin": admin,
                 "upstream": upstream,
                 "keys": {"read": demo.read_key, "write": demo.write_key},
+                "admin_key": demo.admin_key,
                 "oauth2": {
                     "client_id": demo.client_id,
                     "client_secret": demo.client_secret,

@@ -25,12 +25,16 @@ from restguard.demo.idp import ALG as IDP_ALG
 from restguard.demo.idp import DemoIdentityProvider
 from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import Sealer, open_sealer
+from restguard.manage.apikeys import ADMIN_SCOPE
 from restguard.oauth2.clients import new_client
 from restguard.oauth2.users import new_user
 from restguard.store.ports import Store
 from restguard.store.sql import open_store
 
 READ_NAME, WRITE_NAME = "quickstart-read", "quickstart-write"
+#: The admin API's key for this run (scope restguard:admin); revoked by the next run, and
+#: expiring after a day in any case: a demo's admin key should not outlive the demo.
+ADMIN_NAME, ADMIN_LIFETIME = "quickstart-admin", 86_400.0
 SERVICE_NAME = "quickstart-service"  # the demo OAuth 2.0 client (client credentials)
 APP_NAME = "Quickstart notes app"  # the demo OAuth 2.0 application (authorization code)
 SIGNER_NAME = "quickstart-signer"  # the demo app that signs its requests (RFC 9421, HMAC)
@@ -56,6 +60,7 @@ class Demo:
 
     read_key: str
     write_key: str
+    admin_key: str
     client_id: str
     client_secret: str
     app: DemoApp
@@ -69,20 +74,23 @@ async def fresh_keys(
     settings: Settings, idp: DemoIdentityProvider, gateway: str, upstream: str
 ) -> Demo:
     """Revoke the previous run's demo keys (their secrets were only ever printed) and issue
-    a read key and a read/write key, an OAuth 2.0 client (client credentials, read only), an
-    OAuth 2.0 application (authorization code, public) and the demo user who signs in to it,
-    a signing app, an OAuth 1.0a consumer with token credentials of the demo user; trust this
-    run's demo identity provider instead of the last one's."""
+    a read key and a read/write key, an admin key (the admin API's, for a day), an OAuth 2.0
+    client (client credentials, read only), an OAuth 2.0 application (authorization code,
+    public) and the demo user who signs in to it, a signing app, an OAuth 1.0a consumer with
+    token credentials of the demo user; trust this run's demo identity provider instead of the
+    last one's."""
     store = open_store(settings.database_url)
     try:
         now = datetime.now(UTC)
         for rec in await store.api_keys.list():
-            if rec.name in (READ_NAME, WRITE_NAME) and not rec.revoked_at:
+            if rec.name in (READ_NAME, WRITE_NAME, ADMIN_NAME) and not rec.revoked_at:
                 await store.api_keys.revoke(rec.id, now)
         read, read_key = new_record(READ_NAME, ("notes:read",), now, None)
         write, write_key = new_record(WRITE_NAME, ("notes:read", "notes:write"), now, None)
+        admin, admin_key = new_record(ADMIN_NAME, (ADMIN_SCOPE,), now, ADMIN_LIFETIME)
         await store.api_keys.insert(read)
         await store.api_keys.insert(write)
+        await store.api_keys.insert(admin)
         for issuer in await store.issuers.list():
             if issuer.audience == DEMO_AUDIENCE:
                 await store.issuers.remove(issuer.id)
@@ -126,6 +134,7 @@ async def fresh_keys(
         return Demo(
             read_key,
             write_key,
+            admin_key,
             service.client_id,
             secret,
             app,
