@@ -357,3 +357,43 @@ async def test_direct_store_records_show_through_the_api(admin: Admin) -> None:
     record, _ = new_record("from-store", ("s",), admin.runtime.clock.now(), None)
     await admin.runtime.store.api_keys.insert(record)
     assert record.id in [k["id"] for k in await admin.keys()]
+
+
+# --- signing keys --------------------------------------------------------------------------
+
+
+async def test_signing_keys_list_and_rotate(admin: Admin) -> None:
+    before = (await admin.get("/api/signing-keys")).json()
+    assert before["next"] is None
+    (first,) = before["items"]
+    assert first["status"] == "signing" and set(first) == {
+        "kid",
+        "alg",
+        "status",
+        "created_at",
+        "retired_at",
+    }
+    r = await admin.post("/api/signing-keys/rotate", {"alg": "es256"})
+    assert r.status_code == 201, r.text
+    new = r.json()
+    assert new["alg"] == "ES256"
+    assert [p["kid"] for p in new["previous"]] == [first["kid"]]
+    after = (await admin.get("/api/signing-keys")).json()["items"]
+    assert [k["kid"] for k in after] == [new["kid"], first["kid"]]
+    assert [k["status"] for k in after] == ["signing", "published"]
+    # the running instance publishes it (its keyring reloads within 5 s; here: at once)
+    await admin.runtime.keys.refresh()
+    assert new["kid"] in {k["kid"] for k in admin.runtime.keys.jwks()["keys"]}
+    changes = [x["detail"] for x in audit_lines(admin) if (x["detail"] or "").startswith("admin")]
+    assert changes == [f"admin signing-key.rotate {new['kid']}"]
+    text = json.dumps(after)
+    assert "sealed" not in text and '"d"' not in text
+
+
+async def test_signing_key_rotation_refuses_bad_input(admin: Admin) -> None:
+    for body, field in (({"alg": "HS256"}, "alg"), ({"alg": 1}, "alg"), ({"kid": "x"}, "kid")):
+        r = await admin.post("/api/signing-keys/rotate", body)
+        assert r.status_code == 400 and r.json()["field"] == field, body
+    assert len((await admin.get("/api/signing-keys")).json()["items"]) == 1
+    r = await admin.post("/api/signing-keys/rotate")  # no body: the default algorithm
+    assert r.status_code == 201 and r.json()["alg"] == "EdDSA"

@@ -14,6 +14,7 @@ write is one transaction.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,16 +24,20 @@ from urllib.parse import parse_qsl
 from restguard.asgi import DECISION_KEY, VIEW_KEY, ASGIApp, GuardMiddleware, Receive, Scope, Send
 from restguard.authz.policy import Policy, Route, compile_pattern
 from restguard.clock import Clock
-from restguard.edge.asgi_send import send_json
+from restguard.edge.asgi_send import send_json, send_problem
+from restguard.errors import AuthError
 from restguard.guard import Decision, Guard
-from restguard.manage import apikeys
+from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
+from restguard.manage import apikeys, signing_keys
 from restguard.manage.apikeys import ADMIN_SCOPE
 from restguard.manage.errors import Invalid, ManageError, NotFound
 from restguard.manage.values import duration
+from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.ports import Store
 from restguard.types import RequestView
 from restguard.wiring import Runtime
 
+_log = logging.getLogger("restguard.admin")
 OPENAPI_PATH = "/api/openapi.json"
 MAX_BODY_BYTES = 64 * 1024
 _ID = "[A-Za-z0-9-]{1,64}"
@@ -86,7 +91,14 @@ def mount(runtime: Runtime) -> ASGIApp:
     from restguard.admin.openapi import document  # (it imports this module's constants)
 
     guard = admin_guard(runtime.guard)
-    api = AdminApi(runtime.store, runtime.clock, guard, document)
+    settings = runtime.settings
+    api = AdminApi(
+        runtime.store,
+        runtime.clock,
+        guard,
+        document,
+        lambda: open_sealer(settings.master_key_path),
+    )
     return GuardMiddleware(api, guard, trusted_proxies=runtime.settings.server.trusted_proxies)
 
 
@@ -149,14 +161,22 @@ class AdminApi:
     """The ``/api/`` ASGI application, behind ``GuardMiddleware(AdminApi(...), admin_guard)``."""
 
     def __init__(
-        self, store: Store, clock: Clock, guard: Guard, openapi: Callable[[], dict[str, Any]]
+        self,
+        store: Store,
+        clock: Clock,
+        guard: Guard,
+        openapi: Callable[[], dict[str, Any]],
+        sealer: Callable[[], Sealer],
     ) -> None:
         self.store, self.clock, self.guard, self.openapi = store, clock, guard, openapi
+        self.sealer = sealer  # opened per use, as the CLI does: the master key file may change
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (re.compile(r"/api/apikeys"), {"GET": AdminApi.list_keys, "POST": AdminApi.create_key}),
             (re.compile(rf"/api/apikeys/({_ID})"), {"GET": AdminApi.get_key}),
             (re.compile(rf"/api/apikeys/({_ID})/revoke"), {"POST": AdminApi.revoke_key}),
             (re.compile(rf"/api/apikeys/({_ID})/rotate"), {"POST": AdminApi.rotate_key}),
+            (re.compile(r"/api/signing-keys"), {"GET": AdminApi.list_signing_keys}),
+            (re.compile(r"/api/signing-keys/rotate"), {"POST": AdminApi.rotate_signing_key}),
         ]
 
     # --- API keys ---------------------------------------------------------------------------
@@ -217,6 +237,25 @@ class AdminApi:
         location = f"/api/apikeys/{data['id']}".encode()
         return 201, data, [(b"location", location), *_etag_header(data)]
 
+    # --- signing keys -----------------------------------------------------------------------
+
+    async def list_signing_keys(self, call: Call) -> Answer:
+        q = call.take(("limit", "after"))
+        data = await signing_keys.listing(
+            self.store,
+            self.clock.now(),
+            limit=_int(q.get("limit"), "limit"),
+            after=q.get("after"),
+        )
+        return 200, data, []
+
+    async def rotate_signing_key(self, call: Call) -> Answer:
+        call.take(())
+        alg = signing_keys.check_alg(call.fields(("alg",)).get("alg"))
+        data = await signing_keys.rotate(self.store, self.sealer(), self.clock.now(), alg)
+        self._changed(call, "signing-key.rotate", data["kid"])
+        return 201, data, []
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _changed(self, call: Call, action: str, target: str) -> None:
@@ -268,6 +307,18 @@ class AdminApi:
             return
         except ManageError as exc:
             await _send(send, exc.status, _problem(exc), head)
+            return
+        except AuthError as exc:  # BackendUnavailable: the store is down (503, fail closed)
+            await send_problem(send, exc, head=head)
+            return
+        except DuplicateRecord:
+            await _send(send, 409, _error("conflict", "the record exists already"), head)
+            return
+        except (MasterKeyError, StoreError) as exc:
+            # What the CLI would print as its one-line error: the server's own problem.
+            _log.error("admin API %s %s failed: %s", method, path, exc)
+            text = "the server could not do this; its log says why"
+            await _send(send, 500, _error("server_error", text), head)
             return
         await _send(send, status, data, head, headers)
 

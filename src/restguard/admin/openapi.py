@@ -57,6 +57,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
         415: "The body is not `application/json`.",
         429: "Too many failed attempts from this address; see `Retry-After`.",
+        500: "The server could not do it (its master key does not open the store); its log "
+        "says why.",
         503: "The store is unavailable (fail closed).",
     }
     return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
@@ -69,6 +71,17 @@ _ID_PARAM = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"},
     "description": "The key's `id`, as `create` printed it.",
+}
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+}
+_AFTER = {
+    "name": "after",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "The `next` cursor of the previous page.",
 }
 _IF_MATCH = {
     "name": "If-Match",
@@ -114,17 +127,8 @@ def document() -> dict[str, Any]:
                         },
                         {"name": "name", "in": "query", "schema": {"type": "string"}},
                         {"name": "scope", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                        },
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "The `next` cursor of the previous page.",
-                        },
+                        _LIMIT,
+                        _AFTER,
                     ],
                     "responses": {
                         "200": _json(_ref("ApiKeyPage"), "One page of keys."),
@@ -182,6 +186,33 @@ def document() -> dict[str, Any]:
                             ("ETag", "Location"),
                         ),
                         **_errors(*_GUARDED, 404, 409, 412, 413, 415),
+                    },
+                }
+            },
+            "/api/signing-keys": {
+                "get": {
+                    "operationId": "listSigningKeys",
+                    "summary": "restguard's own JWT signing keys, newest first (public parts only)",
+                    "parameters": [_LIMIT, _AFTER],
+                    "responses": {
+                        "200": _json(_ref("SigningKeyPage"), "One page of signing keys."),
+                        **_errors(*_GUARDED),
+                    },
+                }
+            },
+            "/api/signing-keys/rotate": {
+                "post": {
+                    "operationId": "rotateSigningKey",
+                    "summary": "A new signing key signs from now on (every instance within 5 s)",
+                    "description": "The other keys stay in the JWKS for up to an hour more, so "
+                    "that every token they signed still verifies until it expires.",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("RotateSigningKey")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("RotatedSigningKey"), "The new key."),
+                        **_errors(*_GUARDED, 413, 415, 500),
                     },
                 }
             },
@@ -287,6 +318,62 @@ def document() -> dict[str, Any]:
                         "expires_in": {
                             **_DURATION,
                             "description": "Lifetime (default: no expiry).",
+                        },
+                    },
+                },
+                "SigningKey": {
+                    "type": "object",
+                    "required": ["kid", "alg", "status", "created_at", "retired_at"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "kid": {"type": "string"},
+                        "alg": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["signing", "published", "retired"],
+                            "description": "`signing` signs new tokens; `published` is in the "
+                            "JWKS until `retired_at`; `retired` is gone from it.",
+                        },
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "retired_at": _TIME,
+                    },
+                },
+                "SigningKeyPage": {
+                    "type": "object",
+                    "required": ["items", "next"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "items": {"type": "array", "items": _ref("SigningKey")},
+                        "next": {"type": ["string", "null"]},
+                    },
+                },
+                "RotateSigningKey": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "alg": {
+                            "type": "string",
+                            "description": "EdDSA (the default), ES256 or RS256; also "
+                            "ed25519, es256, rs256, in any case.",
+                        }
+                    },
+                },
+                "RotatedSigningKey": {
+                    "type": "object",
+                    "required": ["kid", "alg", "created_at", "previous"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "kid": {"type": "string"},
+                        "alg": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "previous": {
+                            "type": "array",
+                            "description": "The keys it replaces, and when each leaves the JWKS.",
+                            "items": {
+                                "type": "object",
+                                "required": ["kid", "retired_at"],
+                                "properties": {"kid": {"type": "string"}, "retired_at": _TIME},
+                            },
                         },
                     },
                 },

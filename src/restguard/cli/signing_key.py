@@ -15,35 +15,20 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table
-from restguard.keys.jws_sign import DEFAULT_ALG, canonical_alg
-from restguard.keys.master_check import ensure_master_key
+from restguard.cli.output import emit_json, success, table
+from restguard.keys.jws_sign import DEFAULT_ALG
 from restguard.keys.sealing import open_sealer
-from restguard.keys.signing import (
-    MAX_TOKEN_LIFETIME,
-    open_keys,
-    rotation_plan,
-    signer_of,
-    status,
-)
-from restguard.store.ports import SigningKeyRecord, Store
+from restguard.keys.signing import MAX_TOKEN_LIFETIME
+from restguard.manage import signing_keys
+from restguard.manage.errors import Invalid
+from restguard.store.ports import Store
 
 
 def _alg(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
-        return canonical_alg(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _public(rec: SigningKeyRecord, signer_kid: str | None, now: datetime) -> dict[str, Any]:
-    return {
-        "kid": rec.kid,
-        "alg": rec.alg,
-        "status": status(rec, signer_kid, now),
-        "created_at": iso(rec.created_at),
-        "retired_at": iso(rec.retired_at),
-    }
+        return signing_keys.check_alg(value)
+    except Invalid as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 def _shown_status(row: dict[str, Any]) -> str:
@@ -68,13 +53,10 @@ def list_(config: str | None, as_json: bool) -> None:
     so tokens it signed still verify) or 'retired' (gone from the JWKS)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[SigningKeyRecord]:
-        return await store.signing_keys.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await signing_keys.everything(store, datetime.now(UTC))
 
-    records = run(with_store(settings, act))
-    now = datetime.now(UTC)
-    signer = signer_of(records, now)
-    rows = [_public(r, signer.kid if signer else None, now) for r in records]
+    rows = run(with_store(settings, act))
     if as_json:
         emit_json(rows)
         return
@@ -104,32 +86,17 @@ def rotate(alg: str, config: str | None, as_json: bool) -> None:
     by themselves."""
     settings = settings_from(config)
     sealer = open_sealer(settings.master_key_path)
-    now = datetime.now(UTC)
 
-    async def act(store: Store) -> tuple[SigningKeyRecord, list[SigningKeyRecord]]:
-        await ensure_master_key(store, sealer)  # a wrong master key must seal nothing
-        before = await store.signing_keys.list()
-        live = [r for r in before if r.retired_at is None or r.retired_at > now]
-        if live:
-            open_keys(live, sealer, now)  # the wrong master key must not seal the new key
-        new, retire_at = rotation_plan(sealer, now, alg)
-        await store.signing_keys.rotate(new, retire_at)
-        after = await store.signing_keys.list()
-        return new, [r for r in after if r.kid != new.kid and r.kid in {x.kid for x in live}]
+    async def act(store: Store) -> dict[str, Any]:
+        return await signing_keys.rotate(store, sealer, datetime.now(UTC), alg)
 
-    new, previous = run(with_store(settings, act))
-    data = {
-        "kid": new.kid,
-        "alg": new.alg,
-        "created_at": iso(new.created_at),
-        "previous": [{"kid": r.kid, "retired_at": iso(r.retired_at)} for r in previous],
-    }
+    data = run(with_store(settings, act))
     if as_json:
         emit_json(data)
         return
-    success(f"Signing key rotated: {new.kid} ({new.alg}) signs from now on.")
+    success(f"Signing key rotated: {data['kid']} ({data['alg']}) signs from now on.")
     click.echo("  Running instances publish it and sign with it within 5 s.")
-    for r in previous:
-        click.echo(f"  {r.kid} stays in the JWKS until {iso(r.retired_at)}.")
-    if not previous:
+    for r in data["previous"]:
+        click.echo(f"  {r['kid']} stays in the JWKS until {r['retired_at']}.")
+    if not data["previous"]:
         click.echo(f"  (no earlier key; rotated-out keys stay {MAX_TOKEN_LIFETIME // 60} min)")
