@@ -16,31 +16,28 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from restguard.admin.call import Call, Handler, Services
+from restguard.admin.openapi import OPENAPI_PATH, document
+from restguard.admin.resources import ALL
+from restguard.admin.schema import MAX_BODY_BYTES
 from restguard.asgi import DECISION_KEY, VIEW_KEY, ASGIApp, GuardMiddleware, Receive, Scope, Send
 from restguard.authz.policy import Policy, Route, compile_pattern
 from restguard.clock import Clock
 from restguard.edge.asgi_send import send_json, send_problem
 from restguard.errors import AuthError
-from restguard.guard import Decision, Guard
+from restguard.guard import Guard
 from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
-from restguard.manage import apikeys, signing_keys
 from restguard.manage.apikeys import ADMIN_SCOPE
 from restguard.manage.errors import Invalid, ManageError, NotFound
-from restguard.manage.values import duration
 from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.ports import Store
-from restguard.types import RequestView
 from restguard.wiring import Runtime
 
 _log = logging.getLogger("restguard.admin")
-OPENAPI_PATH = "/api/openapi.json"
-MAX_BODY_BYTES = 64 * 1024
-_ID = "[A-Za-z0-9-]{1,64}"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -88,8 +85,6 @@ def admin_guard(guard: Guard) -> Guard:
 def mount(runtime: Runtime) -> ASGIApp:
     """The admin API of a running restguard, behind its guard (``GuardMiddleware``): only
     keys holding ``ADMIN_SCOPE`` get in."""
-    from restguard.admin.openapi import document  # (it imports this module's constants)
-
     guard = admin_guard(runtime.guard)
     settings = runtime.settings
     api = AdminApi(
@@ -102,63 +97,9 @@ def mount(runtime: Runtime) -> ASGIApp:
     return GuardMiddleware(api, guard, trusted_proxies=runtime.settings.server.trusted_proxies)
 
 
-@dataclass
-class Call:
-    """One admin API request, parsed."""
-
-    method: str
-    params: dict[str, str]
-    body: dict[str, Any]
-    if_match: str | None
-    view: RequestView
-    decision: Decision
-    path_args: tuple[str, ...] = ()
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    @property
-    def admin(self) -> str:
-        """Who is acting: the admin key's id."""
-        return self.decision.principal.client_id
-
-    def take(self, allowed: tuple[str, ...]) -> dict[str, str]:
-        """The query parameters, refusing any not in ``allowed``."""
-        for key in self.params:
-            if key not in allowed:
-                raise Invalid(
-                    f"unknown query parameter (allowed: {', '.join(allowed) or 'none'})",
-                    field=key,
-                )
-        return self.params
-
-    def fields(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The body's fields, refusing unknown ones and naming a missing required one."""
-        for key in self.body:
-            if key not in allowed:
-                raise Invalid(f"unknown field (allowed: {', '.join(allowed) or 'none'})", field=key)
-        for key in required:
-            if key not in self.body:
-                raise Invalid("is required", field=key)
-        return self.body
-
-
-Answer = tuple[int, Any, list[tuple[bytes, bytes]]]
-Handler = Callable[["AdminApi", Call], Awaitable[Answer]]
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or len(value) > 9:
-        raise Invalid("must be a whole number", field=name)
-    return int(value)
-
-
-def _etag_header(data: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    return [(b"etag", data["etag"].encode())]
-
-
 class AdminApi:
-    """The ``/api/`` ASGI application, behind ``GuardMiddleware(AdminApi(...), admin_guard)``."""
+    """The ``/api/`` ASGI application, behind ``GuardMiddleware(AdminApi(...), admin_guard)``:
+    the endpoints of every resource module (``admin/resources/``)."""
 
     def __init__(
         self,
@@ -168,95 +109,13 @@ class AdminApi:
         openapi: Callable[[], dict[str, Any]],
         sealer: Callable[[], Sealer],
     ) -> None:
-        self.store, self.clock, self.guard, self.openapi = store, clock, guard, openapi
-        self.sealer = sealer  # opened per use, as the CLI does: the master key file may change
+        self.guard, self.openapi = guard, openapi
+        self.services = Services(store, clock, sealer, self._changed)
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(r"/api/apikeys"), {"GET": AdminApi.list_keys, "POST": AdminApi.create_key}),
-            (re.compile(rf"/api/apikeys/({_ID})"), {"GET": AdminApi.get_key}),
-            (re.compile(rf"/api/apikeys/({_ID})/revoke"), {"POST": AdminApi.revoke_key}),
-            (re.compile(rf"/api/apikeys/({_ID})/rotate"), {"POST": AdminApi.rotate_key}),
-            (re.compile(r"/api/signing-keys"), {"GET": AdminApi.list_signing_keys}),
-            (re.compile(r"/api/signing-keys/rotate"), {"POST": AdminApi.rotate_signing_key}),
+            (re.compile(pattern), handlers)
+            for resource in ALL
+            for pattern, handlers in resource.ENDPOINTS
         ]
-
-    # --- API keys ---------------------------------------------------------------------------
-
-    async def list_keys(self, call: Call) -> Answer:
-        q = call.take(("state", "name", "scope", "limit", "after"))
-        data = await apikeys.listing(
-            self.store,
-            self.clock.now(),
-            state_is=q.get("state"),
-            name=q.get("name"),
-            scope=q.get("scope"),
-            limit=_int(q.get("limit"), "limit"),
-            after=q.get("after"),
-        )
-        return 200, data, []
-
-    async def create_key(self, call: Call) -> Answer:
-        call.take(())
-        body = call.fields(("name", "scopes", "expires_in"), required=("name",))
-        data = await apikeys.create(
-            self.store,
-            self.clock.now(),
-            body["name"],
-            body.get("scopes", []),
-            duration(body.get("expires_in"), "expires_in"),
-        )
-        self._changed(call, "apikey.create", data["id"])
-        location = f"/api/apikeys/{data['id']}".encode()
-        return 201, data, [(b"location", location), *_etag_header(data)]
-
-    async def get_key(self, call: Call) -> Answer:
-        call.take(())
-        rec = await apikeys.read(self.store, call.path_args[0])
-        data = apikeys.public(rec, self.clock.now())
-        return 200, data, _etag_header(data)
-
-    async def revoke_key(self, call: Call) -> Answer:
-        call.take(())
-        call.fields(())
-        data = await apikeys.revoke(
-            self.store, self.clock.now(), call.path_args[0], if_match=call.if_match
-        )
-        self._changed(call, "apikey.revoke", data["id"])
-        return 200, data, _etag_header(data)
-
-    async def rotate_key(self, call: Call) -> Answer:
-        call.take(())
-        body = call.fields(("grace",))
-        data = await apikeys.rotate(
-            self.store,
-            self.clock.now(),
-            call.path_args[0],
-            duration(body.get("grace"), "grace"),
-            if_match=call.if_match,
-        )
-        self._changed(call, "apikey.rotate", f"{data['old_id']} -> {data['id']}")
-        location = f"/api/apikeys/{data['id']}".encode()
-        return 201, data, [(b"location", location), *_etag_header(data)]
-
-    # --- signing keys -----------------------------------------------------------------------
-
-    async def list_signing_keys(self, call: Call) -> Answer:
-        q = call.take(("limit", "after"))
-        data = await signing_keys.listing(
-            self.store,
-            self.clock.now(),
-            limit=_int(q.get("limit"), "limit"),
-            after=q.get("after"),
-        )
-        return 200, data, []
-
-    async def rotate_signing_key(self, call: Call) -> Answer:
-        call.take(())
-        alg = signing_keys.check_alg(call.fields(("alg",)).get("alg"))
-        data = await signing_keys.rotate(self.store, self.sealer(), self.clock.now(), alg)
-        self._changed(call, "signing-key.rotate", data["kid"])
-        return 201, data, []
-
-    # --- plumbing ---------------------------------------------------------------------------
 
     def _changed(self, call: Call, action: str, target: str) -> None:
         """The audit line of a change: who (the admin key), what, on which record; when is
@@ -264,7 +123,7 @@ class AdminApi:
         self.guard.record(
             call.view,
             status=200,
-            started=self.clock.monotonic(),
+            started=self.services.clock.monotonic(),
             auth_method="api_key",
             credential_id=call.admin,
             detail=f"admin {action} {target}",
@@ -297,9 +156,10 @@ class AdminApi:
                 _if_match(scope["headers"]),
                 scope[VIEW_KEY],
                 scope[DECISION_KEY],
+                self.services,
                 args,
             )
-            status, data, headers = await handler(self, call)
+            status, data, headers = await handler(call)
         except _MethodNotAllowed as exc:
             text = f"this endpoint answers {exc.allow}"
             allow = [(b"allow", exc.allow.encode())]
