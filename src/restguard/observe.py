@@ -119,6 +119,10 @@ class Metrics(Collector):
                 continue  # a snapshot from another version: left out, never fatal
         return decisions, decided, upstream, counters
 
+    def decision_totals(self) -> dict[tuple[str, str, int], int]:
+        """Decisions so far by (auth method, outcome, status), every worker's included."""
+        return self._totals()[0]
+
     def collect(self) -> Iterator[Metric]:
         decisions, decided, upstream, counters = self._totals()
         counter = CounterMetricFamily(

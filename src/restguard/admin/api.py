@@ -82,17 +82,20 @@ def admin_guard(guard: Guard) -> Guard:
     )
 
 
-def mount(runtime: Runtime) -> ASGIApp:
+def mount(
+    runtime: Runtime, guard: Guard | None = None, sealer: Callable[[], Sealer] | None = None
+) -> ASGIApp:
     """The admin API of a running restguard, behind its guard (``GuardMiddleware``): only
-    keys holding ``ADMIN_SCOPE`` get in."""
-    guard = admin_guard(runtime.guard)
+    keys holding ``ADMIN_SCOPE`` get in. ``guard`` defaults to ``admin_guard(runtime.guard)``;
+    ``sealer`` to opening the master key per use (the key file may change)."""
+    guard = guard or admin_guard(runtime.guard)
     settings = runtime.settings
     api = AdminApi(
         runtime.store,
         runtime.clock,
         guard,
         document,
-        lambda: open_sealer(settings.master_key_path),
+        sealer or (lambda: open_sealer(settings.master_key_path)),
     )
     return GuardMiddleware(api, guard, trusted_proxies=runtime.settings.server.trusted_proxies)
 

@@ -1,5 +1,5 @@
 """The admin listener: the admin REST API under ``/api/`` (``admin/api.py``), ``/healthz``,
-``/readyz`` and ``/metrics``.
+``/readyz`` and ``/metrics``, and the admin console on every other path (``admin/console/``).
 
 ``/healthz`` is liveness: 200 while the store answers. ``/readyz`` is readiness for load
 balancers: 200 only when every check passes (the store, the upstream, the audit log, and Redis
@@ -11,11 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from restguard.admin.api import admin_guard, mount
+from restguard.admin.console.app import Console
+from restguard.admin.console.timeline import Timeline
 from restguard.asgi import ASGIApp, Receive, Scope, Send
 from restguard.edge.asgi_send import acknowledge_lifespan, send_json
 from restguard.errors import BackendUnavailable
+from restguard.keys.sealing import Sealer, open_sealer
 from restguard.observe import Metrics
 from restguard.store.ports import Store
+from restguard.wiring import Runtime
 
 _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 READY_CHECK_TIMEOUT = 2.0
@@ -33,8 +38,11 @@ class AdminApp:
         metrics: Metrics,
         checks: Mapping[str, Check] | None = None,
         api: ASGIApp | None = None,
+        console: ASGIApp | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
-        self.store, self.metrics, self.api = store, metrics, api
+        self.store, self.metrics, self.api, self.console = store, metrics, api, console
+        self.timeline = timeline
         self.checks: dict[str, Check] = {"store": self._store_up, **(checks or {})}
 
     async def _store_up(self) -> bool:
@@ -59,7 +67,14 @@ class AdminApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await acknowledge_lifespan(receive, send)
+            sampler = None
+            if self.timeline is not None:  # the dashboard's samples, while the listener runs
+                sampler = asyncio.get_running_loop().create_task(self.timeline.run())
+            try:
+                await acknowledge_lifespan(receive, send)
+            finally:
+                if sampler is not None:
+                    sampler.cancel()
             return
         if scope["type"] != "http":
             return
@@ -68,6 +83,9 @@ class AdminApp:
             await self.api(scope, receive, send)
             return
         head = method == "HEAD"
+        if self.console is not None and path not in ("/healthz", "/readyz", "/metrics"):
+            await self.console(scope, receive, send)
+            return
         if method not in ("GET", "HEAD") or path not in ("/healthz", "/readyz", "/metrics"):
             await send_json(
                 send, 404, {"error": "not_found", "error_description": "No such admin endpoint."}
@@ -100,3 +118,20 @@ class AdminApp:
                 )
                 return
             await send_json(send, 200, {"status": "ok"}, head=head)
+
+
+def admin_app(runtime: Runtime, metrics: Metrics, checks: Mapping[str, Check]) -> AdminApp:
+    """The admin listener of a running restguard: the API and the console behind the admin
+    guard, the dashboard's timeline read off ``metrics``."""
+    guard = admin_guard(runtime.guard)
+    settings = runtime.settings
+
+    def sealer() -> Sealer:  # opened per use, as the CLI does: the key file may change
+        return open_sealer(settings.master_key_path)
+
+    timeline = Timeline(metrics.decision_totals)
+    console = Console(
+        runtime.store, runtime.clock, guard, sealer, timeline, metrics.decision_totals
+    )
+    api = mount(runtime, guard, sealer)
+    return AdminApp(runtime.store, metrics, checks, api=api, console=console, timeline=timeline)

@@ -19,8 +19,7 @@ from typing import Any
 import click
 import uvicorn
 
-from restguard.admin.api import mount as mount_api
-from restguard.admin.app import AdminApp
+from restguard.admin.app import admin_app
 from restguard.cli.reload import reload_settings
 from restguard.config import Listen, Settings
 from restguard.gateway.identity import IdentityHeaders
@@ -125,7 +124,7 @@ async def run_servers(
                 checks["audit"] = lambda: _now(audit.healthy)
             if runtime.redis is not None:
                 checks["redis"] = runtime.redis.up
-            app = AdminApp(runtime.store, metrics, checks, api=mount_api(runtime))
+            app = admin_app(runtime, metrics, checks)
             admin_server = _Server(uvicorn_config(app))
             admin_task = asyncio.create_task(
                 admin_server.serve(sockets=[bind(settings.admin_listen)])
