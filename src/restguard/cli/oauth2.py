@@ -15,26 +15,16 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table
-from restguard.oauth2.clients import GRANTS, TOKEN_FORMATS, is_active, new_client
-from restguard.store.errors import UnknownRecord
-from restguard.store.ports import OAuthClientRecord, Store
+from restguard.cli.output import emit_json, success, table
+from restguard.manage import oauth2_clients
+from restguard.manage.errors import Invalid, ManageError, NotFound
+from restguard.oauth2.clients import GRANTS, TOKEN_FORMATS
+from restguard.store.ports import Store
 
 
-def _public(rec: OAuthClientRecord, now: datetime) -> dict[str, Any]:
-    """What may be shown of a client: everything but its secret (not even the hash)."""
-    return {
-        "client_id": rec.client_id,
-        "name": rec.name,
-        "public": rec.secret_hash is None,
-        "grants": list(rec.grants),
-        "redirect_uris": list(rec.redirect_uris),
-        "scopes": list(rec.scopes),
-        "token_format": rec.token_format,
-        "state": "active" if is_active(rec, now) else "revoked",
-        "created_at": iso(rec.created_at),
-        "revoked_at": iso(rec.revoked_at),
-    }
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """A client as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k != "etag"}
 
 
 @click.group("oauth2")
@@ -101,21 +91,22 @@ def create(
 ) -> None:
     """Register a client and print its secret once."""
     try:
-        record, secret = new_client(
-            name, scopes, grants, redirect_uris, public, token_format, now=datetime.now(UTC)
+        prepared = oauth2_clients.prepare(
+            datetime.now(UTC), name, scopes, grants, redirect_uris, public, token_format
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except Invalid as exc:
+        raise click.UsageError(f"{oauth2_clients.option_of(exc.field)}: {exc.message}") from None
     settings = settings_from(config)
+    record = prepared.record
+    secret = prepared.secret
 
-    async def act(store: Store) -> None:
-        await store.oauth2_clients.insert(record)
+    async def act(store: Store) -> dict[str, Any]:
+        return await oauth2_clients.add(store, prepared)
 
-    run(with_store(settings, act))
-    data = {"client_id": record.client_id, "client_secret": secret} | _public(
-        record, record.created_at
-    )
-    del data["state"], data["revoked_at"]
+    try:
+        data = _shown(run(with_store(settings, act)))
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
     if as_json:
         emit_json(data)
         return
@@ -143,11 +134,10 @@ def list_(config: str | None, as_json: bool) -> None:
     """List clients (never their secrets)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[OAuthClientRecord]:
-        return await store.oauth2_clients.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await oauth2_clients.everything(store, datetime.now(UTC))
 
-    now = datetime.now(UTC)
-    rows = [_public(r, now) for r in run(with_store(settings, act))]
+    rows = [_shown(r) for r in run(with_store(settings, act))]
     if as_json:
         emit_json(rows)
         return
@@ -177,17 +167,19 @@ def revoke(client_id: str, config: str | None, as_json: bool) -> None:
     second."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> OAuthClientRecord:
-        return await store.oauth2_clients.revoke(client_id, datetime.now(UTC))
+    async def act(store: Store) -> dict[str, Any]:
+        return await oauth2_clients.revoke(store, datetime.now(UTC), client_id)
 
     try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
+        data = _shown(run(with_store(settings, act)))
+    except NotFound:
         raise click.ClickException(
             f"no OAuth 2.0 client has the id '{client_id}' ('restguard oauth2 client list' "
             "shows them)"
         ) from None
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
     if as_json:
-        emit_json(_public(rec, datetime.now(UTC)))
+        emit_json(data)
     else:
-        success(f"OAuth 2.0 client {rec.client_id} ({rec.name}) revoked.")
+        success(f"OAuth 2.0 client {data['client_id']} ({data['name']}) revoked.")

@@ -6,8 +6,9 @@ stored."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -19,35 +20,35 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table
-from restguard.oauth2.users import (
-    MAX_PASSWORD_CHARS,
-    MAX_USERNAME_CHARS,
-    check_user,
-    is_user_id,
-    new_user,
-)
-from restguard.store.errors import DuplicateRecord, UnknownRecord
-from restguard.store.ports import Store, UserRecord
+from restguard.cli.output import emit_json, success, table
+from restguard.config import Settings
+from restguard.manage import users
+from restguard.manage.errors import Conflict, Invalid, ManageError, NotFound
+from restguard.oauth2.users import MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS
+from restguard.store.ports import Store
+
+T = TypeVar("T")
 
 
-def _created(rec: UserRecord) -> dict[str, Any]:
-    return {
-        "user_id": rec.user_id,
-        "username": rec.username,
-        "scopes": list(rec.scopes),
-        "created_at": iso(rec.created_at),
-    }
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """A record as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k != "etag"}
 
 
-def _public(rec: UserRecord, now: datetime) -> dict[str, Any]:
-    """What may be shown of a user: everything but the password hash."""
-    locked = rec.locked_until is not None and rec.locked_until > now
-    return _created(rec) | {
-        "state": "locked" if locked else "active",
-        "failed_logins": rec.failed_logins,
-        "locked_until": iso(rec.locked_until) if locked else None,
-    }
+def _usage(exc: Invalid) -> click.UsageError:
+    return click.UsageError(f"{users.option_of(exc.field)}: {exc.message}")
+
+
+def _act(settings: Settings, user: str, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run a service call on the store; its refusal becomes the CLI's one-line error."""
+    try:
+        return run(with_store(settings, action))
+    except NotFound:
+        raise click.ClickException(
+            f"no user has the id or username '{user}' ('restguard user list' shows them)"
+        ) from None
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def read_password() -> str:
@@ -111,9 +112,9 @@ def create(
     """Create a user who can log in and consent. Only an Argon2id hash of the password is
     stored; the password is never printed."""
     try:
-        check_user(username, scopes)  # before asking for a password
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        users.check(username, scopes)  # before asking for a password
+    except Invalid as exc:
+        raise _usage(exc) from None
     if not password_stdin:
         raise click.UsageError(
             "--password-stdin: give it and pipe the password in, e.g. "
@@ -122,22 +123,22 @@ def create(
         )
     settings = settings_from(config)
     try:
-        record = new_user(username, read_password(), scopes, now=datetime.now(UTC))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        record = users.prepare(datetime.now(UTC), username, read_password(), scopes)
+    except Invalid as exc:
+        raise _usage(exc) from None
 
-    async def act(store: Store) -> None:
-        await store.users.insert(record)
+    async def act(store: Store) -> dict[str, Any]:
+        return await users.add(store, record)
 
     try:
-        run(with_store(settings, act))
-    except DuplicateRecord:
+        data = _shown(run(with_store(settings, act)))
+    except Conflict:
         raise click.ClickException(
             f"a user named '{record.username}' already exists ('restguard user list' shows "
             "them; usernames ignore case)"
         ) from None
     if as_json:
-        emit_json(_created(record))
+        emit_json(data)
         return
     success(f"user created: {record.user_id} ({record.username})")
     if record.scopes:
@@ -160,11 +161,10 @@ def list_(config: str | None, as_json: bool) -> None:
     """List users (never their password hashes)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[UserRecord]:
-        return await store.users.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await users.everything(store, datetime.now(UTC))
 
-    now = datetime.now(UTC)
-    rows = [_public(r, now) for r in run(with_store(settings, act))]
+    rows = [_shown(r) for r in run(with_store(settings, act))]
     if as_json:
         emit_json(rows)
         return
@@ -194,45 +194,15 @@ def remove(user: str, config: str | None, as_json: bool) -> None:
     the access tokens issued beside it (refused on every instance within a second), as are
     the OAuth 1.0a token credentials they authorized."""
     settings = settings_from(config)
-    key = user if is_user_id(user) else user.lower()
 
-    async def revoke_grants(user_id: str, store: Store) -> None:
-        now = datetime.now(UTC)
-        await store.refresh_tokens.revoke_user(user_id, now)
-        await store.oauth1_tokens.revoke_user(user_id, now)
+    async def act(store: Store) -> dict[str, Any]:
+        return await users.remove(store, datetime.now(UTC), user)
 
-    async def act(store: Store) -> UserRecord:
-        found = await store.users.get(key) or await store.users.by_username(key)
-        if found is not None:  # what they granted goes first: a failure leaves them revoked
-            await revoke_grants(found.user_id, store)
-            await store.consents.revoke(found.user_id)
-        removed = await store.users.remove(key)
-        # and again: a grant that completed in between (its code or refresh token used, its
-        # OAuth 1.0a verifier exchanged, before the user row went) is revoked too; from now on
-        # none can complete (the store checks that the user exists when it would)
-        await revoke_grants(removed.user_id, store)
-        return removed
-
-    try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(
-            f"no user has the id or username '{user}' ('restguard user list' shows them)"
-        ) from None
+    rec = _shown(_act(settings, user, act))
     if as_json:
-        emit_json(_public(rec, datetime.now(UTC)))
+        emit_json(rec)
     else:
-        success(f"user {rec.user_id} ({rec.username}) removed.")
-
-
-async def _find(store: Store, user: str) -> UserRecord:
-    key = user if is_user_id(user) else user.lower()
-    found = await store.users.get(key) or await store.users.by_username(key)
-    if found is None:
-        raise click.ClickException(
-            f"no user has the id or username '{user}' ('restguard user list' shows them)"
-        )
-    return found
+        success(f"user {rec['user_id']} ({rec['username']}) removed.")
 
 
 @user.command("consents")
@@ -244,21 +214,16 @@ def consents(user: str, config: str | None, as_json: bool) -> None:
     """The applications a user has allowed, and the scopes each one was granted."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[tuple[str, tuple[str, ...], datetime]]:
-        return await store.consents.list((await _find(store, user)).user_id)
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await users.consents(store, user)
 
-    found = run(with_store(settings, act))
+    found = _act(settings, user, act)
     if as_json:
-        emit_json(
-            [
-                {"client_id": client, "scopes": list(scopes), "granted_at": iso(at)}
-                for client, scopes, at in found
-            ]
-        )
+        emit_json(found)
         return
     table(
         ("client_id", "scopes", "granted_at"),
-        [(client, " ".join(scopes), iso(at)) for client, scopes, at in found],
+        [(r["client_id"], " ".join(r["scopes"]), r["granted_at"]) for r in found],
     )
 
 
@@ -280,28 +245,18 @@ def revoke_consent(user: str, client_id: str | None, config: str | None, as_json
     under it are revoked with their access tokens (on every instance within a second)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> tuple[UserRecord, int, int]:
-        found = await _find(store, user)
-        families = await store.refresh_tokens.revoke_user(
-            found.user_id, datetime.now(UTC), client_id
-        )
-        forgotten = await store.consents.revoke(found.user_id, client_id)
-        return found, forgotten, families
+    async def act(store: Store) -> dict[str, Any]:
+        return await users.revoke_consent(store, datetime.now(UTC), user, client_id)
 
-    found, forgotten, families = run(with_store(settings, act))
+    data = _act(settings, user, act)
+    name = data.pop("username")
     if as_json:
-        emit_json(
-            {
-                "user_id": found.user_id,
-                "client_id": client_id,
-                "consents_revoked": forgotten,
-                "token_families_revoked": families,
-            }
-        )
+        emit_json(data)
     else:
         whom = f"application {client_id}" if client_id else "every application"
+        families = data["token_families_revoked"]
         kinds = "family" if families == 1 else "families"
         success(
-            f"{found.username}'s consent to {whom} revoked "
-            f"({forgotten} consent(s), {families} refresh token {kinds})."
+            f"{name}'s consent to {whom} revoked "
+            f"({data['consents_revoked']} consent(s), {families} refresh token {kinds})."
         )

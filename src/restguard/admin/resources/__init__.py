@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from restguard.admin.resources import apikeys, signing_keys
+from restguard.admin.resources import apikeys, oauth2_clients, signing_keys, users
 
-ALL: tuple[ModuleType, ...] = (apikeys, signing_keys)
+ALL: tuple[ModuleType, ...] = (apikeys, signing_keys, oauth2_clients, users)
