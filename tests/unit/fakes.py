@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from restguard.credentials.apikey import new_record
-from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import ApiKeyRecord, SigningKeyRecord
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -37,17 +37,28 @@ class FakeApiKeyStore:
     async def list(self) -> list[ApiKeyRecord]:
         return sorted(self.records.values(), key=lambda r: r.created_at)
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+    async def revoke(
+        self, key_id: str, at: datetime, *, expected: ApiKeyRecord | None = None
+    ) -> ApiKeyRecord:
         if key_id not in self.records:
             raise UnknownRecord(key_id)
         rec = self.records[key_id]
+        if expected is not None and rec.revoked_at != expected.revoked_at:
+            raise StaleRecord(key_id)
         if rec.revoked_at is None or rec.revoked_at > at:
             rec = dataclasses.replace(rec, revoked_at=at)
             self.records[key_id] = rec
         return rec
 
-    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
-        await self.revoke(old_id, old_revoked_at)
+    async def rotate(
+        self,
+        old_id: str,
+        new: ApiKeyRecord,
+        old_revoked_at: datetime,
+        *,
+        expected: ApiKeyRecord | None = None,
+    ) -> None:
+        await self.revoke(old_id, old_revoked_at, expected=expected)
         await self.insert(new)
 
     async def touch(self, uses: Mapping[str, datetime]) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 from restguard.credentials.apikey import check_name, generate_key, new_record
 from restguard.keys.hashing import token_digest
-from restguard.manage.errors import Conflict, Invalid, NotFound
+from restguard.manage.errors import Conflict, Invalid, NotFound, Stale
 from restguard.manage.pages import page
 from restguard.manage.values import check_scopes, iso
 from restguard.manage.versions import etag, require_match
-from restguard.store.errors import UnknownRecord
+from restguard.store.errors import StaleRecord, UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
 
 STATES = ("active", "grace", "expired", "revoked")
@@ -133,13 +133,30 @@ async def read(store: Store, key_id: str) -> ApiKeyRecord:
 async def revoke(
     store: Store, now: datetime, key_id: str, if_match: str | None = None
 ) -> dict[str, Any]:
-    """Revoke at once (a key in its grace period stops now too); idempotent."""
-    require_match(if_match, version(await read(store, key_id)))
+    """Revoke at once (a key in its grace period stops now too); idempotent. With
+    ``if_match``, the version check and the write are one statement: a change in between is
+    412, never overwritten."""
+    if if_match is None:
+        try:
+            return public(await store.api_keys.revoke(key_id, now), now)
+        except UnknownRecord:
+            raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
+    old = await read(store, key_id)
+    require_match(if_match, version(old))
     try:
-        rec = await store.api_keys.revoke(key_id, now)
+        rec = await store.api_keys.revoke(key_id, now, expected=old)
     except UnknownRecord:
         raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
+    except StaleRecord:
+        raise _stale(key_id) from None
     return public(rec, now)
+
+
+def _stale(key_id: str) -> Stale:
+    return Stale(
+        f"API key '{key_id}' changed while this request ran; read it again and retry",
+        field="If-Match",
+    )
 
 
 async def rotate(
@@ -150,7 +167,9 @@ async def rotate(
     if_match: str | None = None,
 ) -> dict[str, Any]:
     """A new key with the same name, scopes and expiry; the old one stops at once, or after
-    ``grace`` seconds."""
+    ``grace`` seconds. The old key is written only as it was read (checked, ``If-Match``
+    included): of two rotations (or a rotation and a revocation) at once one wins, and the
+    other makes no key (412 with ``If-Match``, else 409)."""
     old = await read(store, key_id)
     require_match(if_match, version(old))
     if old.revoked_at and old.revoked_at <= now:
@@ -165,9 +184,17 @@ async def rotate(
         last_used_at=None,
     )
     try:
-        await store.api_keys.rotate(old.id, new, now + timedelta(seconds=grace or 0))
+        await store.api_keys.rotate(old.id, new, now + timedelta(seconds=grace or 0), expected=old)
     except UnknownRecord:
         raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
+    except StaleRecord:
+        if if_match is not None:
+            raise _stale(key_id) from None
+        raise Conflict(
+            f"API key '{key_id}' changed while rotating it (rotated or revoked at the same "
+            "time); read it again",
+            field="id",
+        ) from None
     # Read back: a key already in its grace period keeps the earlier end.
     after = await store.api_keys.get(old.id)
     return issued(new, key, after or old)

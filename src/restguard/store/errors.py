@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from restguard.errors import BackendUnavailable
 
-__all__ = ["BackendUnavailable", "DriverMissing", "DuplicateRecord", "StoreError", "UnknownRecord"]
+__all__ = [
+    "BackendUnavailable",
+    "DriverMissing",
+    "DuplicateRecord",
+    "StaleRecord",
+    "StoreError",
+    "UnknownRecord",
+]
 
 
 class StoreError(Exception):
@@ -17,6 +24,11 @@ class UnknownRecord(StoreError):
 
 class DuplicateRecord(StoreError):
     """A record with that id or name already exists."""
+
+
+class StaleRecord(StoreError):
+    """The record is no longer as the caller read it (someone changed it since): nothing was
+    written. Optimistic concurrency: the check and the write are one statement."""
 
 
 class DriverMissing(StoreError):

@@ -64,12 +64,25 @@ class ApiKeyStore(Protocol):
         """All keys, oldest first."""
         ...
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, key_id: str, at: datetime, *, expected: ApiKeyRecord | None = None
+    ) -> ApiKeyRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent. With
+        ``expected`` (the record as the caller read it), only if its ``revoked_at`` is still
+        that one's, else ``StaleRecord`` and nothing changes."""
         ...
 
-    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
-        """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``."""
+    async def rotate(
+        self,
+        old_id: str,
+        new: ApiKeyRecord,
+        old_revoked_at: datetime,
+        *,
+        expected: ApiKeyRecord | None = None,
+    ) -> None:
+        """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``;
+        with ``expected``, only if the old key's ``revoked_at`` is still that one's
+        (``StaleRecord`` otherwise, and nothing changes)."""
         ...
 
     async def touch(self, uses: Mapping[str, datetime]) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     bindparam,
+    case,
     or_,
     select,
     text,
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 
 from restguard.authz.ratelimit import RateLimiter
-from restguard.store.errors import DuplicateRecord, StoreError, UnknownRecord
+from restguard.store.errors import DuplicateRecord, StaleRecord, StoreError, UnknownRecord
 from restguard.store.ports import (
     AccessTokenStore,
     ApiKeyRecord,
@@ -153,17 +154,27 @@ def _signing_key_record(row: RowMapping) -> SigningKeyRecord:
     )
 
 
-def _revoke_in(conn: Connection, key_id: str, at: datetime) -> ApiKeyRecord:
-    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent."""
+def _revoke_in(
+    conn: Connection, key_id: str, at: datetime, expected: ApiKeyRecord | None = None
+) -> ApiKeyRecord:
+    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent.
+    With ``expected``: in the same statement, only while ``revoked_at`` is still the one the
+    caller read (``StaleRecord`` otherwise; the caller's transaction then rolls back)."""
     col = api_keys.c.revoked_at
-    conn.execute(
+    conditions = [api_keys.c.id == key_id]
+    if expected is not None:
+        then = expected.revoked_at
+        conditions.append(col.is_(None) if then is None else col == to_utc(then))
+    changed = conn.execute(
         update(api_keys)
-        .where(api_keys.c.id == key_id, or_(col.is_(None), col > at))
-        .values(revoked_at=at)
-    )
+        .where(*conditions)
+        .values(revoked_at=case((or_(col.is_(None), col > at), at), else_=col))
+    ).rowcount
     row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
     if row is None:
         raise UnknownRecord(f"no API key has id {key_id!r}")
+    if expected is not None and changed == 0:
+        raise StaleRecord(f"API key {key_id!r} changed since it was read")
     return _api_key_record(row)
 
 
@@ -201,29 +212,40 @@ class SqlApiKeyStore(ApiKeyStore):
 
         return await self._run("api_keys.list", work)
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, key_id: str, at: datetime, *, expected: ApiKeyRecord | None = None
+    ) -> ApiKeyRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent; with
+        ``expected``, ``StaleRecord`` when its ``revoked_at`` changed since."""
         at = to_utc(at)
 
         def work() -> ApiKeyRecord:
             with self._engine.begin() as conn:
-                return _revoke_in(conn, key_id, at)
+                return _revoke_in(conn, key_id, at, expected)
 
         return await self._run("api_keys.revoke", work, write=True)
 
-    async def rotate(self, old_id: str, new: ApiKeyRecord, old_revoked_at: datetime) -> None:
+    async def rotate(
+        self,
+        old_id: str,
+        new: ApiKeyRecord,
+        old_revoked_at: datetime,
+        *,
+        expected: ApiKeyRecord | None = None,
+    ) -> None:
         """In one transaction: insert ``new`` and revoke ``old_id`` at ``old_revoked_at``.
 
-        ``DuplicateRecord`` if ``new.id`` exists, ``UnknownRecord`` if ``old_id`` does not; in
-        both cases nothing changes.
+        ``DuplicateRecord`` if ``new.id`` exists, ``UnknownRecord`` if ``old_id`` does not,
+        ``StaleRecord`` if ``expected`` is given and the old key's ``revoked_at`` changed since
+        it was read (two rotations at once: one wins); in every case nothing changes.
         """
         row = _api_key_row(new)
         at = to_utc(old_revoked_at)
 
         def work() -> None:
             with self._engine.begin() as conn:
+                _revoke_in(conn, old_id, at, expected)  # first: a stale one inserts nothing
                 insert_row(conn, api_keys, row, f"API key {new.id!r}")
-                _revoke_in(conn, old_id, at)
 
         await self._run("api_keys.rotate", work, write=True)
 
