@@ -313,6 +313,15 @@ async def test_an_absent_file_is_an_empty_page(admin: Admin) -> None:
     assert (await admin.get("/api/audit", params={"after": "10"})).status_code == 400
 
 
+async def test_an_unreadable_log_is_503(admin: Admin) -> None:
+    flush(admin)
+    admin.audit.unlink()
+    admin.audit.mkdir()
+    r = await admin.get("/api/audit")
+    assert r.status_code == 503, r.text
+    assert "Traceback" not in r.text
+
+
 async def test_a_log_turned_off_is_409(tmp_path: Path) -> None:
     off = await _admin(tmp_path, lambda t: t.replace('path = "audit.log"', 'path = ""'))
     try:

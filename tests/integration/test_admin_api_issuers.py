@@ -357,6 +357,7 @@ async def test_unknown_ids_paths_methods_and_parameters(admin: Admin, jwks: JWKS
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("after=nosuchid", "after"),
+        ("after=12.", "after"),
         ("issuer=a&issuer=b", "issuer"),
     ):
         r = await admin.get(f"/api/issuers?{query}")
@@ -390,6 +391,11 @@ async def test_pages_cover_every_issuer_once_and_filters_apply(
     assert [i["issuer"] for i in odd["items"]] == [f"https://i{n}.example/" for n in (1, 3, 5)]
     one = (await admin.get("/api/issuers", params={"issuer": "https://i4.example/"})).json()
     assert [i["id"] for i in one["items"]] == [made[4]["id"]] and one["next"] is None
+    # a cursor stays valid when the issuer it names is removed meanwhile
+    first = (await admin.get("/api/issuers", params={"limit": "2"})).json()
+    assert (await admin.delete(f"/api/issuers/{made[1]['id']}")).status_code == 200
+    rest = (await admin.get("/api/issuers", params={"after": first["next"]})).json()
+    assert [i["id"] for i in rest["items"]] == [m["id"] for m in made[2:]]
 
 
 # --- the audit line of each change, and parity with the CLI --------------------------------

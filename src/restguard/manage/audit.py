@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from restguard.errors import BackendUnavailable
 from restguard.manage.errors import Conflict, Invalid
 from restguard.manage.pages import check_limit
 
+_log = logging.getLogger("restguard.admin")
 #: Bytes of the file one page reads at most (beyond that, the page ends early; see above).
 MAX_SCAN_BYTES = 8 * 1024 * 1024
 BLOCK_BYTES = 64 * 1024
@@ -216,15 +219,26 @@ def scan(
     block: int = BLOCK_BYTES,
 ) -> dict[str, Any]:
     """One page, newest first (blocking: run it in a worker thread). See the module doc for
-    the cursor and the cap on what one page reads."""
+    the cursor and the cap on what one page reads. A file that cannot be read (its
+    permissions, a lost mount) is BackendUnavailable (503), logged."""
     count = check_limit(limit)
     try:
-        f = path.open("rb")
+        return _scan(path, filters, count, after, max_bytes, block)
     except FileNotFoundError:
         if after is not None:
             raise Invalid("is past the end of the log (was it rotated?)", field="after") from None
         return {"items": [], "next": None}
-    with f:
+    except OSError as exc:
+        _log.error("cannot read the audit log %s: %s", path, exc)
+        raise BackendUnavailable(
+            "The audit log could not be read.", debug=f"audit log: {exc}"
+        ) from None
+
+
+def _scan(
+    path: Path, filters: Filters, count: int, after: str | None, max_bytes: int, block: int
+) -> dict[str, Any]:
+    with path.open("rb") as f:
         size = f.seek(0, 2)
         end = _cursor(after, f, size)
         chosen: list[dict[str, Any]] = []

@@ -11,7 +11,8 @@ its ``etag``; remove honours ``If-Match`` with it (412 when stale).
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from restguard.credentials import jwt
@@ -38,6 +39,8 @@ _FIELDS = {option: field for field, option in OPTIONS.items()}
 #: The claims an issuer's scopes may come from.
 SCOPE_CLAIMS = tuple(sorted(jwt.SCOPE_CLAIMS))
 MAX_ALGORITHMS = 8
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"([0-9]{1,20})\.(.{1,64})", re.DOTALL)
 
 
 def version(rec: IssuerRecord) -> str:
@@ -152,6 +155,19 @@ async def everything(store: Store) -> list[dict[str, Any]]:
     return [public(r) for r in await store.issuers.list()]
 
 
+def cursor(rec: IssuerRecord) -> str:
+    """A listing's place after ``rec``: its creation time (microseconds) and id, the store's
+    order. It stays valid when ``rec`` is removed meanwhile (issuers are deleted, not
+    revoked), so pages cover every issuer still there exactly once."""
+    created = rec.created_at if rec.created_at.tzinfo else rec.created_at.replace(tzinfo=UTC)
+    return f"{(created - _EPOCH) // timedelta(microseconds=1)}.{rec.id}"
+
+
+def _place(rec: IssuerRecord) -> tuple[int, str]:
+    micros, _, ident = cursor(rec).partition(".")
+    return int(micros), ident
+
+
 async def listing(
     store: Store,
     *,
@@ -160,16 +176,21 @@ async def listing(
     limit: int | None = None,
     after: str | None = None,
 ) -> dict[str, Any]:
-    """One page of issuers, oldest first, filtered by exact issuer URL and audience. (A
-    cursor whose issuer was removed since is refused: 400 naming ``after``.)"""
+    """One page of issuers, oldest first, filtered by exact issuer URL and audience."""
+    records = await store.issuers.list()
+    if after is not None:
+        m = _CURSOR.fullmatch(after)
+        if m is None:
+            raise Invalid("is not a cursor of this listing", field="after")
+        place = (int(m.group(1)), m.group(2))
+        records = [r for r in records if _place(r) > place]
 
     def keep(rec: IssuerRecord) -> bool:
         return (issuer is None or rec.issuer == issuer) and (
             audience is None or rec.audience == audience
         )
 
-    records = await store.issuers.list()
-    return page(records, lambda r: r.id, public, keep=keep, limit=limit, after=after)
+    return page(records, cursor, public, keep=keep, limit=limit)
 
 
 def _unknown(issuer_id: str) -> NotFound:

@@ -63,8 +63,8 @@ PATHS: dict[str, Any] = {
             "newest first",
             "description": "Reads the JSON-lines file `[audit] path` names; broken lines are "
             "skipped, and an absent file is an empty page. With the log off "
-            '(`[audit] path = ""`) the answer is 409. Lines reach the file within a quarter '
-            "of a second of their decision.\n\n"
+            '(`[audit] path = ""`) the answer is 409; a file that cannot be read, 503. '
+            "Lines reach the file within a quarter of a second of their decision.\n\n"
             "One page reads at most "
             f"{audit.MAX_SCAN_BYTES // (1024 * 1024)} MiB of the file, backwards from the "
             "cursor: it ends as soon as `limit` lines match, or at that cap. So a page may "
