@@ -17,6 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -96,6 +97,9 @@ def mount(
         guard,
         document,
         sealer or (lambda: open_sealer(settings.master_key_path)),
+    )
+    api.services = replace(
+        api.services, public_url=settings.server.public_url, audit_path=settings.audit_path
     )
     return GuardMiddleware(api, guard, trusted_proxies=runtime.settings.server.trusted_proxies)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from restguard.clock import Clock
@@ -26,12 +27,16 @@ ID = "[A-Za-z0-9-]{1,64}"
 @dataclass(frozen=True)
 class Services:
     """What handlers act on. ``sealer`` opens the master key per use (as the CLI does: the key
-    file may change); ``audit`` writes a change's line (who, what, on which record)."""
+    file may change); ``audit`` writes a change's line (who, what, on which record);
+    ``public_url`` is restguard's own issuer (never trusted as an external one);
+    ``audit_path`` the audit log's file (None: no log is kept)."""
 
     store: Store
     clock: Clock
     sealer: Callable[[], Sealer]
     audit: Callable[[Call, str, str], None]
+    public_url: str | None = None
+    audit_path: Path | None = None
 
 
 @dataclass

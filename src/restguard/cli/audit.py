@@ -1,8 +1,8 @@
-"""``restguard audit [--follow] [--tail N] [--json]``: print the decision log."""
+"""``restguard audit [--follow] [--tail N] [--json]``: print the decision log (its lines read
+by ``restguard.manage.audit.parse``, as ``GET /api/audit`` reads them)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import click
 
 from restguard.cli.context import config_option, settings_from
 from restguard.cli.output import emit_json
+from restguard.manage.audit import parse
 
 
 def _line(event: dict[str, Any], as_json: bool, raw: str) -> None:
@@ -35,17 +36,8 @@ def _line(event: dict[str, Any], as_json: bool, raw: str) -> None:
     click.echo(" ".join(parts))
 
 
-def _event(raw: str) -> dict[str, Any] | None:
-    """One decision from one line; ``None`` for a broken or partial line (skipped)."""
-    try:
-        event = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) else None
-
-
 def _emit(raw: str, as_json: bool) -> None:
-    event = _event(raw)
+    event = parse(raw)
     if event is not None:
         _line(event, as_json, raw)
 
@@ -84,7 +76,7 @@ def audit(follow: bool, tail: int | None, as_json: bool, config: str | None) -> 
         lines = f.readlines()
         # A line still being written is finished by --follow, not skipped as broken.
         pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        found = [(raw, e) for raw in lines if (e := _event(raw.decode("utf-8", "replace")))]
+        found = [(raw, e) for raw in lines if (e := parse(raw.decode("utf-8", "replace")))]
         if tail is not None:
             found = found[len(found) - tail :]
         if as_json and not follow:

@@ -16,34 +16,15 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table, warn
-from restguard.credentials.jwt_issuers import new_issuer
-from restguard.keys.jwks_fetch import JWKSEndpoint, JWKSFetchError, fetch_jwks
-from restguard.store.errors import DuplicateRecord, UnknownRecord
-from restguard.store.ports import IssuerRecord, Store
+from restguard.cli.output import emit_json, success, table, warn
+from restguard.manage import issuers
+from restguard.manage.errors import Conflict, Invalid, NotFound
+from restguard.store.ports import Store
 
 
-def _public(rec: IssuerRecord) -> dict[str, Any]:
-    return {
-        "id": rec.id,
-        "issuer": rec.issuer,
-        "jwks_uri": rec.jwks_uri,
-        "audience": rec.audience,
-        "algorithms": list(rec.algorithms),
-        "scope_claim": rec.scope_claim,
-        "typ": rec.typ,
-        "leeway_seconds": rec.leeway,
-        "created_at": iso(rec.created_at),
-    }
-
-
-async def _probe(jwks_uri: str) -> tuple[int | None, str | None]:
-    """How many usable keys the JWKS URI serves now, or why it could not be read."""
-    try:
-        fetched = await fetch_jwks(JWKSEndpoint.parse(jwks_uri))
-    except JWKSFetchError as exc:
-        return None, str(exc)
-    return len(fetched.keys.keys), None
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """A record as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k != "etag"}
 
 
 @click.group("issuer")
@@ -101,31 +82,30 @@ def add(
     """
     settings = settings_from(config)
     try:
-        record = new_issuer(
-            issuer=iss,
-            jwks_uri=jwks_uri,
-            audience=audience,
-            now=datetime.now(UTC),
-            algorithms=algs,
-            scope_claim=scope_claim,
-            typ=typ,
-            leeway=leeway or 0,
+        record = issuers.check(
+            datetime.now(UTC),
+            iss,
+            jwks_uri,
+            audience,
+            algs,
+            scope_claim,
+            typ,
+            leeway,
             own_issuer=settings.server.public_url,
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except Invalid as exc:
+        raise click.UsageError(f"{issuers.OPTIONS[exc.field or 'issuer']}: {exc.message}") from None
 
-    async def act(store: Store) -> None:
-        await store.issuers.insert(record)
+    async def act(store: Store) -> dict[str, Any]:
+        return await issuers.add(store, record)
 
     try:
-        run(with_store(settings, act))
-    except DuplicateRecord:
+        data = _shown(run(with_store(settings, act)))
+    except Conflict:
         raise click.ClickException(
             f"the issuer {iss} is already trusted; 'restguard issuer remove' it first"
         ) from None
-    keys, problem = run(_probe(jwks_uri))
-    data = _public(record) | {"jwks_keys": keys, "jwks_problem": problem}
+    keys, problem = data["jwks_keys"], data["jwks_problem"]
     if as_json:
         emit_json(data)
         return
@@ -147,10 +127,10 @@ def list_(config: str | None, as_json: bool) -> None:
     """List the trusted issuers."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[IssuerRecord]:
-        return await store.issuers.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await issuers.everything(store)
 
-    rows = [_public(r) for r in run(with_store(settings, act))]
+    rows = [_shown(r) for r in run(with_store(settings, act))]
     if as_json:
         emit_json(rows)
         return
@@ -180,22 +160,16 @@ def remove(issuer_id: str, config: str | None, as_json: bool) -> None:
     are refused on every running instance within a second."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> IssuerRecord:
-        for rec in await store.issuers.list():
-            if issuer_id == rec.issuer:
-                issuer_id_ = rec.id
-                break
-        else:
-            issuer_id_ = issuer_id
-        return await store.issuers.remove(issuer_id_)
+    async def act(store: Store) -> dict[str, Any]:
+        return await issuers.remove(store, issuer_id, by_issuer=True)
 
     try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
+        data = _shown(run(with_store(settings, act)))
+    except NotFound:
         raise click.ClickException(
             f"no issuer has the id '{issuer_id}' ('restguard issuer list' shows them)"
         ) from None
     if as_json:
-        emit_json(_public(rec))
+        emit_json(data)
     else:
-        success(f"issuer {rec.id} ({rec.issuer}) removed.")
+        success(f"issuer {data['id']} ({data['issuer']}) removed.")

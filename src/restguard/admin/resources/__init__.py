@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from restguard.admin.resources import apikeys, oauth2_clients, signing_keys, users
+from restguard.admin.resources import (
+    apikeys,
+    audit,
+    issuers,
+    oauth2_clients,
+    signing_keys,
+    users,
+)
 
-ALL: tuple[ModuleType, ...] = (apikeys, signing_keys, oauth2_clients, users)
+ALL: tuple[ModuleType, ...] = (apikeys, signing_keys, oauth2_clients, users, issuers, audit)
