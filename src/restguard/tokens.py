@@ -104,6 +104,25 @@ def redact(text: str) -> str:
     return _ANY.sub(lambda m: m.group(0)[:2] + "_" + _kind(m.group(0)) + "_[redacted]", text)
 
 
+_SECRET_KINDS = frozenset(p[3:5] for p in PREFIXES)
+
+
+def redact_secrets(text: str) -> str:
+    """``redact`` for text that names public ids (``rg_ci_...`` clients, ``rg_us_...`` users):
+    only tokens of the kinds that are secrets (``PREFIXES``) are replaced. Where a
+    percent-encoding is, everything is redacted as by ``redact``."""
+    if "%" in text:
+        return redact(text)
+    return _ANY.sub(
+        lambda m: (
+            m.group(0)[:2] + "_" + _kind(m.group(0)) + "_[redacted]"
+            if _kind(m.group(0)) in _SECRET_KINDS
+            else m.group(0)
+        ),
+        text,
+    )
+
+
 def _kind(token: str) -> str:
     rest = token[2:]
     rest = rest[1:] if rest.startswith("_") else rest[3:]

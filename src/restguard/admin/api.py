@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,17 +25,23 @@ from restguard.admin.call import Call, Handler, Services
 from restguard.admin.openapi import OPENAPI_PATH, document
 from restguard.admin.resources import ALL
 from restguard.admin.schema import MAX_BODY_BYTES
-from restguard.asgi import DECISION_KEY, VIEW_KEY, ASGIApp, GuardMiddleware, Receive, Scope, Send
+from restguard.asgi import ASGIApp, Receive, Scope, Send, judge_body, scope_view
+from restguard.audit import decision_event, send
 from restguard.authz.policy import Policy, Route, compile_pattern
 from restguard.clock import Clock
-from restguard.edge.asgi_send import send_json, send_problem
+from restguard.edge.asgi_send import send_problem
+from restguard.edge.problem import problem
+from restguard.edge.view import Network
 from restguard.errors import AuthError
-from restguard.guard import Guard
+from restguard.guard import Decision, Guard
 from restguard.keys.sealing import MasterKeyError, Sealer, open_sealer
 from restguard.manage.apikeys import ADMIN_SCOPE
 from restguard.manage.errors import Invalid, ManageError, NotFound
 from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.ports import Store
+from restguard.tokens import redact, redact_secrets
+from restguard.types import RequestView
+from restguard.wire.forms import gate_for
 from restguard.wiring import Runtime
 
 _log = logging.getLogger("restguard.admin")
@@ -86,8 +92,8 @@ def admin_guard(guard: Guard) -> Guard:
 def mount(
     runtime: Runtime, guard: Guard | None = None, sealer: Callable[[], Sealer] | None = None
 ) -> ASGIApp:
-    """The admin API of a running restguard, behind its guard (``GuardMiddleware``): only
-    keys holding ``ADMIN_SCOPE`` get in. ``guard`` defaults to ``admin_guard(runtime.guard)``;
+    """The admin API of a running restguard, deciding each request with its guard: only keys
+    holding ``ADMIN_SCOPE`` get in. ``guard`` defaults to ``admin_guard(runtime.guard)``;
     ``sealer`` to opening the master key per use (the key file may change)."""
     guard = guard or admin_guard(runtime.guard)
     settings = runtime.settings
@@ -101,12 +107,22 @@ def mount(
     api.services = replace(
         api.services, public_url=settings.server.public_url, audit_path=settings.audit_path
     )
-    return GuardMiddleware(api, guard, trusted_proxies=runtime.settings.server.trusted_proxies)
+    api.trusted_proxies = tuple(settings.server.trusted_proxies)
+    api.max_header_bytes = settings.server.max_header_bytes
+    return api
 
 
 class AdminApi:
-    """The ``/api/`` ASGI application, behind ``GuardMiddleware(AdminApi(...), admin_guard)``:
-    the endpoints of every resource module (``admin/resources/``)."""
+    """The ``/api/`` ASGI application: the endpoints of every resource module
+    (``admin/resources/``), each request decided first by ``guard`` (``admin_guard``).
+
+    The decision is deferred, as on the gateway: its audit line is written once the answer is
+    known, with the status the client got (201, 404 ...); a required audit log gets it before
+    the handler runs (``"upstream": "pending"``), so nothing it could not record takes effect.
+    A change's own line (who, what, which record) follows the answer's status."""
+
+    trusted_proxies: tuple[Network, ...] = ()
+    max_header_bytes: int = 16 * 1024
 
     def __init__(
         self,
@@ -125,16 +141,31 @@ class AdminApi:
         ]
 
     def _changed(self, call: Call, action: str, target: str) -> None:
-        """The audit line of a change: who (the admin key), what, on which record; when is
-        the line's time. Never a secret: targets are ids."""
-        self.guard.record(
-            call.view,
-            status=200,
-            started=self.services.clock.monotonic(),
-            auth_method="api_key",
-            credential_id=call.admin,
-            detail=f"admin {action} {target}",
-        )
+        """Note a change; its audit line is written with the answer's status (``_record``)."""
+        call.changes.append((action, target))
+
+    def _record(self, call: Call, status: int) -> None:
+        """The audit line of each change made: who (the admin key's id), what, on which
+        record, with the status sent; ``time`` says when. Never a secret: targets are record
+        ids (public ids such as ``rg_ci_...`` stay readable; anything shaped like an issued
+        secret is redacted). The change has happened: a log that cannot take the line is
+        counted by the log and reported, the answer stands."""
+        for action, target in call.changes:
+            event = decision_event(
+                self.services.clock,
+                call.view,
+                self.services.clock.monotonic(),
+                route="admin",
+                status=status,
+                error=None,
+                auth_method="api_key",
+                credential_id=call.admin,
+                detail=f"admin {action} {redact_secrets(target)}",
+            )
+            try:
+                send(event, self.guard.sinks)
+            except AuthError:
+                _log.error("admin API: the audit line of %s %s was lost", action, target)
 
     def _route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
         for pattern, handlers in self.routes:
@@ -149,45 +180,64 @@ class AdminApi:
         raise NotFound("no such admin API endpoint")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
-        head = method == "HEAD"
-        if path == OPENAPI_PATH:
-            await send_json(send, 200, self.openapi(), head=head)
+        if scope["type"] != "http":
             return
+        head = scope["method"] == "HEAD"
+        try:
+            view = scope_view(
+                self.guard,
+                scope,
+                trusted_proxies=self.trusted_proxies,
+                max_header_bytes=self.max_header_bytes,
+            )
+            decision = await self.guard.decide(view, deferred=True)
+        except AuthError as err:
+            await send_problem(send, err, head=head)
+            return
+        status = 500
+        try:
+            status, body, headers = await self._answer(scope, receive, view, decision)
+            await _send(send, status, body, head, headers)
+        finally:
+            self.guard.completed(decision, status, "ok")
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, view: RequestView, decision: Decision
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        """What to answer a decided request; every error in the contract's shape."""
+        method, path = scope["method"], scope["path"]
+        if path == OPENAPI_PATH:
+            return 200, self.openapi(), []
+        call: Call | None = None
         try:
             handler, args = self._route(method, path)
             call = Call(
                 method,
                 _query(scope.get("query_string", b"")),
-                await _body(scope, receive),
-                _if_match(scope["headers"]),
-                scope[VIEW_KEY],
-                scope[DECISION_KEY],
+                await _body(self.guard, view, receive),
+                _if_match(view.headers),
+                view,
+                decision,
                 self.services,
                 args,
             )
             status, data, headers = await handler(call)
         except _MethodNotAllowed as exc:
             text = f"this endpoint answers {exc.allow}"
-            allow = [(b"allow", exc.allow.encode())]
-            await _send(send, 405, _error("method_not_allowed", text), head, allow)
-            return
+            return 405, _error("method_not_allowed", text), [(b"allow", exc.allow.encode())]
         except ManageError as exc:
-            await _send(send, exc.status, _problem(exc), head)
-            return
+            return exc.status, _problem(exc), []
         except AuthError as exc:  # BackendUnavailable: the store is down (503, fail closed)
-            await send_problem(send, exc, head=head)
-            return
+            status, headers, body = problem(exc)
+            return status, json.loads(body), [h for h in headers if h[0] == b"retry-after"]
         except DuplicateRecord:
-            await _send(send, 409, _error("conflict", "the record exists already"), head)
-            return
+            return 409, _error("conflict", "the record exists already"), []
         except (MasterKeyError, StoreError) as exc:
             # What the CLI would print as its one-line error: the server's own problem.
             _log.error("admin API %s %s failed: %s", method, path, exc)
-            text = "the server could not do this; its log says why"
-            await _send(send, 500, _error("server_error", text), head)
-            return
-        await _send(send, status, data, head, headers)
+            return 500, _error("server_error", "the server could not do this; its log says why"), []
+        self._record(call, status)
+        return status, data, headers
 
 
 class _MethodNotAllowed(Exception):
@@ -211,11 +261,14 @@ def _error(code: str, description: str) -> dict[str, Any]:
 
 
 def _problem(exc: ManageError) -> dict[str, Any]:
-    """The contract's error shape; a bad input's name is in ``field`` and leads the text."""
-    text = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    """The contract's error shape; a bad input's name is in ``field`` and leads the text.
+    Input is echoed in some messages (a bad scope, an unknown field's name): anything shaped
+    like a restguard credential in them is redacted, so a key sent in the wrong place does
+    not travel on into the client's logs."""
+    text = redact(f"{exc.field}: {exc.message}" if exc.field else exc.message)
     data = _error(exc.code, text)
     if exc.field:
-        data["field"] = exc.field
+        data["field"] = redact(exc.field)
     return data
 
 
@@ -253,16 +306,18 @@ def _query(raw: bytes) -> dict[str, str]:
     return params
 
 
-def _if_match(headers: list[tuple[bytes, bytes]]) -> str | None:
+def _if_match(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     values = [v for k, v in headers if k == b"if-match"]
     if len(values) > 1:
         raise Invalid("is given twice", field="If-Match")
     return values[0].decode("latin-1") if values else None
 
 
-async def _body(scope: Scope, receive: Receive) -> dict[str, Any]:
-    """The JSON object sent (``{}`` when there is no body); 415 for another media type, 413
-    past ``MAX_BODY_BYTES``, 400 for what does not parse as one JSON object."""
+async def _body(guard: Guard, view: RequestView, receive: Receive) -> dict[str, Any]:
+    """The JSON object sent (``{}`` when there is no body); 413 past ``MAX_BODY_BYTES``; the
+    guard's body gates as on every route (a form body's ``_method``: 400); 415 for another
+    media type; 400 for what does not parse as one JSON object."""
+    headers = view.headers
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -277,15 +332,17 @@ async def _body(scope: Scope, receive: Receive) -> dict[str, Any]:
         if not message.get("more_body", False):
             break
     raw = b"".join(chunks)
+    if gate_for(headers) is not None:
+        await judge_body(guard, view, raw)
     if not raw:
         return {}
-    types = [v for k, v in scope["headers"] if k == b"content-type"]
+    types = [v for k, v in headers if k == b"content-type"]
     media = types[0].split(b";")[0].strip().lower() if len(types) == 1 else b""
     if media != b"application/json":
         raise _Unsupported("send the body as application/json", field="Content-Type")
     try:
         data = json.loads(raw, object_pairs_hook=_unique, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # (nesting past the stack: 400)
         raise Invalid("is not valid JSON", field="body") from None
     except _Duplicate as exc:
         raise Invalid("is given twice", field=str(exc)) from None

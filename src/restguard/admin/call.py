@@ -8,8 +8,9 @@ contract's error shape. Each change is recorded with ``call.changed``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from restguard.manage.errors import Invalid
 from restguard.store.ports import Store
 from restguard.types import RequestView
 
-#: The ids in paths: letters, digits, '-' (every kind of record's ids fit; anything else is 404).
+#: API key ids in paths: letters, digits, '-' (anything else is 404). Kinds whose ids hold
+#: other characters (``rg_ci_...``, usernames) give their own patterns.
 ID = "[A-Za-z0-9-]{1,64}"
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Call:
     decision: Decision
     services: Services
     path_args: tuple[str, ...] = ()
+    changes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def admin(self) -> str:
@@ -94,7 +98,7 @@ def whole_number(value: str | None, name: str) -> int | None:
     """A query parameter's non-negative integer, or None when absent."""
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not _DIGITS.fullmatch(value):  # ASCII only: str.isdigit admits "²" and "①"
         raise Invalid("must be a whole number", field=name)
     return int(value)
 

@@ -44,6 +44,7 @@ FORM_TTL: Final = 3600
 MAX_FORM_BYTES: Final = 16 * 1024
 _FORMS: Final = ("create", "revoke", "rotate", "logout")
 _PAGES: Final = ("/", "/apikeys")
+_POSTS: Final = re.compile(r"/login|/logout|/apikeys(?:/[A-Za-z0-9-]{1,64}/(?:revoke|rotate))?")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 _EXPIRED: Final = "The form expired or came from elsewhere; reload it."
 
@@ -112,6 +113,8 @@ class Console:
             return await self._apikeys_page(request, nonce)  # "/apikeys"
         if method != "POST":
             raise _Refused(405, "Not allowed", "This page does not take that method.")
+        if not _POSTS.fullmatch(path):
+            raise _Refused(404, "Not found", "There is no such page.")
         _same_origin(request)
         form = await _form(request, receive)
         if path == "/login":
