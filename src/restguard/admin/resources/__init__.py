@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from restguard.admin.resources import apikeys, signing_keys
+from restguard.admin.resources import apikeys, apps, oauth1, signing_keys
 
-ALL: tuple[ModuleType, ...] = (apikeys, signing_keys)
+ALL: tuple[ModuleType, ...] = (apikeys, signing_keys, apps, oauth1)
