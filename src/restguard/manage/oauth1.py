@@ -263,7 +263,10 @@ async def user_id_of(store: Store, user: str) -> str:
     """The user_id of ``user`` (a user_id or a username); NotFound (field ``user``) if neither."""
     found = await store.users.get(user)
     if found is None:
-        found = await store.users.by_username(normalize_username(user))
+        try:
+            found = await store.users.by_username(normalize_username(user))
+        except ValueError:  # not a username at all (empty, say): no user has it
+            found = None
     if found is None:
         raise NotFound(f"no user has the id or username '{user}'", field="user")
     return found.user_id

@@ -112,10 +112,11 @@ _ID_PARAM = {
     "description": "The app's `key_id`, as `create` printed it.",
 }
 _PEM = {
-    "type": "string",
-    "maxLength": MAX_PEM_BYTES,
+    "type": ["string", "null"],
     "description": "The PEM text of the app's public key (`-----BEGIN PUBLIC KEY-----`), "
-    "for ed25519 and ecdsa-p256-sha256. Never a private key: one is refused, not stored.",
+    "for ed25519 and ecdsa-p256-sha256 (null: none). Never a private key: one is refused, "
+    f"not stored. At most {MAX_PEM_BYTES} bytes (400 past it; not a `maxLength`, which a body "
+    "past the 64 KiB limit would meet only with 413).",
 }
 _ALG = {"type": "string", "enum": list(ALGORITHMS)}
 _NULLABLE = {"type": ["string", "null"]}

@@ -3,6 +3,7 @@ credentials users granted to them: list, read, revoke), over ``restguard.manage.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from restguard.admin.call import Answer, Call, Endpoint, created_at, etag_header, paging
@@ -88,6 +89,13 @@ async def revoke_consumer(call: Call) -> Answer:
 # --- token credentials --------------------------------------------------------------------------
 
 
+def token_reference(data: dict[str, Any]) -> str:
+    """How the audit log names token credentials: their consumer and the SHA-256 of the token
+    (the audit log redacts every ``rg_xx_`` value, the token's ``rg_ot_`` included)."""
+    digest = hashlib.sha256(data["token"].encode()).hexdigest()[:16]
+    return f"{data['consumer_key']} token sha256:{digest}"
+
+
 async def list_tokens(call: Call) -> Answer:
     q = paging(call, "user", "consumer", "state")
     s = call.services
@@ -118,7 +126,7 @@ async def revoke_token(call: Call) -> Answer:
     call.fields(())
     s = call.services
     data = await oauth1.revoke_token(s.store, s.clock.now(), call.path_args[0], call.if_match)
-    call.changed("oauth1-token.revoke", data["token"])
+    call.changed("oauth1-token.revoke", token_reference(data))
     return 200, data, etag_header(data)
 
 
@@ -338,10 +346,10 @@ SCHEMAS: dict[str, Any] = {
                 "it or `oob`); omit it for `oob` only.",
             },
             "rsa_public_key": {
-                "type": "string",
-                "maxLength": MAX_PEM_BYTES,
+                "type": ["string", "null"],
                 "description": "The PEM text of the consumer's RSA public key (2048 bits or "
-                "more), for RSA-SHA1. Never a private key: one is refused, not stored.",
+                "more), for RSA-SHA1 (null: none). Never a private key: one is refused, not "
+                f"stored. At most {MAX_PEM_BYTES} bytes (400 past it).",
             },
             "signature_methods": {
                 "type": "array",
