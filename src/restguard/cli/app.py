@@ -3,16 +3,16 @@
 An hmac-sha256 app's secret is drawn by restguard, printed once and stored sealed by the master
 key (so the master key must belong to the data directory: ``ensure_master_key`` runs before
 anything is sealed). An ed25519 or ecdsa-p256-sha256 app registers the public key from a PEM
-file; its private key never comes near restguard.
+file; its private key never comes near restguard. The work is ``restguard.manage.apps``'s,
+shared with the admin API (``/api/apps``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -25,19 +25,15 @@ from restguard.cli.context import (
     settings_from,
     with_store,
 )
-from restguard.cli.output import emit_json, iso, success, table
-from restguard.credentials.apps import (
-    ALGORITHMS,
-    HMAC_SHA256,
-    MAX_PEM_BYTES,
-    check_app,
-    new_app,
-    rotated_app,
-)
-from restguard.keys.master_check import ensure_master_key
+from restguard.cli.output import emit_json, success, table
+from restguard.config import Settings
+from restguard.credentials.apps import ALGORITHMS, HMAC_SHA256, MAX_PEM_BYTES
 from restguard.keys.sealing import Sealer, open_sealer
-from restguard.store.errors import UnknownRecord
-from restguard.store.ports import AppRecord, Store
+from restguard.manage import apps
+from restguard.manage.errors import Invalid, ManageError, NotFound
+from restguard.store.ports import Store
+
+T = TypeVar("T")
 
 _PUBLIC_KEY_HELP = (
     "Path of the app's PEM public key ('-----BEGIN PUBLIC KEY-----'), for ed25519 and "
@@ -59,67 +55,54 @@ def _read_pem(path: str | None) -> bytes | None:
         ) from None
 
 
-def _fingerprint(rec: AppRecord) -> str | None:
-    """SHA-256 of the DER SubjectPublicKeyInfo, base64url without padding (None for hmac)."""
-    if rec.public_key is None:
-        return None
-    digest = hashlib.sha256(rec.public_key).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+def _usage(exc: Invalid) -> click.UsageError:
+    """A refused input as the option it came from (``--public-key: problem``), exit 2."""
+    option = apps.OPTIONS.get(exc.field or "")
+    return click.UsageError(f"{option}: {exc.message}" if option else exc.message)
 
 
-def _state(rec: AppRecord, now: datetime) -> str:
-    if rec.revoked_at and rec.revoked_at <= now:
-        return "revoked"
-    if rec.revoked_at:
-        return "grace"
-    return "active"
+def _unknown(key_id: str) -> click.ClickException:
+    return click.ClickException(
+        f"no app has the key_id '{key_id}' ('restguard app list' shows them)"
+    )
 
 
-def _public(rec: AppRecord, now: datetime) -> dict[str, Any]:
-    """What may be shown of an app: never its secret, sealed or not."""
-    return {
-        "key_id": rec.key_id,
-        "name": rec.name,
-        "alg": rec.alg,
-        "scopes": list(rec.scopes),
-        "state": _state(rec, now),
-        "public_key_sha256": _fingerprint(rec),
-        "created_at": iso(rec.created_at),
-        "revoked_at": iso(rec.revoked_at),
-    }
+def _act(
+    settings: Settings, action: Callable[[Store], Awaitable[T]], key_id: str | None = None
+) -> T:
+    """Run a service call on the store; its refusal becomes the CLI's one-line error (exit 2
+    for a refused option, 1 for a refused action)."""
+    try:
+        return run(with_store(settings, action))
+    except NotFound as exc:
+        raise (_unknown(key_id) if key_id else click.ClickException(exc.message)) from None
+    except Invalid as exc:
+        raise _usage(exc) from None
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
 
 
-def _print_new(
-    as_json: bool,
-    rec: AppRecord,
-    secret: str | None,
-    verb: str,
-    old: AppRecord | None = None,
-) -> None:
-    """The new credential, its secret shown once. After a rotation (``old``): the old key_id
-    and when it stops working (``grace_ends_at``: now without --grace)."""
-    data: dict[str, Any] = {
-        "key_id": rec.key_id,
-        "secret": secret,
-        "alg": rec.alg,
-        "name": rec.name,
-        "scopes": list(rec.scopes),
-        "created_at": iso(rec.created_at),
-    }
-    if old is not None:
-        data |= {"old_id": old.key_id, "grace_ends_at": iso(old.revoked_at)}
+def _shown(data: dict[str, Any], *hidden: str) -> dict[str, Any]:
+    """A record as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k not in ("etag", *hidden)}
+
+
+def _print_new(as_json: bool, data: dict[str, Any], verb: str) -> None:
+    """The new credential, its secret shown once. After a rotation: the old key_id and when it
+    stops working (``grace_ends_at``: now without --grace)."""
     if as_json:
-        emit_json(data)
+        emit_json(_shown(data, "public_key_sha256"))
         return
-    success(f"App {verb}: {rec.key_id} ({rec.name}, {rec.alg})")
-    click.echo(f"  key_id:     {rec.key_id}   (the signature's keyid parameter)")
+    secret = data["secret"]
+    success(f"App {verb}: {data['key_id']} ({data['name']}, {data['alg']})")
+    click.echo(f"  key_id:     {data['key_id']}   (the signature's keyid parameter)")
     if secret is not None:
         click.echo(f"  secret:     {secret}")
     else:
-        click.echo(f"  public key: SHA-256 {_fingerprint(rec)}")
-    click.echo(f"  scopes:     {' '.join(rec.scopes)}")
-    if old is not None:
-        click.echo(f"  old key_id: {old.key_id} works until {iso(old.revoked_at)}")
+        click.echo(f"  public key: SHA-256 {data['public_key_sha256']}")
+    click.echo(f"  scopes:     {' '.join(data['scopes'])}")
+    if "old_id" in data:
+        click.echo(f"  old key_id: {data['old_id']} works until {data['grace_ends_at']}")
     if secret is not None:
         click.secho(
             "  Store the secret now: it is shown once. restguard keeps it sealed by the master "
@@ -131,12 +114,6 @@ def _print_new(
             "  The client signs with its private key; restguard holds only the public key.",
             dim=True,
         )
-
-
-def _unknown(key_id: str) -> click.ClickException:
-    return click.ClickException(
-        f"no app has the key_id '{key_id}' ('restguard app list' shows them)"
-    )
 
 
 @click.group("app")
@@ -188,20 +165,21 @@ def create(
     restguard generated: base64url of 32 bytes, the HMAC key being the decoded bytes."""
     pem = _read_pem(public_key)
     try:
-        check_app(name, scopes, alg, pem)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        apps.check(name, scopes, alg, pem)
+    except Invalid as exc:
+        raise _usage(exc) from None
     settings = settings_from(config)
     sealer = open_sealer(settings.master_key_path) if alg == HMAC_SHA256 else None
-    record, secret = new_app(name, scopes, alg, pem, now=datetime.now(UTC), sealer=sealer)
 
-    async def act(store: Store) -> None:
-        if sealer is not None:
-            await ensure_master_key(store, sealer)  # a wrong master key must seal nothing
-        await store.apps.insert(record)
+    def opened() -> Sealer:
+        if sealer is None:  # (only an hmac-sha256 app's secret is sealed)
+            raise TypeError("no master key was opened for a public-key app")
+        return sealer
 
-    run(with_store(settings, act))
-    _print_new(as_json, record, secret, "created")
+    async def act(store: Store) -> dict[str, Any]:
+        return await apps.create(store, datetime.now(UTC), opened, name, scopes, alg, pem)
+
+    _print_new(as_json, _act(settings, act), "created")
 
 
 @app.command("list")
@@ -214,11 +192,10 @@ def list_(config: str | None, as_json: bool) -> None:
     State: 'active', 'grace' (rotated, still accepted until its revoked_at) or 'revoked'."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[AppRecord]:
-        return await store.apps.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await apps.everything(store, datetime.now(UTC))
 
-    now = datetime.now(UTC)
-    rows = [_public(r, now) for r in run(with_store(settings, act))]
+    rows = [_shown(r) for r in run(with_store(settings, act))]
     if as_json:
         emit_json(rows)
         return
@@ -247,17 +224,14 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
     """Revoke an app at once (on every instance within one second)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> AppRecord:
-        return await store.apps.revoke(key_id, datetime.now(UTC))
+    async def act(store: Store) -> dict[str, Any]:
+        return await apps.revoke(store, datetime.now(UTC), key_id)
 
-    try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
-        raise _unknown(key_id) from None
+    data = _shown(_act(settings, act, key_id))
     if as_json:
-        emit_json(_public(rec, datetime.now(UTC)))
+        emit_json(data)
     else:
-        success(f"App {rec.key_id} ({rec.name}) revoked.")
+        success(f"App {data['key_id']} ({data['name']}) revoked.")
 
 
 @app.command("rotate")
@@ -290,29 +264,11 @@ def rotate(
     or after --grace."""
     pem = _read_pem(public_key)
     settings = settings_from(config)
-    now = datetime.now(UTC)
 
-    async def act(store: Store) -> tuple[AppRecord, str | None, AppRecord]:
-        old = await store.apps.get(key_id)
-        if old is None:
-            raise UnknownRecord(key_id)
-        if old.revoked_at and old.revoked_at <= now:
-            raise click.ClickException(f"app '{key_id}' is revoked; create a new one")
-        sealer: Sealer | None = None
-        if old.alg == HMAC_SHA256 and pem is None:
-            sealer = open_sealer(settings.master_key_path)
-            await ensure_master_key(store, sealer)  # a wrong master key must seal nothing
-        try:
-            new, secret = rotated_app(old, pem, now=now, sealer=sealer)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        await store.apps.rotate(old.key_id, new, now + timedelta(seconds=grace or 0))
-        # Read back: an app already in its grace period keeps the earlier end.
-        after = await store.apps.get(old.key_id)
-        return new, secret, after or old
+    def opened() -> Sealer:
+        return open_sealer(settings.master_key_path)
 
-    try:
-        new, secret, old = run(with_store(settings, act))
-    except UnknownRecord:
-        raise _unknown(key_id) from None
-    _print_new(as_json, new, secret, f"rotated from {key_id}", old=old)
+    async def act(store: Store) -> dict[str, Any]:
+        return await apps.rotate(store, datetime.now(UTC), opened, key_id, pem, grace)
+
+    _print_new(as_json, _act(settings, act, key_id), f"rotated from {key_id}")

@@ -6,15 +6,15 @@ A consumer's secret is drawn by restguard, printed once and stored sealed by the
 server needs it to verify HMAC signatures), so the master key must belong to the data directory:
 ``ensure_master_key`` runs before anything is sealed. An RSA public key (for RSA-SHA1) comes
 from a PEM file; the private key never comes near restguard. Token listings never show a secret.
+The work is ``restguard.manage.oauth1``'s, shared with the admin API (``/api/oauth1/...``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,15 +27,16 @@ from restguard.cli.context import (
     with_store,
 )
 from restguard.cli.oauth1_sign import oauth1_sign
-from restguard.cli.output import emit_json, iso, success, table
+from restguard.cli.output import emit_json, success, table
+from restguard.config import Settings
 from restguard.credentials.apps import MAX_PEM_BYTES
-from restguard.credentials.oauth1_consumers import SIGNATURE_METHODS, check_consumer, new_consumer
-from restguard.credentials.oauth1_tokens import state as token_state
-from restguard.keys.master_check import ensure_master_key
-from restguard.keys.sealing import open_sealer
-from restguard.oauth2.users import normalize_username
-from restguard.store.errors import UnknownRecord
-from restguard.store.ports import OAuth1ConsumerRecord, OAuth1TokenRecord, Store
+from restguard.credentials.oauth1_consumers import SIGNATURE_METHODS
+from restguard.keys.sealing import Sealer, open_sealer
+from restguard.manage import oauth1 as manage
+from restguard.manage.errors import Invalid, ManageError, NotFound
+from restguard.store.ports import Store
+
+T = TypeVar("T")
 
 
 def _read_pem(path: str | None) -> bytes | None:
@@ -51,47 +52,28 @@ def _read_pem(path: str | None) -> bytes | None:
         ) from None
 
 
-def _fingerprint(rec: OAuth1ConsumerRecord) -> str | None:
-    """SHA-256 of the DER SubjectPublicKeyInfo, base64url without padding (None without)."""
-    if rec.rsa_public_key is None:
-        return None
-    digest = hashlib.sha256(rec.rsa_public_key).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+def _usage(exc: Invalid) -> click.UsageError:
+    """A refused input as the option it came from (``--callback: problem``), exit 2."""
+    option = manage.OPTIONS.get(exc.field or "")
+    return click.UsageError(f"{option}: {exc.message}" if option else exc.message)
 
 
-def _consumer_state(rec: OAuth1ConsumerRecord, now: datetime) -> str:
-    return "revoked" if rec.revoked_at is not None and rec.revoked_at <= now else "active"
+def _act(settings: Settings, action: Callable[[Store], Awaitable[T]], unknown: str = "") -> T:
+    """Run a service call on the store; its refusal becomes the CLI's one-line error (exit 2
+    for a refused option, 1 for a refused action; ``unknown`` says where to find ids)."""
+    try:
+        return run(with_store(settings, action))
+    except NotFound as exc:
+        raise click.ClickException(exc.message + unknown) from None
+    except Invalid as exc:
+        raise _usage(exc) from None
+    except ManageError as exc:
+        raise click.ClickException(exc.message) from None
 
 
-def _public_consumer(rec: OAuth1ConsumerRecord, now: datetime) -> dict[str, Any]:
-    """What may be shown of a consumer: never its secret, sealed or not."""
-    return {
-        "consumer_key": rec.consumer_key,
-        "name": rec.name,
-        "scopes": list(rec.scopes),
-        "callback": rec.callback,
-        "signature_methods": list(rec.signature_methods),
-        "rsa_public_key_sha256": _fingerprint(rec),
-        "state": _consumer_state(rec, now),
-        "created_at": iso(rec.created_at),
-        "revoked_at": iso(rec.revoked_at),
-    }
-
-
-def _public_token(rec: OAuth1TokenRecord, now: datetime) -> dict[str, Any]:
-    """What may be shown of token credentials: the token (public: sent with every request),
-    never its secret."""
-    return {
-        "token": rec.token,
-        "consumer_key": rec.consumer_key,
-        "user_id": rec.user_id,
-        "subject": rec.subject,
-        "scopes": list(rec.scopes),
-        "state": token_state(rec, now),
-        "created_at": iso(rec.created_at),
-        "expires_at": iso(rec.expires_at),
-        "revoked_at": iso(rec.revoked_at),
-    }
+def _shown(data: dict[str, Any], *hidden: str) -> dict[str, Any]:
+    """A record as the CLI prints it: the API's ``etag`` (for ``If-Match``) left out."""
+    return {k: v for k, v in data.items() if k not in ("etag", *hidden)}
 
 
 @click.group("oauth1")
@@ -155,47 +137,32 @@ def create(
     43 characters of base64url, used as they are in the signature key (RFC 5849 §3.4.2)."""
     pem = _read_pem(rsa_public_key)
     try:
-        check_consumer(name, scopes, callback, pem, methods)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        manage.check_consumer_input(name, scopes, callback, pem, methods)
+    except Invalid as exc:
+        raise _usage(exc) from None
     settings = settings_from(config)
     sealer = open_sealer(settings.master_key_path)
-    record, secret = new_consumer(
-        name,
-        scopes,
-        callback=callback,
-        rsa_public_key_pem=pem,
-        methods=methods,
-        now=datetime.now(UTC),
-        sealer=sealer,
-    )
 
-    async def act(store: Store) -> None:
-        await ensure_master_key(store, sealer)  # a wrong master key must seal nothing
-        await store.oauth1_consumers.insert(record)
+    def opened() -> Sealer:
+        return sealer
 
-    run(with_store(settings, act))
-    if as_json:
-        emit_json(
-            {
-                "consumer_key": record.consumer_key,
-                "consumer_secret": secret,
-                "name": record.name,
-                "scopes": list(record.scopes),
-                "callback": record.callback,
-                "signature_methods": list(record.signature_methods),
-                "created_at": iso(record.created_at),
-            }
+    async def act(store: Store) -> dict[str, Any]:
+        return await manage.create_consumer(
+            store, datetime.now(UTC), opened, name, scopes, callback, pem, methods
         )
+
+    data = _act(settings, act)
+    if as_json:
+        emit_json(_shown(data, "rsa_public_key_sha256"))
         return
-    success(f"Consumer created: {record.consumer_key} ({record.name})")
-    click.echo(f"  consumer_key:      {record.consumer_key}")
-    click.echo(f"  consumer_secret:   {secret}")
-    click.echo(f"  scopes:            {' '.join(record.scopes)}")
-    click.echo(f"  callback:          {record.callback or 'none (oob only)'}")
-    click.echo(f"  signature methods: {' '.join(record.signature_methods)}")
-    if record.rsa_public_key is not None:
-        click.echo(f"  RSA public key:    SHA-256 {_fingerprint(record)}")
+    success(f"Consumer created: {data['consumer_key']} ({data['name']})")
+    click.echo(f"  consumer_key:      {data['consumer_key']}")
+    click.echo(f"  consumer_secret:   {data['consumer_secret']}")
+    click.echo(f"  scopes:            {' '.join(data['scopes'])}")
+    click.echo(f"  callback:          {data['callback'] or 'none (oob only)'}")
+    click.echo(f"  signature methods: {' '.join(data['signature_methods'])}")
+    if data["rsa_public_key_sha256"] is not None:
+        click.echo(f"  RSA public key:    SHA-256 {data['rsa_public_key_sha256']}")
     click.secho(
         "  Store the secret now: it is shown once. restguard keeps it sealed by the master key "
         "and never prints it again.",
@@ -211,11 +178,10 @@ def list_consumers(config: str | None, as_json: bool) -> None:
     """List consumers, oldest first (never a secret)."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[OAuth1ConsumerRecord]:
-        return await store.oauth1_consumers.list()
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await manage.consumers(store, datetime.now(UTC))
 
-    now = datetime.now(UTC)
-    rows = [_public_consumer(r, now) for r in run(with_store(settings, act))]
+    rows = [_shown(r) for r in _act(settings, act)]
     if as_json:
         emit_json(rows)
         return
@@ -245,35 +211,19 @@ def revoke_consumer(consumer_key: str, config: str | None, as_json: bool) -> Non
     """Revoke a consumer and every token issued to it, at once."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> OAuth1ConsumerRecord:
-        return await store.oauth1_consumers.revoke(consumer_key, datetime.now(UTC))
+    async def act(store: Store) -> dict[str, Any]:
+        return await manage.revoke_consumer(store, datetime.now(UTC), consumer_key)
 
-    try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(
-            f"no consumer has the consumer_key '{consumer_key}' "
-            "('restguard oauth1 consumer list' shows them)"
-        ) from None
+    data = _shown(_act(settings, act, " ('restguard oauth1 consumer list' shows them)"))
     if as_json:
-        emit_json(_public_consumer(rec, datetime.now(UTC)))
+        emit_json(data)
     else:
-        success(f"Consumer {rec.consumer_key} ({rec.name}) revoked, with its tokens.")
+        success(f"Consumer {data['consumer_key']} ({data['name']}) revoked, with its tokens.")
 
 
 @oauth1.group("token")
 def token() -> None:
     """Token credentials that users granted to consumers (never a secret)."""
-
-
-async def _user_id(store: Store, user: str) -> str:
-    """The user_id of ``user`` (a user_id or a username); ``UnknownRecord`` if neither."""
-    found = await store.users.get(user)
-    if found is None:
-        found = await store.users.by_username(normalize_username(user))
-    if found is None:
-        raise UnknownRecord(user)
-    return found.user_id
 
 
 @token.command("list")
@@ -286,18 +236,10 @@ def list_tokens(user: str | None, consumer: str | None, config: str | None, as_j
     """List token credentials, oldest first: state 'active', 'expired' or 'revoked'."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> list[OAuth1TokenRecord]:
-        user_id = None if user is None else await _user_id(store, user)
-        return await store.oauth1_tokens.list(user_id=user_id, consumer_key=consumer)
+    async def act(store: Store) -> list[dict[str, Any]]:
+        return await manage.tokens(store, datetime.now(UTC), user=user, consumer=consumer)
 
-    try:
-        records = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(
-            f"no user has the id or username '{user}' ('restguard user list' shows them)"
-        ) from None
-    now = datetime.now(UTC)
-    rows = [_public_token(r, now) for r in records]
+    rows = [_shown(r) for r in _act(settings, act, " ('restguard user list' shows them)")]
     if as_json:
         emit_json(rows)
         return
@@ -326,19 +268,14 @@ def revoke_token(token_value: str, config: str | None, as_json: bool) -> None:
     """Revoke token credentials (oauth_token) at once."""
     settings = settings_from(config)
 
-    async def act(store: Store) -> OAuth1TokenRecord:
-        return await store.oauth1_tokens.revoke(token_value, datetime.now(UTC))
+    async def act(store: Store) -> dict[str, Any]:
+        return await manage.revoke_token(store, datetime.now(UTC), token_value)
 
-    try:
-        rec = run(with_store(settings, act))
-    except UnknownRecord:
-        raise click.ClickException(
-            f"no OAuth 1.0a token '{token_value}' ('restguard oauth1 token list' shows them)"
-        ) from None
+    data = _shown(_act(settings, act, " ('restguard oauth1 token list' shows them)"))
     if as_json:
-        emit_json(_public_token(rec, datetime.now(UTC)))
+        emit_json(data)
     else:
-        success(f"Token {rec.token} ({rec.subject or rec.consumer_key}) revoked.")
+        success(f"Token {data['token']} ({data['subject'] or data['consumer_key']}) revoked.")
 
 
 oauth1.add_command(oauth1_sign)

@@ -7,11 +7,22 @@ from types import ModuleType
 
 from restguard.admin.resources import (
     apikeys,
+    apps,
     audit,
     issuers,
+    oauth1,
     oauth2_clients,
     signing_keys,
     users,
 )
 
-ALL: tuple[ModuleType, ...] = (apikeys, signing_keys, oauth2_clients, users, issuers, audit)
+ALL: tuple[ModuleType, ...] = (
+    apikeys,
+    signing_keys,
+    apps,
+    oauth2_clients,
+    oauth1,
+    users,
+    issuers,
+    audit,
+)
