@@ -45,7 +45,7 @@ from restguard.wire.forms import gate_for
 from restguard.wiring import Runtime
 
 _log = logging.getLogger("restguard.admin")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 def admin_policy() -> Policy:
@@ -207,6 +207,9 @@ class AdminApi:
         """What to answer a decided request; every error in the contract's shape."""
         method, path = scope["method"], scope["path"]
         if path == OPENAPI_PATH:
+            if method not in ("GET", "HEAD"):
+                text = "this endpoint answers GET, HEAD"
+                return 405, _error("method_not_allowed", text), [(b"allow", b"GET, HEAD")]
             return 200, self.openapi(), []
         call: Call | None = None
         try:

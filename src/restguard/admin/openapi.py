@@ -64,9 +64,14 @@ def document() -> dict[str, Any]:
             "headers": {
                 "ETag": {
                     "description": "The record's version, for `If-Match`.",
+                    "required": True,
                     "schema": {"type": "string"},
                 },
-                "Location": {"description": "The new record.", "schema": {"type": "string"}},
+                "Location": {
+                    "description": "The new record.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
             },
             "schemas": schemas,
         },

@@ -18,9 +18,10 @@ SCOPES = {
     "description": "Scopes (RFC 6749 §3.3 scope-tokens), each as its own item.",
 }
 DURATION = {
-    "type": "string",
-    "pattern": "^[0-9]+(ms|s|m|h|d)$",
+    "type": ["string", "null"],
+    "pattern": "^[1-9][0-9]*(ms|s|m|h|d)$",
     "examples": ["30d", "12h", "90s"],
+    "description": "A duration: a whole number with ms, s, m, h or d, at most 36500d (null: none).",
 }
 LIMIT = {
     "name": "limit",

@@ -224,10 +224,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 200,
-                "description": "Who or what the key is for (forwarded as subject).",
+                "description": "Who or what the key is for (forwarded as subject): printable "
+                "characters (no control characters or non-space separators), not only spaces.",
             },
             "scopes": SCOPES,
-            "expires_in": {**DURATION, "description": "Lifetime (default: no expiry)."},
+            "expires_in": {**DURATION, "description": "Lifetime (default, or null: no expiry)."},
         },
     },
     "RotateApiKey": {
