@@ -152,6 +152,7 @@ def _guide(
         f"Metrics:   curl {admin}/metrics",
         f"Admin API: curl -H {shlex.quote('X-API-Key: ' + demo.admin_key)} {admin}/api/apikeys",
         f"           (a key holding restguard:admin, for a day; the API: {admin}/api/openapi.json)",
+        f"Console:   {admin}/ in a browser, signed in with that key",
         "Keys are shown once; a new run issues new ones. Ctrl-C stops everything.",
         "",
     ]
