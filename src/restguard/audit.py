@@ -48,6 +48,9 @@ class DecisionEvent(NamedTuple):
     # "not_forwarded" (refused after the decision, before forwarding), "pending" (a required
     # log's line, written before forwarding); None for denials and where there is no upstream.
     upstream: str | None = None
+    # The request's id (``X-Request-Id``), as the upstream received it; None where there was
+    # none (a request refused before it could be viewed).
+    request_id: str | None = None
 
     def finished(self, status: int, upstream: str) -> DecisionEvent:
         """This event with the status sent and the upstream outcome (a plain constructor call:
@@ -66,6 +69,7 @@ class DecisionEvent(NamedTuple):
             self.detail,
             self.duration_ms,
             upstream,
+            self.request_id,
         )
 
     def to_json(self) -> str:
@@ -79,7 +83,7 @@ class DecisionEvent(NamedTuple):
             f'"error":{s(self.error)},"auth_method":{s(self.auth_method)},'
             f'"credential_id":{s(self.credential_id)},"client":{s(self.client)},'
             f'"detail":{s(self.detail)},"duration_ms":{float(self.duration_ms)!r},'
-            f'"upstream":{s(self.upstream)}}}'
+            f'"upstream":{s(self.upstream)},"request_id":{s(self.request_id)}}}'
         )
 
 
@@ -121,6 +125,7 @@ def decision_event(
         client=view.client,
         detail=detail,
         duration_ms=round((clock.monotonic() - started) * 1000, 3),
+        request_id=view.request_id or None,
     )
 
 

@@ -37,6 +37,9 @@ class RequestView(NamedTuple):
     # it was not read.
     raw_path: bytes = b""
     body: bytes | None = None
+    # The request's id (``X-Request-Id``): a trusted proxy's, else one of restguard's own;
+    # "" where no id was given (views built by embedding code).
+    request_id: str = ""
 
     def __repr__(self) -> str:  # header values and the body may hold secrets: never shown
         names = ", ".join(name.decode("latin-1") for name, _ in self.headers)

@@ -209,14 +209,14 @@ def test_valid_custom_headers_reach_both_upstreams(
     wsgi_key: str,
 ) -> None:
     # The twin of every drop: names of letters, digits and '-' pass, any case.
-    headers = [(b"X-Request-Id", b"abc-123"), (b"x-tenant", b"t1"), (b"Accept-Language", b"fr")]
+    headers = [(b"X-Trace-Tag", b"abc-123"), (b"x-tenant", b"t1"), (b"Accept-Language", b"fr")]
     data = request(b"/notes/1", api_key(keys.reader), *headers)
     _, seen = assert_forwarded(gw, data, b"/notes/1")
-    assert seen.header("X-Request-Id") == "abc-123"
+    assert seen.header("X-Trace-Tag") == "abc-123"
     assert seen.header("X-Tenant") == "t1"
     assert seen.header("Accept-Language") == "fr"
     environ = through_wsgi(wsgi_gw, wsgi, request(b"/notes/1", api_key(wsgi_key), *headers))
-    assert environ["HTTP_X_REQUEST_ID"] == "abc-123"
+    assert environ["HTTP_X_TRACE_TAG"] == "abc-123"
     assert environ["HTTP_X_TENANT"] == "t1"
     assert environ["HTTP_ACCEPT_LANGUAGE"] == "fr"
 

@@ -39,6 +39,7 @@ FIELDS = (
     "detail",
     "duration_ms",
     "upstream",
+    "request_id",
 )
 
 
@@ -248,15 +249,19 @@ async def test_credential_and_time_filters(admin: Admin) -> None:
 async def test_broken_lines_are_skipped(admin: Admin) -> None:
     await activity(admin)
     flush(admin)
-    old = {name: v for name, v in file_lines(admin)[0].items() if name != "upstream"}
+    old = {
+        name: v
+        for name, v in file_lines(admin)[0].items()
+        if name not in ("upstream", "request_id")
+    }
     with admin.audit.open("ab") as f:
         f.write(b"not json\n\n[1, 2]\n")
         f.write(b'{"time": 5, "outcome": "allow"}\n')  # not what restguard writes
         f.write(b'{"time": "x", "status": NaN}\n')
-        f.write(json.dumps(old).encode() + b"\n")  # an older version's line: no upstream
+        f.write(json.dumps(old).encode() + b"\n")  # an older version's line: no upstream, id
         f.write(b"\xff\xfe\n")
     got = await query(admin, {"limit": "2"})
-    assert got[0] == {**old, "upstream": None} or is_query(got[0])
+    assert got[0] == {**old, "upstream": None, "request_id": None} or is_query(got[0])
     assert await check(admin, lambda _: True, {"limit": "3"})
 
 
@@ -381,6 +386,7 @@ def _write_log(path: Path) -> list[dict[str, Any]]:
                 "detail": None,
                 "duration_ms": 0.5,
                 "upstream": None,
+                "request_id": None,
             }
             f.write(json.dumps(line).encode() + b"\n")
             shown.append(line)

@@ -11,6 +11,7 @@ are removed here too (CONTRACT: removed, not refused): only restguard sets them.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -136,6 +137,22 @@ def _forwarded_client(
     return hops[0] if hops else peer
 
 
+#: A request id taken from a trusted proxy: what common proxies and tracers send (UUIDs,
+#: hex, W3C trace ids, ``host/counter``), nothing that could split or bloat a log line.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def request_id(headers: Sequence[tuple[bytes, bytes]], trusted: bool) -> str:
+    """The request's id: the one ``X-Request-Id`` a trusted proxy sent, when it is well formed;
+    else a new one (16 random bytes, hex). A client's own is never taken: ids in the audit log
+    and at the upstream must not be a stranger's choice."""
+    if trusted:
+        sent = [v for k, v in headers if k == b"x-request-id"]
+        if len(sent) == 1 and _REQUEST_ID.fullmatch(sent[0]):
+            return sent[0].decode("ascii")
+    return os.urandom(16).hex()
+
+
 def build_view(
     method: str,
     target: bytes,
@@ -169,6 +186,7 @@ def build_view(
         via_trusted_proxy=trusted,
         scheme="https" if scheme == "https" else "http",
         raw_path=raw_path,
+        request_id=request_id(kept, trusted),
     )
 
 

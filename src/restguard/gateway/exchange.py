@@ -108,6 +108,7 @@ class Exchange(ExchangeBody, ExchangeAnswer):
 
     # --- the exchange ------------------------------------------------------------------------
     _deferred: AuthError | None = None  # refused while queued: answered in its turn
+    request_id = b""  # the view's X-Request-Id, for the client's answer (none before a view)
 
     async def run(self) -> None:
         """Decide and forward. Every way out answers the client exactly once; the answer itself
@@ -154,6 +155,7 @@ class Exchange(ExchangeBody, ExchangeAnswer):
                 max_header_bytes=None,  # capped while parsing (client_parsing.on_header)
                 scheme=self.client.scheme,
             )
+            self.request_id = view.request_id.encode("ascii")
             endpoint = served_endpoint(view.path)
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
@@ -317,7 +319,10 @@ class Exchange(ExchangeBody, ExchangeAnswer):
         if (b"connection", b"close") in headers:
             self._close_after = True
         framing = (b"content-length", b"connection")
-        self._respond(status, [h for h in headers if h[0] not in framing], body)
+        kept = [h for h in headers if h[0] not in framing]
+        if self.request_id:
+            kept.append((b"x-request-id", self.request_id))
+        self._respond(status, kept, body)
 
     def _respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         reason = HTTPStatus(status).phrase.encode()

@@ -52,6 +52,7 @@ class ExchangeAnswer:
     gw: Gateway
     method: str
     http_version: str
+    request_id: bytes
     body: RequestBody
     body_complete: bool
     finished: bool
@@ -87,6 +88,7 @@ class ExchangeAnswer:
             headers,
             no_body=self.method == "HEAD",
             http_11=self.http_version == "1.1",
+            request_id=self.request_id,
         )
         if framing == "chunked":
             self._chunked_out = True

@@ -121,6 +121,7 @@ def upstream_head(
             or name in tokens
             or name.startswith((b"x-restguard-", b"proxy-"))
             or name in drop
+            or name == b"x-request-id"  # (restguard's own follows: a trusted proxy's kept)
         ):
             continue
         if (name.startswith(FORWARDED_PREFIX) or name in FORWARDED_FAMILY) and (
@@ -137,6 +138,8 @@ def upstream_head(
     lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n" % (client, proto))
     if host:
         lines.append(b"x-forwarded-host: %s\r\n" % host)
+    if view.request_id:
+        lines.append(b"x-request-id: %s\r\n" % view.request_id.encode("ascii"))
     lines.append(identity)
     if chunked:
         lines.append(b"transfer-encoding: chunked\r\n")
@@ -162,11 +165,17 @@ def client_head(
     *,
     no_body: bool,
     http_11: bool,
+    request_id: bytes = b"",
 ) -> tuple[list[bytes], str]:
     """The status line and header lines for the client (without ``Connection`` and the blank
-    line), and how the body is framed: "length", "chunked", "close" or "none"."""
+    line), and how the body is framed: "length", "chunked", "close" or "none". With
+    ``request_id``, the answer carries it as ``X-Request-Id`` (in place of any the upstream
+    sent)."""
     tokens = _connection_tokens(headers)
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+    if request_id:
+        out.append(b"x-request-id: %s\r\n" % request_id)
+        tokens = tokens | {b"x-request-id"}
     length: bytes | None = None
     upstream_chunked = False
     for name, value in headers:

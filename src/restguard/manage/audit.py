@@ -56,6 +56,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "detail": ((str,), True),
     "duration_ms": ((int, float), False),
     "upstream": ((str,), True),
+    "request_id": ((str,), True),
 }
 FIELDS = tuple(_FIELDS)
 

@@ -138,6 +138,11 @@ SCHEMAS: dict[str, Any] = {
                 **_NULLABLE,
                 "description": "What became of an allowed request at the gateway.",
             },
+            "request_id": {
+                **_NULLABLE,
+                "description": "The request's `X-Request-Id` (a trusted proxy's, else "
+                "restguard's own), as the upstream received it.",
+            },
         },
     },
     "DecisionPage": {
