@@ -146,7 +146,7 @@ async def test_no_audit_log_kept_says_so(signed_in: tuple[Console, AdminApp]) ->
     page_app.services = dataclasses.replace(page_app.services, audit_path=None)
     r = await console.client.get("/audit")
     assert r.status_code == 409
-    assert 'id="audit-off"' in r.text and "The audit log is off" in r.text
+    assert 'id="audit-off"' in r.text and "No audit log is kept: the audit log is off" in r.text
     assert '<table id="audit">' not in r.text
 
 

@@ -44,7 +44,7 @@ async def audit_page(ctx: Ctx, notice: Notice) -> Answer:
         )
         data = await audit.listing(ctx.services.audit_path, filters, limit=PAGE_SIZE, after=after)
     except Conflict as exc:
-        status, off = exc.status, f"The audit log is off: {exc.message}."
+        status, off = exc.status, f"No audit log is kept: {exc.message}."
     except ManageError as exc:
         status, error = exc.status, problem(exc)
     else:
