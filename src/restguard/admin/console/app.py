@@ -12,6 +12,10 @@ Every form carries a CSRF token sealed for its purpose and bound to the session'
 login form's to a pre-session cookie); a POST whose ``Origin`` or ``Sec-Fetch-Site`` names
 another site is refused too. Changes go through the service layer (``restguard.manage``), as
 the CLI's and the API's do, and each writes an audit line.
+
+The records' pages and their forms are listed in ``PAGES`` and ``ACTIONS`` (``kinds``: one
+CSRF purpose per form; ``credentials``, ``accounts`` and ``auditlog`` hold them, and the
+``pages_*`` modules their HTML). This module signs in, checks each form and routes it.
 """
 
 from __future__ import annotations
