@@ -131,7 +131,14 @@ def admin_app(runtime: Runtime, metrics: Metrics, checks: Mapping[str, Check]) -
 
     timeline = Timeline(metrics.decision_totals)
     console = Console(
-        runtime.store, runtime.clock, guard, sealer, timeline, metrics.decision_totals
+        runtime.store,
+        runtime.clock,
+        guard,
+        sealer,
+        timeline,
+        metrics.decision_totals,
+        public_url=settings.server.public_url,
+        audit_path=settings.audit_path,
     )
     api = mount(runtime, guard, sealer)
     return AdminApp(runtime.store, metrics, checks, api=api, console=console, timeline=timeline)

@@ -69,6 +69,20 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .totals strong{display:block;font-size:1.75rem}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}
 .login{max-width:28rem;margin:4rem auto}
+nav{display:flex;gap:1rem;flex-wrap:wrap}
+textarea{display:block;width:100%;max-width:40rem;min-height:6rem;margin:0 0 .75rem;
+padding:.4rem .6rem;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+font-size:.8125rem;color:var(--fg);background:var(--card);border:1px solid var(--line);
+border-radius:.375rem}
+fieldset{border:1px solid var(--line);border-radius:.375rem;margin:0 0 .75rem;
+padding:.5rem .75rem;max-width:40rem}
+legend{font-weight:600;padding:0 .25rem}
+label.check{display:inline-flex;gap:.4rem;align-items:center;font-weight:400;
+margin:0 1rem .25rem 0}
+td details{display:inline-block}
+td textarea{min-height:4rem}
+.pager{margin:.75rem 0 0}
+.pager a{color:var(--accent);font-weight:600}
 """
 
 #: CSP Level 3 §8.4: the hash source of the one inline ``<style>`` element, over its exact text.
@@ -90,7 +104,17 @@ HEADERS: Final = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"content-security-policy", CSP.encode("ascii")),
 ]
-NAV: Final = (("/", "Dashboard"), ("/apikeys", "API keys"))
+NAV: Final = (
+    ("/", "Dashboard"),
+    ("/apikeys", "API keys"),
+    ("/apps", "Apps"),
+    ("/oauth2/clients", "OAuth 2.0 clients"),
+    ("/oauth1", "OAuth 1.0a"),
+    ("/users", "Users"),
+    ("/issuers", "Issuers"),
+    ("/signing-keys", "Signing keys"),
+    ("/audit", "Audit log"),
+)
 
 
 def e(value: object) -> str:
@@ -217,75 +241,136 @@ def dashboard(
     return layout("Dashboard", body, current="/", logout=logout)
 
 
-def new_secret(title: str, data: dict[str, Any], field: str) -> str:
-    """A just-made secret, shown this once."""
+def new_secret(
+    title: str, data: dict[str, Any], field: str, kept: str = "only its hash is kept"
+) -> str:
+    """A just-made secret, shown this once (``kept``: how the server keeps it)."""
     return (
         f'<div class="secret" role="status"><strong>{e(title)}</strong>'
         f'<code id="new-secret">{e(data[field])}</code>'
-        "Copy it now: it is shown once, only its hash is kept.</div>"
+        f"Copy it now: it is shown once, {e(kept)}.</div>"
     )
 
 
-def apikeys(
-    rows: Sequence[dict[str, Any]],
-    forms: dict[str, str],
-    logout: str,
+# --- shared pieces of the records' pages ----------------------------------------------------
+
+
+def tagged(etag: str | None) -> str:
+    """The record's version as the form's If-Match (``etag``), when the service takes one."""
+    return f'<input type="hidden" name="etag" value="{e(etag)}">' if etag else ""
+
+
+def button_form(
+    action: str,
+    csrf: str,
+    label: str,
+    aria: str,
     *,
-    state: str | None,
+    etag: str | None = None,
+    danger: bool = True,
+    extra: str = "",
+) -> str:
+    """A one-button POST form (in a table row): its own CSRF token, the record's etag."""
+    cls = "danger" if danger else "secondary"
+    return (
+        f'<form method="post" action="{e(action)}">{hidden(csrf)}{tagged(etag)}{extra}'
+        f'<button class="{cls}" type="submit" aria-label="{e(aria)}">{e(label)}</button>'
+        "</form> "
+    )
+
+
+def text_field(
+    ident: str, label: str, *, required: bool = False, maxlength: int = 200, kind: str = "text"
+) -> str:
+    need = " required" if required else ""
+    auto = ' autocomplete="new-password"' if kind == "password" else ""
+    return (
+        f'<label for="{ident}">{e(label)}</label>'
+        f'<input id="{ident}" name="{ident}" type="{kind}" maxlength="{maxlength}"{need}{auto}>'
+    )
+
+
+def text_area(ident: str, label: str) -> str:
+    return (
+        f'<label for="{ident}">{e(label)}</label>'
+        f'<textarea id="{ident}" name="{ident}" rows="4" spellcheck="false"></textarea>'
+    )
+
+
+def choice(ident: str, label: str, options: Sequence[str], selected: str | None = None) -> str:
+    """A ``<select>``; an empty option reads "any"."""
+    items = "".join(
+        f'<option value="{e(o)}"{" selected" if o == selected else ""}>{e(o or "any")}</option>'
+        for o in options
+    )
+    return (
+        f'<label for="{ident}">{e(label)}</label>'
+        f'<select id="{ident}" name="{ident}">{items}</select>'
+    )
+
+
+def checkboxes(legend: str, boxes: Sequence[tuple[str, str, bool]]) -> str:
+    """A fieldset of checkboxes, each its own field (the form refuses a field given twice):
+    ``(field, label, checked)``."""
+    items = "".join(
+        f'<label class="check"><input type="checkbox" id="{e(f)}" name="{e(f)}" value="on"'
+        f"{' checked' if on else ''}>{e(text)}</label>"
+        for f, text, on in boxes
+    )
+    return f"<fieldset><legend>{e(legend)}</legend>{items}</fieldset>"
+
+
+def create_section(heading: str, action: str, csrf: str, fields: str, button: str) -> str:
+    return (
+        f'<section><h2>{e(heading)}</h2><form method="post" action="{e(action)}">'
+        f'{hidden(csrf)}{fields}<button type="submit">{e(button)}</button></form></section>'
+    )
+
+
+def state_filter(action: str, states: Sequence[str], state: str | None) -> str:
+    return (
+        f'<form class="filters" method="get" action="{e(action)}"><div>'
+        f"{choice('state', 'State', ('', *states), state or '')}</div>"
+        '<button class="secondary" type="submit">Filter</button></form>'
+    )
+
+
+def table(ident: str, caption: str, heads: Sequence[str], rows: Sequence[str]) -> str:
+    th = "".join(f'<th scope="col">{e(h)}</th>' for h in heads)
+    empty = f"<tr><td colspan={len(heads)}>none</td></tr>"
+    return (
+        f'<table id="{e(ident)}"><caption>{e(caption)}</caption><thead><tr>{th}</tr></thead>'
+        f"<tbody>{''.join(rows) or empty}</tbody></table>"
+    )
+
+
+def cells(*values: str) -> str:
+    """Table cells of already-escaped HTML."""
+    return "".join(f"<td>{v}</td>" for v in values)
+
+
+def words(values: Sequence[str]) -> str:
+    return e(" ".join(values))
+
+
+def record_page(
+    title: str,
+    current: str,
+    logout: str,
+    sections: str,
+    *,
     message: str | None = None,
     error: str | None = None,
     secret: str = "",
 ) -> bytes:
-    """The API keys page: filter, list with revoke and rotate, create."""
-    options = "".join(
-        f'<option value="{s}"{" selected" if s == state else ""}>{s or "any"}</option>'
-        for s in ("", "active", "grace", "expired", "revoked")
-    )
-    lines = []
-    for r in rows:
-        actions = ""
-        if r["state"] in ("active", "grace"):
-            actions = (
-                f'<form method="post" action="/apikeys/{e(r["id"])}/rotate">'
-                f'{hidden(forms["rotate"])}<input type="hidden" name="etag" value="{e(r["etag"])}">'
-                f'<button class="secondary" type="submit" aria-label="Rotate {e(r["name"])}">'
-                "Rotate</button></form> "
-                f'<form method="post" action="/apikeys/{e(r["id"])}/revoke">'
-                f'{hidden(forms["revoke"])}<input type="hidden" name="etag" value="{e(r["etag"])}">'
-                f'<button class="danger" type="submit" aria-label="Revoke {e(r["name"])}">'
-                "Revoke</button></form>"
-            )
-        lines.append(
-            f'<tr id="key-{e(r["id"])}"><td><code>{e(r["id"])}</code></td>'
-            f"<td>{name(r['name'])}</td>"
-            f"<td>{e(' '.join(r['scopes']))}</td><td>{e(r['state'])}</td>"
-            f"<td>{e(r['expires_at'] or 'never')}</td><td>{e(r['last_used_at'] or 'never')}</td>"
-            f"<td>{actions}</td></tr>"
-        )
-    body = (
-        "<h1>API keys</h1>"
-        f"{alerts(message, error)}{secret}"
-        '<section><h2>New key</h2><form method="post" action="/apikeys">'
-        f"{hidden(forms['create'])}"
-        '<label for="name">Name (who or what it is for)</label>'
-        '<input id="name" name="name" type="text" required maxlength="200">'
-        '<label for="scopes">Scopes (separated by spaces)</label>'
-        '<input id="scopes" name="scopes" type="text">'
-        '<label for="expires_in">Expires in (e.g. 90d; empty: never)</label>'
-        '<input id="expires_in" name="expires_in" type="text">'
-        '<button type="submit">Create key</button></form></section>'
-        '<section><form class="filters" method="get" action="/apikeys">'
-        f'<div><label for="state">State</label><select id="state" name="state">{options}'
-        '</select></div><button class="secondary" type="submit">Filter</button></form>'
-        '<table id="apikeys"><caption>Keys (never their secrets)</caption><thead><tr>'
-        '<th scope="col">id</th><th scope="col">name</th><th scope="col">scopes</th>'
-        '<th scope="col">state</th><th scope="col">expires</th><th scope="col">last used</th>'
-        '<th scope="col">actions</th></tr></thead>'
-        f"<tbody>{''.join(lines) or '<tr><td colspan=7>none</td></tr>'}</tbody></table>"
-        "</section>"
-    )
-    return layout("API keys", body, current="/apikeys", logout=logout)
+    """A records' page: its heading, the outcome of the last change, then its sections."""
+    body = f"<h1>{e(title)}</h1>{alerts(message, error)}{secret}{sections}"
+    return layout(title, body, current=current, logout=logout)
 
 
 def problem(title: str, text: str, logout: str | None = None) -> bytes:
     return layout(title, f"<section><h1>{e(title)}</h1><p>{e(text)}</p></section>", logout=logout)
+
+
+def code(value: str) -> str:
+    return f"<code>{e(value)}</code>"
