@@ -22,11 +22,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from restguard.admin.call import Call, Handler, Services
+from restguard.admin.changes import record_change
 from restguard.admin.openapi import OPENAPI_PATH, document
 from restguard.admin.resources import ALL
 from restguard.admin.schema import MAX_BODY_BYTES
 from restguard.asgi import ASGIApp, Receive, Scope, Send, judge_body, scope_view
-from restguard.audit import decision_event, send
 from restguard.authz.policy import Policy, Route, compile_pattern
 from restguard.clock import Clock
 from restguard.edge.asgi_send import send_problem
@@ -39,7 +39,7 @@ from restguard.manage.apikeys import ADMIN_SCOPE
 from restguard.manage.errors import Invalid, ManageError, NotFound
 from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.ports import Store
-from restguard.tokens import redact, redact_secrets
+from restguard.tokens import redact
 from restguard.types import RequestView
 from restguard.wire.forms import gate_for
 from restguard.wiring import Runtime
@@ -145,27 +145,9 @@ class AdminApi:
         call.changes.append((action, target))
 
     def _record(self, call: Call, status: int) -> None:
-        """The audit line of each change made: who (the admin key's id), what, on which
-        record, with the status sent; ``time`` says when. Never a secret: targets are record
-        ids (public ids such as ``rg_ci_...`` stay readable; anything shaped like an issued
-        secret is redacted). The change has happened: a log that cannot take the line is
-        counted by the log and reported, the answer stands."""
+        """The audit line of each change made, with the status sent (``admin/changes.py``)."""
         for action, target in call.changes:
-            event = decision_event(
-                self.services.clock,
-                call.view,
-                self.services.clock.monotonic(),
-                route="admin",
-                status=status,
-                error=None,
-                auth_method="api_key",
-                credential_id=call.admin,
-                detail=f"admin {action} {redact_secrets(target)}",
-            )
-            try:
-                send(event, self.guard.sinks)
-            except AuthError:
-                _log.error("admin API: the audit line of %s %s was lost", action, target)
+            record_change(self.guard, call.view, call.admin, action, target, status)
 
     def _route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
         for pattern, handlers in self.routes:

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from restguard.admin.changes import record_change
 from restguard.admin.console import accounts, auditlog, credentials, pages
 from restguard.admin.console.kinds import Action, Ctx, Notice, Page, Services, problem
 from restguard.admin.console.timeline import Timeline, Totals
@@ -250,14 +251,8 @@ class Console:
 
     def _changed(self, request: Request, admin: ApiKeyRecord, action: str, target: str) -> None:
         """An audit line per change, as the API writes (who, what, which record)."""
-        self.guard.record(
-            RequestView(request.method, request.path, client=request.client),
-            status=200,
-            started=self.clock.monotonic(),
-            auth_method="api_key",
-            credential_id=admin.id,
-            detail=f"admin {action} {target} (console)",
-        )
+        view = RequestView(request.method, request.path, client=request.client)
+        record_change(self.guard, view, admin.id, action, f"{target} (console)", 200)
 
 
 def _admin(record: ApiKeyRecord, now: datetime) -> bool:
