@@ -134,6 +134,8 @@ class Settings:
     routes: tuple[Route, ...] = ()
     audit_path: Path | None = None
     audit_required: bool = False  # true: a decision that cannot be recorded is refused (503)
+    log_format: str = "text"  # [log] format: restguard's own log lines as text or JSON
+    log_level: str = "warning"
     master_key_path: Path = Path("master.key")
     store_timeout: float = STORE_TIMEOUT  # every store operation's deadline, then 503
     # Not in the file: how many processes serve it here (``serve --workers``). More than one
@@ -425,6 +427,14 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
     if required and not audit_text:
         audit.fail("required", "needs an audit file", 'set [audit] path, or remove "required"')
     audit.finish()
+    log = Reader(doc, ("log",), top.get("log", dict, {}, "a [log] table"))
+    log_format = log.get("format", str, "text", '"text" or "json"')
+    if log_format not in ("text", "json"):
+        log.fail("format", "is neither text nor json", 'write "text" or "json"')
+    log_level = log.get("level", str, "warning", '"warning"')
+    if log_level not in ("debug", "info", "warning", "error"):
+        log.fail("level", "is not a level", 'write "debug", "info", "warning" or "error"')
+    log.finish()
     keys = Reader(doc, ("keys",), top.get("keys", dict, {}, "a [keys] table"))
     master = Path(keys.get("master_key", str, "master.key", '"master.key"'))
     keys.finish()
@@ -441,6 +451,8 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
         routes=routes,
         audit_path=(file.parent / audit_text) if audit_text else None,
         audit_required=required,
+        log_format=log_format,
+        log_level=log_level,
         master_key_path=master if master.is_absolute() else file.parent / master,
         store_timeout=store_timeout,
         lines=doc.lines,

@@ -211,3 +211,29 @@ def test_reload_serves_a_renewed_certificate(
         refused = reload_cli(config)
         assert refused.returncode == 1 and "tls_key" in refused.stderr
         assert served() == "second"
+
+
+def test_json_logs_are_one_object_per_line_with_secrets_redacted(
+    tmp_path: Path, fresh_upstream: RecordingUpstream
+) -> None:
+    """``[log] format = "json"``: restguard's own lines (here a refused reload) are JSON, and a
+    credential that lands in a message (here inside the broken file's text) is redacted."""
+    import json
+
+    config = serve_dir(tmp_path / "d", upstream=fresh_upstream.url, routes=OPEN)
+    set_keys(config, "log", {"format": '"json"'})
+    good = config.read_text()
+    key = "rg_ak_abcdefghijkl_" + "S" * 49
+    with serving(config) as serve:
+        assert reload_cli(config).returncode == 0  # (its handlers installed: SIGHUP is safe)
+        applied = json.loads(serve.wait_line('"reload: 1 routes', 5))
+        assert applied["level"] == "warning"
+        config.write_text(good + f'\n[[routes]]\npath = "/{key}/:id"\nmethods = ["GET"]\n')
+        serve.signal(signal.SIGHUP)
+        line = json.loads(serve.wait_line('"reload refused', 5))
+        assert line["level"] == "error" and line["logger"] == "restguard.reload"
+        assert "rg_ak_[redacted]" in line["message"]  # the route's text, named in the error
+        assert set(line) >= {"time", "level", "logger", "message", "process"}
+        assert httpx.get(serve.url + "/open/x", timeout=5).status_code == 200
+    assert key[19:] not in serve.stderr
+    assert "Traceback" not in serve.stderr

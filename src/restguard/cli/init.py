@@ -94,6 +94,12 @@ path = "audit.log"
 # (metric restguard_audit_dropped_total, /readyz). true: refuse (503) what cannot be recorded.
 required = false
 
+[log]
+# restguard's own messages (reloads, lost audit lines, restarted workers) on stderr: "text", or
+# "json" (one object per line: time, level, logger, message; credentials redacted).
+format = "text"
+level = "warning"
+
 [upstream]
 # The REST API restguard protects. It receives exactly the path the policy judged.
 url = "{upstream}"

@@ -48,6 +48,7 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
         app,
         http="httptools",
         log_level="warning",
+        log_config=None,  # uvicorn's records go to restguard's handler (restguard.logs)
         access_log=False,
         server_header=False,
         lifespan="on",

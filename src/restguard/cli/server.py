@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from restguard.cli.workers import Supervisor
 from restguard.config import Settings
 from restguard.gateway.server import listener_tls
 from restguard.keys.tls import ServerTLS
+from restguard.logs import configure as configure_logs
 from restguard.store.sql import migrate as apply_migrations
 
 
@@ -45,7 +45,7 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
     """Run the gateway (policy, credentials, proxy, JWKS) and the admin listener."""
     settings = settings_from(config)
     tls = listener_tls(settings)  # (checked at load too: the files may have changed since)
-    logging.basicConfig(level=logging.WARNING, format="restguard: %(message)s")
+    configure_logs(settings.log_format, settings.log_level)
     apply_migrations(settings.database_url)
     raise_file_limit(settings)
     gateway = f"{'https' if tls else 'http'}://{settings.server.listen}"

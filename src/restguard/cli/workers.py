@@ -33,6 +33,7 @@ from pathlib import Path
 
 from restguard.cli.serve import install_loop, run_servers
 from restguard.config import ConfigError, Settings
+from restguard.logs import configure as configure_logs
 
 _log = logging.getLogger("restguard.workers")
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
@@ -173,7 +174,9 @@ def main(argv: list[str]) -> None:
     die_with_parent(parent)
     settings: Settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - from our parent
     sock = socket.socket(fileno=fd)
-    logging.basicConfig(level=logging.WARNING, format="restguard worker %(process)d: %(message)s")
+    configure_logs(
+        settings.log_format, settings.log_level, prefix=f"restguard worker {os.getpid()}"
+    )
     install_loop()
     try:
         asyncio.run(
