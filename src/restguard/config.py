@@ -34,6 +34,7 @@ from restguard.config_base import (
 )
 from restguard.config_routes import read_routes
 from restguard.keys.tls import TLSFileError, server_context
+from restguard.tracing import available as tracing_available
 from restguard.wire.toml_lines import KeyLines, key_lines
 
 __all__ = [
@@ -136,6 +137,7 @@ class Settings:
     audit_required: bool = False  # true: a decision that cannot be recorded is refused (503)
     log_format: str = "text"  # [log] format: restguard's own log lines as text or JSON
     log_level: str = "warning"
+    tracing: bool = False  # [tracing] enabled: OpenTelemetry spans (restguard[otel])
     master_key_path: Path = Path("master.key")
     store_timeout: float = STORE_TIMEOUT  # every store operation's deadline, then 503
     # Not in the file: how many processes serve it here (``serve --workers``). More than one
@@ -435,6 +437,13 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
     if log_level not in ("debug", "info", "warning", "error"):
         log.fail("level", "is not a level", 'write "debug", "info", "warning" or "error"')
     log.finish()
+    tracing_r = Reader(doc, ("tracing",), top.get("tracing", dict, {}, "a [tracing] table"))
+    tracing = tracing_r.get("enabled", bool, False, "true or false")
+    if tracing and not tracing_available():
+        tracing_r.fail(
+            "enabled", "needs the OpenTelemetry packages", "pip install 'restguard[otel]'"
+        )
+    tracing_r.finish()
     keys = Reader(doc, ("keys",), top.get("keys", dict, {}, "a [keys] table"))
     master = Path(keys.get("master_key", str, "master.key", '"master.key"'))
     keys.finish()
@@ -453,6 +462,7 @@ def _settings(doc: Doc, raw: dict[str, Any]) -> Settings:
         audit_required=required,
         log_format=log_format,
         log_level=log_level,
+        tracing=tracing,
         master_key_path=master if master.is_absolute() else file.parent / master,
         store_timeout=store_timeout,
         lines=doc.lines,

@@ -100,6 +100,11 @@ required = false
 format = "text"
 level = "warning"
 
+[tracing]
+# OpenTelemetry spans of the gateway's requests, exported over OTLP/HTTP (OTEL_* variables);
+# the upstream gets each span's traceparent. Needs: pip install 'restguard[otel]'.
+enabled = false
+
 [upstream]
 # The REST API restguard protects. It receives exactly the path the policy judged.
 url = "{upstream}"

@@ -22,6 +22,7 @@ from restguard.gateway.server import listener_tls
 from restguard.keys.tls import ServerTLS
 from restguard.logs import configure as configure_logs
 from restguard.store.sql import migrate as apply_migrations
+from restguard.tracing import configure as configure_tracing
 
 
 @click.command()
@@ -46,6 +47,8 @@ def serve(workers: int, config: str | None, as_json: bool) -> None:
     settings = settings_from(config)
     tls = listener_tls(settings)  # (checked at load too: the files may have changed since)
     configure_logs(settings.log_format, settings.log_level)
+    if settings.tracing:
+        configure_tracing()  # (an SDK the process set up itself is kept)
     apply_migrations(settings.database_url)
     raise_file_limit(settings)
     gateway = f"{'https' if tls else 'http'}://{settings.server.listen}"

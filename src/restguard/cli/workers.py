@@ -34,6 +34,7 @@ from pathlib import Path
 from restguard.cli.serve import install_loop, run_servers
 from restguard.config import ConfigError, Settings
 from restguard.logs import configure as configure_logs
+from restguard.tracing import configure as configure_tracing
 
 _log = logging.getLogger("restguard.workers")
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
@@ -177,6 +178,8 @@ def main(argv: list[str]) -> None:
     configure_logs(
         settings.log_format, settings.log_level, prefix=f"restguard worker {os.getpid()}"
     )
+    if settings.tracing:
+        configure_tracing()
     install_loop()
     try:
         asyncio.run(

@@ -156,6 +156,8 @@ class Exchange(ExchangeBody, ExchangeAnswer):
                 scheme=self.client.scheme,
             )
             self.request_id = view.request_id.encode("ascii")
+            if gw.tracing is not None:
+                self._span = gw.tracing.start(view)
             endpoint = served_endpoint(view.path)
         except AuthError as err:
             gw.guard.refused(self.method, self.target, self.client.peer, err)
@@ -196,6 +198,7 @@ class Exchange(ExchangeBody, ExchangeAnswer):
             identity=gw.identity(decision),
             content_length=self.content_length,
             chunked=self.chunked,
+            trace=b"" if self._span is None else gw.tracing.headers(self._span),  # type: ignore[union-attr]
         )
         if not (self.body_complete or self.expect_continue):
             # (a client that waits for 100 Continue sends nothing before it)
@@ -348,11 +351,20 @@ class Exchange(ExchangeBody, ExchangeAnswer):
     _status = 0  # the status the client was sent
     _outcome = "not_forwarded"  # what became of the upstream exchange (audit's "upstream")
 
+    _span: Any = None  # the request's trace span ([tracing] on)
+
     def _record(self, status: int) -> None:
-        """Record an allowed request's outcome (once): the guard deferred its event."""
+        """Record an allowed request's outcome (once): the guard deferred its event; end the
+        request's span."""
         decision, self._decision = self._decision, None
         if decision is not None:
             self.gw.guard.completed(decision, status, self._outcome)
+        span, self._span = self._span, None
+        if span is not None and self.gw.tracing is not None:
+            route = decision.route.name if decision is not None else None
+            method = decision.principal.auth_method if decision is not None else None
+            outcome = "allow" if decision is not None else "deny"
+            self.gw.tracing.end(span, status, route, method or None, outcome)
 
     def _finish(self) -> None:
         if self.finished:

@@ -103,8 +103,10 @@ def upstream_head(
     identity: bytes,
     content_length: int | None,
     chunked: bool,
+    trace: bytes = b"",
 ) -> bytes:
-    """The request line and header block sent to the upstream."""
+    """The request line and header block sent to the upstream. ``trace``: the request span's
+    ``traceparent`` lines (``restguard.tracing``), in place of the client's."""
     tokens = _connection_tokens(view.headers) - PROTECTED_HEADERS
     drop = () if decision.route.forward_credentials else decision.credential_headers
     trusted = view.via_trusted_proxy
@@ -122,6 +124,7 @@ def upstream_head(
             or name.startswith((b"x-restguard-", b"proxy-"))
             or name in drop
             or name == b"x-request-id"  # (restguard's own follows: a trusted proxy's kept)
+            or (trace and name in (b"traceparent", b"tracestate"))
         ):
             continue
         if (name.startswith(FORWARDED_PREFIX) or name in FORWARDED_FAMILY) and (
@@ -140,6 +143,8 @@ def upstream_head(
         lines.append(b"x-forwarded-host: %s\r\n" % host)
     if view.request_id:
         lines.append(b"x-request-id: %s\r\n" % view.request_id.encode("ascii"))
+    if trace:
+        lines.append(trace)
     lines.append(identity)
     if chunked:
         lines.append(b"transfer-encoding: chunked\r\n")

@@ -26,6 +26,7 @@ from restguard.guard import Decision, Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.tls import ServerTLS, TLSFileError
 from restguard.oauth2.http import AuthorizationServer
+from restguard.tracing import Tracing
 from restguard.wiring import Runtime
 
 
@@ -55,10 +56,12 @@ class Gateway:
         observe_upstream: Callable[[float], None] = lambda seconds: None,
         tls: ServerTLS | None = None,
         authorization_server: AuthorizationServer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.guard, self.keys, self.identity = guard, keys, identity
         self.authorization_server = authorization_server
+        self.tracing = tracing  # ([tracing] enabled: one span per request)
         self.pool = UpstreamPool(
             upstream_host,
             upstream_port,
@@ -197,4 +200,5 @@ def make_gateway(
         tls=tls,
         # (read with getattr until wiring.Runtime carries it: issue 9's wiring)
         authorization_server=runtime.authorization_server,
+        tracing=Tracing() if settings.tracing else None,
     )
