@@ -257,3 +257,45 @@ async def test_the_dashboard_counts_decisions(console: Console) -> None:
     assert denied and int(denied.group(1)) >= 1
     assert "<svg" in page and 'role="img"' in page
     assert re.search(r"<td>none</td><td>deny</td><td>40[14]</td>", page)
+
+
+async def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_origin_is_https(
+    tmp_path: Path,
+) -> None:
+    """A TLS-terminating proxy in [server] trusted_proxies: the browser saw https://its host,
+    so the session cookie is Secure with the __Host- prefix and a form's Origin is that one.
+    The same claims from an untrusted peer change nothing."""
+    from tests.harness import set_key
+
+    config = write_data_dir(tmp_path / "d")
+    config.write_text(set_key(config.read_text(), "server.trusted_proxies", '["127.0.0.1/32"]'))
+    boot = bootstrap_admin_key(config)
+    metrics = Metrics()
+    runtime = await open_runtime(load(config), sinks=[metrics.observe_decision])
+    claims = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "admin.example"}
+    try:
+        for peer, secure in (("127.0.0.1", True), ("192.0.2.7", False)):
+            transport = httpx.ASGITransport(admin_app(runtime, metrics, {}), client=(peer, 5000))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://admin", headers=claims
+            ) as client:
+                page = await client.get("/login")
+                token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+                # (the browser's jar; httpx keeps a Secure cookie from http://admin to itself)
+                (login,) = page.headers.get_list("set-cookie")
+                client.cookies.clear()
+                r = await client.post(
+                    "/login",
+                    data={"key": boot["key"], "csrf": token},
+                    headers={"Origin": "https://admin.example", "Cookie": login.split(";")[0]},
+                )
+                if secure:
+                    assert r.status_code == 303, r.text
+                    (session,) = [
+                        c for c in r.headers.get_list("set-cookie") if "restguard_admin=" in c
+                    ]
+                    assert session.startswith("__Host-restguard_admin=") and "; Secure" in session
+                else:  # an untrusted peer's claims: http://admin is its origin, not this one
+                    assert r.status_code == 403
+    finally:
+        await runtime.close()

@@ -139,6 +139,7 @@ def admin_app(runtime: Runtime, metrics: Metrics, checks: Mapping[str, Check]) -
         metrics.decision_totals,
         public_url=settings.server.public_url,
         audit_path=settings.audit_path,
+        trusted_proxies=settings.server.trusted_proxies,
     )
     api = mount(runtime, guard, sealer)
     return AdminApp(runtime.store, metrics, checks, api=api, console=console, timeline=timeline)

@@ -108,6 +108,11 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
     return any(ip in net for net in proxies)
 
 
+def from_trusted_proxy(peer: str, proxies: Sequence[Network]) -> bool:
+    """Whether ``peer`` is one of ``[server] trusted_proxies``."""
+    return bool(proxies) and _trusted(peer, proxies)
+
+
 def client_address(
     peer: str, headers: Sequence[tuple[bytes, bytes]], proxies: Sequence[Network]
 ) -> str:

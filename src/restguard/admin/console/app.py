@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -35,6 +35,7 @@ from restguard.admin.console.timeline import Timeline, Totals
 from restguard.admin.console.web import Answer, Refused, Request, read_form, redirect, same_origin
 from restguard.asgi import Receive, Scope, Send
 from restguard.clock import Clock
+from restguard.edge.view import Network
 from restguard.errors import AuthError, BackendUnavailable, RateLimited
 from restguard.guard import Guard
 from restguard.keys.sealing import Sealer
@@ -69,7 +70,9 @@ class Console:
         *,
         public_url: str | None = None,
         audit_path: Path | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
+        self.trusted_proxies = tuple(trusted_proxies)
         self.store, self.clock, self.guard = store, clock, guard
         self.sealer, self.timeline, self.totals = sealer, timeline, totals
         self.services = Services(store, clock, sealer, public_url, audit_path)
@@ -77,7 +80,7 @@ class Console:
     # --- ASGI ---------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
+        request = Request(scope, self.trusted_proxies)
         try:
             status, body, headers = await self._answer(request, receive)
         except Refused as exc:

@@ -3,10 +3,13 @@ check, refusals and redirects."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 from urllib.parse import parse_qsl
 
 from restguard.asgi import Receive, Scope
+from restguard.edge.view import Network, client_address, from_trusted_proxy
+from restguard.errors import InvalidRequest
 
 MAX_FORM_BYTES: Final = 16 * 1024
 #: What a handler answers: status, body, extra headers.
@@ -24,14 +27,25 @@ class Refused(Exception):
 class Request:
     """What the console reads of an ASGI request."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, trusted_proxies: Sequence[Network] = ()) -> None:
         self.method: str = scope["method"]
         self.head = self.method == "HEAD"
         self.path: str = scope["path"]
-        self.secure = scope.get("scheme") == "https"
         client = scope.get("client")
-        self.client: str = client[0] if client else ""
+        peer: str = client[0] if client else ""
         self.headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        # Behind a trusted TLS-terminating proxy (``[server] trusted_proxies``), the browser's
+        # scheme, host and address are the proxy's claims: the cookie is then Secure, and the
+        # Origin check compares with the origin the browser saw.
+        trusted = from_trusted_proxy(peer, trusted_proxies)
+        self.secure = scope.get("scheme") == "https" or (
+            trusted and self.header(b"x-forwarded-proto") == "https"
+        )
+        self.host = (trusted and self.header(b"x-forwarded-host")) or self.header(b"host")
+        try:
+            self.client = client_address(peer, self.headers, trusted_proxies)
+        except InvalidRequest:
+            self.client = peer
         self.cookies: dict[str, str] = {}
         for name, value in self.headers:
             if name == b"cookie":
@@ -58,7 +72,7 @@ def same_origin(request: Request) -> None:
     if site is not None and site not in ("same-origin", "none"):
         raise Refused(403, "Refused", "This form may only be sent from this console.")
     origin = request.header(b"origin")
-    host = request.header(b"host")
+    host = request.host
     if origin is not None:
         expected = f"{'https' if request.secure else 'http'}://{host}"
         if host is None or origin != expected:
