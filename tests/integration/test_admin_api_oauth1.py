@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from restguard.admin.api import mount
-from restguard.admin.app import AdminApp
-from restguard.cli.init import bootstrap_admin_key, write_data_dir
 from restguard.cli.main import cli
 from restguard.client import OAuth1Auth
-from restguard.config import load
 from restguard.credentials.base import AuthContext
 from restguard.credentials.oauth1_consumers import consumer_secret
 from restguard.credentials.oauth1_tokens import (
@@ -37,36 +32,15 @@ from restguard.credentials.oauth1_tokens import (
 )
 from restguard.errors import AuthError
 from restguard.keys.sealing import open_sealer
-from restguard.observe import Metrics
 from restguard.store.ports import OAuth1TokenRecord, UserRecord
 from restguard.types import RequestView
-from restguard.wiring import Runtime, open_runtime
+from tests.integration.admin_support import AdminClient, open_admin
 
 ALICE = "rg_us_alice00000000000"
 BOB = "rg_us_bob0000000000000"
 
 
-@dataclass
-class Admin:
-    client: httpx.AsyncClient
-    key: str
-    key_id: str
-    runtime: Runtime
-    audit: Path
-    config: Path
-
-    def auth(self, key: str | None = None) -> dict[str, str]:
-        return {"X-API-Key": key or self.key}
-
-    async def get(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.get(path, headers=self.auth(), **kw)
-
-    async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        headers = {**self.auth(), **kw.pop("headers", {})}
-        if body is None:
-            return await self.client.post(path, headers=headers, **kw)
-        return await self.client.post(path, json=body, headers=headers, **kw)
-
+class Admin(AdminClient):
     async def consumers(self) -> list[dict[str, Any]]:
         r = await self.get("/api/oauth1/consumers", params={"limit": "1000"})
         assert r.status_code == 200, r.text
@@ -137,18 +111,8 @@ async def signed_view(auth: httpx.Auth) -> RequestView:
 
 @pytest.fixture
 async def admin(tmp_path: Path) -> AsyncIterator[Admin]:
-    config = write_data_dir(tmp_path / "d")
-    boot = bootstrap_admin_key(config)
-    runtime = await open_runtime(load(config))
-    app = AdminApp(runtime.store, Metrics(), api=mount(runtime))
-    transport = httpx.ASGITransport(app, client=("127.0.0.1", 5000))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
-            yield Admin(
-                client, boot["key"], boot["id"], runtime, tmp_path / "d" / "audit.log", config
-            )
-    finally:
-        await runtime.close()
+    async with open_admin(tmp_path, Admin) as a:
+        yield a
 
 
 def audit_changes(admin: Admin) -> list[dict[str, Any]]:

@@ -9,54 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
-from restguard.admin.api import mount
-from restguard.admin.app import AdminApp
-from restguard.cli.init import bootstrap_admin_key, write_data_dir
 from restguard.cli.main import cli
-from restguard.config import load
 from restguard.oauth2.users import LoginChecker, LoginFailed
-from restguard.observe import Metrics
 from restguard.store.ports import RefreshTokenRecord
 from restguard.tokens import redact
-from restguard.wiring import Runtime, open_runtime
+from tests.integration.admin_support import AdminClient, open_admin
 
 BASE = "/api/users"
 PASSWORD = "correct horse battery staple"
 
 
-@dataclass
-class Admin:
-    client: httpx.AsyncClient
-    key: str
-    key_id: str
-    runtime: Runtime
-    audit: Path
-    config: Path
-
-    def auth(self, key: str | None = None) -> dict[str, str]:
-        return {"X-API-Key": key or self.key}
-
-    async def get(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.get(path, headers=self.auth(), **kw)
-
-    async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        headers = {**self.auth(), **kw.pop("headers", {})}
-        if body is None:
-            return await self.client.post(path, headers=headers, **kw)
-        return await self.client.post(path, json=body, headers=headers, **kw)
-
-    async def delete(self, path: str, **kw: Any) -> httpx.Response:
-        headers = {**self.auth(), **kw.pop("headers", {})}
-        return await self.client.delete(path, headers=headers, **kw)
-
+class Admin(AdminClient):
     async def users(self) -> list[dict[str, Any]]:
         r = await self.get(BASE, params={"limit": "1000"})
         assert r.status_code == 200, r.text
@@ -74,18 +43,8 @@ class Admin:
 
 @pytest.fixture
 async def admin(tmp_path: Path) -> AsyncIterator[Admin]:
-    config = write_data_dir(tmp_path / "d")
-    boot = bootstrap_admin_key(config)
-    runtime = await open_runtime(load(config))
-    app = AdminApp(runtime.store, Metrics(), api=mount(runtime))
-    transport = httpx.ASGITransport(app, client=("127.0.0.1", 5000))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
-            yield Admin(
-                client, boot["key"], boot["id"], runtime, tmp_path / "d" / "audit.log", config
-            )
-    finally:
-        await runtime.close()
+    async with open_admin(tmp_path, Admin) as a:
+        yield a
 
 
 async def make(admin: Admin, **body: Any) -> dict[str, Any]:
