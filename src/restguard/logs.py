@@ -35,7 +35,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(line, ensure_ascii=False)
+        # (ASCII: U+2028 and its like would split the line for shippers that split on them)
+        return json.dumps(line)
 
 
 class _RedactingText(logging.Formatter):

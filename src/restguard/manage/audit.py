@@ -36,6 +36,9 @@ _log = logging.getLogger("restguard.admin")
 #: Bytes of the file one page reads at most (beyond that, the page ends early; see above).
 MAX_SCAN_BYTES = 8 * 1024 * 1024
 BLOCK_BYTES = 64 * 1024
+#: No line restguard writes comes near this (a request target is at most 8 KiB): a longer one
+#: means a foreign or corrupted file, refused (409) before it is read whole into memory.
+LONGEST_LINE = 64 * 1024
 OUTCOMES = ("allow", "deny")
 #: What marks the lines of the admin API's changes (``detail``: ``admin <action> <target>``).
 ADMIN_PREFIX = "admin "
@@ -66,7 +69,7 @@ def parse(raw: str | bytes) -> dict[str, Any] | None:
     partial line."""
     try:
         event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # (JSON, UTF-8, a 5,000-digit number, deep nesting)
         return None
     return event if isinstance(event, dict) else None
 
@@ -251,6 +254,11 @@ def _scan(
             if i < 0 and start > 0:
                 if read >= max_bytes and examined is not None:
                     return _answer(chosen, examined)  # the cap: continue from here
+                if hi >= LONGEST_LINE:  # no restguard line is this long: a foreign file
+                    raise Conflict(
+                        f"the audit log holds a line longer than {LONGEST_LINE} bytes: the "
+                        "file at [audit] path is not a log restguard wrote"
+                    )
                 n = min(block, start)
                 start -= n
                 f.seek(start)

@@ -21,8 +21,10 @@ CSRF purpose per form; ``credentials``, ``accounts`` and ``auditlog`` hold them,
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens
 from restguard.store.ports import ApiKeyRecord, Store
 from restguard.types import RequestView
 
+_log = logging.getLogger("restguard.admin")
 SESSION_TTL: Final = 8 * 3600
 FORM_TTL: Final = 3600
 #: Every records' page by its path, and every change's form (``kinds``).
@@ -73,6 +76,7 @@ class Console:
         trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.trusted_proxies = tuple(trusted_proxies)
+        self._signed_out: dict[str, float] = {}  # session nonce -> when it would have expired
         self.store, self.clock, self.guard = store, clock, guard
         self.sealer, self.timeline, self.totals = sealer, timeline, totals
         self.services = Services(store, clock, sealer, public_url, audit_path)
@@ -91,6 +95,10 @@ class Console:
                 pages.problem("Unavailable", "The store is unavailable; try again shortly."),
                 [],
             )
+        except Exception:  # a bug: the console's own 500 page, with its headers; never a trace
+            _log.exception("admin console %s %s failed", request.method, request.path)
+            text = "The console could not do this; the server's log says why."
+            status, body, headers = 500, pages.problem("Server error", text), []
         all_headers = [*pages.HEADERS, (b"content-length", str(len(body)).encode()), *headers]
         await send({"type": "http.response.start", "status": status, "headers": all_headers})
         await send({"type": "http.response.body", "body": b"" if request.head else body})
@@ -131,6 +139,7 @@ class Console:
         key, nonce = session
         if found is None:  # "/logout"
             self._check(form, "logout", nonce)
+            self._ended(nonce)
             return redirect("/login", [self._cookie(request, "", 0)])
         act, ids = found
         self._check(form, act.purpose, nonce)
@@ -231,6 +240,16 @@ class Console:
             [self._cookie(request, session, SESSION_TTL), self._cookie(request, "", 0, login=True)],
         )
 
+    def _ended(self, nonce: str) -> None:
+        """Sign a session out: its cookie is refused from now on, by this process, even where
+        a copy of it survives the browser's (the sealed cookie itself stays valid until it
+        expires; revoking the admin key ends every session of it on every instance)."""
+        now = time.monotonic()
+        self._signed_out = {
+            n: t for n, t in self._signed_out.items() if t > now
+        }  # (expired sessions forgotten)
+        self._signed_out[nonce] = now + SESSION_TTL
+
     async def _session(self, request: Request) -> tuple[ApiKeyRecord, str] | None:
         """The signed-in admin key and the session's nonce, or None: no or a broken cookie,
         or a key that was revoked, expired or lost its admin scope since."""
@@ -243,7 +262,7 @@ class Console:
         except WebTokenInvalid:
             return None
         key_id, nonce = data.get("k"), data.get("n")
-        if not isinstance(key_id, str) or not isinstance(nonce, str):
+        if not isinstance(key_id, str) or not isinstance(nonce, str) or nonce in self._signed_out:
             return None
         record = await self.store.api_keys.get(key_id)
         if record is None or not _admin(record, now):

@@ -68,6 +68,9 @@ def same_origin(request: Request) -> None:
     """A POST from another site is refused whatever it carries (with SameSite=Strict cookies
     and CSRF tokens, a second line of defence): ``Sec-Fetch-Site`` must be same-origin (or
     none: typed by the user), ``Origin`` must be this origin."""
+    for name in (b"sec-fetch-site", b"origin", b"host"):  # one each, or it is ambiguous
+        if len([v for k, v in request.headers if k == name]) > 1:
+            raise Refused(403, "Refused", "This form may only be sent from this console.")
     site = request.header(b"sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         raise Refused(403, "Refused", "This form may only be sent from this console.")
