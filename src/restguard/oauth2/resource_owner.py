@@ -33,15 +33,12 @@ Cookies, sessions and CSRF tokens are ``browser.py``'s.
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
-from restguard.authz.ratelimit import MemoryRateLimiter, address_bucket
+from restguard.authz.ratelimit import MemoryRateLimiter
 from restguard.clock import Clock
-from restguard.errors import AuthError, BackendUnavailable
 from restguard.keys.hashing import token_digest
 from restguard.oauth2 import pages
 from restguard.oauth2.authorization_request import (
@@ -53,16 +50,12 @@ from restguard.oauth2.authorization_request import (
     redirect_to,
 )
 from restguard.oauth2.browser import (
-    LOGIN_TTL,
     REQUEST_TTL,
     AddressThrottle,
-    Attempts,
     Failures,
     FormError,
     Sessions,
     account_address_throttle,
-    account_key,
-    cookie,
     query_value,
     read_form,
     redirect,
@@ -72,11 +65,9 @@ from restguard.oauth2.clients import is_active
 from restguard.oauth2.grants.authorization_code import LIFETIME as CODE_LIFETIME
 from restguard.oauth2.grants.authorization_code import new_code
 from restguard.oauth2.http import EndpointRequest, EndpointResponse
+from restguard.oauth2.sign_in import Continuation, SignInPages
 from restguard.oauth2.users import (
-    LoginBusy,
     LoginChecker,
-    LoginFailed,
-    LoginLocked,
 )
 from restguard.oauth2.web_tokens import WebTokenInvalid, WebTokens, WebTokenTooLarge
 from restguard.store.ports import (
@@ -98,19 +89,7 @@ NEXT_CONTINUATION: Final = "next"
 _NEXT_TARGETS: Final = ("/oauth1/authorize?", "/oauth1/tokens")
 
 
-@dataclass(frozen=True, slots=True)
-class _Continuation:
-    """Where a sign-in goes next: the consent of a pending authorization request, or the
-    device flow's user-code page. ``field`` is the form field that carries ``sealed``."""
-
-    field: str
-    sealed: str
-    target: str
-    client_name: str | None  # None: no client yet (the device flow)
-    form_sources: tuple[str, ...]
-
-
-class ResourceOwnerPages:
+class ResourceOwnerPages(SignInPages):
     def __init__(
         self,
         *,
@@ -160,7 +139,7 @@ class ResourceOwnerPages:
         device_value: str | None,
         next_value: str | None,
         now: datetime,
-    ) -> _Continuation:
+    ) -> Continuation:
         """Where the sign-in continues: a sealed authorization request (``request``), a sealed
         device-flow continuation (``device``: ``{"c": user code to prefill}``), or another of
         restguard's pages (``next``: ``{"to": path and query, "n": the application's name}``,
@@ -171,7 +150,7 @@ class ResourceOwnerPages:
         if request_value is not None:
             pending = self._pending(request_value, now)
             client = await self._client(pending, now)
-            return _Continuation(
+            return Continuation(
                 "request",
                 request_value,
                 f"/consent?request={quote(request_value)}",
@@ -189,10 +168,10 @@ class ResourceOwnerPages:
             target, name = data.get("to"), data.get("n")
             if not isinstance(target, str) or not target.startswith(_NEXT_TARGETS):
                 raise PageError(400, "Link expired", _EXPIRED)
-            return _Continuation("next", sealed, target, str(name) if name else None, ())
+            return Continuation("next", sealed, target, str(name) if name else None, ())
         code = data.get("c")
         target = "/device" + (f"?user_code={quote(code)}" if isinstance(code, str) else "")
-        return _Continuation("device", sealed, target, None, ())
+        return Continuation("device", sealed, target, None, ())
 
     def login_redirect(self, target: str, client_name: str, now: datetime) -> EndpointResponse:
         """The redirect to the sign-in page, which continues to ``target`` (one of restguard's
@@ -270,117 +249,6 @@ class ResourceOwnerPages:
         target = "/consent" if user is not None else "/login"
         return redirect(f"{target}?request={quote(sealed)}")
 
-    # --- /login ----------------------------------------------------------------------------
-    async def login(self, request: EndpointRequest) -> EndpointResponse:
-        now = self.clock.now()
-        try:
-            if request.method == "POST":
-                return await self._sign_in(request, now)
-            going = await self._continuation(
-                query_value(request, "request"),
-                query_value(request, "device"),
-                query_value(request, "next"),
-                now,
-            )
-            if await self.sessions.user(request, now) is not None:
-                return redirect(going.target)
-            return self._login_form(going, now)
-        except PageError as err:
-            return pages.error_page(status=err.status, title=err.title, message=err.message)
-
-    def _login_form(
-        self,
-        going: _Continuation,
-        now: datetime,
-        *,
-        username: str = "",
-        error: str | None = None,
-        status: int = 200,
-        retry_after: int | None = None,
-    ) -> EndpointResponse:
-        nonce = secrets.token_urlsafe(16)
-        page = pages.login_page(
-            client_name=going.client_name or "",
-            heading=None
-            if going.client_name
-            else ("Sign in to connect a device" if going.field == "device" else "Sign in"),
-            hidden={
-                going.field: going.sealed,
-                "csrf": self.sessions.csrf("login", nonce, going.sealed, now),
-            },
-            form_sources=going.form_sources,
-            username=username,
-            error=error,
-            status=status,
-        )
-        login_cookie = self.sessions.set_cookie(self.sessions.login_cookie, nonce, LOGIN_TTL)
-        headers = [*page.headers, login_cookie]
-        if retry_after is not None:
-            headers.append((b"retry-after", str(retry_after).encode()))
-        return EndpointResponse(page.status, headers, page.body)
-
-    async def _sign_in(self, request: EndpointRequest, now: datetime) -> EndpointResponse:
-        try:
-            form, _ = read_form(request)
-        except FormError:
-            raise PageError(400, "Invalid request", "The form could not be read.") from None
-        going = await self._continuation(
-            form.get("request"), form.get("device"), form.get("next"), now
-        )
-        username = form.get("username", "")[:256]
-
-        def again(error: str, status: int, retry: int | None = None) -> EndpointResponse:
-            return self._login_form(
-                going, now, username=username, error=error, status=status, retry_after=retry
-            )
-
-        binding = cookie(request, self.sessions.login_cookie) or ""
-        if not self.sessions.csrf_ok("login", form.get("csrf"), binding, going.sealed, now):
-            return again("The sign-in form expired. Please sign in again.", 400)
-        busy = "Sign-in is busy right now. Please try again in a moment."
-        password = form.get("password", "")
-        if not username or not password:
-            return again("Enter your username and password.", 400)
-        address = address_bucket(request.client)
-        # Counted first (racing attempts cannot all pass), per address and per account and
-        # address; the counters may live in the database or Redis (shared by every instance).
-        attempts = Attempts(
-            (
-                (self.throttle, address),
-                (self.account_throttle, f"{account_key(username)}:{address}"),
-            )
-        )
-        try:
-            retry = await attempts.count()
-        except BackendUnavailable:
-            return again(busy, 503, 5)
-        if retry is not None:
-            return again(_too_many(retry), 429, retry)
-        try:
-            user = await self.checker.check(username, password, now)
-        except LoginLocked as locked:
-            return again(_too_many(locked.retry_after), 429, locked.retry_after)
-        except LoginBusy:  # nothing was checked: the attempts are given back
-            await attempts.give_back()
-            return again(busy, 503, 5)
-        except LoginFailed:
-            try:
-                await self.count_failure(request.client)
-            except BackendUnavailable:
-                return again(busy, 503, 5)
-            return again("The username or password is not right.", 200)
-        await attempts.give_back()  # signed in: what stays counted is the failures
-        return redirect(going.target, self.sessions.start(user, now))
-
-    async def count_failure(self, address: str) -> None:
-        """Tell the gateway's failed-attempt count (its 429 is already our answer)."""
-        if self.failures is not None:
-            try:
-                await self.failures(address)
-            except AuthError as err:
-                if err.status != 429:
-                    raise
-
     # --- /consent --------------------------------------------------------------------------
     async def consent(self, request: EndpointRequest) -> EndpointResponse:
         now = self.clock.now()
@@ -452,8 +320,3 @@ class ResourceOwnerPages:
             return self._refuse(pending, "access_denied", "The user granted no scope.")
         await self.consents.grant(user.user_id, client.client_id, granted, now)
         return await self._issue_code(pending, user, granted, now)
-
-
-def _too_many(retry_after: int) -> str:
-    minutes = (retry_after + 59) // 60
-    return f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
