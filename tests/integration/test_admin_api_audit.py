@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from restguard.admin.api import mount
 from restguard.admin.app import AdminApp
 from restguard.cli.init import bootstrap_admin_key, write_data_dir
 from restguard.config import load
+from restguard.errors import BackendUnavailable
 from restguard.manage import audit
 from restguard.observe import Metrics
 from restguard.wiring import Runtime, open_runtime
@@ -443,3 +445,25 @@ async def test_the_file_is_read_in_a_worker_thread(tmp_path: Path) -> None:
     page = await audit.listing(path, audit.Filters(), limit=5, scanner=scanner)
     assert len(page["items"]) == 5
     assert threads and threads[0] is not threading.main_thread()
+
+
+async def test_a_hung_disk_is_a_503_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that never returns (a dead network mount): 503 at the deadline, not a wait."""
+    path = tmp_path / "audit.log"
+    _write_log(path)
+    release = threading.Event()
+
+    def stuck(*args: Any) -> dict[str, Any]:
+        release.wait(10)
+        return {"items": [], "next": None}
+
+    monkeypatch.setattr(audit, "READ_TIMEOUT", 0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailable):
+            await audit.listing(path, audit.Filters(), limit=5, scanner=stuck)
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()

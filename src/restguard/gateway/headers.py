@@ -81,6 +81,8 @@ PROTECTED_HEADERS = frozenset(
     }
 )
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+# ... and the upstream's own X-Request-Id where restguard sends the request's (client_head)
+_RESPONSE_DROP_AND_ID = _RESPONSE_DROP | {b"x-request-id"}
 # RFC 9110 §6.4.1: 204 and 304 answers never carry content.
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -178,9 +180,10 @@ def client_head(
     sent)."""
     tokens = _connection_tokens(headers)
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+    drop = _RESPONSE_DROP
     if request_id:
         out.append(b"x-request-id: %s\r\n" % request_id)
-        tokens = tokens | {b"x-request-id"}
+        drop = _RESPONSE_DROP_AND_ID
     length: bytes | None = None
     upstream_chunked = False
     for name, value in headers:
@@ -188,7 +191,7 @@ def client_head(
             length = value
         elif name == b"transfer-encoding":
             upstream_chunked = True
-        elif name not in _RESPONSE_DROP and name not in tokens:
+        elif name not in drop and name not in tokens:
             out.append(b"%s: %s\r\n" % (name, value))
     no_body = no_body or status in _NO_BODY_STATUS
     if length is not None and (no_body or not upstream_chunked):

@@ -39,6 +39,7 @@ BLOCK_BYTES = 64 * 1024
 #: No line restguard writes comes near this (a request target is at most 8 KiB): a longer one
 #: means a foreign or corrupted file, refused (409) before it is read whole into memory.
 LONGEST_LINE = 64 * 1024
+READ_TIMEOUT = 5.0  # seconds one page may take to read, then 503
 OUTCOMES = ("allow", "deny")
 #: What marks the lines of the admin API's changes (``detail``: ``admin <action> <target>``).
 ADMIN_PREFIX = "admin "
@@ -307,4 +308,14 @@ async def listing(
     if path is None:
         raise Conflict('the audit log is off ([audit] path = "" in the settings)')
     check_limit(limit)
-    return await asyncio.to_thread(scanner, path, filters, limit, after)
+    # The disk may hang (a dead network mount): the answer does not wait past the deadline
+    # (the worker thread finishes or stays stuck on its own; the event loop never waits).
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(scanner, path, filters, limit, after), READ_TIMEOUT
+        )
+    except TimeoutError:
+        _log.error("reading the audit log %s took more than %s s", path, READ_TIMEOUT)
+        raise BackendUnavailable(
+            "The audit log could not be read in time.", debug="audit log read timed out"
+        ) from None
