@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -26,6 +27,9 @@ path = "/notes/**"
 methods = ["GET"]
 scopes = ["notes:read"]
 """
+
+#: (a page replaced while a wait reads it: read again, as a person would)
+STALE = (StaleElementReferenceException,)
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +63,14 @@ def test_sign_in_create_see_once_revoke_and_watch_the_dashboard(
     browser: webdriver.Chrome, gw: tuple[GatewayProcess, str], screenshot: Screenshot
 ) -> None:
     gateway, admin_key = gw
+    wait = WebDriverWait(browser, 10, ignored_exceptions=STALE)
     browser.get(gateway.admin_url + "/")
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "key"))
+    wait.until(lambda d: d.find_elements(By.ID, "key"))
     assert browser.current_url == gateway.admin_url + "/login"
     assert csp_violations(browser) == []
     screenshot("login")
     browser.find_element(By.ID, "key").send_keys(admin_key + Keys.ENTER)
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "denied-total"))
+    wait.until(lambda d: d.find_elements(By.ID, "denied-total"))
     assert csp_violations(browser) == []
     denied_before = int(text_of(browser, "denied-total"))
     cookies = {c["name"]: c for c in browser.get_cookies()}
@@ -73,11 +78,11 @@ def test_sign_in_create_see_once_revoke_and_watch_the_dashboard(
     assert session["httpOnly"] is True and session["sameSite"] == "Strict"
 
     browser.find_element(By.LINK_TEXT, "API keys").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "name"))
+    wait.until(lambda d: d.find_elements(By.ID, "name"))
     browser.find_element(By.ID, "name").send_keys("browser test")
     browser.find_element(By.ID, "scopes").send_keys("notes:read")
     browser.find_element(By.XPATH, "//button[text()='Create key']").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "new-secret"))
+    wait.until(lambda d: d.find_elements(By.ID, "new-secret"))
     key = text_of(browser, "new-secret")
     assert key.startswith("rg_ak_")
     assert csp_violations(browser) == []
@@ -85,11 +90,11 @@ def test_sign_in_create_see_once_revoke_and_watch_the_dashboard(
     assert status_of(gateway.url + "/notes/1", key) == 200
 
     browser.refresh()  # the GET of the listing: the key is not shown again
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "apikeys"))
+    wait.until(lambda d: d.find_elements(By.ID, "apikeys"))
     assert key not in browser.page_source
     browser.find_element(By.XPATH, "//button[@aria-label='Revoke browser test']").click()
     # (the page is replaced: read its source, not an element that may go stale)
-    WebDriverWait(browser, 10).until(lambda d: " revoked.</p>" in d.page_source)
+    wait.until(lambda d: " revoked.</p>" in d.page_source)
     screenshot("revoked")
     deadline = time.monotonic() + 5  # the key cache holds a record up to a second
     while status_of(gateway.url + "/notes/1", key) != 401:
@@ -97,14 +102,14 @@ def test_sign_in_create_see_once_revoke_and_watch_the_dashboard(
         time.sleep(0.2)
 
     browser.find_element(By.LINK_TEXT, "Dashboard").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "denied-total"))
+    wait.until(lambda d: d.find_elements(By.ID, "denied-total"))
     assert int(text_of(browser, "denied-total")) > denied_before
     assert browser.find_elements(By.CSS_SELECTOR, "svg[role=img]")
     assert csp_violations(browser) == []
     screenshot("dashboard")
 
     browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "key"))
+    wait.until(lambda d: d.find_elements(By.ID, "key"))
     browser.get(gateway.admin_url + "/apikeys")
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "key"))
+    wait.until(lambda d: d.find_elements(By.ID, "key"))
     assert browser.current_url == gateway.admin_url + "/login"

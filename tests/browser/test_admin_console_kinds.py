@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -16,6 +17,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from restguard.cli.init import bootstrap_admin_key
 from tests.browser.support import Screenshot, csp_violations
 from tests.harness import GatewayProcess, RecordingUpstream
+
+#: (a page replaced while a wait reads it: read again, as a person would)
+STALE = (StaleElementReferenceException,)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def test_create_and_revoke_an_oauth2_client_and_find_both_in_the_audit_log(
     browser: webdriver.Chrome, gw: tuple[GatewayProcess, str], screenshot: Screenshot
 ) -> None:
     gateway, admin_key = gw
-    wait = WebDriverWait(browser, 10)
+    wait = WebDriverWait(browser, 10, ignored_exceptions=STALE)
     browser.get(gateway.admin_url + "/login")
     wait.until(lambda d: d.find_elements(By.ID, "key"))
     browser.find_element(By.ID, "key").send_keys(admin_key + Keys.ENTER)
@@ -80,7 +84,7 @@ def test_create_and_revoke_an_oauth2_client_and_find_both_in_the_audit_log(
         d.refresh()  # a GET with the filter: lines reach the file within a quarter second
         return False
 
-    WebDriverWait(browser, 10, poll_frequency=0.5).until(both_listed)
+    WebDriverWait(browser, 10, poll_frequency=0.5, ignored_exceptions=STALE).until(both_listed)
     assert "admin=true" in browser.current_url
     table = browser.find_element(By.ID, "audit").text
     assert table.index("oauth2-client.revoke") < table.index("oauth2-client.create")  # newest
