@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,20 +76,23 @@ class DecisionEvent(NamedTuple):
     def to_json(self) -> str:
         """One compact JSON object, byte for byte what ``json.dumps(asdict(event),
         separators=(",", ":"))`` gives, built with the json module's C string encoder
-        (the generic encoder cost ~5 us per request on the gateway's hot path)."""
-        s = _string
+        (the generic encoder cost ~5 us per request on the gateway's hot path; a helper call
+        per field another ~0.5 us)."""
+        e = _encode_string
+        route, error, auth_method = self.route, self.error, self.auth_method
+        credential_id, detail = self.credential_id, self.detail
+        upstream, request_id = self.upstream, self.request_id
         return (
-            f'{{"time":{s(self.time)},"method":{s(self.method)},"path":{s(self.path)},'
-            f'"route":{s(self.route)},"outcome":{s(self.outcome)},"status":{self.status:d},'
-            f'"error":{s(self.error)},"auth_method":{s(self.auth_method)},'
-            f'"credential_id":{s(self.credential_id)},"client":{s(self.client)},'
-            f'"detail":{s(self.detail)},"duration_ms":{float(self.duration_ms)!r},'
-            f'"upstream":{s(self.upstream)},"request_id":{s(self.request_id)}}}'
+            f'{{"time":{e(self.time)},"method":{e(self.method)},"path":{e(self.path)},'
+            f'"route":{"null" if route is None else e(route)},"outcome":{e(self.outcome)},'
+            f'"status":{self.status:d},"error":{"null" if error is None else e(error)},'
+            f'"auth_method":{"null" if auth_method is None else e(auth_method)},'
+            f'"credential_id":{"null" if credential_id is None else e(credential_id)},'
+            f'"client":{e(self.client)},"detail":{"null" if detail is None else e(detail)},'
+            f'"duration_ms":{float(self.duration_ms)!r},'
+            f'"upstream":{"null" if upstream is None else e(upstream)},'
+            f'"request_id":{"null" if request_id is None else e(request_id)}}}'
         )
-
-
-def _string(value: str | None) -> str:
-    return "null" if value is None else _encode_string(value)
 
 
 _encode_string: Callable[[str], str] = (
@@ -111,22 +115,40 @@ def decision_event(
     detail: str | None,
 ) -> DecisionEvent:
     """The event of one decision about ``view``, begun at ``started`` (``clock.monotonic``).
-    The path is redacted here; ``detail`` must be already."""
+    The path is redacted here; ``detail`` must be already. (Positional: keyword arguments
+    to a NamedTuple cost ~0.4 us more per event.)"""
     return DecisionEvent(
-        time=clock.now().isoformat(timespec="milliseconds"),
-        method=view.method,
-        path=redact(view.path),
-        route=route,
-        outcome="allow" if status < 400 else "deny",
-        status=status,
-        error=error,
-        auth_method=auth_method,
-        credential_id=credential_id,
-        client=view.client,
-        detail=detail,
-        duration_ms=round((clock.monotonic() - started) * 1000, 3),
-        request_id=view.request_id or None,
+        timestamp(clock.now()),
+        view.method,
+        redact(view.path),
+        route,
+        "allow" if status < 400 else "deny",
+        status,
+        error,
+        auth_method,
+        credential_id,
+        view.client,
+        detail,
+        round((clock.monotonic() - started) * 1000, 3),
+        None,
+        view.request_id or None,
     )
+
+
+_second: tuple[tuple[int, ...], str] = ((), "")  # (one tuple: read and replaced whole)
+
+
+def timestamp(now: datetime) -> str:
+    """``now.isoformat(timespec="milliseconds")``; for UTC times, the text up to the second is
+    made once per second (isoformat cost ~0.9 us per event, this ~0.3)."""
+    global _second
+    if now.tzinfo is not UTC:
+        return now.isoformat(timespec="milliseconds")
+    key = (now.second, now.minute, now.hour, now.day, now.month, now.year)
+    second = _second
+    if key != second[0]:
+        second = _second = (key, now.isoformat(timespec="seconds")[:-6])
+    return f"{second[1]}.{now.microsecond // 1000:03d}+00:00"
 
 
 def send(event: DecisionEvent, sinks: Sequence[EventSink]) -> None:

@@ -7,10 +7,13 @@ import json
 import logging
 import os
 import random
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import restguard.audit as audit_module
 from restguard.audit import DecisionEvent, JsonLinesAudit
@@ -37,10 +40,20 @@ def test_to_json_matches_json_dumps() -> None:
             client=pick(),
             detail=maybe(),
             duration_ms=rng.choice([0.0, 0.004, 12.5, 1e-7, 123456.789]),
+            upstream=maybe(),
+            request_id=maybe(),
         )
         expected = json.dumps(event._asdict(), separators=(",", ":"), ensure_ascii=True)
         assert event.to_json() == expected
         assert json.loads(event.to_json()) == event._asdict()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3)), None])))
+def test_timestamp_is_isoformat_in_milliseconds(now: datetime) -> None:
+    """The per-second cache never gives another second's text (any order of times, any zone;
+    the cache is module-wide, so every example also checks it against the one before)."""
+    assert audit_module.timestamp(now) == now.isoformat(timespec="milliseconds")
 
 
 # --- JsonLinesAudit on a failing file -------------------------------------------------------------

@@ -186,6 +186,10 @@ class Policy:
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = tuple(routes)
+        # (method, path) -> its route, for paths matched lately: matching costs ~0.6 us per
+        # route tried, a lookup ~0.1. Only matches are kept (refusals are decided afresh),
+        # of paths of at most 256 characters; emptied when full.
+        self._matched: dict[tuple[str, str], Route] = {}
 
     def covers(self, pattern: str, method: str) -> bool:
         """Whether some route for ``method`` matches every path of ``pattern`` (route syntax:
@@ -204,6 +208,17 @@ class Policy:
         under a lenient router's equivalences (case, one trailing slash, a format extension)."""
         if method == "HEAD":
             method = "GET"
+        matched = self._matched.get((method, path))
+        if matched is not None:
+            return matched
+        route = self._match(method, path)
+        if len(path) <= 256:
+            if len(self._matched) >= 4096:
+                self._matched.clear()
+            self._matched[method, path] = route
+        return route
+
+    def _match(self, method: str, path: str) -> Route:
         path = decode_path(path)
         folded: str | None = None
         suffixed = False  # the last segment has a "." (a format extension can be read in it)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -155,7 +155,45 @@ def request_id(headers: Sequence[tuple[bytes, bytes]], trusted: bool) -> str:
         sent = [v for k, v in headers if k == b"x-request-id"]
         if len(sent) == 1 and _REQUEST_ID.fullmatch(sent[0]):
             return sent[0].decode("ascii")
-    return os.urandom(16).hex()
+    return next(_fresh_ids, None) or _refill_ids()
+
+
+_fresh_ids: Iterator[str] = iter(())
+
+
+def _refill_ids() -> str:
+    """Another 256 ids from one ``os.urandom`` call (one syscall per request cost ~0.4 us;
+    ``next`` on a list's iterator hands each out once, whichever thread asks)."""
+    global _fresh_ids
+    block = os.urandom(16 * 256)
+    _fresh_ids = iter([block[i : i + 16].hex() for i in range(16, len(block), 16)])
+    return block[:16].hex()
+
+
+#: Targets seen lately -> (raw path, query, path), for ``refuse_dot_segments`` off and on:
+#: splitting and normalising cost ~0.7 us per request, a lookup ~0.05. Only targets that
+#: passed, of at most ``_REMEMBERED_TARGET_BYTES`` (the cache holds at most ~2 MB), and it is
+#: emptied when full, so a stream of distinct targets costs what it did without it.
+_targets: tuple[dict[bytes, tuple[bytes, bytes, str]], dict[bytes, tuple[bytes, bytes, str]]] = (
+    {},
+    {},
+)
+_REMEMBERED_TARGETS = 4096
+_REMEMBERED_TARGET_BYTES = 256
+
+
+def _split_and_normalise(target: bytes, refuse_dot_segments: bool) -> tuple[bytes, bytes, str]:
+    seen = _targets[refuse_dot_segments]
+    known = seen.get(target)
+    if known is not None:
+        return known
+    raw_path, query = split_target(target)
+    known = (raw_path, query, normalise_path(raw_path, refuse_dot_segments=refuse_dot_segments))
+    if len(target) <= _REMEMBERED_TARGET_BYTES:
+        if len(seen) >= _REMEMBERED_TARGETS:
+            seen.clear()
+        seen[target] = known
+    return known
 
 
 def build_view(
@@ -180,18 +218,19 @@ def build_view(
             raise HeadersTooLarge(debug=f"{size} header bytes")
     kept = clean_headers(headers)
     check_framing(http_version, kept)
-    raw_path, query = split_target(target)
+    raw_path, query, path = _split_and_normalise(target, refuse_dot_segments)
     trusted = bool(trusted_proxies) and _trusted(peer, trusted_proxies)
-    return RequestView(
-        method=method,
-        path=normalise_path(raw_path, refuse_dot_segments=refuse_dot_segments),
-        query=query,
-        headers=tuple(kept),
-        client=_forwarded_client(peer, kept, trusted_proxies) if trusted else peer,
-        via_trusted_proxy=trusted,
-        scheme="https" if scheme == "https" else "http",
-        raw_path=raw_path,
-        request_id=request_id(kept, trusted),
+    return RequestView(  # (positional: keyword arguments cost ~0.2 us more)
+        method,
+        path,
+        query,
+        tuple(kept),
+        _forwarded_client(peer, kept, trusted_proxies) if trusted else peer,
+        trusted,
+        "https" if scheme == "https" else "http",
+        raw_path,
+        None,  # body
+        request_id(kept, trusted),
     )
 
 
