@@ -128,3 +128,59 @@ def test_a_screened_authenticator_is_not_asked(tmp_path: Path) -> None:
             runtime.close()
 
     asyncio.run(main())
+
+
+# --- the three request checks, skipped for a request without any name they judge ------------
+
+SCREEN_NAMES = [
+    b"content-type",
+    b"content-encoding",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"content-length",
+    b"transfer-encoding",
+    b"x-other",
+]
+SCREEN_VALUES = [
+    b"application/x-www-form-urlencoded",
+    b"multipart/form-data",
+    b"multipart/form-data; boundary=x",
+    b"text/plain; charset=utf-7",
+    b"gzip",
+    b"identity",
+    b"",
+    b"DELETE",
+    b"/admin",
+]
+
+
+def _checks_outcome(headers: tuple[tuple[bytes, bytes], ...]) -> object:
+    from restguard.authz.request_checks import check_headers
+    from restguard.errors import AuthError
+    from restguard.wire.forms import check_encoding, content_type
+
+    try:
+        check_headers(RequestView("GET", "/", headers=headers))
+        content_type(headers)
+        check_encoding(headers)
+    except AuthError as exc:
+        return type(exc)
+    return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(SCREEN_NAMES), st.sampled_from(SCREEN_VALUES)), max_size=4)
+)
+def test_request_checks_pass_every_request_the_screen_skips(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """``Guard.decide`` runs ``check_headers``, ``content_type`` and ``check_encoding`` only for a
+    request carrying a name in ``_SCREENED``: every other request must pass all three."""
+    from restguard.guard import _SCREENED
+
+    if {name for name, _ in headers}.isdisjoint(_SCREENED):
+        assert _checks_outcome(tuple(headers)) is None
