@@ -317,7 +317,10 @@ class OAuth1Authenticator:
         self.verifier.drop_cached()
 
     def _header(self, view: RequestView) -> bool:
-        return any(k == b"authorization" and _is_oauth_header(v) for k, v in view.headers)
+        for k, v in view.headers:  # noqa: SIM110 (asked up to 3x per request: no generator)
+            if k == b"authorization" and _is_oauth_header(v):
+                return True
+        return False
 
     def extract(self, view: RequestView) -> Credential | None:
         if self._header(view):

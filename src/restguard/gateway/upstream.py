@@ -165,11 +165,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = False
         assert self.sink is not None
         keep_alive = self._parser.should_keep_alive()
-        self._close_delimited = (
-            not self.head_only
-            and status not in (204, 304)
-            and not any(k in (b"content-length", b"transfer-encoding") for k, _ in self._headers)
-        )
+        delimited = not self.head_only and status not in (204, 304)
+        if delimited:
+            for k, _ in self._headers:
+                if k == b"content-length" or k == b"transfer-encoding":
+                    delimited = False
+                    break
+        self._close_delimited = delimited
         self.sink.response_head(status, self._reason, self._headers, keep_alive)
         if self.head_only:
             self._skip_rest = True
