@@ -172,8 +172,9 @@ def _refill_ids() -> str:
 
 #: Targets seen lately -> (raw path, query, path), for ``refuse_dot_segments`` off and on:
 #: splitting and normalising cost ~0.7 us per request, a lookup ~0.05. Only targets that
-#: passed, of at most ``_REMEMBERED_TARGET_BYTES`` (the cache holds at most ~2 MB), and it is
-#: emptied when full, so a stream of distinct targets costs what it did without it.
+#: passed, of at most ``_REMEMBERED_TARGET_BYTES`` (one entry is at most ~1.2 KB, the cache
+#: at most ~5 MB), and it is emptied when full, so a stream of distinct targets costs what it
+#: did without it.
 _targets: tuple[dict[bytes, tuple[bytes, bytes, str]], dict[bytes, tuple[bytes, bytes, str]]] = (
     {},
     {},
