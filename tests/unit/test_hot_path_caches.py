@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from restguard.authz import endpoints
+from restguard.authz.endpoints import OWN_ENDPOINTS
 from restguard.authz.paths import normalise_path, split_target
 from restguard.authz.policy import Policy, Route, compile_pattern
 from restguard.edge import view as view_module
@@ -84,3 +86,25 @@ def test_remembered_matches_stay_bounded() -> None:
         assert len(policy._matched) <= 4096
     assert policy.match("GET", "/" + "a" * 300).path == "/**"
     assert ("GET", "/" + "a" * 300) not in policy._matched
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [e.path for e in OWN_ENDPOINTS]
+            + [e.path.upper() for e in OWN_ENDPOINTS]
+            + [e.path + "/" for e in OWN_ENDPOINTS]
+            + ["/", "/public/x", "/OAUTH2", "/oauth2/token/x", "/.well-known/x"]
+        ),
+        max_size=12,
+    )
+)
+def test_remembered_own_endpoints_are_what_is_computed(requested: list[str]) -> None:
+    """``served_endpoint`` remembers only paths that are no endpoint and fold onto none."""
+    for path in requested + requested:
+        remembered = outcome(endpoints.served_endpoint, path)  # (from the cache, once seen)
+        kept = set(endpoints._NOT_SERVED)
+        endpoints._NOT_SERVED.clear()
+        assert remembered == outcome(endpoints.served_endpoint, path)
+        endpoints._NOT_SERVED.update(kept)

@@ -126,6 +126,8 @@ def served_endpoint(path: str) -> OwnEndpoint | None:
     restguard's paths are case-sensitive). ``AmbiguousPath`` for a path that differs from one
     only in letter case or a trailing slash: a lenient upstream router behind a ``/**`` route
     would answer it with a document of its own under restguard's name."""
+    if path in _NOT_SERVED:  # (a path answered lately; folding it cost ~0.4 us a request)
+        return None
     endpoint = _SERVED.get(path)
     if endpoint is None and fold_path(path) in _SERVED_FOLDED:
         raise AmbiguousPath(
@@ -133,7 +135,15 @@ def served_endpoint(path: str) -> OwnEndpoint | None:
             "trailing slash; send the endpoint's exact path.",
             debug=f"{path} folds onto restguard's {fold_path(path)}",
         )
+    if endpoint is None and len(path) <= 256:
+        if len(_NOT_SERVED) >= 4096:  # (bounded: emptied when full)
+            _NOT_SERVED.clear()
+        _NOT_SERVED.add(path)
     return endpoint
+
+
+#: Paths lately found to be none of restguard's own endpoints, nor to fold onto one.
+_NOT_SERVED: set[str] = set()
 
 
 def named_endpoint(route: Route) -> OwnEndpoint | None:

@@ -93,7 +93,11 @@ def _connection_tokens(
     tokens: set[bytes] = set()
     for name, value in headers:
         if name == b"connection":
-            tokens.update(t.strip(b" \t") for t in value.lower().split(b","))
+            value = value.lower()
+            if b"," in value:
+                tokens.update(t.strip(b" \t") for t in value.split(b","))
+            else:  # (most say one word: no generator)
+                tokens.add(value.strip(b" \t"))
     return tokens
 
 
@@ -109,7 +113,9 @@ def upstream_head(
 ) -> bytes:
     """The request line and header block sent to the upstream. ``trace``: the request span's
     ``traceparent`` lines (``restguard.tracing``), in place of the client's."""
-    tokens = _connection_tokens(view.headers) - PROTECTED_HEADERS
+    tokens = _connection_tokens(view.headers)
+    if tokens:
+        tokens -= PROTECTED_HEADERS
     drop = () if decision.route.forward_credentials else decision.credential_headers
     trusted = view.via_trusted_proxy
     target = view.path.encode("ascii") + (b"?" + view.query if view.query else b"")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from restguard.authz.policy import Route
-from restguard.gateway.headers import client_head, upstream_head
+from restguard.gateway.headers import _connection_tokens, client_head, upstream_head
 from restguard.guard import Decision
 from restguard.types import ANONYMOUS, RequestView
 
@@ -302,3 +304,27 @@ def test_credential_carriers_are_removed_unless_the_route_forwards_them(forward:
 def test_headers_that_carry_no_credential_are_forwarded() -> None:
     head = head_for((b"authorization", b"Basic dXNlcjpwdw=="), carriers=())
     assert values(head, b"authorization") == [b"Basic dXNlcjpwdw=="]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"connection", b"x-a", b"keep-alive"]),
+            st.lists(
+                st.sampled_from([b"close", b"Keep-Alive", b" x-a", b"X-A\t", b"", b"upgrade"]),
+                min_size=1,
+                max_size=3,
+            ).map(b",".join),
+        ),
+        max_size=4,
+    )
+)
+def test_connection_tokens_are_every_comma_separated_name(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """The one-word shortcut in ``_connection_tokens`` gives what splitting on commas gives."""
+    expected = {
+        t.strip(b" \t") for n, v in headers if n == b"connection" for t in v.lower().split(b",")
+    }
+    assert _connection_tokens(headers) == expected
