@@ -170,6 +170,17 @@ def _refill_ids() -> str:
     return block[:16].hex()
 
 
+def _forget_ids() -> None:
+    """In a forked child: the pool is the parent's (its next ids, in the same order), so it
+    is dropped; the child draws its own from ``os.urandom``."""
+    global _fresh_ids
+    _fresh_ids = iter(())
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which does not fork)
+    os.register_at_fork(after_in_child=_forget_ids)
+
+
 #: Targets seen lately -> (raw path, query, path), for ``refuse_dot_segments`` off and on:
 #: splitting and normalising cost ~0.7 us per request, a lookup ~0.05. Only targets that
 #: passed, of at most ``_REMEMBERED_TARGET_BYTES`` (one entry is at most ~1.2 KB, the cache
