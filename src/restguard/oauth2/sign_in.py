@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from restguard.authz.ratelimit import address_bucket
 from restguard.clock import Clock
@@ -58,14 +59,15 @@ class SignInPages:
     account_throttle: AddressThrottle
     failures: Failures | None
 
-    async def _continuation(
-        self,
-        request_value: str | None,
-        device_value: str | None,
-        next_value: str | None,
-        now: datetime,
-    ) -> Continuation:
-        raise NotImplementedError  # (ResourceOwnerPages)
+    if TYPE_CHECKING:  # ``ResourceOwnerPages``' own (declared here for the type checker)
+
+        async def _continuation(
+            self,
+            request_value: str | None,
+            device_value: str | None,
+            next_value: str | None,
+            now: datetime,
+        ) -> Continuation: ...
 
     async def login(self, request: EndpointRequest) -> EndpointResponse:
         now = self.clock.now()
