@@ -76,10 +76,15 @@ def test_create_and_revoke_an_oauth2_client_and_find_both_in_the_audit_log(
     assert csp_violations(browser) == []
     browser.find_element(By.ID, "admin").click()
     browser.find_element(By.XPATH, "//button[text()='Filter']").click()
+    # (the click starts a navigation: wait for the filtered page before reading anything, and
+    # read the page's source, a snapshot, not an element's text: an element found just as a
+    # page is replaced fails as stale, or in Chromium as "Node ... does not belong to the
+    # document", which is not a StaleElementReferenceException)
+    wait.until(lambda d: "admin=true" in d.current_url and d.find_elements(By.ID, "audit"))
 
     def both_listed(d: webdriver.Chrome) -> bool:
-        text = d.find_element(By.ID, "audit").text
-        if "oauth2-client.create" in text and "oauth2-client.revoke" in text:
+        source = d.page_source
+        if "oauth2-client.create" in source and "oauth2-client.revoke" in source:
             return True
         d.refresh()  # a GET with the filter: lines reach the file within a quarter second
         return False
