@@ -39,7 +39,7 @@ from restguard.gateway.exchange_body import _CONTINUE, ExchangeBody
 from restguard.gateway.headers import upstream_head
 from restguard.gateway.own import answer_own, check_own
 from restguard.gateway.request_body import NO_BODY, RequestBody
-from restguard.gateway.upstream import PoolTimeout
+from restguard.gateway.upstream_pool import PoolTimeout
 from restguard.guard import Decision
 from restguard.oauth2.http import EndpointRequest
 from restguard.types import RequestView

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from restguard.config import ServerSettings, Settings
 from restguard.gateway.http1 import ClientConnection
-from restguard.gateway.upstream import UpstreamPool
+from restguard.gateway.upstream_pool import UpstreamPool
 from restguard.guard import Decision, Guard
 from restguard.keys.keyring import Keyring
 from restguard.keys.tls import ServerTLS, TLSFileError
