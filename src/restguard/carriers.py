@@ -29,6 +29,23 @@ from restguard.errors import (
 from restguard.tokens import carries_credential, may_carry
 from restguard.types import RequestView
 
+#: The screen's memo (``_screened``): at most this many header sets, none longer than this.
+_SCREENED_SIZE = 4096
+_SCREENED_MAX_BYTES = 8192
+
+_Key = tuple[tuple[bytes, bytes], ...]
+
+
+class _Screened:
+    """What the header-reading authenticators (``ReadsHeaders``) answered for one set of their
+    headers: ``carriers`` and ``extract`` by method name (refusals are never kept)."""
+
+    __slots__ = ("carriers", "extracted")
+
+    def __init__(self) -> None:
+        self.carriers: dict[str, tuple[bytes, ...]] = {}
+        self.extracted: dict[str, Credential | None] = {}
+
 
 class CredentialCarriers:
     """Which credentials a request carries, against one policy and one set of authenticators
@@ -44,8 +61,15 @@ class CredentialCarriers:
             for name, a in self.authenticators.items()
         }
         self._carrier_reads = tuple(
-            (a, self._reads[name]) for name, a in self.authenticators.items()
+            (name, a, self._reads[name]) for name, a in self.authenticators.items()
         )
+        # A ``ReadsHeaders`` authenticator's ``carriers`` and ``extract`` read its headers and
+        # nothing else (syntax only): their answers for a set of those headers seen before are
+        # remembered, keyed by every header any of them reads. A JWT's shape, its issuer, a
+        # Bearer token's owner among jwt and oauth2 ... cost ~10 us per request, asked afresh.
+        self._screen_names = frozenset().union(*(r for r in self._reads.values() if r))
+        self._screened: dict[_Key, _Screened] = {}
+        self._last_screened: tuple[object, _Screened | None] = (object(), None)
         self._body_readers = tuple(
             (name, a) for name, a in self.authenticators.items() if isinstance(a, ReadsBody)
         )
@@ -97,6 +121,33 @@ class CredentialCarriers:
             return True
         return True
 
+    def _screen(self, view: RequestView) -> _Screened | None:
+        """The remembered answers for the request's credential headers (None: too long to
+        keep). Asked twice per request (``_carriers``, ``_extract``): the last header tuple's
+        answer is kept, as ``bearer_token`` keeps its own."""
+        headers = view.headers
+        last = self._last_screened
+        if last[0] is headers:
+            return last[1]
+        names = self._screen_names
+        key = []
+        size = 0
+        for header in headers:
+            if header[0] in names:
+                key.append(header)
+                size += len(header[1])
+        screened = None
+        if size <= _SCREENED_MAX_BYTES:
+            known = self._screened
+            screened = known.get(found := tuple(key))
+            if screened is None:
+                if len(known) >= _SCREENED_SIZE:
+                    known.clear()
+                screened = known[found] = _Screened()
+        if type(headers) is tuple:  # (a list may change: never taken for the same request)
+            self._last_screened = (headers, screened)
+        return screened
+
     def _carriers(self, view: RequestView, names: set[bytes] | None = None) -> tuple[bytes, ...]:
         """Every header carrying a restguard credential, used or not: where each kind is sent,
         and any other header whose value holds one (``Token <key>``, ``Basic`` credentials,
@@ -105,9 +156,19 @@ class CredentialCarriers:
         if names is None:
             names = {name for name, _ in view.headers}
         found: tuple[bytes, ...] = ()
-        for a, reads in self._carrier_reads:
-            if reads is None or not reads.isdisjoint(names):
+        screened: _Screened | None = None
+        for method, a, reads in self._carrier_reads:
+            if reads is None:
                 found += a.carriers(view)
+            elif not reads.isdisjoint(names):
+                screened = screened or self._screen(view)
+                if screened is None:
+                    found += a.carriers(view)
+                    continue
+                carried = screened.carriers.get(method)
+                if carried is None:
+                    carried = screened.carriers[method] = a.carriers(view)
+                found += carried
         for name, value in view.headers:
             if (
                 name not in found
@@ -127,19 +188,29 @@ class CredentialCarriers:
         if names is None:
             names = {name for name, _ in view.headers}
         found = []
+        screened: _Screened | None = None
         for method in route.auth:
             authenticator = self.authenticators.get(method)
             if authenticator is None:
                 continue
             reads = self._reads[method]
-            if reads is not None and reads.isdisjoint(names):
-                continue  # (none of the headers its credential can be in)
+            if reads is not None:
+                if reads.isdisjoint(names):
+                    continue  # (none of the headers its credential can be in)
+                screened = screened or self._screen(view)
+                if screened is not None and method in screened.extracted:
+                    credential = screened.extracted[method]
+                    if credential is not None:
+                        found.append(credential)
+                    continue
             try:
                 credential = authenticator.extract(view)
             except InvalidCredential as err:
                 raise err.with_challenges(
                     challenges(self.authenticators, route.auth, method, err)
                 ) from None
+            if reads is not None and screened is not None:
+                screened.extracted[method] = credential
             if credential is not None:
                 found.append(credential)
         if len(found) > 1:

@@ -20,11 +20,13 @@ import pprint
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from random import Random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from restguard import carriers as carriers_module
 from restguard.authz.policy import Route
 from restguard.cli.init import write_data_dir
 from restguard.clock import FixedClock
@@ -327,7 +329,7 @@ def guards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Guard, Gu
         screened = (await open_runtime(load(config))).guard
         plain = (await open_runtime(load(config))).guard
         plain._reads = dict.fromkeys(plain._reads)  # type: ignore[assignment]
-        plain._carrier_reads = tuple((a, None) for a, _ in plain._carrier_reads)
+        plain._carrier_reads = tuple((m, a, None) for m, a, _ in plain._carrier_reads)
         return screened, plain
 
     yield asyncio.run(build())
@@ -359,6 +361,11 @@ VALUES = [
     b"Basic dXNlcjpwYXNz",
     b"Bearer eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln",
     b"Bearer rg_at_" + b"A" * 49,
+    # (restguard's own issuer, the data directory's public URL: oauth2's, not jwt's)
+    b"Bearer eyJhbGciOiJIUzI1NiJ9."
+    b"eyJpc3MiOiAiaHR0cDovLzEyNy4wLjAuMTo4MDgwIiwgImNsaWVudF9pZCI6ICJjMSJ9.c2ln",
+    b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
+    b"Bearer a.b.c.d",
     b'OAuth oauth_consumer_key="ck", oauth_signature="x"',
     b'sig1=("@method");created=1;keyid="k"',
     b"sig1=:AAAA:",
@@ -391,6 +398,54 @@ def test_screen_changes_nothing_the_guard_finds(
     assert _outcome(lambda: screened._extract(view, ROUTE)) == _outcome(
         lambda: plain._extract(view, ROUTE)
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(HEADERS, st.sampled_from(["GET", "POST"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=10,
+    ),
+    order=st.randoms(use_true_random=False),
+)
+def test_remembered_screen_answers_are_what_is_computed(
+    guards: tuple[Guard, Guard], requests: list[tuple[list[Header], str, int]], order: Random
+) -> None:
+    """The screened guard remembers what its header-reading authenticators found in a set of
+    credential headers (``carriers._Screened``): every request, seen for the first time or
+    again, in a new but equal header tuple or the same one, carriers first or extract first,
+    gets exactly what the unscreened guard computes afresh, refusals included."""
+    screened, plain = guards
+    asks = [(headers, method) for headers, method, times in requests for _ in range(times)]
+    order.shuffle(asks)
+    for headers, method in asks:
+        view = RequestView(
+            method, "/notes/1", b"", tuple(headers), "127.0.0.1", raw_path=b"/notes/1"
+        )
+        calls = [
+            lambda v=view: set(screened._carriers(v)),
+            lambda v=view: screened._extract(v, ROUTE),
+        ]
+        fresh = [
+            lambda v=view: set(plain._carriers(v)),
+            lambda v=view: plain._extract(v, ROUTE),
+        ]
+        first = order.randrange(2)
+        for i in (first, 1 - first, first):
+            assert _outcome(calls[i]) == _outcome(fresh[i]), (headers, i)
+
+
+def test_the_remembered_screen_stays_bounded(guards: tuple[Guard, Guard]) -> None:
+    screened, _ = guards
+    screened._screened.clear()
+    for n in range(carriers_module._SCREENED_SIZE + 10):
+        view = RequestView("GET", "/notes/1", b"", ((b"x-api-key", b"k%d" % n),), "127.0.0.1")
+        screened._carriers(view)
+        assert len(screened._screened) <= carriers_module._SCREENED_SIZE
+    long = ((b"authorization", b"Bearer " + b"a" * carriers_module._SCREENED_MAX_BYTES),)
+    screened._carriers(RequestView("GET", "/notes/1", b"", long, "127.0.0.1"))
+    assert tuple(long) not in screened._screened
 
 
 def test_decide_with_two_credentials_still_refused_when_one_is_unscreened(

@@ -71,7 +71,10 @@ class Authenticator(Protocol):
 class ReadsHeaders(Protocol):
     """An authenticator whose credential travels in the headers ``header_names`` only: when a
     request has none of them, ``extract`` returns None and ``carriers`` returns (), so the
-    guard does not ask it (it asks every other authenticator of the route on every request)."""
+    guard does not ask it (it asks every other authenticator of the route on every request).
+    Its ``extract`` and ``carriers`` read those headers and nothing else, and answer the same
+    headers the same way every time: the guard remembers their answers for a set of headers
+    seen before (``carriers._Screened``; a refusal is asked again each time)."""
 
     header_names: frozenset[bytes]
 

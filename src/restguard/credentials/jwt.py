@@ -43,7 +43,7 @@ from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Background, Credential, HoldsCache
-from restguard.credentials.bearer import COMPACT, bearer_token
+from restguard.credentials.bearer import bearer_token, jws_bearer_token
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
 from restguard.keys.jwt_verify import (
     MAX_KID_LENGTH,
@@ -270,11 +270,11 @@ class JwtAuthenticator:
         token = bearer_token(view)
         return None if token is None or token.startswith(_OWN_PREFIX) else token
 
-    @classmethod
-    def _token(cls, view: RequestView) -> bytes | None:
+    @staticmethod
+    def _token(view: RequestView) -> bytes | None:
         """The Bearer token if it is shaped like a JWT (not restguard's own ``rg_`` ones)."""
-        token = cls._bearer(view)
-        return token if token is not None and COMPACT.fullmatch(token) else None
+        token = jws_bearer_token(view)
+        return None if token is None or token.startswith(_OWN_PREFIX) else token
 
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         try:
@@ -288,7 +288,7 @@ class JwtAuthenticator:
             return None
         if len(raw) > MAX_TOKEN_BYTES_LIMIT:
             raise InvalidCredential(debug="jwt too long")
-        if not COMPACT.fullmatch(raw):
+        if jws_bearer_token(view) is None:  # (the same header tuple: ``raw``'s shape)
             raise InvalidCredential(debug="Bearer token is not a JWS compact serialisation")
         token = raw.decode("ascii")  # the pattern admits ASCII only
         hit = self._verified.get(token)

@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol
 
 from restguard.clock import Clock
 from restguard.credentials.base import AuthContext, Credential
-from restguard.credentials.bearer import COMPACT, bearer_token
+from restguard.credentials.bearer import bearer_token, jws_bearer_token
 from restguard.credentials.opaque_tokens import PREFIX, OpaqueTokens, well_formed
 from restguard.credentials.read_through import ReadThrough
 from restguard.errors import AuthError, BackendUnavailable, InvalidCredential, InvalidRequest
@@ -205,7 +205,7 @@ class OAuth2Authenticator:
             return raw.decode("ascii"), ""
         if raw in self._claims:  # read before (only JWS-shaped tokens are kept)
             return self._claims[raw]
-        if len(raw) > MAX_TOKEN_BYTES_LIMIT or not COMPACT.fullmatch(raw):
+        if len(raw) > MAX_TOKEN_BYTES_LIMIT or jws_bearer_token(view) is None:
             return None  # not a JWS: jwt's (which refuses it as malformed)
         token = raw.decode("ascii")
         payload = decode_part(token.split(".")[1], "payload")  # (malformed: raises, not kept)
