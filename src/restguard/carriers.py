@@ -29,9 +29,13 @@ from restguard.errors import (
 from restguard.tokens import carries_credential, may_carry
 from restguard.types import RequestView
 
-#: The screen's memo (``_screened``): at most this many header sets, none longer than this.
+#: The screen's memo (``_screened``): at most this many header sets, none of more than this
+#: many fields or bytes (names, values and each field's own cost: a set of many empty fields
+#: costs memory too), so it holds ~20 MB at the very most.
 _SCREENED_SIZE = 4096
-_SCREENED_MAX_BYTES = 8192
+_SCREENED_MAX_FIELDS = 8
+_SCREENED_MAX_BYTES = 4096
+_FIELD_COST = 64
 
 _Key = tuple[tuple[bytes, bytes], ...]
 
@@ -63,11 +67,16 @@ class CredentialCarriers:
         self._carrier_reads = tuple(
             (name, a, self._reads[name]) for name, a in self.authenticators.items()
         )
-        # A ``ReadsHeaders`` authenticator's ``carriers`` and ``extract`` read its headers and
-        # nothing else (syntax only): their answers for a set of those headers seen before are
-        # remembered, keyed by every header any of them reads. A JWT's shape, its issuer, a
-        # Bearer token's owner among jwt and oauth2 ... cost ~10 us per request, asked afresh.
+        # A ``ReadsHeaders`` authenticator's ``carriers`` (and ``extract``, if stable) read its
+        # headers and nothing else (syntax only): their answers for a set of those headers seen
+        # before are remembered, keyed by every header any of them reads. A JWT's shape, its
+        # issuer, a Bearer token's owner among jwt and oauth2 ... cost ~10 us per request.
         self._screen_names = frozenset().union(*(r for r in self._reads.values() if r))
+        self._stable_extract = frozenset(
+            name
+            for name, a in self.authenticators.items()
+            if isinstance(a, ReadsHeaders) and a.stable_extract
+        )
         self._screened: dict[_Key, _Screened] = {}
         self._last_screened: tuple[object, _Screened | None] = (object(), None)
         self._body_readers = tuple(
@@ -135,9 +144,9 @@ class CredentialCarriers:
         for header in headers:
             if header[0] in names:
                 key.append(header)
-                size += len(header[1])
+                size += len(header[0]) + len(header[1]) + _FIELD_COST
         screened = None
-        if size <= _SCREENED_MAX_BYTES:
+        if size <= _SCREENED_MAX_BYTES and len(key) <= _SCREENED_MAX_FIELDS:
             known = self._screened
             screened = known.get(found := tuple(key))
             if screened is None:
@@ -197,7 +206,8 @@ class CredentialCarriers:
             if reads is not None:
                 if reads.isdisjoint(names):
                     continue  # (none of the headers its credential can be in)
-                screened = screened or self._screen(view)
+                if method in self._stable_extract:
+                    screened = screened or self._screen(view)
                 if screened is not None and method in screened.extracted:
                     credential = screened.extracted[method]
                     if credential is not None:
@@ -209,7 +219,7 @@ class CredentialCarriers:
                 raise err.with_challenges(
                     challenges(self.authenticators, route.auth, method, err)
                 ) from None
-            if reads is not None and screened is not None:
+            if screened is not None and method in self._stable_extract:
                 screened.extracted[method] = credential
             if credential is not None:
                 found.append(credential)

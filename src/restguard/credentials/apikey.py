@@ -97,6 +97,7 @@ class ApiKeyAuthenticator:
 
     method = "api_key"
     header_names = frozenset({b"authorization", b"x-api-key"})  # (ReadsHeaders)
+    stable_extract = True  # (ReadsHeaders)
     presentation = (
         "an API key in 'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or "
         "'X-API-Key: <key>'"

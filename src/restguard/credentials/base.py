@@ -72,11 +72,15 @@ class ReadsHeaders(Protocol):
     """An authenticator whose credential travels in the headers ``header_names`` only: when a
     request has none of them, ``extract`` returns None and ``carriers`` returns (), so the
     guard does not ask it (it asks every other authenticator of the route on every request).
-    Its ``extract`` and ``carriers`` read those headers and nothing else, and answer the same
-    headers the same way every time: the guard remembers their answers for a set of headers
-    seen before (``carriers._Screened``; a refusal is asked again each time)."""
+    Its ``carriers`` reads those headers and nothing else, and answers the same headers the
+    same way every time: the guard remembers its answers for a set of headers seen before
+    (``carriers._Screened``; a refusal is asked again each time). ``extract`` is remembered
+    too when ``stable_extract`` is true: it reads nothing else either (not what the
+    authenticator has verified since: oauth2's names the client of an opaque token it has
+    verified, so it is asked afresh)."""
 
     header_names: frozenset[bytes]
+    stable_extract: bool
 
 
 @runtime_checkable

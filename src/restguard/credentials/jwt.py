@@ -204,6 +204,7 @@ class JwtAuthenticator:
 
     method = "jwt"
     header_names = frozenset({b"authorization"})  # (ReadsHeaders)
+    stable_extract = True  # (ReadsHeaders)
     presentation = "a JWT in 'Authorization: Bearer <token>'"
 
     def __init__(

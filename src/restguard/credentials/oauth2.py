@@ -162,6 +162,7 @@ class OAuth2Authenticator:
 
     method = "oauth2"
     header_names = frozenset(_HEADERS)  # (ReadsHeaders)
+    stable_extract = False  # (ReadsHeaders: extract reads the tokens it has verified)
     presentation = (
         "an access token from restguard's authorization server in 'Authorization: Bearer <token>'"
     )

@@ -92,6 +92,7 @@ class SignatureAuthenticator:
 
     method = "signature"
     header_names = frozenset(_HEADERS)  # (ReadsHeaders)
+    stable_extract = True  # (ReadsHeaders)
     presentation = (
         "an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
         "(with 'Content-Digest' for a body)"
