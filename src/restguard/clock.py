@@ -1,7 +1,10 @@
-"""The Clock port: the core never reads the time itself."""
+"""The Clock port: the core never reads the time itself. And ``wait_for_event``, the one way a
+background loop sleeps until it is woken or its interval passes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -45,3 +48,13 @@ class FixedClock:
 
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> None:
+    """Return when ``event`` is set or ``seconds`` have passed, whichever comes first; a
+    cancellation is always raised. (``asyncio.wait_for(event.wait(), seconds)`` on Python 3.11
+    drops a cancellation that arrives as the event is set, gh-86296: a ``while True`` loop
+    around it then never ends, and whoever awaits its cancelled task waits forever.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

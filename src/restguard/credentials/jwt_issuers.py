@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import urlsplit
 
-from restguard.clock import Clock
+from restguard.clock import Clock, wait_for_event
 from restguard.credentials.jwt import (
     MAX_ISSUER_ID_CHARS,
     SCOPE_CLAIMS,
@@ -218,8 +218,7 @@ class IssuerDirectory:
     async def _follow(self) -> None:
         failing = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+            await wait_for_event(self._wake, self._interval)
             self._wake.clear()
             try:
                 await self.refresh()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from restguard.clock import Clock
+from restguard.clock import Clock, wait_for_event
 from restguard.credentials.base import AuthContext, Credential
 from restguard.credentials.bearer import bearer_token, jws_bearer_token
 from restguard.credentials.opaque_tokens import PREFIX, OpaqueTokens, well_formed
@@ -146,8 +146,7 @@ class RevocationList:
 
     async def _follow(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), REVOCATIONS_SECONDS)
+            await wait_for_event(self._wake, REVOCATIONS_SECONDS)
             self._wake.clear()
             try:
                 await self.refresh()
