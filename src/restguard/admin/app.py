@@ -57,7 +57,8 @@ class AdminApp:
 
         async def run(check: Check) -> bool:
             try:
-                return await asyncio.wait_for(check(), READY_CHECK_TIMEOUT)
+                async with asyncio.timeout(READY_CHECK_TIMEOUT):  # (not wait_for)
+                    return await check()
             except (TimeoutError, OSError):
                 return False
 

@@ -97,7 +97,8 @@ class UpstreamPool:
         waiter = self.loop.create_future()
         waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, max(0.0, deadline - self.loop.time()))
+            async with asyncio.timeout(max(0.0, deadline - self.loop.time())):
+                await waiter  # (not wait_for, which may drop a cancel: clock.wait_for_event)
         except TimeoutError:
             raise PoolTimeout from None
         finally:

@@ -311,9 +311,8 @@ async def listing(
     # The disk may hang (a dead network mount): the answer does not wait past the deadline
     # (the worker thread finishes or stays stuck on its own; the event loop never waits).
     try:
-        return await asyncio.wait_for(
-            asyncio.to_thread(scanner, path, filters, limit, after), READ_TIMEOUT
-        )
+        async with asyncio.timeout(READ_TIMEOUT):  # (not wait_for: clock.wait_for_event)
+            return await asyncio.to_thread(scanner, path, filters, limit, after)
     except TimeoutError:
         _log.error("reading the audit log %s took more than %s s", path, READ_TIMEOUT)
         raise BackendUnavailable(

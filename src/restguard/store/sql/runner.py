@@ -65,7 +65,8 @@ class Runner:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._writes if write else self._reads, work)
         try:
-            return await asyncio.wait_for(future, self.timeout)
+            async with asyncio.timeout(self.timeout):  # (not wait_for: clock.wait_for_event)
+                return await future
         except TimeoutError:
             raise BackendUnavailable(
                 debug=f"store {operation} took longer than {self.timeout:g}s"
