@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from restguard.authz.policy import Policy, Route
 from restguard.credentials.base import (
+    Attributes,
     Authenticator,
     CarriedInBody,
     Credential,
@@ -38,6 +39,10 @@ _SCREENED_MAX_BYTES = 4096
 _FIELD_COST = 64
 
 _Key = tuple[tuple[bytes, bytes], ...]
+#: One method of a route, as ``_extract`` asks it: (method, authenticator, the headers it
+#: reads or None, whether its ``extract`` is remembered).
+_Step = tuple[str, Authenticator, frozenset[bytes] | None, bool]
+_PLANS_SIZE = 256
 
 
 class _Screened:
@@ -78,6 +83,7 @@ class CredentialCarriers:
             if isinstance(a, ReadsHeaders) and a.stable_extract
         )
         self._screened: dict[_Key, _Screened] = {}
+        self._plans: dict[tuple[str, ...], tuple[_Step, ...]] = {}
         self._last_screened: tuple[object, _Screened | None] = (object(), None)
         self._body_readers = tuple(
             (name, a) for name, a in self.authenticators.items() if isinstance(a, ReadsBody)
@@ -85,6 +91,12 @@ class CredentialCarriers:
         self._body_carriers = tuple(
             (name, a) for name, a in self.authenticators.items() if isinstance(a, CarriedInBody)
         )
+        # Who names a credential only once it has verified it (``Attributes``): by method.
+        self._attributes = {
+            name: a.attributed
+            for name, a in self.authenticators.items()
+            if isinstance(a, Attributes)
+        }
 
     def body_wanted(self, view: RequestView, *, fallback: Route | None = None) -> int:
         """How many bytes of body must be read before ``view`` can be decided: the most any
@@ -188,6 +200,19 @@ class CredentialCarriers:
                 found += (name,)
         return found
 
+    def _plan(self, auth: tuple[str, ...]) -> tuple[_Step, ...]:
+        """What ``_extract`` asks for a route's methods, in their order: each known method's
+        authenticator, the headers it reads (None: anywhere) and whether its ``extract`` is
+        remembered; worked out once per list of methods."""
+        plan = tuple(
+            (method, a, self._reads[method], method in self._stable_extract)
+            for method in auth
+            if (a := self.authenticators.get(method)) is not None
+        )
+        if len(self._plans) < _PLANS_SIZE:  # (a policy has a few lists; a reload a few more)
+            self._plans[auth] = plan
+        return plan
+
     def _extract(
         self, view: RequestView, route: Route, names: set[bytes] | None = None
     ) -> Credential:
@@ -198,28 +223,27 @@ class CredentialCarriers:
             names = {name for name, _ in view.headers}
         found = []
         screened: _Screened | None = None
-        for method in route.auth:
-            authenticator = self.authenticators.get(method)
-            if authenticator is None:
-                continue
-            reads = self._reads[method]
+        plan = self._plans.get(route.auth)
+        if plan is None:
+            plan = self._plan(route.auth)
+        for method, authenticator, reads, stable in plan:
             if reads is not None:
                 if reads.isdisjoint(names):
                     continue  # (none of the headers its credential can be in)
-                if method in self._stable_extract:
+                if stable:
                     screened = screened or self._screen(view)
-                if screened is not None and method in screened.extracted:
-                    credential = screened.extracted[method]
-                    if credential is not None:
-                        found.append(credential)
-                    continue
+                    if screened is not None and method in screened.extracted:
+                        credential = screened.extracted[method]
+                        if credential is not None:
+                            found.append(credential)
+                        continue
             try:
                 credential = authenticator.extract(view)
             except InvalidCredential as err:
                 raise err.with_challenges(
                     challenges(self.authenticators, route.auth, method, err)
                 ) from None
-            if screened is not None and method in self._stable_extract:
+            if stable and screened is not None:
                 screened.extracted[method] = credential
             if credential is not None:
                 found.append(credential)

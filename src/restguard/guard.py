@@ -158,6 +158,8 @@ class Guard(CredentialCarriers):
                         raise err.with_challenges(
                             challenges(self.authenticators, route.auth, credential.method, err)
                         ) from None
+                    if credential.method in self._attributes:
+                        credential = self._attributes[credential.method](credential, principal)
                 except (MissingCredential, InvalidCredential):
                     await self.failed_attempt(view.client)
                     raise

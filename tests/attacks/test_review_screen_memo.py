@@ -115,9 +115,10 @@ def _oauth2_guard(token: str, events: list[object], *, screen: bool) -> Guard:
 
 
 def test_opaque_token_requests_are_attributed_to_their_client_as_without_the_memo() -> None:
-    """Request 1 and request 2 carry the same opaque access token. Without the memo the audit
-    line of request 2 names the token's client (``oauth2:rg_ci_abc``, from the verified facts);
-    with it, every later request keeps request 1's unverified answer (``oauth2:opaque``)."""
+    """Request 1 and request 2 carry the same opaque access token. The audit line of each
+    names the token's client (``oauth2:rg_ci_abc``, named once verified: ``attributed``), with
+    the memo as without it; a memo that kept request 1's unverified answer (``oauth2:opaque``)
+    would name no client at all."""
     token = new_token()
 
     def run(screen: bool) -> list[object]:
@@ -134,7 +135,7 @@ def test_opaque_token_requests_are_attributed_to_their_client_as_without_the_mem
         return [getattr(e, "credential_id", None) for e in events]
 
     fresh = run(screen=False)
-    assert fresh == ["oauth2:opaque", "oauth2:rg_ci_abc"]  # (the reference behaviour)
+    assert fresh == ["oauth2:rg_ci_abc", "oauth2:rg_ci_abc"]  # (the reference behaviour)
     assert run(screen=True) == fresh
 
 

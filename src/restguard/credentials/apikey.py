@@ -120,6 +120,11 @@ class ApiKeyAuthenticator:
         # decision path; without one they are not recorded.
         self._usage = usage
         self._touched: dict[str, float] = {}
+        # key -> the stored digest it was found to match (that very bytes object, from the
+        # cached record): while the record stays cached, the key is not hashed again. A dict
+        # of secrets compares a key with == only after its full SipHash (random per process)
+        # matched, so it times nothing an attacker can steer, as the JWT/oauth2 verified dicts.
+        self._matched: dict[str, bytes] = {}
 
     @staticmethod
     def _find(view: RequestView) -> list[tuple[bytes, bytes]]:
@@ -181,8 +186,13 @@ class ApiKeyAuthenticator:
         if hit is None:
             raise InvalidCredential(debug="unknown api key id")
         record, principal = hit
-        if not digest_matches(credential.secret, record.key_hash):
-            raise InvalidCredential(debug="api key secret mismatch")
+        secret = credential.secret
+        if self._matched.get(secret) is not record.key_hash:
+            if not digest_matches(secret, record.key_hash):
+                raise InvalidCredential(debug="api key secret mismatch")
+            if len(self._matched) >= self._size:
+                self._matched.clear()
+            self._matched[secret] = record.key_hash
         if record.revoked_at is not None and record.revoked_at <= ctx.now:
             raise InvalidCredential(debug="api key revoked")
         if record.expires_at is not None and record.expires_at <= ctx.now:

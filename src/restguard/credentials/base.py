@@ -76,11 +76,20 @@ class ReadsHeaders(Protocol):
     same way every time: the guard remembers its answers for a set of headers seen before
     (``carriers._Screened``; a refusal is asked again each time). ``extract`` is remembered
     too when ``stable_extract`` is true: it reads nothing else either (not what the
-    authenticator has verified since: oauth2's names the client of an opaque token it has
-    verified, so it is asked afresh)."""
+    authenticator has verified since; a name known only once verified comes from
+    ``Attributes``), else it is asked afresh each time."""
 
     header_names: frozenset[bytes]
     stable_extract: bool
+
+
+@runtime_checkable
+class Attributes(Protocol):
+    """An authenticator that can name a credential in the audit log only once it has verified
+    it (an opaque OAuth 2.0 token's client): the guard asks ``attributed`` right after
+    ``authenticate`` passed, and records the credential it returns."""
+
+    def attributed(self, credential: Credential, principal: Principal) -> Credential: ...
 
 
 @runtime_checkable

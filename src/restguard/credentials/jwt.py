@@ -88,6 +88,11 @@ class KeySource(Protocol):
         """The key set held now."""
         ...
 
+    def held(self, keys: KeySet) -> bool:
+        """Whether ``keys`` is the set held now and may still be used (a token verified with
+        it needs no other look); a refresh that has come due starts in the background."""
+        ...
+
     def start(self) -> None:
         """Begin keeping the keys current (inside the running loop)."""
         ...
@@ -108,6 +113,9 @@ class StaticKeys:
 
     def keyset(self) -> KeySet | None:
         return self.keys
+
+    def held(self, keys: KeySet) -> bool:
+        return keys is self.keys
 
     def start(self) -> None:
         """Nothing to keep current."""
@@ -316,6 +324,14 @@ class JwtAuthenticator:
             raise InvalidCredential(debug=f"unknown issuer {credential.credential_id}")
         config = issuer.config
         token = credential.secret
+        hit = self._verified.get(token)
+        if (
+            hit is not None
+            and hit.issuer is issuer
+            and ctx.now.timestamp() < hit.until
+            and config.keys.held(hit.keys)
+        ):
+            return hit.principal  # (its key and algorithm were checked with this very set)
         kid = issuer.kid(token)
         key = await config.keys.key(kid)  # an unknown kid: one fetch, within the cooldown
         if key is None:
@@ -326,9 +342,6 @@ class JwtAuthenticator:
         if keys is None:
             raise BackendUnavailable(debug=f"no key set for {credential.credential_id}")
         now = ctx.now.timestamp()
-        hit = self._verified.get(token)
-        if hit is not None and hit.issuer is issuer and hit.keys is keys and now < hit.until:
-            return hit.principal
         verified = issuer.verifier_for(keys).verify(token, ctx.now)
         principal = self._principal(verified, config)
         if len(token) <= _VERIFIED_MAX_CHARS:

@@ -312,15 +312,26 @@ class OAuth1Authenticator:
     ) -> None:
         self.verifier, self._limit = verifier, body_limit
         self.parts = RequestParts(public_url)
+        self._last_header: tuple[object, bool] = (object(), False)
 
     def drop_cached(self) -> None:
         self.verifier.drop_cached()
 
     def _header(self, view: RequestView) -> bool:
-        for k, v in view.headers:  # noqa: SIM110 (asked up to 3x per request: no generator)
+        """Whether an ``Authorization: OAuth`` field is present (asked up to 3x per request:
+        the last header tuple's answer is kept, as ``bearer_token`` keeps its own)."""
+        headers = view.headers
+        last = self._last_header
+        if last[0] is headers:
+            return last[1]
+        found = False
+        for k, v in headers:
             if k == b"authorization" and _is_oauth_header(v):
-                return True
-        return False
+                found = True
+                break
+        if type(headers) is tuple:  # (a list may change: never taken for the same request)
+            self._last_header = (headers, found)
+        return found
 
     def extract(self, view: RequestView) -> Credential | None:
         if self._header(view):

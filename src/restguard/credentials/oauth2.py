@@ -59,6 +59,7 @@ _VERIFIED_MAX_CHARS: Final = 2048
 # issuer's, for ``jwt``) is not base64- and JSON-decoded twice on every request.
 _CLAIMS_SIZE: Final = 1024
 _HEADERS: Final = (b"authorization",)
+_OPAQUE: Final = "oauth2:opaque"  # the audit log's name of a token not verified yet
 REVOCATIONS_SECONDS: Final = 0.5
 _log = logging.getLogger("restguard.oauth2")
 
@@ -161,7 +162,7 @@ class OAuth2Authenticator:
 
     method = "oauth2"
     header_names = frozenset(_HEADERS)  # (ReadsHeaders)
-    stable_extract = False  # (ReadsHeaders: extract reads the tokens it has verified)
+    stable_extract = True  # (ReadsHeaders: an opaque token's client is named by ``attributed``)
     presentation = (
         "an access token from restguard's authorization server in 'Authorization: Bearer <token>'"
     )
@@ -219,35 +220,28 @@ class OAuth2Authenticator:
             self._claims[raw] = claimed
         return claimed
 
-    def _remembered(self, view: RequestView) -> tuple[str, _Verified] | None:
-        """(token, facts) when the request's Bearer token is one verified before: no decoding
-        on the hot path (carriers and extract both run per request)."""
-        raw = bearer_token(view)
-        if raw is None or len(raw) > _VERIFIED_MAX_CHARS:
-            return None
-        token = raw.decode("latin-1")
-        hit = self._verified.get(token)
-        return None if hit is None else (token, hit)
-
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         try:
-            if self._remembered(view) is not None or self._claim(view) is not None:
-                return _HEADERS
-            return ()
+            return _HEADERS if self._claim(view) is not None else ()
         except (InvalidRequest, InvalidCredential):
             return _HEADERS
 
     def extract(self, view: RequestView) -> Credential | None:
-        remembered = self._remembered(view)
-        if remembered is not None:
-            token, hit = remembered
-            return Credential(self.method, token, hit.credential_id, _HEADERS)
+        """The token, named by its JWT's ``client_id`` claim, or ``oauth2:opaque`` until it is
+        verified (``attributed``). A function of the header alone (``stable_extract``)."""
         claimed = self._claim(view)
         if claimed is None:
             return None
         token, client_id = claimed
-        shown = "oauth2:" + (re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64]) or "opaque")
-        return Credential(self.method, token, shown, _HEADERS)
+        return Credential(self.method, token, _shown(client_id) if client_id else _OPAQUE, _HEADERS)
+
+    def attributed(self, credential: Credential, principal: Principal) -> Credential:
+        """(``Attributes``) An opaque token, once verified, is named by its client."""
+        if credential.credential_id != _OPAQUE:
+            return credential
+        hit = self._verified.get(credential.secret)
+        shown = hit.credential_id if hit is not None else _shown(principal.client_id)
+        return Credential(self.method, credential.secret, shown, credential.headers)
 
     def _verifier_for(self, keys: SigningKeys) -> JWTVerifier:
         keyset = keys.keyset()
@@ -303,8 +297,7 @@ class OAuth2Authenticator:
         ends = [result.expires_at, at + VERIFIED_TTL]
         if key.retired_at is not None:
             ends.append(key.retired_at.timestamp())
-        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
-        facts = _Verified(keys, key.kid, min(ends), shown, principal, jti, claims)
+        facts = _Verified(keys, key.kid, min(ends), _shown(client_id), principal, jti, claims)
         if len(token) <= _VERIFIED_MAX_CHARS:
             if len(self._verified) >= _VERIFIED_SIZE:
                 self._verified.clear()
@@ -345,9 +338,8 @@ class OAuth2Authenticator:
             "exp": int(record.expires_at.timestamp()),
             "jti": record.jti,
         }
-        shown = "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", record.client_id[:64])
         until = min(record.expires_at.timestamp(), at + VERIFIED_TTL)
-        facts = _Verified(None, "", until, shown, principal, record.jti, claims)
+        facts = _Verified(None, "", until, _shown(record.client_id), principal, record.jti, claims)
         if len(self._verified) >= _VERIFIED_SIZE:
             self._verified.clear()
         self._verified[token] = facts
@@ -370,6 +362,11 @@ class OAuth2Authenticator:
         if isinstance(error, InvalidCredential):
             return CHALLENGE + ', error="invalid_token"'
         return CHALLENGE
+
+
+def _shown(client_id: str) -> str:
+    """The audit log's name of a client's token: ``oauth2:`` and the client id, made safe."""
+    return "oauth2:" + re.sub(r"[^A-Za-z0-9_-]", "?", client_id[:64])
 
 
 class _NoRevocations(RevocationList):

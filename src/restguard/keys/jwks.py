@@ -281,6 +281,20 @@ class JWKSCache:
         """The key set held now, if any (whether fresh or stale)."""
         return self.policy.keys
 
+    def held(self, keys: KeySet) -> bool:
+        """Whether ``keys`` is the set held now and still usable (fresh, or stale within its
+        grace): what ``key`` would have used. A refresh that has come due starts, as ``key``
+        starts it."""
+        policy = self.policy
+        if policy.keys is not keys:
+            return False
+        now = self._clock.monotonic()
+        if not policy.usable(now):
+            return False
+        if policy.refresh_due(now):
+            self._start_fetch()
+        return True
+
     async def refresh(self) -> None:
         """Fetch now (or join the fetch in flight); failures are logged, not raised."""
         await self._fetch()

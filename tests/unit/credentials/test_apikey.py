@@ -357,6 +357,31 @@ async def test_wrong_secret(
     assert caught.value.description == InvalidCredential.default_description
 
 
+async def test_a_key_checked_once_is_checked_again_whenever_its_stored_digest_changes(
+    auth: ApiKeyAuthenticator, keys: FakeApiKeyStore, clock: FixedClock
+) -> None:
+    """A key found to match its record is not hashed again while that record is cached, but
+    any other secret for the same id still is (and fails), and a record whose digest changed
+    (re-read after the cache's second) is checked afresh: the old key then fails."""
+    import dataclasses
+
+    record, key = keys.add("a")
+    _, other = generate_key(record.id)
+    credential = credential_for(auth, key)
+    for _ in range(2):
+        assert (await auth.authenticate(credential, ctx(clock))).client_id == record.id
+        with pytest.raises(InvalidCredential) as caught:
+            await auth.authenticate(credential_for(auth, other), ctx(clock))
+        assert caught.value.debug == "api key secret mismatch"
+    _, replaced = generate_key(record.id)
+    keys.records[record.id] = dataclasses.replace(record, key_hash=token_digest(replaced))
+    clock.advance(1)
+    with pytest.raises(InvalidCredential) as caught:
+        await auth.authenticate(credential, ctx(clock))
+    assert caught.value.debug == "api key secret mismatch"
+    assert (await auth.authenticate(credential_for(auth, replaced), ctx(clock))).subject
+
+
 async def test_revoked(auth: ApiKeyAuthenticator, keys: FakeApiKeyStore, clock: FixedClock) -> None:
     _, key = keys.add("a", revoked_at=T0)
     with pytest.raises(InvalidCredential) as caught:

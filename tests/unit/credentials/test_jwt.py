@@ -4,6 +4,7 @@ guard with the API-key and JWT authenticators on one route."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -357,6 +358,29 @@ async def test_a_remembered_token_still_asks_its_key_source_so_outages_fail_clos
     clock.advance(2 * 86400)  # past max-stale
     with pytest.raises(BackendUnavailable):
         await auth(a, token, now=clock.now())
+
+
+async def test_a_remembered_token_starts_the_refresh_that_is_due_and_obeys_its_keys() -> None:
+    """The remembered path asks no kid lookup, but keeps what it did: a JWKS refresh that has
+    come due starts in the background, and once the issuer has withdrawn the key the token
+    is verified again (and refused)."""
+    clock, fetcher = FixedClock(T0), Fetcher(KeySet([ED.verification_key(), EC.verification_key()]))
+    a = cached(clock, fetcher)
+    token = mint(EC, exp=T + 3600)
+    first = await auth(a, token)
+    assert fetcher.calls == 1
+    soon = T0 + timedelta(seconds=30)  # (the token is remembered up to VERIFIED_TTL)
+    clock.advance(30)
+    assert await auth(a, token, now=soon) is first  # fresh keys: no fetch
+    assert fetcher.calls == 1
+    fetcher.keys = ED.keyset()  # the issuer withdrew the EC key
+    clock.advance(900)  # (the JWKS clock) past max-age=600: a refresh is due, keys usable
+    assert await auth(a, token, now=soon) is first  # served, and the refresh begins
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert fetcher.calls == 2
+    with pytest.raises(InvalidCredential):
+        await auth(a, token, now=soon)
 
 
 async def test_only_tokens_that_passed_are_remembered() -> None:

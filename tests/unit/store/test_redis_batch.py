@@ -138,3 +138,21 @@ async def test_a_sender_cancelled_at_shutdown_fails_every_waiting_caller() -> No
             await waiter
     send.release()
     assert await batches.submit(3) == 6  # a new sender starts for the next call
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.text(st.characters(blacklist_categories=["Cs"])), st.integers()),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_lane_packs_a_command_exactly_as_redis_py_does(parts: list[str | int]) -> None:
+    """The lane packs its script calls with hiredis (C); the bytes must be redis-py's own
+    (any text, keys and numbers as the rate limiter and the nonce cache send them)."""
+    import hiredis
+    from redis.asyncio.connection import Connection
+
+    command = ("EVALSHA", "0" * 40, *parts)
+    assert hiredis.pack_command(command) == b"".join(Connection().pack_command(*command))

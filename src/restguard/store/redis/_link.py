@@ -16,6 +16,11 @@ from redis.exceptions import NoScriptError, RedisError
 
 from restguard.store.batch import within
 
+try:  # redis-py's own C helper (restguard[redis] installs it): packs a command ~7x faster
+    import hiredis
+except ImportError:  # pragma: no cover (redis-py installed alone: its Python packer)
+    hiredis = None  # type: ignore[assignment]
+
 T = TypeVar("T")
 
 #: Keys longer than this (UTF-8 bytes) are stored under their SHA-256 instead.
@@ -135,7 +140,12 @@ class Lane:
 
     @staticmethod
     async def _call(connection: AbstractConnection, *parts: str | int) -> object:
-        await connection.send_packed_command(connection.pack_command(*parts), check_health=False)
+        # A batch of n calls is a command of up to 4n + 3 parts: redis-py's packer (Python)
+        # cost ~10 us per rate-limited request of a batch of 25 here, hiredis's ~1.3 us.
+        packed = (
+            connection.pack_command(*parts) if hiredis is None else hiredis.pack_command(parts)  # type: ignore[arg-type]  # (its stub: 1-tuple)
+        )
+        await connection.send_packed_command(packed, check_health=False)
         return await connection.read_response()
 
     async def close(self) -> None:
