@@ -132,16 +132,17 @@ class UpstreamPool:
         conn = UpstreamConnection(self)
         self._busy.add(conn)
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(
+            # (asyncio.timeout, not wait_for: 3.11's wait_for may drop a cancel that comes as
+            # the connection opens. A cancel or timeout reaching create_connection closes the
+            # transport it made, so the connection is never left open.)
+            async with asyncio.timeout(self.connect_timeout):
+                await self.loop.create_connection(
                     lambda: conn,
                     self.host,
                     self.port,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls else None,
-                ),
-                self.connect_timeout,
-            )
+                )
         except BaseException:
             self._busy.discard(conn)
             self._wake()
@@ -152,16 +153,14 @@ class UpstreamPool:
         """Whether a new connection to the upstream opens within ``connect_timeout`` (for
         ``/readyz``); the connection is closed at once."""
         try:
-            transport, _ = await asyncio.wait_for(
-                self.loop.create_connection(
+            async with asyncio.timeout(self.connect_timeout):  # (as in ``_connect``)
+                transport, _ = await self.loop.create_connection(
                     asyncio.Protocol,
                     self.host,
                     self.port,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls else None,
-                ),
-                self.connect_timeout,
-            )
+                )
         except (OSError, TimeoutError, ssl.SSLError):
             return False
         transport.close()

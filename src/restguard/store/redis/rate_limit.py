@@ -91,18 +91,19 @@ Hit = tuple[str, int, float, bool]
 def verdict(reply: object) -> Verdict:
     """The script's reply as a ``Verdict``: exactly four integers as the script returns them,
     else ``BackendUnavailable`` (a reply of another shape decides nothing: fail closed)."""
-    if not (
-        isinstance(reply, list)
-        and len(reply) == 4
-        and all(type(v) is int for v in reply)
-        and reply[0] in (0, 1)
-        and reply[1] >= 0
-        and reply[2] >= 0
-        and (reply[3] == -1 if reply[0] == 1 else reply[3] >= 1)
-    ):
+    if not (isinstance(reply, list) and len(reply) == 4 and all(type(v) is int for v in reply)):
         raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
-    allowed, remaining, reset, retry = reply
-    return Verdict(allowed == 1, remaining, reset, None if retry < 0 else retry)
+    return _verdict(*reply)
+
+
+def _verdict(allowed: int, remaining: int, reset: int, retry: int) -> Verdict:
+    """Four integers as the script returns them (in range, else ``BackendUnavailable``)."""
+    if allowed == 1:
+        if remaining >= 0 and reset >= 0 and retry == -1:
+            return Verdict(True, remaining, reset, None)
+    elif allowed == 0 and remaining >= 0 and reset >= 0 and retry >= 1:
+        return Verdict(False, remaining, reset, retry)
+    raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
 
 
 _NUMBERS = re.compile(rb"-?[0-9]{1,18}(?: -?[0-9]{1,18})*")
@@ -113,10 +114,10 @@ def verdicts(reply: object, count: int) -> list[Verdict]:
     (for the whole batch) if any part of it has another shape."""
     if not (isinstance(reply, bytes) and _NUMBERS.fullmatch(reply)):
         raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
-    numbers = [int(n) for n in reply.split(b" ")]
+    numbers = [int(n) for n in reply.split(b" ")]  # (integers: the pattern says so)
     if len(numbers) != 4 * count:
         raise BackendUnavailable(debug="redis rate_limit: a reply of an unexpected shape")
-    return [verdict(numbers[i : i + 4]) for i in range(0, len(numbers), 4)]
+    return [_verdict(*numbers[i : i + 4]) for i in range(0, len(numbers), 4)]
 
 
 class RedisRateLimiter:
