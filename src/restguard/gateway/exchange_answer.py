@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from restguard.errors import AuthError, UpstreamError, UpstreamTimeout
-from restguard.gateway.headers import client_head, with_rate_headers
+from restguard.gateway.headers import client_head
 
 if TYPE_CHECKING:
     import asyncio
@@ -80,8 +80,6 @@ class ExchangeAnswer:
     ) -> None:
         if self.finished:
             return
-        if self._decision is not None and self._decision.rate_headers:
-            headers = with_rate_headers(headers, self._decision.rate_headers)
         out, framing = client_head(
             status,
             reason,
@@ -89,6 +87,7 @@ class ExchangeAnswer:
             no_body=self.method == "HEAD",
             http_11=self.http_version == "1.1",
             request_id=self.request_id,
+            rate=self._decision.rate_headers if self._decision is not None else (),
         )
         if framing == "chunked":
             self._chunked_out = True

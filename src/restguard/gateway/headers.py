@@ -162,15 +162,6 @@ def upstream_head(
     return b"".join(lines)
 
 
-def with_rate_headers(
-    headers: list[tuple[bytes, bytes]], rate: tuple[tuple[str, str], ...]
-) -> list[tuple[bytes, bytes]]:
-    """The upstream's answer headers with the route's ``RateLimit-*`` in place of any
-    ``ratelimit-*`` the upstream sent (the client is limited by the gateway's count)."""
-    kept = [(n, v) for n, v in headers if not n.startswith(b"ratelimit")]
-    return kept + [(n.encode("ascii"), v.encode("ascii")) for n, v in rate]
-
-
 def client_head(
     status: int,
     reason: bytes,
@@ -179,17 +170,21 @@ def client_head(
     no_body: bool,
     http_11: bool,
     request_id: bytes = b"",
+    rate: tuple[tuple[str, str], ...] = (),
 ) -> tuple[list[bytes], str]:
     """The status line and header lines for the client (without ``Connection`` and the blank
     line), and how the body is framed: "length", "chunked", "close" or "none". With
     ``request_id``, the answer carries it as ``X-Request-Id`` (in place of any the upstream
-    sent)."""
+    sent); with ``rate``, the route's ``RateLimit-*`` fields in place of any ``ratelimit*``
+    field the upstream sent (the client is limited by the gateway's count)."""
     tokens = _connection_tokens(headers)
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
     drop = _RESPONSE_DROP
     if request_id:
         out.append(b"x-request-id: %s\r\n" % request_id)
         drop = _RESPONSE_DROP_AND_ID
+    if rate:
+        out.append("".join([f"{name}: {value}\r\n" for name, value in rate]).encode("ascii"))
     length: bytes | None = None
     upstream_chunked = False
     for name, value in headers:
@@ -198,6 +193,8 @@ def client_head(
         elif name == b"transfer-encoding":
             upstream_chunked = True
         elif name not in drop and name not in tokens:
+            if rate and name.startswith(b"ratelimit"):
+                continue
             out.append(b"%s: %s\r\n" % (name, value))
     no_body = no_body or status in _NO_BODY_STATUS
     if length is not None and (no_body or not upstream_chunked):

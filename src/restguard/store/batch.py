@@ -85,15 +85,16 @@ class Coalescer(Generic[ItemT, ResultT]):
         self._queue: deque[tuple[ItemT, asyncio.Future[ResultT], float]] = deque()
         self._sender: asyncio.Task[None] | None = None
 
-    async def submit(self, item: ItemT) -> ResultT:
-        """The answer to ``item``; ``BackendUnavailable`` if the backend does not give it in
-        time."""
+    def submit(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """``item`` queued now; the future gives its answer (``BackendUnavailable`` if the
+        backend does not give it in time). Cancelling the future leaves the item out of any
+        batch not yet sent. (A plain function: one coroutine less per call on the hot path.)"""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
         self._queue.append((item, future, loop.time() + self._link.timeout))
         if self._sender is None:
             self._sender = loop.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         batch: list[tuple[ItemT, asyncio.Future[ResultT], float]] = []

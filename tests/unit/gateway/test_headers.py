@@ -62,6 +62,27 @@ def test_client_head_drops_hop_by_hop_and_what_connection_names() -> None:
     assert text.count(b"set-cookie") == 2
 
 
+def test_client_head_puts_the_routes_rate_limit_fields_in_place_of_the_upstreams() -> None:
+    upstream = [
+        (b"ratelimit-limit", b"999"),
+        (b"ratelimit-policy", b"999;w=1"),
+        (b"ratelimit", b"limit=999"),
+        (b"x-ratelimit-limit", b"7"),  # (not a RateLimit field: kept)
+        CL,
+    ]
+    rate = (("ratelimit-limit", "5"), ("ratelimit-remaining", "4"), ("ratelimit-reset", "60"))
+    text = b"".join(client_head(200, b"OK", upstream, no_body=False, http_11=True, rate=rate)[0])
+    fields = [line.split(b": ", 1) for line in text.split(b"\r\n")[1:] if line]
+    assert sorted(n for n, _ in fields if n.startswith(b"ratelimit")) == [
+        b"ratelimit-limit",
+        b"ratelimit-remaining",
+        b"ratelimit-reset",
+    ]
+    assert [b"ratelimit-limit", b"5"] in fields and [b"x-ratelimit-limit", b"7"] in fields
+    plain = b"".join(client_head(200, b"OK", upstream, no_body=False, http_11=True)[0])
+    assert plain.count(b"\r\nratelimit") == 3  # (no route limit: the upstream's own pass)
+
+
 def test_upstream_head_is_the_judged_request_with_hygiene() -> None:
     route = Route(0, "/n/**", frozenset({"GET"}))
     view = RequestView(

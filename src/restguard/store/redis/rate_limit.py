@@ -152,18 +152,18 @@ class RedisRateLimiter:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self._link.prefix}rl#{digest}"
 
-    async def _run(self, key: str, limit: int, window: float, count: bool) -> Verdict:
+    def _queued(self, key: str, limit: int, window: float, count: bool) -> Awaitable[Verdict]:
         if limit < 1 or window <= 0:
             raise ValueError("a rate limit needs limit >= 1 and window > 0")
-        return await self._batches.submit((self._key(key), limit, window, count))
+        return self._batches.submit((self._key(key), limit, window, count))
 
     async def hit(self, key: str, limit: int, window: float) -> Verdict:
         """Count one event for ``key`` if allowed; ``BackendUnavailable`` if Redis is not."""
-        return await self._run(key, limit, window, True)
+        return await self._queued(key, limit, window, True)
 
     async def blocked(self, key: str, limit: int, window: float) -> int | None:
         """Seconds until ``key`` may act again, or None; counts nothing."""
-        return (await self._run(key, limit, window, False)).retry_after
+        return (await self._queued(key, limit, window, False)).retry_after
 
     async def refund(self, key: str, limit: int, window: float) -> None:
         """Give back one counted event: the TAT back one interval, never before now."""
