@@ -59,6 +59,7 @@ APP_CACHE_SECONDS: Final = 1.0
 _HEADERS: Final = (b"signature-input", b"signature")
 _REQUIRED: Final = ("@method", "@authority", "@path")
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+_PRINCIPALS_SIZE: Final = 10_000
 
 
 class AppCache:
@@ -108,6 +109,7 @@ class SignatureAuthenticator:
     ) -> None:
         """``public_url``: whose authority ``@authority`` is behind a trusted proxy."""
         self._apps, self._nonces, self._limit = apps, nonces, body_limit
+        self._principals: dict[str, tuple[AppRecord, Principal]] = {}
         public = urlsplit(public_url)
         self._public_scheme = public.scheme or "http"
         self._public_authority = _normal_authority(public.netloc, self._public_scheme)
@@ -181,13 +183,24 @@ class SignatureAuthenticator:
                 failure = f"{label}: {exc}"
                 continue
             await self._use_nonce(app.key_id, sig, ctx.now)
-            return verified_principal(
-                subject=app.name,
-                client_id=app.key_id,
-                scopes=frozenset(app.scopes),
-                auth_method=self.method,
-            )
+            return self._principal(app)
         raise InvalidCredential(debug=failure)
+
+    def _principal(self, app: AppRecord) -> Principal:
+        """The app's principal: made once per app record (the cache's, re-read each second)."""
+        made = self._principals.get(app.key_id)
+        if made is not None and made[0] is app:
+            return made[1]
+        principal = verified_principal(
+            subject=app.name,
+            client_id=app.key_id,
+            scopes=frozenset(app.scopes),
+            auth_method=self.method,
+        )
+        if len(self._principals) >= _PRINCIPALS_SIZE:
+            self._principals.clear()
+        self._principals[app.key_id] = (app, principal)
+        return principal
 
     def _message(self, view: RequestView) -> rfc9421.Message:
         if view.via_trusted_proxy:
@@ -195,9 +208,7 @@ class SignatureAuthenticator:
         else:
             scheme = view.scheme
             hosts = view.header_values(b"host")
-            authority = (
-                _normal_authority(hosts[0].decode("latin-1"), scheme) if len(hosts) == 1 else ""
-            )
+            authority = _authority(hosts[0], scheme) if len(hosts) == 1 else ""
         return rfc9421.Message(
             method=view.method,
             scheme=scheme,
@@ -269,6 +280,24 @@ def _last_second(created: int) -> int:
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
+#: ``_normal_authority`` of the Host fields seen (a pure function of field and scheme): a
+#: gateway sees a handful of them, so the few hundred kept here answer nearly every request.
+_AUTHORITIES: dict[tuple[bytes, str], str] = {}
+_AUTHORITIES_SIZE: Final = 256
+_AUTHORITY_MAX_BYTES: Final = 256
+
+
+def _authority(host: bytes, scheme: str) -> str:
+    """``_normal_authority`` of a Host field's value."""
+    known = _AUTHORITIES.get((host, scheme))
+    if known is not None:
+        return known
+    authority = _normal_authority(host.decode("latin-1"), scheme)
+    if len(host) <= _AUTHORITY_MAX_BYTES:
+        if len(_AUTHORITIES) >= _AUTHORITIES_SIZE:
+            _AUTHORITIES.clear()
+        _AUTHORITIES[(host, scheme)] = authority
+    return authority
 
 
 def _normal_authority(authority: str, scheme: str) -> str:

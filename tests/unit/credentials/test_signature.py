@@ -10,12 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from restguard.credentials.apps import new_app
 from restguard.credentials.base import AuthContext
 from restguard.credentials.signature import (
     AppCache,
     SignatureAuthenticator,
+    _authority,
     _normal_authority,
 )
 from restguard.errors import InvalidCredential
@@ -119,6 +122,21 @@ async def test_a_revoked_app_is_refused_within_the_cache_time() -> None:
         await a.authenticate(credential, AuthContext(T0 + timedelta(seconds=1), "c", later))
 
 
+async def test_an_apps_changed_scopes_are_its_principals_once_its_record_is_read_again() -> None:
+    apps = Apps()
+    a = auth(apps, ttl=0)  # (every request reads the record again)
+
+    async def scopes(nonce: str) -> frozenset[str]:
+        signed = signed_view(nonce)
+        credential = a.extract(signed)
+        assert credential is not None
+        return (await a.authenticate(credential, AuthContext(T0, "c", signed))).scopes
+
+    assert await scopes("s1") == await scopes("s2") == frozenset({"w"})
+    apps.records[RECORD.key_id] = dataclasses.replace(RECORD, scopes=("r",))
+    assert await scopes("s3") == frozenset({"r"})
+
+
 @pytest.mark.parametrize(
     ("given", "scheme", "expected"),
     [
@@ -178,3 +196,18 @@ async def test_a_route_can_require_more_components_and_name_its_label() -> None:
         await auth().authenticate(credential, other_label)
     same_label = AuthContext(T0, "c", signed, signature_label="sig1")
     assert (await auth().authenticate(credential, same_label)).subject == "billing"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.binary(max_size=300), st.sampled_from([b"GW.test:80", b"[::1]:443"])),
+            st.sampled_from(["http", "https"]),
+        ),
+        max_size=20,
+    )
+)
+def test_remembered_authorities_are_what_is_computed(hosts: list[tuple[bytes, str]]) -> None:
+    for host, scheme in hosts + hosts:  # (the second time from the memo)
+        assert _authority(host, scheme) == _normal_authority(host.decode("latin-1"), scheme)
