@@ -156,3 +156,15 @@ def test_the_lane_packs_a_command_exactly_as_redis_py_does(parts: list[str | int
 
     command = ("EVALSHA", "0" * 40, *parts)
     assert hiredis.pack_command(command) == b"".join(Connection().pack_command(*command))
+
+
+def test_the_replay_key_digest_is_length_prefixed_and_stable() -> None:
+    """Instances of two versions share one Redis during a rolling upgrade: a nonce's key must
+    be the same bytes in both, and parts may not slide into each other."""
+    import hashlib
+
+    from restguard.store.redis._link import digest
+
+    assert digest("app", "nonce") == hashlib.sha256(b"3:app5:nonce").hexdigest()
+    assert digest("ab", "c") != digest("a", "bc")
+    assert digest("k\ud800", "é") == hashlib.sha256(b"4:k\xed\xa0\x802:\xc3\xa9").hexdigest()

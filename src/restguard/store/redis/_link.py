@@ -34,12 +34,8 @@ def script_sha(text: str) -> str:
 
 def digest(*parts: str) -> str:
     """An unambiguous SHA-256 of attacker-chosen parts (each one length-prefixed)."""
-    h = hashlib.sha256()
-    for part in parts:
-        data = part.encode("utf-8", "surrogatepass")
-        h.update(b"%d:" % len(data))
-        h.update(data)
-    return h.hexdigest()
+    encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
+    return hashlib.sha256(b"".join([b"%d:%s" % (len(data), data) for data in encoded])).hexdigest()
 
 
 class Link:

@@ -11,7 +11,7 @@ script runs the ``SET``s in order, so a nonce used twice in one batch is fresh o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -62,9 +62,10 @@ class NonceBatches:
         reply = await self._lane.script(NONCES_SHA, NONCES_LUA, keys, args)
         return fresh(reply, len(nonces))
 
-    async def use(self, kind: str, parts: str, expires_at: datetime, now: datetime) -> bool:
+    def use(self, kind: str, parts: str, expires_at: datetime, now: datetime) -> Awaitable[bool]:
+        """Whether ``kind:parts`` is recorded now, first (awaited by the caller)."""
         key = f"{self.link.prefix}{kind}:{parts}"
-        return await self._batches.submit((key, _ttl_ms(expires_at, now)))
+        return self._batches.submit((key, _ttl_ms(expires_at, now)))
 
 
 class RedisNonceStore:
