@@ -293,24 +293,39 @@ def test_audit_without_a_log_json_is_an_empty_list(config: Path) -> None:
     assert "no decisions logged yet" in done.stderr
 
 
+#: Runs a command with SIGINT at its default action: a test run started in the background of
+#: a shell without job control inherits SIGINT ignored, and so would ``audit --follow`` (as a
+#: Unix command should), so Ctrl-C could not be tested.
+WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def test_audit_follow_json_streams_one_object_per_line(config: Path) -> None:
     _decisions(config, 2)
-    proc = subprocess.Popen(
-        [RESTGUARD, "audit", "--config", str(config), "--follow", "--tail", "1", "--json"],
+    follow = [RESTGUARD, "audit", "--config", str(config), "--follow", "--tail", "1", "--json"]
+    with subprocess.Popen(
+        [sys.executable, "-c", WITH_SIGINT, *follow],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env(),
-    )
-    try:
-        assert proc.stdout is not None
-        assert json.loads(proc.stdout.readline())["status"] == 201
-        with (config.parent / "audit.log").open("a") as f:
-            f.write(json.dumps({"outcome": "deny", "status": 401}) + "\n")
-        assert json.loads(proc.stdout.readline())["status"] == 401
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["status"] == 201
+            with (config.parent / "audit.log").open("a") as f:
+                f.write(json.dumps({"outcome": "deny", "status": 401}) + "\n")
+            assert json.loads(proc.stdout.readline())["status"] == 401
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+    assert proc.returncode == 0, err  # Ctrl-C ends the stream cleanly
 
 
 # --- the version, three ways --------------------------------------------------------------------
