@@ -91,9 +91,9 @@ class Link:
     def connection(self) -> AbstractConnection:
         """A new connection (not yet connected) with the pool's settings: the URL's host,
         TLS, credentials and database, the same connect timeout. It has no socket timeout of
-        its own: its caller bounds each whole call (``run``'s deadline), and redis-py would
-        otherwise run every write in a task of its own (``wait_for``), ~400 us of CPU per
-        batch on a slow host, and 3.11's ``wait_for`` may drop a cancellation."""
+        its own: its caller bounds each whole call (``run``'s deadline), and with one redis-py
+        runs every write in a task of its own (``wait_for``: CPU per batch, and 3.11's
+        ``wait_for`` may drop a cancellation)."""
         pool = self.client().connection_pool
         return pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
 
