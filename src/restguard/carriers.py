@@ -37,6 +37,10 @@ _SCREENED_SIZE = 4096
 _SCREENED_MAX_FIELDS = 8
 _SCREENED_MAX_BYTES = 4096
 _FIELD_COST = 64
+#: Fields whose value differs on every request (an RFC 9421 signature covers its own nonce and
+#: creation time): a set holding one is never seen again, so it is not remembered (it would
+#: only push the sets that are seen again out of the memo).
+_UNREPEATED = frozenset({b"signature-input", b"signature"})
 
 _Key = tuple[tuple[bytes, bytes], ...]
 #: One method of a route, as ``_extract`` asks it: (method, authenticator, the headers it
@@ -157,6 +161,8 @@ class CredentialCarriers:
             if header[0] in names:
                 key.append(header)
                 size += len(header[0]) + len(header[1]) + _FIELD_COST
+                if header[0] in _UNREPEATED:
+                    size = _SCREENED_MAX_BYTES + 1  # (never remembered)
         screened = None
         if size <= _SCREENED_MAX_BYTES and len(key) <= _SCREENED_MAX_FIELDS:
             known = self._screened

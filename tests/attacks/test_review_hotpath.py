@@ -448,6 +448,30 @@ def test_the_remembered_screen_stays_bounded(guards: tuple[Guard, Guard]) -> Non
     assert tuple(long) not in screened._screened
 
 
+def test_signed_header_sets_are_not_remembered_and_push_nothing_out(
+    guards: tuple[Guard, Guard],
+) -> None:
+    """A signature's fields differ on every request (its nonce, its creation time): such a set
+    is never remembered, so a stream of signed requests cannot empty the memo of the sets
+    that do come again (an API key's), and still gets what is computed afresh."""
+    screened, plain = guards
+    screened._screened.clear()
+    keyed = RequestView("GET", "/notes/1", b"", ((b"x-api-key", b"k1"),), "127.0.0.1")
+    screened._carriers(keyed)
+    remembered = dict(screened._screened)
+    for n in range(carriers_module._SCREENED_SIZE + 10):
+        signed = (
+            (b"signature-input", b'sig1=("@method");created=%d;nonce="n%d"' % (n, n)),
+            (b"signature", b"sig1=:AAAA:"),
+        )
+        view = RequestView("GET", "/notes/1", b"", signed, "127.0.0.1")
+        assert set(screened._carriers(view)) == set(plain._carriers(view))
+        assert _outcome(lambda v=view: screened._extract(v, ROUTE)) == _outcome(
+            lambda v=view: plain._extract(v, ROUTE)
+        )
+    assert screened._screened == remembered
+
+
 def test_decide_with_two_credentials_still_refused_when_one_is_unscreened(
     guards: tuple[Guard, Guard],
 ) -> None:
