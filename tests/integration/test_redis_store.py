@@ -65,6 +65,25 @@ async def test_racing_hits_on_two_instances_admit_exactly_the_limit(
     assert all(v.remaining == 0 and v.reset >= 1 for v in refused)
 
 
+async def test_without_hiredis_the_lane_packs_with_redis_py_and_counts_the_same(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restguard[redis] installs hiredis to pack the lane's commands; redis-py installed alone
+    has only its own packer, and a batch must count exactly the same with it."""
+    from restguard.store.redis import _link
+
+    monkeypatch.setattr(_link, "hiredis", None)
+    backend = open_redis(REDIS_URL, timeout=2.0, prefix=prefix)
+    try:
+        verdicts = await asyncio.gather(*(backend.limiter.hit("k", 3, 3600) for _ in range(10)))
+        assert [v.allowed for v in verdicts].count(True) == 3
+        nonces = backend.signature_nonces
+        used = [await nonces.use("app", f"n{i % 2}", LATER, NOW) for i in range(4)]
+        assert used == [True, True, False, False]
+    finally:
+        await backend.aclose()
+
+
 async def test_blocked_counts_nothing(pair: tuple[RedisBackend, RedisBackend]) -> None:
     a, b = pair
     for _ in range(10):
