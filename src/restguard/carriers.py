@@ -37,10 +37,6 @@ _SCREENED_SIZE = 4096
 _SCREENED_MAX_FIELDS = 8
 _SCREENED_MAX_BYTES = 4096
 _FIELD_COST = 64
-#: Fields whose value differs on every request (an RFC 9421 signature covers its own nonce and
-#: creation time): a set holding one is never seen again, so it is not remembered (it would
-#: only push the sets that are seen again out of the memo).
-_UNREPEATED = frozenset({b"signature-input", b"signature"})
 
 _Key = tuple[tuple[bytes, bytes], ...]
 #: One method of a route, as ``_extract`` asks it: (method, authenticator, the headers it
@@ -81,6 +77,15 @@ class CredentialCarriers:
         # before are remembered, keyed by every header any of them reads. A JWT's shape, its
         # issuer, a Bearer token's owner among jwt and oauth2 ... cost ~10 us per request.
         self._screen_names = frozenset().union(*(r for r in self._reads.values() if r))
+        # ... except a set holding a header whose value differs on every request (``unrepeated``:
+        # a signature's nonce): it is never seen again, and would only push out the sets that are.
+        self._unrepeated = frozenset().union(
+            *(
+                a.header_names
+                for a in self.authenticators.values()
+                if isinstance(a, ReadsHeaders) and a.unrepeated
+            )
+        )
         self._stable_extract = frozenset(
             name
             for name, a in self.authenticators.items()
@@ -154,14 +159,14 @@ class CredentialCarriers:
         last = self._last_screened
         if last[0] is headers:
             return last[1]
-        names = self._screen_names
+        names, unrepeated = self._screen_names, self._unrepeated
         key = []
         size = 0
         for header in headers:
             if header[0] in names:
                 key.append(header)
                 size += len(header[0]) + len(header[1]) + _FIELD_COST
-                if header[0] in _UNREPEATED:
+                if header[0] in unrepeated:
                     size = _SCREENED_MAX_BYTES + 1  # (never remembered)
         screened = None
         if size <= _SCREENED_MAX_BYTES and len(key) <= _SCREENED_MAX_FIELDS:

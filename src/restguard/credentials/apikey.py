@@ -98,6 +98,7 @@ class ApiKeyAuthenticator:
     method = "api_key"
     header_names = frozenset({b"authorization", b"x-api-key"})  # (ReadsHeaders)
     stable_extract = True  # (ReadsHeaders)
+    unrepeated = False  # (ReadsHeaders)
     presentation = (
         "an API key in 'Authorization: Bearer <key>', 'Authorization: ApiKey <key>' or "
         "'X-API-Key: <key>'"

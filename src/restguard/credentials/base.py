@@ -81,6 +81,9 @@ class ReadsHeaders(Protocol):
 
     header_names: frozenset[bytes]
     stable_extract: bool
+    # Its headers' values differ on every request (an RFC 9421 signature covers its nonce and
+    # creation time): a set holding one is never seen again, so it is not remembered.
+    unrepeated: bool
 
 
 @runtime_checkable

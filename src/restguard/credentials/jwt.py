@@ -213,6 +213,7 @@ class JwtAuthenticator:
     method = "jwt"
     header_names = frozenset({b"authorization"})  # (ReadsHeaders)
     stable_extract = True  # (ReadsHeaders)
+    unrepeated = False  # (ReadsHeaders)
     presentation = "a JWT in 'Authorization: Bearer <token>'"
 
     def __init__(

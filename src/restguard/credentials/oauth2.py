@@ -163,6 +163,7 @@ class OAuth2Authenticator:
     method = "oauth2"
     header_names = frozenset(_HEADERS)  # (ReadsHeaders)
     stable_extract = True  # (ReadsHeaders: an opaque token's client is named by ``attributed``)
+    unrepeated = False  # (ReadsHeaders)
     presentation = (
         "an access token from restguard's authorization server in 'Authorization: Bearer <token>'"
     )

@@ -94,6 +94,7 @@ class SignatureAuthenticator:
     method = "signature"
     header_names = frozenset(_HEADERS)  # (ReadsHeaders)
     stable_extract = True  # (ReadsHeaders)
+    unrepeated = True  # (ReadsHeaders: each signature has its own nonce)
     presentation = (
         "an RFC 9421 signature by a registered app in 'Signature-Input' and 'Signature' "
         "(with 'Content-Digest' for a body)"
