@@ -149,16 +149,17 @@ class SignatureAuthenticator:
         view = ctx.view
         if view is None:  # an adapter that does not pass the request: fail closed
             raise InvalidCredential(debug="no request to check the signature against")
+        input_lines, signature_lines, hosts = _fields(view.headers)
         try:
-            inputs = rfc9421.parse_signature_input(view.header_values(b"signature-input"))
-            signatures = rfc9421.parse_signature(view.header_values(b"signature"))
+            inputs = rfc9421.parse_signature_input(input_lines)
+            signatures = rfc9421.parse_signature(signature_lines)
         except (StructuredFieldError, rfc9421.SignatureError) as exc:
             raise InvalidCredential(debug=f"malformed signature fields: {exc}") from None
-        if set(inputs) - set(signatures):
+        if not signatures.keys() >= inputs.keys():
             raise InvalidCredential(debug="a Signature-Input label without its Signature")
         if len(inputs) > MAX_SIGNATURES:  # each label costs a store read and a verification
             raise InvalidCredential(debug=f"more than {MAX_SIGNATURES} signatures")
-        message = self._message(view)
+        message = self._message(view, hosts)
         failure = "no signature by a known app"
         for label, sig in inputs.items():
             if ctx.signature_label is not None and label != ctx.signature_label:
@@ -203,12 +204,12 @@ class SignatureAuthenticator:
         self._principals[app.key_id] = (app, principal)
         return principal
 
-    def _message(self, view: RequestView) -> rfc9421.Message:
+    def _message(self, view: RequestView, hosts: list[bytes]) -> rfc9421.Message:
+        """``hosts``: the request's Host field lines."""
         if view.via_trusted_proxy:
             scheme, authority = self._public_scheme, self._public_authority
         else:
             scheme = view.scheme
-            hosts = view.header_values(b"host")
             authority = _authority(hosts[0], scheme) if len(hosts) == 1 else ""
         return rfc9421.Message(
             method=view.method,
@@ -273,6 +274,21 @@ class SignatureAuthenticator:
 
     def challenge(self, error: AuthError | None) -> str:
         return CHALLENGE
+
+
+def _fields(headers: tuple[tuple[bytes, bytes], ...]) -> tuple[list[bytes], ...]:
+    """The lines of ``Signature-Input``, ``Signature`` and ``Host``, in order (one pass)."""
+    inputs: list[bytes] = []
+    signatures: list[bytes] = []
+    hosts: list[bytes] = []
+    for name, value in headers:
+        if name == b"signature-input":
+            inputs.append(value)
+        elif name == b"signature":
+            signatures.append(value)
+        elif name == b"host":
+            hosts.append(value)
+    return inputs, signatures, hosts
 
 
 def _last_second(created: int) -> int:

@@ -139,8 +139,10 @@ def parse_inner_lists_serialized(
             (k, int(number) if number else string)
             for k, string, number in _FAST_PARAM.findall(params_text)
         )
-        if len({k for k, _ in params}) == len(params):  # else: the scanner says "duplicate"
-            items = tuple([_item((v, ())) for v in strings[1:-1].split('" "')] if strings else ())
+        if len(dict(params)) == len(params):  # else: the scanner says "duplicate"
+            items = _FAST_ITEMS.get(strings)
+            if items is None:
+                items = _plain_items(strings)
             # One member; plain strings, one SP apart; string parameters without escapes and
             # integers without leading zeros: the text is its own canonical serialization.
             return {key: (InnerList(items, params), text[len(key) + 1 :])}
@@ -150,6 +152,24 @@ def parse_inner_lists_serialized(
             raise StructuredFieldError(f"member {key!r} is not an inner list")
         out[key] = (member, canonical_inner_list(member))
     return out
+
+
+#: The items of the fast path's inner lists, by their text: a client signs every request with
+#: the same components, so a handful of texts answer nearly every request (the items are
+#: immutable, a pure function of the text).
+_FAST_ITEMS: dict[str, tuple[Item, ...]] = {}
+_FAST_ITEMS_SIZE: Final = 256
+_FAST_ITEMS_MAX_CHARS: Final = 512
+
+
+def _plain_items(strings: str) -> tuple[Item, ...]:
+    """The fast path's items: sf-strings without escapes, one SP apart (remembered)."""
+    items = tuple([_item((v, ())) for v in strings[1:-1].split('" "')] if strings else ())
+    if len(strings) <= _FAST_ITEMS_MAX_CHARS:
+        if len(_FAST_ITEMS) >= _FAST_ITEMS_SIZE:
+            _FAST_ITEMS.clear()
+        _FAST_ITEMS[strings] = items
+    return items
 
 
 def parse_byte_sequence_dictionary(

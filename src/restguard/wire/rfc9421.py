@@ -127,11 +127,12 @@ class SignatureInput(NamedTuple):
     keyid: str | None
     tag: str | None
     params_value: str
+    plain: frozenset[str]  # the names covered without parameters (see ``covers``)
 
     def covers(self, name: str, params: Params = ()) -> bool:
         """Whether the component ``name`` with exactly ``params`` (any order) is covered."""
-        if not params:  # (the common question: no sorting, no lists built)
-            return any(n == name and not p for n, p in self.components)
+        if not params:  # (the common question: one set lookup)
+            return name in self.plain
         wanted = sorted(params)
         return any(n == name and sorted(p) == wanted for n, p in self.components)
 
@@ -180,20 +181,25 @@ def parse_signature(values: Sequence[bytes], *, limit: int = MAX_FIELD_BYTES) ->
     return parse_byte_sequence_dictionary(values, limit=limit)
 
 
+#: ``_components`` of the component lists checked, by the identity of the (immutable) items
+#: tuple, which the entry holds so that its id is not reused: the parser's fast path hands
+#: back the same tuple for the same text, and a client covers the same components in every
+#: request it signs. Never by value: equal items may differ in type (an sf-token equals the
+#: sf-string of its text; ``?1`` equals ``1``), and type is what the check is about.
+_COMPONENTS: dict[int, tuple[tuple[Item, ...], frozenset[str]]] = {}
+_COMPONENTS_SIZE: Final = 256
+
+
 def _signature_input(label: str, member: InnerList, params_value: str) -> SignatureInput:
-    seen: set[tuple[Any, ...]] = set()
-    for item in member.items:  # an Item is a (value, params) pair already
-        name, params = item
-        if type(name) is not str:  # a Token is a str subclass: refused too
-            raise StructuredFieldError(f"{label}: a component identifier is not an sf-string")
-        if params or name not in _DERIVED:  # a plain derived name needs no more checks
-            _check_component(label, name, params)
-        # §2: "Component identifiers, including their parameters, MUST NOT be repeated";
-        # their parameters may come in any order, so the identity sorts them.
-        identity = (name, tuple(sorted(params))) if params else item
-        if identity in seen:
-            raise StructuredFieldError(f"{label}: component {name!r} is listed twice")
-        seen.add(identity)
+    items = member.items
+    known = _COMPONENTS.get(id(items))
+    if known is not None and known[0] is items:
+        plain = known[1]
+    else:
+        plain = _components(label, items)
+        if len(_COMPONENTS) >= _COMPONENTS_SIZE:
+            _COMPONENTS.clear()
+        _COMPONENTS[id(items)] = (items, plain)
     created = expires = None
     strings: dict[str, str] = {}
     for key, value in member.params:
@@ -212,7 +218,7 @@ def _signature_input(label: str, member: InnerList, params_value: str) -> Signat
         raise StructuredFieldError(f"{label}: no created parameter")
     return SignatureInput(
         label,
-        member.items,  # type: ignore[arg-type]  # str values, checked above
+        items,  # type: ignore[arg-type]  # str values, checked by _components
         created,
         expires,
         strings.get("nonce"),
@@ -220,7 +226,26 @@ def _signature_input(label: str, member: InnerList, params_value: str) -> Signat
         strings.get("keyid"),
         strings.get("tag"),
         params_value,
+        plain,
     )
+
+
+def _components(label: str, items: tuple[Item, ...]) -> frozenset[str]:
+    """Check a member's component list (§2, §4.1); the names it covers without parameters."""
+    seen: set[tuple[Any, ...]] = set()
+    for item in items:  # an Item is a (value, params) pair already
+        name, params = item
+        if type(name) is not str:  # a Token is a str subclass: refused too
+            raise StructuredFieldError(f"{label}: a component identifier is not an sf-string")
+        if params or name not in _DERIVED:  # a plain derived name needs no more checks
+            _check_component(label, name, params)
+        # §2: "Component identifiers, including their parameters, MUST NOT be repeated";
+        # their parameters may come in any order, so the identity sorts them.
+        identity = (name, tuple(sorted(params))) if params else item
+        if identity in seen:
+            raise StructuredFieldError(f"{label}: component {name!r} is listed twice")
+        seen.add(identity)
+    return frozenset(name for name, params in items if not params)  # type: ignore[misc]
 
 
 def _check_component(label: str, name: str, params: Params) -> None:
@@ -277,6 +302,12 @@ def signature_base(sig: SignatureInput, msg: Message) -> bytes:
     """
     lines: list[bytes] = []
     for name, params in sig.components:
+        if not params and name in _PLAIN_DERIVED:  # the common lines: one call, one prefix
+            try:
+                lines.append(_PLAIN_DERIVED[name](msg))
+            except UnicodeEncodeError:
+                raise SignatureBaseError(f"{name}: a value that is not ASCII") from None
+            continue
         if name[0] == "@":
             try:
                 value = _derived(name, params, msg)
@@ -290,6 +321,22 @@ def signature_base(sig: SignatureInput, msg: Message) -> bytes:
         lines.append(ident.encode("ascii") + b": " + value)
     lines.append(b'"@signature-params": ' + sig.params_value.encode("ascii"))
     return b"\n".join(lines)
+
+
+def _checked_line(prefix: bytes, value: bytes) -> bytes:
+    if value.translate(None, _VALUE_BYTES):
+        raise SignatureBaseError(f"{prefix[:-2].decode()}: a value that is not printable ASCII")
+    return prefix + value
+
+
+#: The base lines of the derived components signed most (no parameters), as ``_derived`` and
+#: ``signature_base``'s general path would write them.
+_PLAIN_DERIVED: Final[Mapping[str, Callable[[Message], bytes]]] = {
+    "@method": lambda msg: _checked_line(b'"@method": ', msg.method.encode("ascii")),
+    "@authority": lambda msg: _checked_line(b'"@authority": ', _authority(msg).encode("ascii")),
+    "@path": lambda msg: _checked_line(b'"@path": ', (msg.path or "/").encode("ascii")),
+    "@query": lambda msg: _checked_line(b'"@query": ', b"?" + msg.query),
+}
 
 
 def _derived(name: str, params: Params, msg: Message) -> bytes:

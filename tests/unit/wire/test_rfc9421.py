@@ -23,8 +23,8 @@ from http_message_signatures.algorithms import ED25519, HMAC_SHA256
 from hypothesis import given
 from hypothesis import strategies as st
 
-from restguard.wire import rfc9421, rfc9421_algorithms
-from restguard.wire.rfc8941 import StructuredFieldError
+from restguard.wire import rfc8941_serialize, rfc9421, rfc9421_algorithms
+from restguard.wire.rfc8941 import InnerList, Item, StructuredFieldError
 from restguard.wire.rfc9421 import (
     Message,
     SignatureBaseError,
@@ -709,8 +709,58 @@ def test_covers_is_exactly_name_and_parameter_set(
 ) -> None:
     """``covers`` (with its shortcut for the parameterless question) answers as the plain
     definition does: some component has this name and the same parameters in any order."""
-    sig = rfc9421.SignatureInput("sig1", tuple(components), 0, None, "n", None, "k", None, "()")
+    member = rfc8941_serialize.serialize_inner_list(
+        InnerList(tuple(Item(n, p) for n, p in components), (("created", 0),))
+    )
+    try:
+        sig = rfc9421.parse_signature_input([f"sig1={member}".encode()])["sig1"]
+    except rfc9421.StructuredFieldError:
+        return  # (not a component list the parser accepts: covers is never asked)
     expected = any(
         n == name and sorted(p, key=repr) == sorted(params, key=repr) for n, p in components
     )
     assert sig.covers(name, params) is expected
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused"),
+    [
+        # an sf-token equals the sf-string of its text, and hashes alike
+        (b'sig1=("content-digest");created=1', b"sig1=(content-digest);created=1"),
+        # ?1 (True) equals 1 and hashes alike; sf takes only a Boolean
+        (b'sig1=("x-a";sf);created=1', b'sig1=("x-a";sf=1);created=1'),
+        (b'sig1=("x-a";bs);created=1', b'sig1=("x-a";bs=1);created=1'),
+    ],
+)
+def test_a_checked_component_list_never_vouches_for_an_equal_one_of_other_types(
+    accepted: bytes, refused: bytes
+) -> None:
+    """The component checks are remembered per parsed list (by identity, not by value), so a
+    list equal to one checked before but of other types is still checked, and refused."""
+    for _ in range(3):  # (checked, then remembered)
+        parse_signature_input([accepted])
+    with pytest.raises(StructuredFieldError):
+        parse_signature_input([refused])
+
+
+@given(st.lists(st.tuples(_NAMES, _PARAMS), max_size=5))
+def test_parsing_the_same_input_again_gives_the_same_answer(
+    components: list[tuple[str, tuple[tuple[str, object], ...]]],
+) -> None:
+    """Remembered component lists change no answer: the second parse of a text (from the
+    memo) equals the first, errors included, and ``plain`` is the parameterless names."""
+    member = rfc8941_serialize.serialize_inner_list(
+        InnerList(tuple(Item(n, p) for n, p in components), (("created", 5), ("nonce", "n")))
+    )
+    value = f"sig1={member}".encode()
+    answers = []
+    for _ in range(2):
+        try:
+            answers.append(parse_signature_input([value]))
+        except StructuredFieldError as exc:
+            answers.append(str(exc))  # type: ignore[arg-type]
+    assert answers[0] == answers[1]
+    if isinstance(answers[0], dict):
+        sig = answers[0]["sig1"]
+        assert sig.plain == frozenset(n for n, p in sig.components if not p)
+        assert [tuple(c) for c in sig.components] == [(n, tuple(p)) for n, p in components]
