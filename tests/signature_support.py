@@ -74,3 +74,19 @@ def signed_headers(
         nonce=secrets.token_urlsafe(12) if nonce is None else nonce,
     )
     return [*headers, (b"signature-input", sig_input), (b"signature", signature)]
+
+
+def keyed_with(verifier: object, secret: bytes) -> bool:
+    """Whether ``verifier`` (what ``verification_key`` gives an hmac-sha256 app) accepts the
+    signatures made with ``secret``, and refuses those made with another secret."""
+    base = b'"@method": GET'
+    check = rfc9421_algorithms.verify_hmac_sha256
+    try:
+        check(verifier, base, rfc9421_algorithms.sign("hmac-sha256", secret, base))  # type: ignore[arg-type]
+    except rfc9421.SignatureInvalid:
+        return False
+    try:
+        check(verifier, base, rfc9421_algorithms.sign("hmac-sha256", secret + b"!", base))  # type: ignore[arg-type]
+    except rfc9421.SignatureInvalid:
+        return True
+    return False

@@ -26,6 +26,7 @@ from restguard.credentials.apps import decode_secret, verification_key
 from restguard.keys.sealing import MASTER_KEY_ENV, Sealer, SealError, load_master_key
 from restguard.store.ports import AppRecord
 from restguard.wiring import open_store_for
+from tests.signature_support import keyed_with
 
 CREATED_FIELDS = ["key_id", "secret", "alg", "name", "scopes", "created_at"]
 LISTED_FIELDS = [
@@ -135,7 +136,7 @@ def test_create_hmac_json_and_the_secret_is_only_stored_sealed(config: str) -> N
     assert len(key) == 32 and decode_secret(secret) == key
     record = stored(config)[doc["key_id"]]
     assert record.public_key is None and record.sealed_secret is not None
-    assert verification_key(record, sealer(config)) == key  # the verifier gets the key back
+    assert keyed_with(verification_key(record, sealer(config)), key)  # the key, back
     everything = database_bytes(config)
     assert secret.encode() not in everything and key not in everything
     assert base64.b64encode(key) not in everything and key.hex().encode() not in everything
@@ -148,7 +149,7 @@ def test_create_hmac_for_people_shows_the_secret_once(config: str) -> None:
     assert f"App created: {app['key_id']} (billing, hmac-sha256)" in result.output
     [secret] = re.findall(r"secret: +(\S+)", result.output)
     record = stored(config)[app["key_id"]]
-    assert verification_key(record, sealer(config)) == decode_secret(secret)
+    assert keyed_with(verification_key(record, sealer(config)), decode_secret(secret))
     assert "shown once" in result.output and "Store the secret now" in result.output
 
 
@@ -348,7 +349,9 @@ def test_rotate_without_grace_stops_the_old_key_at_once(config: str) -> None:
     states = {r["key_id"]: r["state"] for r in listing(config)}
     assert states == {old["key_id"]: "revoked", doc["key_id"]: "active"}
     records = stored(config)
-    assert verification_key(records[doc["key_id"]], sealer(config)) == decode_secret(doc["secret"])
+    assert keyed_with(
+        verification_key(records[doc["key_id"]], sealer(config)), decode_secret(doc["secret"])
+    )
     everything = database_bytes(config)
     assert doc["secret"].encode() not in everything
     assert decode_secret(doc["secret"]) not in everything
@@ -368,7 +371,9 @@ def test_rotate_with_grace(config: str) -> None:
     assert rows[doc["key_id"]]["state"] == "active"
     # both secrets open while the grace lasts: the old one is not touched
     records = stored(config)
-    assert verification_key(records[old["key_id"]], sealer(config)) == decode_secret(old["secret"])
+    assert keyed_with(
+        verification_key(records[old["key_id"]], sealer(config)), decode_secret(old["secret"])
+    )
     table = invoke("app", "list", "--config", config)
     assert f"grace until {doc['grace_ends_at']}" in table.output
     # rotating the old one again keeps the earlier end of its grace
@@ -466,12 +471,13 @@ def test_master_key_rotate_reseals_app_secrets(config: str, tmp_path: Path) -> N
     new_sealer = sealer(config)
     record = after[hmac_app["key_id"]]
     assert record.sealed_secret != before[hmac_app["key_id"]].sealed_secret
-    assert verification_key(record, new_sealer) == decode_secret(hmac_app["secret"])
+    assert keyed_with(verification_key(record, new_sealer), decode_secret(hmac_app["secret"]))
     with pytest.raises(SealError):
         verification_key(record, old_sealer)
     assert after[ed_app["key_id"]] == before[ed_app["key_id"]]
     # and apps made afterwards are sealed with the new key
     later = create_json(config, name="later")
-    assert verification_key(stored(config)[later["key_id"]], new_sealer) == decode_secret(
-        later["secret"]
+    assert keyed_with(
+        verification_key(stored(config)[later["key_id"]], new_sealer),
+        decode_secret(later["secret"]),
     )

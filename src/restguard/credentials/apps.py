@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.serialization import (
 from restguard.credentials.apikey import check_name
 from restguard.keys.sealing import Sealer
 from restguard.store.ports import AppRecord
+from restguard.wire.rfc9421_algorithms import HmacSha256Key
 from restguard.wire.scope import scope_problem
 
 HMAC_SHA256: Final = "hmac-sha256"
@@ -69,7 +70,7 @@ _KEEP_PRIVATE = (
     "pass the public half, e.g. 'openssl pkey -in private.pem -pubout -out public.pem'"
 )
 
-VerificationKey = bytes | Ed25519PublicKey | EllipticCurvePublicKey
+VerificationKey = HmacSha256Key | Ed25519PublicKey | EllipticCurvePublicKey
 
 
 def new_key_id() -> str:
@@ -282,8 +283,8 @@ def rotated_app(
 
 
 def verification_key(record: AppRecord, sealer: Sealer) -> VerificationKey:
-    """What verifies the app's signatures: the HMAC key (bytes) for hmac-sha256, else the public
-    key, checked against the app's algorithm. ``SealError`` if the secret does not open with
+    """What verifies the app's signatures: the HMAC key (keyed once) for hmac-sha256, else the
+    public key, checked against the app's algorithm. ``SealError`` if the secret does not open with
     this master key; ``ValueError`` for a record that is not consistent (a damaged store)."""
     if record.alg == HMAC_SHA256:
         if record.sealed_secret is None:
@@ -291,7 +292,7 @@ def verification_key(record: AppRecord, sealer: Sealer) -> VerificationKey:
         key = sealer.open(record.sealed_secret, secret_purpose(record.key_id))
         if len(key) != SECRET_BYTES:
             raise ValueError(f"app {record.key_id}: the secret is not {SECRET_BYTES} bytes")
-        return key
+        return HmacSha256Key(key)
     if record.alg not in PUBLIC_KEY_ALGORITHMS or record.public_key is None:
         raise ValueError(f"app {record.key_id}: {record.alg} without a public key")
     public = load_der_public_key(record.public_key)

@@ -33,6 +33,8 @@ from restguard.credentials.apps import (
     verification_key,
 )
 from restguard.keys.sealing import Sealer, SealError
+from restguard.wire.rfc9421_algorithms import HmacSha256Key, verify_hmac_sha256
+from tests.signature_support import keyed_with
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 SEALER = Sealer(b"\x01" * 32)
@@ -75,7 +77,7 @@ def test_hmac_secret_is_base64url_of_32_random_bytes() -> None:
         assert secret is not None and re.fullmatch(r"[A-Za-z0-9_-]{43}", secret)  # no padding
         key = base64.urlsafe_b64decode(secret + "=")
         assert len(key) == 32 and decode_secret(secret) == key
-        assert verification_key(record, SEALER) == key  # the HMAC key is the decoded bytes
+        assert keyed_with(verification_key(record, SEALER), key)  # the decoded bytes key it
         seen.add(secret)
     assert len(seen) == 50
 
@@ -336,7 +338,7 @@ def test_rotated_hmac_app_gets_a_new_id_and_secret() -> None:
     assert secret is not None and secret != old_secret
     assert new.key_id != old.key_id and new.created_at == later and new.revoked_at is None
     assert (new.name, new.scopes, new.alg) == (old.name, old.scopes, old.alg)
-    assert verification_key(new, SEALER) == decode_secret(secret)
+    assert keyed_with(verification_key(new, SEALER), decode_secret(secret))
     with pytest.raises(ValueError, match=r"^--public-key: an hmac-sha256 app gets a new secret"):
         rotated_app(old, public_pem(ed25519.Ed25519PrivateKey.generate()), now=T0, sealer=SEALER)
 
@@ -386,7 +388,7 @@ def test_the_secret_signs_as_rfc_9421_hmac_sha256() -> None:
     record, secret = new_app("svc", ["a"], HMAC_SHA256, None, now=T0, sealer=SEALER)
     assert secret is not None
     key = verification_key(record, SEALER)
-    assert isinstance(key, bytes)
+    assert isinstance(key, HmacSha256Key)
     base = b'"@method": GET\n"@signature-params": ("@method");keyid="x"'
     client = hmac.new(decode_secret(secret), base, "sha256").digest()
-    assert hmac.compare_digest(client, hmac.new(key, base, "sha256").digest())
+    verify_hmac_sha256(key, base, client)  # (raises SignatureInvalid if not)

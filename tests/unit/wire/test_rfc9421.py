@@ -192,6 +192,26 @@ def test_b25_hmac_sha256_verifies() -> None:
         verify_hmac_sha256(SHARED_SECRET[:-1], base, parse_signature([B25_SIGNATURE])["sig-b25"])
 
 
+def test_b25_hmac_sha256_verifies_with_a_key_keyed_once() -> None:
+    """``HmacSha256Key`` (what the verifier keeps per app): RFC 9421's B.2.5 example verifies,
+    again and again from the same keyed state (each check starts from a copy: an earlier
+    check's bytes never leak into the next), and a changed base or another key is refused."""
+    sig = parse_signature_input([B25_INPUT])["sig-b25"]
+    base = signature_base(sig, B2)
+    signature = parse_signature([B25_SIGNATURE])["sig-b25"]
+    key = rfc9421_algorithms.HmacSha256Key(SHARED_SECRET)
+    for _ in range(3):
+        with pytest.raises(SignatureInvalid):
+            verify_hmac_sha256(key, base + b" ", signature)
+        verify_hmac_sha256(key, base, signature)
+        assert rfc9421_algorithms.verify_signature("hmac-sha256", key, base, signature) is None
+    with pytest.raises(SignatureInvalid):
+        verify_hmac_sha256(rfc9421_algorithms.HmacSha256Key(SHARED_SECRET[:-1]), base, signature)
+    assert SHARED_SECRET.hex() not in repr(key) and "secret" in repr(key)
+    with pytest.raises(ValueError, match="empty"):
+        rfc9421_algorithms.HmacSha256Key(b"")
+
+
 def test_b25_hmac_sha256_signs_the_same_bytes() -> None:
     signature_input, signature = sign_request(
         B2,
