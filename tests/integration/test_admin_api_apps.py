@@ -26,6 +26,7 @@ from restguard.errors import AuthError
 from restguard.keys.sealing import open_sealer
 from restguard.types import RequestView
 from tests.integration.admin_support import AdminClient, open_admin
+from tests.signature_support import keyed_with
 
 
 class Admin(AdminClient):
@@ -125,7 +126,7 @@ async def test_create_hmac_shows_the_secret_once_and_it_signs(admin: Admin) -> N
     record = await admin.runtime.store.apps.get(data["key_id"])
     assert record is not None
     sealer = open_sealer(admin.runtime.settings.master_key_path)
-    assert verification_key(record, sealer) == decode_secret(data["secret"])
+    assert keyed_with(verification_key(record, sealer), decode_secret(data["secret"]))
     assert await admin.gateway_accepts(SignatureAuth(data["key_id"], data["secret"]))
     one = await admin.get(f"/api/apps/{data['key_id']}")
     assert one.status_code == 200 and one.headers["etag"] == data["etag"]

@@ -30,6 +30,7 @@ from restguard.store.sql import SqlStore, migrate, open_store
 from restguard.store.sql.nonce_batches import CLOCK_SKEW_MARGIN
 from restguard.store.sql.reseal import check_all, reseal_all
 from restguard.store.sql.tables import signature_nonces
+from tests.signature_support import keyed_with
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 CEST = timezone(timedelta(hours=2))
@@ -70,7 +71,7 @@ async def test_round_trip_keeps_values_order_and_utc(store: SqlStore) -> None:
     assert got.scopes == ("write", "admin", "read")
     assert await store.apps.get(public.key_id) == public
     assert await store.apps.get("app_nosuch0000000000") is None
-    assert verification_key(got, SEALER) == decode_secret(secret)  # opens after storage
+    assert keyed_with(verification_key(got, SEALER), decode_secret(secret))  # opens after storage
     assert isinstance(verification_key(public, SEALER), ed25519.Ed25519PublicKey)
 
 
@@ -151,7 +152,7 @@ async def test_rotate_of_an_unknown_app_inserts_nothing(store: SqlStore) -> None
 
 async def test_sealed_secrets_are_in_the_master_key_registry(store: SqlStore) -> None:
     """``master-key rotate`` re-seals an app's secret; public-key apps have none to re-seal."""
-    record, _ = hmac_app()
+    record, secret = hmac_app()
     public = ed_app()
     await store.apps.insert(record)
     await store.apps.insert(public)
@@ -164,7 +165,7 @@ async def test_sealed_secrets_are_in_the_master_key_registry(store: SqlStore) ->
     assert reseal_all(store.engine, Sealer(b"\x02" * 32, also=(b"\x01" * 32,)), nxt) == 1
     got = await store.apps.get(record.key_id)
     assert got is not None and got.sealed_secret != record.sealed_secret
-    assert verification_key(got, nxt) == verification_key(record, SEALER)
+    assert keyed_with(verification_key(got, nxt), decode_secret(secret))  # the same secret
     assert await store.apps.get(public.key_id) == public  # untouched
 
 
