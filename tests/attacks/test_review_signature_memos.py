@@ -33,7 +33,7 @@ from restguard.errors import InvalidCredential
 from restguard.keys.sealing import Sealer
 from restguard.store.ports import AppRecord
 from restguard.types import RequestView
-from restguard.wire import rfc8941, rfc9421, rfc9421_algorithms, rfc9530
+from restguard.wire import rfc8941, rfc9421, rfc9421_algorithms, rfc9421_base, rfc9530
 from restguard.wire.rfc8941 import StructuredFieldError, Token
 from restguard.wire.rfc8941_serialize import serialize_item
 from restguard.wire.rfc9421 import (
@@ -341,12 +341,12 @@ def _reference_base(sig: rfc9421.SignatureInput, msg: Message) -> bytes:
             # (the general path's pieces, untouched by the change)
             if name.startswith("@"):
                 try:
-                    value = rfc9421._derived(name, params, msg)
+                    value = rfc9421_base._derived(name, params, msg)
                 except UnicodeEncodeError:
                     raise SignatureBaseError("not ASCII") from None
             else:
-                value = rfc9421._field(name, params, msg.headers)
-            if value.translate(None, rfc9421._VALUE_BYTES):
+                value = rfc9421_base._field(name, params, msg.headers)
+            if value.translate(None, rfc9421_base._VALUE_BYTES):
                 raise SignatureBaseError("not printable")
             ident = rfc8941_item(name, params)
             lines.append(ident + b": " + value)
