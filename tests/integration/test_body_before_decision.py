@@ -187,7 +187,7 @@ async def test_asgi_reads_the_covered_body_first_and_replays_it() -> None:
 ROUTES = """\
 [[routes]]
 path = "/signed/**"
-methods = ["POST", "PUT"]
+methods = ["GET", "POST", "PUT"]
 auth = ["signature"]
 """
 
@@ -262,3 +262,45 @@ def test_gateway_expect_continue_then_decides_on_the_whole_body(
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert gateway.upstream.last().body == b"abc"
+
+
+def _exchange(port: int, head: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("method", "framing"),
+    [
+        (b"GET", b""),  # no framing at all: no body (RFC 9112 \u00a76.3), known from the head
+        (b"POST", b""),
+        (b"POST", b"Content-Length: 0\r\n"),
+        (b"PUT", b"Transfer-Encoding: chunked\r\n"),  # read: an empty chunked body
+    ],
+)
+def test_gateway_decides_a_bodiless_request_on_the_empty_body(
+    gw: tuple[GatewayProcess, BodyHash], method: bytes, framing: bytes
+) -> None:
+    """A request without a body is decided on b"" (never on "not read"): a signature over
+    the empty body passes, one claiming any other body fails, however the head frames it."""
+    gateway, auth = gw
+    gateway.upstream.clear()
+    trailer = b"0\r\n\r\n" if b"chunked" in framing else b""
+    for body, status in ((b"", b"200"), (b"x", b"401")):
+        head = (
+            method
+            + b" /signed/5 HTTP/1.1\r\nHost: gw.test\r\n"
+            + framing
+            + b"X-Body-Sha256: "
+            + hashlib.sha256(body).hexdigest().encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + trailer
+        )
+        answer = _exchange(gateway.port, head)
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:300]
+        assert auth.seen[-1] == b""
+    assert [r.body for r in gateway.upstream.requests] == [b""]

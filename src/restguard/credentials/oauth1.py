@@ -337,7 +337,7 @@ class OAuth1Authenticator:
         if self._header(view):
             return Credential(self.method, "", "oauth1", _HEADERS)
         if _mentions_oauth(view.query) or (
-            view.body is not None and is_form(view) and _mentions_oauth(view.body)
+            view.body and is_form(view) and _mentions_oauth(view.body)
         ):
             return Credential(self.method, "", "oauth1", ())
         return None

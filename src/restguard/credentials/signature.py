@@ -57,6 +57,8 @@ MAX_SIGNATURES: Final = 8
 SIGNED_BODY_LIMIT: Final = 1024 * 1024  # bytes of a signed body read before the decision
 APP_CACHE_SECONDS: Final = 1.0
 _HEADERS: Final = (b"signature-input", b"signature")
+#: What every signed request presents (the signatures are read from the view): one value.
+_CREDENTIAL: Final = Credential("signature", "", "signature", _HEADERS)
 _REQUIRED: Final = ("@method", "@authority", "@path")
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
 _PRINCIPALS_SIZE: Final = 10_000
@@ -128,11 +130,17 @@ class SignatureAuthenticator:
         self._apps.drop_cached()
 
     def extract(self, view: RequestView) -> Credential | None:
-        if not self._present(view):
+        inputs = signatures = False
+        for name, _ in view.headers:  # (one pass, as ``_present``)
+            if name == b"signature-input":
+                inputs = True
+            elif name == b"signature":
+                signatures = True
+        if not (inputs or signatures):
             return None
-        if not (view.header_values(b"signature-input") and view.header_values(b"signature")):
+        if not (inputs and signatures):
             raise InvalidCredential(debug="Signature-Input and Signature must come together")
-        return Credential(self.method, "", "signature", _HEADERS)
+        return _CREDENTIAL
 
     def carriers(self, view: RequestView) -> tuple[bytes, ...]:
         return _HEADERS if self._present(view) else ()

@@ -219,11 +219,12 @@ def build_view(
     max_header_bytes: int | None = 16 * 1024,
     refuse_dot_segments: bool = False,
     scheme: str = "http",
+    body: bytes | None = None,
 ) -> RequestView:
     """The core's view of a request from its raw parts (the raw request target); raise
     InvalidRequest (or a subclass) on anything ambiguous. ``max_header_bytes=None``: the
     server already capped the header block while parsing. ``scheme``: ``https`` when the
-    request came over TLS."""
+    request came over TLS. ``body``: the body when it is known already (None: not read)."""
     if max_header_bytes is not None:
         size = sum(len(name) + len(value) + 4 for name, value in headers)
         if size > max_header_bytes:
@@ -241,7 +242,7 @@ def build_view(
         trusted,
         "https" if scheme == "https" else "http",
         raw_path,
-        None,  # body
+        body,
         request_id(kept, trusted),
     )
 

@@ -136,8 +136,10 @@ def parse_inner_lists_serialized(
     if fast is not None:
         key, strings, params_text = fast.groups()
         params = tuple(
-            (k, int(number) if number else string)
-            for k, string, number in _FAST_PARAM.findall(params_text)
+            [
+                (k, int(number) if number else string)
+                for k, string, number in _FAST_PARAM.findall(params_text)
+            ]
         )
         if len(dict(params)) == len(params):  # else: the scanner says "duplicate"
             items = _FAST_ITEMS.get(strings)
@@ -145,7 +147,8 @@ def parse_inner_lists_serialized(
                 items = _plain_items(strings)
             # One member; plain strings, one SP apart; string parameters without escapes and
             # integers without leading zeros: the text is its own canonical serialization.
-            return {key: (InnerList(items, params), text[len(key) + 1 :])}
+            inner = tuple.__new__(InnerList, (items, params))  # (without its Python __new__)
+            return {key: (inner, text[len(key) + 1 :])}
     out: dict[str, tuple[InnerList, str]] = {}
     for key, member in _dictionary(text).items():
         if not isinstance(member, InnerList):

@@ -175,9 +175,9 @@ def _signature_input(label: str, member: InnerList, params_value: str) -> Signat
             strings[key] = value
     if created is None:
         raise StructuredFieldError(f"{label}: no created parameter")
-    return SignatureInput(
+    fields = (
         label,
-        items,  # type: ignore[arg-type]  # str values, checked by _components
+        items,  # str values, checked by _components
         created,
         expires,
         strings.get("nonce"),
@@ -187,6 +187,7 @@ def _signature_input(label: str, member: InnerList, params_value: str) -> Signat
         params_value,
         plain,
     )
+    return tuple.__new__(SignatureInput, fields)  # (SignatureInput(...) without its __new__)
 
 
 def _components(label: str, items: tuple[Item, ...]) -> frozenset[str]:
