@@ -127,8 +127,7 @@ async def test_a_failed_batch_records_nothing_and_fails_every_caller(
     nonces = store.signature_nonces
     batches: Any = nonces._batches  # type: ignore[attr-defined]
     real = batches._record_rows
-    # The batch's insert goes to a table that is not there: the database refuses it after
-    # the batch's delete ran, inside the same transaction.
+    # The batch's statement goes to a table that is not there: the database refuses it.
     table = batches._table
     missing = Table("no_such_nonces", MetaData(), *(Column(c.name, c.type) for c in table.c))
     insert = sqlite.insert if batches._engine.dialect.name == "sqlite" else postgresql.insert
@@ -146,6 +145,33 @@ async def test_a_failed_batch_records_nothing_and_fails_every_caller(
         == [True] * 10
     )
     assert not await nonces.use("app_a", "f0", until, T0)
+
+
+def test_an_expired_nonce_raced_over_two_engines_is_reused_once(shared: SqlStore) -> None:
+    """A record expired (by ``CLOCK_SKEW_MARGIN``) is overwritten by the first batch that
+    uses its nonce again: copies raced from two engines (two instances) win exactly once, and
+    the overwritten record stands against every later copy."""
+    _empty(shared)
+    other = open_store(str(shared.engine.url.render_as_string(hide_password=False)))
+    until = T0 + timedelta(seconds=30)
+    later = until + CLOCK_SKEW_MARGIN + timedelta(seconds=1)
+
+    async def race() -> list[bool]:
+        assert await shared.signature_nonces.use("app_a", "again", until, T0)
+        copies = [
+            store.signature_nonces.use("app_a", "again", later + timedelta(minutes=5), later)
+            for _ in range(8)
+            for store in (shared, other)
+        ]
+        return list(await asyncio.gather(*copies))
+
+    try:
+        assert sum(asyncio.run(race())) == 1
+        assert not asyncio.run(
+            other.signature_nonces.use("app_a", "again", later + timedelta(minutes=5), later)
+        )
+    finally:
+        other.close()
 
 
 async def test_oauth1_nonces_batch_too(store: SqlStore) -> None:
@@ -194,17 +220,21 @@ async def test_a_locked_database_stalls_no_caller_past_its_deadline(tmp_path: Pa
 
 
 async def test_a_batch_reads_no_whole_table_on_sqlite(tmp_path: Path) -> None:
-    """Every delete a batch (and its sweep) runs finds its rows through an index: a nonce
-    table grows with traffic, and a full scan per batch made each nonce cost ~3x as much once
-    it held some 50,000 rows (a subquery form written for PostgreSQL's row locks did that)."""
+    """A batch is one INSERT (its conflicts found by the primary key), and the sweep's delete
+    finds its rows through an index: a nonce table grows with traffic, and a full scan per
+    batch made each nonce cost ~3x as much once it held some 50,000 rows (a subquery form
+    written for PostgreSQL's row locks did that)."""
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     migrate(url)
     store = open_store(url)
     deletes: list[tuple[str, Any]] = []
+    inserts: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if statement.lstrip().upper().startswith("DELETE"):
             deletes.append((statement, parameters))
+        elif statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
 
     event.listen(store.engine, "before_cursor_execute", record)
     try:
@@ -217,7 +247,8 @@ async def test_a_batch_reads_no_whole_table_on_sqlite(tmp_path: Path) -> None:
     finally:
         event.remove(store.engine, "before_cursor_execute", record)
     try:
-        assert len(deletes) == 4  # per table: the batch's own expired nonces, and the sweep
+        assert len(deletes) == 2  # per table: the sweep (the batch overwrites an expired row)
+        assert len(inserts) == 2 and all("ON CONFLICT" in i for i in inserts), inserts
         with store.engine.connect() as conn:
             for statement, parameters in deletes:
                 plan = [
