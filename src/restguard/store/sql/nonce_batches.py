@@ -97,7 +97,8 @@ class NonceBatches:
             if key not in first:  # (a key twice in one batch: the first call records it)
                 first[key], expiry[key] = index, expires
         # A record this batch may overwrite expired by then: for every call of the batch, on
-        # every instance's clock.
+        # every instance's clock. (One value for the whole batch, and it must stay one: it is
+        # not in VALUES, and SQLAlchemy folds the rows into one multi-row INSERT.)
         at = min(now for _, _, now in uses) - CLOCK_SKEW_MARGIN
         # Rows in key order: the batches of every worker and instance then wait for each
         # other's uncommitted rows in one order, never in a cycle (PostgreSQL would abort one
