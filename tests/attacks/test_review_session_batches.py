@@ -1,6 +1,7 @@
 """Review attacks on three changes: ``bearer_token``'s memo of the last header tuple, the SQL
 rate limiter's hits batched by a ``Coalescer`` (one transaction, upserts in key order) and the
-nonce batches' precompiled ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (insertmanyvalues).
+nonce batches' precompiled ``INSERT ... ON CONFLICT ... RETURNING`` (insertmanyvalues; ``DO
+NOTHING`` then, ``DO UPDATE ... WHERE`` expired since).
 
 Every test is an attack that now holds. Two were findings, fixed since (each failed before its
 fix): a rate-limit sweep that locked rows in scan order could deadlock another worker's batch,

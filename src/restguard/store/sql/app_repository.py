@@ -140,5 +140,5 @@ class SqlNonceStore(NonceStore):
 
     async def use(self, key_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
         """True for the one call that records ``(key_id, nonce)`` first, False while it is
-        recorded (an expired record is deleted first: the nonce may be used again)."""
+        recorded (an expired record is overwritten: the nonce may be used again)."""
         return await self._batches.use((key_id, nonce), expires_at, now)

@@ -291,7 +291,7 @@ class SqlOAuth1NonceStore(OAuth1NonceStore):
         now: datetime,
     ) -> bool:
         """True for the one call that records the nonce first, False while it is recorded (an
-        expired record is deleted first: the nonce may be used again)."""
+        expired record is overwritten: the nonce may be used again)."""
         if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
             raise ValueError("an OAuth 1.0a timestamp is a non-negative integer")
         return await self._batches.use((consumer_key, token, timestamp, nonce), expires_at, now)
