@@ -10,7 +10,7 @@ WHERE expires_at <= :expired_by RETURNING`` (SQLite >= 3.35, PostgreSQL), so a n
 back was recorded by this call, and one that does not is a replay. (Its rows go in key order, so
 the batches of two instances never wait for each other in a cycle; a conflict on PostgreSQL
 waits for the other transaction and then judges its committed row.) One statement instead of a
-delete and an insert: 406 -> 220 us of CPU per batch of 13 on SQLite, 874 -> 398 on PostgreSQL
+delete and an insert: 406 -> 230 us of CPU per batch of 13 on SQLite, 874 -> 398 on PostgreSQL
 (bench/README.md). A failed batch records nothing (one transaction) and fails every caller
 closed (503). Every
 ``SWEEP_INTERVAL`` seconds the batch also deletes the other expired records (by the same
