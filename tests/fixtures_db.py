@@ -51,6 +51,26 @@ def postgres_url() -> Iterator[str]:
             )
 
 
+def module_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefix: str
+) -> str:
+    """For a module-scoped fixture parametrized ``sqlite`` / ``postgresql``: a SQLite file, or
+    a PostgreSQL database of its own (``prefix`` names it), dropped when the module is done."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp(prefix) / 'restguard.db'}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
+
+    def drop() -> None:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    drop()
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    request.addfinalizer(drop)
+    return PG_SERVER + name
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file (not yet created) in the test's temporary directory."""

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from restguard.errors import BackendUnavailable
 from restguard.store.sql import SqlStore, migrate, open_store
 from restguard.store.sql.nonce_batches import CLOCK_SKEW_MARGIN
-from tests.fixtures_db import PG_SERVER
+from tests.fixtures_db import module_backend
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 KEYS = [("app_a", "n1"), ("app_a", "n2"), ("app_b", "n1"), ("app_b", "n3")]
@@ -53,23 +53,7 @@ def one_at_a_time(batches: list[tuple[int, list[tuple[int, int]]]]) -> list[bool
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('nonces') / 'restguard.db'}"
-    from tests.fixtures_db import _pg_admin
-
-    name = f"rg_nonce_batches_{id(request)}"
-    with _pg_admin() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    request.addfinalizer(lambda: _drop(name))
-    return PG_SERVER + name
-
-
-def _drop(name: str) -> None:
-    from tests.fixtures_db import _pg_admin
-
-    with _pg_admin() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return module_backend(request, tmp_path_factory, "rg_nonce_batches")
 
 
 @pytest.fixture(scope="module")
