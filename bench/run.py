@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -1163,6 +1164,14 @@ class Measured:
     targets: list[Target]
     runs: list[RunResult]
     micro: dict[str, float]
+    python_ns: float  # ``python_speed``: how fast this machine runs Python right now
+
+
+def python_speed() -> float:
+    """Nanoseconds per ``sum((1, 2, 3))`` (best of 5): how fast this machine runs Python at the
+    moment. The same tree's ratios to nginx shift with it (nginx's C moves far less than an
+    interpreter between VMs), so runs on different machines are read side by side with it."""
+    return min(timeit.repeat("sum((1, 2, 3))", number=200_000, repeat=5)) / 200_000 * 1e9
 
 
 def measure_all(profile: Profile) -> Measured:
@@ -1170,6 +1179,7 @@ def measure_all(profile: Profile) -> Measured:
     ensure_tools()
     pin = pinning_available()
     started = datetime.now(UTC)
+    python_ns = python_speed()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rg-bench-")))
         targets = start_targets(stack, work, pin)
@@ -1179,7 +1189,7 @@ def measure_all(profile: Profile) -> Measured:
     with tempfile.TemporaryDirectory(prefix="rg-micro-") as micro_dir:
         micro = run_micro(Path(micro_dir), profile.micro_ops)
     pinning = f"wrk on CPU {LOAD_CPU}, servers on CPU {SERVER_CPU}" if pin else "no pinning"
-    return Measured(started, pinning, targets, runs, micro)
+    return Measured(started, pinning, targets, runs, micro, python_ns)
 
 
 def report(measured: Measured, profile: Profile, mode: str) -> None:
@@ -1189,7 +1199,7 @@ def report(measured: Measured, profile: Profile, mode: str) -> None:
     header = (
         f"restguard bench {measured.started:%Y-%m-%d %H:%M} UTC: {profile.rounds} round(s) x "
         f"{profile.seconds}s, wrk -t{profile.threads} -c{profile.connections}, "
-        f"{measured.pinning}; medians"
+        f"{measured.pinning}; medians; Python: sum((1,2,3)) {measured.python_ns:.1f} ns"
     )
     print("\n" + format_report(measured.targets, summary, checks, measured.micro, header))
     write_results(
@@ -1198,7 +1208,7 @@ def report(measured: Measured, profile: Profile, mode: str) -> None:
             "mode": mode,
             "profile": asdict(profile),
             "pinning": measured.pinning,
-            "machine": machine_facts(),
+            "machine": {**machine_facts(), "python_sum_ns": round(measured.python_ns, 1)},
             "targets": {t.name: {"label": t.label, "url": t.url} for t in measured.targets},
             "median": summary,
             "ratios": checks,
