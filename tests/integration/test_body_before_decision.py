@@ -90,6 +90,8 @@ def test_body_wanted_follows_the_route_and_the_credential() -> None:
     assert guard.body_wanted(RequestView("POST", "/public/x", headers=((HEADER, b"00"),))) == 0
     assert guard.body_wanted(RequestView("POST", "/other/x", headers=((HEADER, b"00"),))) == 0
     assert guard.body_wanted(RequestView("POST", "/nowhere", headers=((HEADER, b"00"),))) == 0
+    # a view that has its body (the gateway's bodiless head: b"") needs nothing read
+    assert guard.body_wanted(with_header._replace(body=b"")) == 0
 
 
 def test_a_body_that_may_carry_the_credential_is_read_only_when_the_head_carries_none() -> None:

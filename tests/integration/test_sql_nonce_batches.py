@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -198,6 +199,49 @@ async def test_a_locked_database_stalls_no_caller_past_its_deadline(tmp_path: Pa
         await asyncio.gather(*(nonces.use("app_a", n, until, T0) for n in names))
         replay = await asyncio.gather(*(nonces.use("app_a", n, until, T0) for n in names))
         assert replay == [False] * 10
+    finally:
+        holder.close()
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("outcome", ["ROLLBACK", "COMMIT"])
+async def test_a_nonce_row_held_by_another_transaction_stalls_no_batch_past_its_deadline(
+    postgres_url: str, outcome: str
+) -> None:
+    """On PostgreSQL a batch's insert waits for a conflicting row another transaction holds
+    (an instance that recorded the same nonce and has not committed): the batch fails with
+    503 by its deadline. Once the row is free the timed-out statement may still finish (as
+    after SQLite's lock, above): what it recorded is then a replay though its caller got 503
+    (fail closed, at an availability cost). Either way no nonce is ever fresh twice, and one
+    the other transaction committed is never fresh again."""
+    migrate(postgres_url)
+    store = open_store(postgres_url, timeout=0.5)
+    holder = psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        until = T0 + timedelta(minutes=5)
+        holder.execute("BEGIN")
+        holder.execute(
+            "INSERT INTO signature_nonces (key_id, nonce, expires_at) VALUES (%s, %s, %s)",
+            ("app_a", "held", until),
+        )
+        nonces = store.signature_nonces
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(
+            nonces.use("app_a", "held", until, T0),
+            nonces.use("app_a", "other", until, T0),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, BackendUnavailable) for r in results), results
+        assert loop.time() - started < 5.0  # (its 0.5 s deadline, plus slack)
+        holder.execute(outcome)
+        await asyncio.sleep(1.0)  # (the store settles: the timed-out statement ends)
+        for nonce in ("held", "other"):
+            again = [await nonces.use("app_a", nonce, until, T0) for _ in range(3)]
+            assert again[1:] == [False, False] and sum(again) <= 1, (nonce, again)
+            if nonce == "held" and outcome == "COMMIT":
+                assert again == [False] * 3  # the other instance's record stands
     finally:
         holder.close()
         store.close()

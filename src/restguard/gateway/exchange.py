@@ -160,7 +160,7 @@ class Exchange(ExchangeBody, ExchangeAnswer):
                 max_header_bytes=None,  # capped while parsing (client_parsing.on_header)
                 scheme=self.client.scheme,
                 # No Content-Length (or 0) and no Transfer-Encoding: the body is empty (RFC
-                # 9112 §6.3), known now, so nothing is read for a signed or OAuth 1.0a GET.
+                # 9112 §6.3), known now, so ``body_wanted`` asks nothing to be read.
                 body=b"" if self.body is NO_BODY else None,
             )
             self.request_id = view.request_id.encode("ascii")
@@ -174,7 +174,7 @@ class Exchange(ExchangeBody, ExchangeAnswer):
             gw.guard.screen(view)  # (no credential in the URL, no override: as everywhere)
             await self._answer_own(endpoint, view)
             return
-        wanted = 0 if view.body is not None else gw.guard.body_wanted(view)
+        wanted = gw.guard.body_wanted(view)
         if wanted:  # a credential covers the body: read it whole before the decision
             try:
                 body = await self._collect_body(min(wanted, gw.max_body_bytes))
