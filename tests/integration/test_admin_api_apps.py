@@ -390,6 +390,19 @@ async def test_if_match_refuses_stale_changes(admin: Admin) -> None:
     assert ok.status_code == 200 and ok.json()["state"] == "revoked"
 
 
+async def test_concurrent_rotations_with_one_etag_make_one_successor(admin: Admin) -> None:
+    """Eight rotations sent at once with the same ETag: one wins, seven are 412 and make no
+    app (before the version check was part of the write, all eight made a live app)."""
+    data = await make(admin, name="raced")
+    path = f"/api/apps/{data['key_id']}/rotate"
+    answers = await asyncio.gather(
+        *(admin.post(path, headers={"If-Match": data["etag"]}) for _ in range(8))
+    )
+    assert sorted(r.status_code for r in answers) == [201] + [412] * 7
+    live = [a for a in await admin.apps() if a["name"] == "raced" and a["state"] == "active"]
+    assert len(live) == 1
+
+
 # --- audit, CLI parity, the document -------------------------------------------------------------
 
 

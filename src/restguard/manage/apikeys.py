@@ -15,7 +15,7 @@ from restguard.keys.hashing import token_digest
 from restguard.manage.errors import Conflict, Invalid, NotFound, Stale
 from restguard.manage.pages import page
 from restguard.manage.values import check_scopes, iso
-from restguard.manage.versions import etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, require_match
 from restguard.store.errors import StaleRecord, UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
 
@@ -153,10 +153,7 @@ async def revoke(
 
 
 def _stale(key_id: str) -> Stale:
-    return Stale(
-        f"API key '{key_id}' changed while this request ran; read it again and retry",
-        field="If-Match",
-    )
+    return changed_meanwhile(f"API key '{key_id}'")
 
 
 async def rotate(

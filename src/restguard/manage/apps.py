@@ -22,8 +22,8 @@ from restguard.keys.sealing import Sealer
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import MAX_SCOPES, iso
-from restguard.manage.versions import etag, require_match
-from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.manage.versions import changed_meanwhile, etag, require_match
+from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import AppRecord, Store
 
 STATES = ("active", "grace", "revoked")
@@ -206,12 +206,18 @@ async def read(store: Store, key_id: str) -> AppRecord:
 async def revoke(
     store: Store, now: datetime, key_id: str, if_match: str | None = None
 ) -> dict[str, Any]:
-    """Revoke at once (an app in its grace period stops now too); idempotent."""
-    require_match(if_match, version(await read(store, key_id)))
+    """Revoke at once (an app in its grace period stops now too); idempotent. With
+    ``if_match``, the version check and the write are one statement: a change in between is
+    412, never overwritten."""
+    old = await read(store, key_id)
+    require_match(if_match, version(old))
+    expected = None if if_match is None else old
     try:
-        rec = await store.apps.revoke(key_id, now)
+        rec = await store.apps.revoke(key_id, now, expected=expected)
     except UnknownRecord:
         raise _not_found(key_id) from None
+    except StaleRecord:
+        raise changed_meanwhile(f"app '{key_id}'") from None
     return public(rec, now)
 
 
@@ -225,7 +231,10 @@ async def rotate(
     if_match: str | None = None,
 ) -> dict[str, Any]:
     """A new key_id and credential (a new secret, or the new ``public_key``) with the same
-    name, scopes and algorithm; the old key_id stops at once, or after ``grace`` seconds."""
+    name, scopes and algorithm; the old key_id stops at once, or after ``grace`` seconds.
+    The old app is written only as it was read (checked, ``If-Match`` included): of two
+    rotations (or a rotation and a revocation) at once one wins, and the other makes no app
+    (412 with ``If-Match``, else 409), so a revoked app never gets a live successor."""
     pem = pem_bytes(public_key)
     old = await read(store, key_id)
     require_match(if_match, version(old))
@@ -240,9 +249,17 @@ async def rotate(
     except ValueError as exc:
         raise _invalid(exc) from None
     try:
-        await store.apps.rotate(old.key_id, new, now + timedelta(seconds=grace or 0))
+        await store.apps.rotate(old.key_id, new, now + timedelta(seconds=grace or 0), expected=old)
     except UnknownRecord:
         raise _not_found(key_id) from None
+    except StaleRecord:
+        if if_match is not None:
+            raise changed_meanwhile(f"app '{key_id}'") from None
+        raise Conflict(
+            f"app '{key_id}' changed while rotating it (rotated or revoked at the same time); "
+            "read it again",
+            field="id",
+        ) from None
     # Read back: an app already in its grace period keeps the earlier end.
     after = await store.apps.get(old.key_id)
     return issued(new, secret, after or old)

@@ -26,9 +26,9 @@ from restguard.manage.apps import pem_bytes
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import MAX_SCOPES, iso
-from restguard.manage.versions import etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, require_match
 from restguard.oauth2.users import normalize_username
-from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import OAuth1ConsumerRecord, OAuth1TokenRecord, Store
 
 CONSUMER_STATES = ("active", "revoked")
@@ -225,12 +225,18 @@ async def read_consumer(store: Store, consumer_key: str) -> OAuth1ConsumerRecord
 async def revoke_consumer(
     store: Store, now: datetime, consumer_key: str, if_match: str | None = None
 ) -> dict[str, Any]:
-    """Revoke a consumer and every token issued to it, at once; idempotent."""
-    require_match(if_match, consumer_version(await read_consumer(store, consumer_key)))
+    """Revoke a consumer and every token issued to it, at once; idempotent. With
+    ``if_match``, the version check and the write are one statement (412 for a change in
+    between)."""
+    old = await read_consumer(store, consumer_key)
+    require_match(if_match, consumer_version(old))
+    expected = None if if_match is None else old
     try:
-        rec = await store.oauth1_consumers.revoke(consumer_key, now)
+        rec = await store.oauth1_consumers.revoke(consumer_key, now, expected=expected)
     except UnknownRecord:
         raise _no_consumer(consumer_key) from None
+    except StaleRecord:
+        raise changed_meanwhile(f"consumer '{consumer_key}'") from None
     return public_consumer(rec, now)
 
 
@@ -325,10 +331,16 @@ async def read_token(store: Store, token: str) -> OAuth1TokenRecord:
 async def revoke_token(
     store: Store, now: datetime, token: str, if_match: str | None = None
 ) -> dict[str, Any]:
-    """Revoke token credentials (or temporary credentials) at once; idempotent."""
-    require_match(if_match, token_version(await read_token(store, token)))
+    """Revoke token credentials (or temporary credentials) at once; idempotent. With
+    ``if_match``, the version check and the write are one statement (412 for a change in
+    between, such as temporary credentials authorized with other scopes)."""
+    old = await read_token(store, token)
+    require_match(if_match, token_version(old))
+    expected = None if if_match is None else old
     try:
-        rec = await store.oauth1_tokens.revoke(token, now)
+        rec = await store.oauth1_tokens.revoke(token, now, expected=expected)
     except UnknownRecord:
         raise _no_token(token) from None
+    except StaleRecord:
+        raise changed_meanwhile(f"OAuth 1.0a token '{token}'") from None
     return public_token(rec, now)

@@ -17,9 +17,9 @@ from typing import Any
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import iso
-from restguard.manage.versions import etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, require_match
 from restguard.oauth2.clients import GRANTS, TOKEN_FORMATS, is_active, new_client
-from restguard.store.errors import DuplicateRecord, UnknownRecord
+from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import OAuthClientRecord, Store
 
 STATES = ("active", "revoked")
@@ -211,11 +211,16 @@ async def revoke(
     store: Store, now: datetime, client_id: str, if_match: str | None = None
 ) -> dict[str, Any]:
     """Revoke at once: its secret and tokens are refused on every instance within one second;
-    idempotent (an earlier revocation keeps its time)."""
+    idempotent (an earlier revocation keeps its time). With ``if_match``, the version check
+    and the write are one statement: a change in between is 412, never overwritten."""
+    old = None
     if if_match is not None:
-        require_match(if_match, version(await read(store, client_id)))
+        old = await read(store, client_id)
+        require_match(if_match, version(old))
     try:
-        rec = await store.oauth2_clients.revoke(client_id, now)
+        rec = await store.oauth2_clients.revoke(client_id, now, expected=old)
     except UnknownRecord:
         raise _unknown(client_id) from None
+    except StaleRecord:
+        raise changed_meanwhile(f"OAuth 2.0 client '{client_id}'") from None
     return public(rec, now)

@@ -203,7 +203,9 @@ async def remove(
         await _revoke_grants(store, found.user_id, now)
         await store.consents.revoke(found.user_id)
     try:
-        removed = await store.users.remove(key)
+        # the user found above and no other: by username, a namesake created in between
+        # (this one removed meanwhile) would be removed in their place
+        removed = await store.users.remove(key if found is None else found.user_id)
     except UnknownRecord:
         raise _unknown(user) from None
     # and again: a grant that completed in between (its code or refresh token used, its

@@ -45,6 +45,14 @@ def parse_if_match(value: str) -> list[str] | None:
     return tags
 
 
+def changed_meanwhile(what: str) -> Stale:
+    """412 for a conditional write that found its record changed between the read that checked
+    ``If-Match`` and the write (one statement with the check, so nothing was written)."""
+    return Stale(
+        f"{what} changed while this request ran; read it again and retry", field="If-Match"
+    )
+
+
 def require_match(if_match: str | None, current: str) -> None:
     """Refuse (412) unless ``If-Match`` is absent, ``*`` (the record exists) or lists
     ``current``."""

@@ -41,8 +41,12 @@ class OAuthClientStore(Protocol):
         """All clients, oldest first."""
         ...
 
-    async def revoke(self, client_id: str, at: datetime) -> OAuthClientRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, client_id: str, at: datetime, *, expected: OAuthClientRecord | None = None
+    ) -> OAuthClientRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent. With
+        ``expected`` (the record as the caller read it), only while it is still as read, else
+        ``StaleRecord`` and nothing changes."""
         ...
 
 

@@ -40,14 +40,26 @@ class AppStore(Protocol):
         """All apps, oldest first."""
         ...
 
-    async def revoke(self, key_id: str, at: datetime) -> AppRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, key_id: str, at: datetime, *, expected: AppRecord | None = None
+    ) -> AppRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent. With
+        ``expected`` (the record as the caller read it), only while it is still as read, else
+        ``StaleRecord`` and nothing changes."""
         ...
 
-    async def rotate(self, old_key_id: str, new: AppRecord, old_revoked_at: datetime) -> None:
+    async def rotate(
+        self,
+        old_key_id: str,
+        new: AppRecord,
+        old_revoked_at: datetime,
+        *,
+        expected: AppRecord | None = None,
+    ) -> None:
         """In one transaction: insert ``new`` and revoke ``old_key_id`` at ``old_revoked_at``
         (keeping an earlier revocation); ``DuplicateRecord`` if ``new.key_id`` exists,
-        ``UnknownRecord`` if ``old_key_id`` does not (nothing changes then)."""
+        ``UnknownRecord`` if ``old_key_id`` does not, ``StaleRecord`` if ``expected`` is given
+        and the old app is no longer as read (nothing changes then)."""
         ...
 
 
@@ -96,9 +108,13 @@ class OAuth1ConsumerStore(Protocol):
         """All consumers, oldest first."""
         ...
 
-    async def revoke(self, consumer_key: str, at: datetime) -> OAuth1ConsumerRecord:
+    async def revoke(
+        self, consumer_key: str, at: datetime, *, expected: OAuth1ConsumerRecord | None = None
+    ) -> OAuth1ConsumerRecord:
         """Set ``revoked_at`` (keeping an earlier one) and, in the same transaction, revoke every
-        token (temporary and token credentials) of the consumer; ``UnknownRecord`` if absent."""
+        token (temporary and token credentials) of the consumer; ``UnknownRecord`` if absent. With
+        ``expected`` (the record as the caller read it), only while it is still as read, else
+        ``StaleRecord`` and nothing changes."""
         ...
 
 
@@ -175,8 +191,12 @@ class OAuth1TokenStore(Protocol):
         consumer or all, oldest first."""
         ...
 
-    async def revoke(self, token: str, at: datetime) -> OAuth1TokenRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, token: str, at: datetime, *, expected: OAuth1TokenRecord | None = None
+    ) -> OAuth1TokenRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent. With
+        ``expected`` (the record as the caller read it), only while it is still as read, else
+        ``StaleRecord`` and nothing changes."""
         ...
 
     async def revoke_user(self, user_id: str, at: datetime, consumer_key: str | None = None) -> int:

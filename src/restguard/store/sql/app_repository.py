@@ -15,11 +15,11 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, select
 
-from restguard.store.errors import UnknownRecord
 from restguard.store.ports import AppRecord, AppStore, NonceStore
 from restguard.store.sql.nonce_batches import NonceBatches
+from restguard.store.sql.revocation import revoke_row
 from restguard.store.sql.runner import (
     Runner,
     insert_row,
@@ -58,18 +58,15 @@ def _app_record(row: RowMapping) -> AppRecord:
     )
 
 
-def _revoke_in(conn: Connection, key_id: str, at: datetime) -> AppRecord:
-    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent."""
-    col = apps.c.revoked_at
-    conn.execute(
-        update(apps)
-        .where(apps.c.key_id == key_id, or_(col.is_(None), col > at))
-        .values(revoked_at=at)
-    )
-    row = conn.execute(select(apps).where(apps.c.key_id == key_id)).mappings().first()
-    if row is None:
-        raise UnknownRecord(f"no app has the key_id {key_id!r}")
-    return _app_record(row)
+def _revoke_in(
+    conn: Connection, key_id: str, at: datetime, expected: AppRecord | None = None
+) -> AppRecord:
+    """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent.
+    With ``expected``: only while ``revoked_at`` (the one column of an app that changes after
+    it is made) is still the one the caller read, else ``StaleRecord``."""
+    c = apps.c
+    read = None if expected is None else [(c.revoked_at, utc_or_none(expected.revoked_at))]
+    return _app_record(revoke_row(conn, apps, (c.key_id, key_id), at, f"app {key_id!r}", read))
 
 
 class SqlAppStore(AppStore):
@@ -106,27 +103,39 @@ class SqlAppStore(AppStore):
 
         return await self._run("apps.list", work)
 
-    async def revoke(self, key_id: str, at: datetime) -> AppRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, key_id: str, at: datetime, *, expected: AppRecord | None = None
+    ) -> AppRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent; with
+        ``expected``, ``StaleRecord`` when its ``revoked_at`` changed since."""
         at = to_utc(at)
 
         def work() -> AppRecord:
             with self._engine.begin() as conn:
-                return _revoke_in(conn, key_id, at)
+                return _revoke_in(conn, key_id, at, expected)
 
         return await self._run("apps.revoke", work, write=True)
 
-    async def rotate(self, old_key_id: str, new: AppRecord, old_revoked_at: datetime) -> None:
+    async def rotate(
+        self,
+        old_key_id: str,
+        new: AppRecord,
+        old_revoked_at: datetime,
+        *,
+        expected: AppRecord | None = None,
+    ) -> None:
         """In one transaction: insert ``new`` and revoke ``old_key_id`` at ``old_revoked_at``
         (keeping an earlier revocation). ``DuplicateRecord`` if ``new.key_id`` exists,
-        ``UnknownRecord`` if ``old_key_id`` does not; in both cases nothing changes."""
+        ``UnknownRecord`` if ``old_key_id`` does not, ``StaleRecord`` if ``expected`` is given
+        and the old app's ``revoked_at`` changed since it was read (two rotations at once, or a
+        rotation and a revocation: one wins); in every case nothing changes."""
         row = _app_row(new)
         at = to_utc(old_revoked_at)
 
         def work() -> None:
             with self._engine.begin() as conn:
+                _revoke_in(conn, old_key_id, at, expected)  # first: a stale one inserts nothing
                 insert_row(conn, apps, row, f"app {new.key_id!r}")
-                _revoke_in(conn, old_key_id, at)
 
         await self._run("apps.rotate", work, write=True)
 

@@ -14,9 +14,8 @@ from typing import Any
 
 from sqlalchemy import Engine, RowMapping, select, update
 
-from restguard.store.errors import UnknownRecord
 from restguard.store.ports import OAuth1ConsumerRecord, OAuth1ConsumerStore
-from restguard.store.sql.oauth1_token_repository import not_revoked_before
+from restguard.store.sql.revocation import not_revoked_before, revoke_row
 from restguard.store.sql.runner import Runner, insert_row, tokens_text, utc_or_none
 from restguard.store.sql.tables import oauth1_consumers, oauth1_tokens, to_utc
 
@@ -92,23 +91,22 @@ class SqlOAuth1ConsumerStore(OAuth1ConsumerStore):
 
         return await self._run("oauth1_consumers.list", work)
 
-    async def revoke(self, consumer_key: str, at: datetime) -> OAuth1ConsumerRecord:
+    async def revoke(
+        self, consumer_key: str, at: datetime, *, expected: OAuth1ConsumerRecord | None = None
+    ) -> OAuth1ConsumerRecord:
         """Set ``revoked_at`` (keeping an earlier one) and revoke the consumer's tokens, in one
-        transaction; ``UnknownRecord`` if absent (nothing changes)."""
+        transaction; ``UnknownRecord`` if absent; with ``expected``, ``StaleRecord`` when its
+        ``revoked_at`` (the one column of a consumer that changes after it is made) changed
+        since. In both cases nothing changes."""
         at = to_utc(at)
         c, t = oauth1_consumers.c, oauth1_tokens.c
+        read = None if expected is None else [(c.revoked_at, utc_or_none(expected.revoked_at))]
+        what = f"consumer {consumer_key!r}"
 
         def work() -> OAuth1ConsumerRecord:
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(oauth1_consumers)
-                    .where(c.consumer_key == consumer_key, not_revoked_before(c.revoked_at, at))
-                    .values(revoked_at=at)
-                )
-                query = select(oauth1_consumers).where(c.consumer_key == consumer_key)
-                row = conn.execute(query).mappings().first()
-                if row is None:
-                    raise UnknownRecord(f"no consumer has the consumer_key {consumer_key!r}")
+                key = (c.consumer_key, consumer_key)
+                row = revoke_row(conn, oauth1_consumers, key, at, what, read)
                 conn.execute(
                     update(oauth1_tokens)
                     .where(t.consumer_key == consumer_key, not_revoked_before(t.revoked_at, at))

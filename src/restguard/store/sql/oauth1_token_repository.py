@@ -31,9 +31,9 @@ from sqlalchemy import (
     update,
 )
 
-from restguard.store.errors import UnknownRecord
 from restguard.store.ports import OAuth1NonceStore, OAuth1TokenRecord, OAuth1TokenStore
 from restguard.store.sql.nonce_batches import NonceBatches
+from restguard.store.sql.revocation import not_revoked_before, revoke_row
 from restguard.store.sql.runner import (
     Runner,
     insert_row,
@@ -43,12 +43,6 @@ from restguard.store.sql.runner import (
 from restguard.store.sql.tables import oauth1_nonces, oauth1_tokens, to_utc, users
 
 _KINDS = ("temporary", "access")
-
-
-def not_revoked_before(col: Any, at: datetime) -> ColumnElement[bool]:
-    """Not revoked, or revoked later than ``at``: where a revocation at ``at`` changes it.
-    Shared with the consumer store, whose revocation revokes the consumer's credentials."""
-    return or_(col.is_(None), col > at)
 
 
 # --- temporary and token credentials -------------------------------------------------------------
@@ -231,21 +225,25 @@ class SqlOAuth1TokenStore(OAuth1TokenStore):
 
         return await self._run("oauth1_tokens.list", work)
 
-    async def revoke(self, token: str, at: datetime) -> OAuth1TokenRecord:
-        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent."""
+    async def revoke(
+        self, token: str, at: datetime, *, expected: OAuth1TokenRecord | None = None
+    ) -> OAuth1TokenRecord:
+        """Set ``revoked_at`` (keeping an earlier one); ``UnknownRecord`` if absent; with
+        ``expected``, ``StaleRecord`` when what its version covers and can change (its scopes,
+        set when temporary credentials are authorized, and ``revoked_at``) changed since."""
         at = to_utc(at)
         t = oauth1_tokens.c
+        what = "OAuth 1.0a token"  # (not the token itself: errors may be logged)
+        read = None
+        if expected is not None:
+            read = [
+                (t.scopes, tokens_text(expected.scopes)),
+                (t.revoked_at, utc_or_none(expected.revoked_at)),
+            ]
 
         def work() -> OAuth1TokenRecord:
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(oauth1_tokens)
-                    .where(t.token == token, not_revoked_before(t.revoked_at, at))
-                    .values(revoked_at=at)
-                )
-                row = _get_token(conn, token)
-            if row is None:
-                raise UnknownRecord(f"no OAuth 1.0a token {token!r}")
+                row = revoke_row(conn, oauth1_tokens, (t.token, token), at, what, read)
             return _token_record(row)
 
         return await self._run("oauth1_tokens.revoke", work, write=True)

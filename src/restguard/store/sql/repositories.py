@@ -28,7 +28,6 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     bindparam,
-    case,
     or_,
     select,
     text,
@@ -36,7 +35,7 @@ from sqlalchemy import (
 )
 
 from restguard.authz.ratelimit import RateLimiter
-from restguard.store.errors import DuplicateRecord, StaleRecord, StoreError, UnknownRecord
+from restguard.store.errors import DuplicateRecord, StoreError
 from restguard.store.ports import (
     AccessTokenStore,
     ApiKeyRecord,
@@ -71,6 +70,7 @@ from restguard.store.sql.oauth1_repository import SqlOAuth1ConsumerStore
 from restguard.store.sql.oauth1_token_repository import SqlOAuth1NonceStore, SqlOAuth1TokenStore
 from restguard.store.sql.rate_limit_repository import SqlRateLimiter
 from restguard.store.sql.reseal import sealed_secrets
+from restguard.store.sql.revocation import revoke_row
 from restguard.store.sql.runner import (
     DEFAULT_TIMEOUT,
     Runner,
@@ -158,23 +158,12 @@ def _revoke_in(
     conn: Connection, key_id: str, at: datetime, expected: ApiKeyRecord | None = None
 ) -> ApiKeyRecord:
     """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if absent.
-    With ``expected``: in the same statement, only while ``revoked_at`` is still the one the
-    caller read (``StaleRecord`` otherwise; the caller's transaction then rolls back)."""
-    col = api_keys.c.revoked_at
-    conditions = [api_keys.c.id == key_id]
-    if expected is not None:
-        then = expected.revoked_at
-        conditions.append(col.is_(None) if then is None else col == to_utc(then))
-    changed = conn.execute(
-        update(api_keys)
-        .where(*conditions)
-        .values(revoked_at=case((or_(col.is_(None), col > at), at), else_=col))
-    ).rowcount
-    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
-    if row is None:
-        raise UnknownRecord(f"no API key has id {key_id!r}")
-    if expected is not None and changed == 0:
-        raise StaleRecord(f"API key {key_id!r} changed since it was read")
+    With ``expected``: in the same statement, only while ``revoked_at`` (the one column of a
+    key that changes after it is made) is still the one the caller read (``StaleRecord``
+    otherwise; the caller's transaction then rolls back)."""
+    c = api_keys.c
+    read = None if expected is None else [(c.revoked_at, utc_or_none(expected.revoked_at))]
+    row = revoke_row(conn, api_keys, (c.id, key_id), at, f"API key {key_id!r}", read)
     return _api_key_record(row)
 
 

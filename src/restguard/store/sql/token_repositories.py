@@ -8,7 +8,7 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, delete, or_, select, update
+from sqlalchemy import Engine, RowMapping, delete, select
 
 from restguard.store.errors import DuplicateRecord, UnknownRecord
 from restguard.store.ports import (
@@ -18,6 +18,7 @@ from restguard.store.ports import (
     OAuthClientStore,
     RevokedTokenStore,
 )
+from restguard.store.sql.revocation import revoke_row
 from restguard.store.sql.runner import Runner, insert_row, tokens_text, utc_or_none
 from restguard.store.sql.tables import issuers, oauth2_clients, revoked_tokens, to_utc
 
@@ -156,23 +157,20 @@ class SqlOAuthClientStore(OAuthClientStore):
 
         return await self._run("oauth2_clients.list", work)
 
-    async def revoke(self, client_id: str, at: datetime) -> OAuthClientRecord:
+    async def revoke(
+        self, client_id: str, at: datetime, *, expected: OAuthClientRecord | None = None
+    ) -> OAuthClientRecord:
         """Set ``revoked_at`` to ``at`` unless an earlier one is set; ``UnknownRecord`` if
-        absent (nothing changes)."""
+        absent; with ``expected``, ``StaleRecord`` when its ``revoked_at`` (the one column of a
+        client that changes after it is made) changed since (nothing changes)."""
         at = to_utc(at)
         c = oauth2_clients.c
+        read = None if expected is None else [(c.revoked_at, utc_or_none(expected.revoked_at))]
+        what = f"OAuth 2.0 client {client_id!r}"
 
         def work() -> OAuthClientRecord:
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(oauth2_clients)
-                    .where(c.client_id == client_id, or_(c.revoked_at.is_(None), c.revoked_at > at))
-                    .values(revoked_at=at)
-                )
-                query = select(oauth2_clients).where(c.client_id == client_id)
-                row = conn.execute(query).mappings().first()
-            if row is None:
-                raise UnknownRecord(f"no OAuth 2.0 client has client_id {client_id!r}")
+                row = revoke_row(conn, oauth2_clients, (c.client_id, client_id), at, what, read)
             return _oauth2_client_record(row)
 
         return await self._run("oauth2_clients.revoke", work, write=True)
