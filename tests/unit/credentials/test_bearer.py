@@ -25,6 +25,12 @@ _VALUES = st.sampled_from(
         b"Bearer a..c",
         b"Bearer rg_a.b.c",
         b"Basic a.b.c",
+        b"Bearer\ta.b.c",
+        b"BEARER a.b.c",
+        b"Bearer a.b.c ",
+        b"Bearer a.b.c\t",
+        b"Bearer a.b.",
+        b"Basic  a.b.c",
     ]
 )
 _HEADERS = st.lists(
@@ -87,3 +93,17 @@ def test_a_header_list_is_read_again_each_time() -> None:
 def test_no_headers_after_a_token() -> None:
     assert bearer.bearer_token(_view(((b"authorization", b"Bearer t"),))) == b"t"
     assert bearer.bearer_token(_view(())) is None
+
+
+def test_the_answers_kept_across_requests_stay_bounded() -> None:
+    """Every distinct JWS-shaped value is kept (an attacker's stream of new tokens too): never
+    more than ``_KEPT`` of them, and never a value longer than ``_KEPT_BYTES``; each answer is
+    still the fresh reading."""
+    for i in range(bearer._KEPT * 2 + 3):
+        token = b"a.b." + str(i).encode()
+        view = _view(((b"authorization", b"Bearer " + token),))
+        assert bearer.jws_bearer_token(view) == token
+        assert len(bearer._BY_VALUE) <= bearer._KEPT
+    long = b"a.b." + b"c" * bearer._KEPT_BYTES
+    assert bearer.jws_bearer_token(_view(((b"authorization", b"Bearer " + long),))) == long
+    assert b"Bearer " + long not in bearer._BY_VALUE
