@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +16,11 @@ from restguard.admin.api import mount
 from restguard.admin.app import AdminApp
 from restguard.cli.init import bootstrap_admin_key, write_data_dir
 from restguard.config import load
+from restguard.keys.master_check import ensure_master_key
+from restguard.keys.sealing import open_sealer
+from restguard.manage import apikeys
 from restguard.observe import Metrics
+from restguard.store.sql import migrate, open_store
 from restguard.wiring import Runtime, open_runtime
 
 
@@ -51,10 +56,26 @@ A = TypeVar("A", bound=AdminClient)
 
 
 @asynccontextmanager
-async def open_admin(tmp_path: Path, kind: type[A]) -> AsyncIterator[A]:
-    """A fresh data directory under ``tmp_path`` and its admin API, as ``kind``."""
+async def open_admin(
+    tmp_path: Path, kind: type[A], *, database: str | None = None
+) -> AsyncIterator[A]:
+    """A fresh data directory under ``tmp_path`` and its admin API, as ``kind``; its store on
+    ``database`` (an empty database's URL, migrated here) instead of the directory's SQLite."""
     config = write_data_dir(tmp_path / "d")
-    boot = bootstrap_admin_key(config)
+    if database is None:
+        boot = bootstrap_admin_key(config)
+    else:
+        text = config.read_text()
+        config.write_text(text.replace('"sqlite:///restguard.db"', f'"{database}"'))
+        migrate(database)
+        store = open_store(database)
+        try:
+            await ensure_master_key(store, open_sealer(config.parent / "master.key"))
+            boot = await apikeys.create(
+                store, datetime.now(UTC), apikeys.BOOTSTRAP_NAME, [apikeys.ADMIN_SCOPE]
+            )
+        finally:
+            store.close()
     runtime = await open_runtime(load(config))
     app = AdminApp(runtime.store, Metrics(), api=mount(runtime))
     transport = httpx.ASGITransport(app, client=("127.0.0.1", 5000))

@@ -116,7 +116,10 @@ def test_the_answers_on_real_keys_match_the_document(served: Served) -> None:
     assert call("/api/apikeys/{id}", "GET", id=key_id).status_code == 200
     rotated = call("/api/apikeys/{id}/rotate", "POST", {"grace": "1h"}, id=key_id)
     assert rotated.status_code == 201
-    assert call("/api/apikeys/{id}/rotate", "POST", id=key_id).status_code == 201  # in grace
+    # in its grace period it has a successor: rotating it again is 409, its successor 201
+    assert call("/api/apikeys/{id}/rotate", "POST", id=key_id).status_code == 409
+    successor = rotated.json()["id"]
+    assert call("/api/apikeys/{id}/rotate", "POST", id=successor).status_code == 201
     assert call("/api/apikeys/{id}/revoke", "POST", id=key_id).status_code == 200
     assert call("/api/apikeys/{id}/rotate", "POST", id=key_id).status_code == 409
     assert call("/api/apikeys", "GET").status_code == 200

@@ -364,6 +364,7 @@ def test_rotate_with_grace(config: str) -> None:
         invoke("app", "rotate", old["key_id"], "--grace", "1h", "--config", config, "--json")
     )
     ends = datetime.fromisoformat(doc["grace_ends_at"])
+    ends_text = doc["grace_ends_at"]
     assert timedelta(minutes=59) < ends - start <= timedelta(hours=1)
     rows = {r["key_id"]: r for r in listing(config)}
     assert rows[old["key_id"]]["state"] == "grace"
@@ -376,11 +377,12 @@ def test_rotate_with_grace(config: str) -> None:
     )
     table = invoke("app", "list", "--config", config)
     assert f"grace until {doc['grace_ends_at']}" in table.output
-    # rotating the old one again keeps the earlier end of its grace
-    again = one_document(
-        invoke("app", "rotate", old["key_id"], "--grace", "2h", "--config", config, "--json")
-    )
-    assert again["grace_ends_at"] == doc["grace_ends_at"]
+    # the old one has its successor: it is not rotated again (that would make a second one)
+    again = invoke("app", "rotate", old["key_id"], "--grace", "2h", "--config", config)
+    assert again.exit_code == 1 and "rotated already" in again.output, again.output
+    assert "Traceback" not in again.output
+    assert {r["key_id"] for r in listing(config)} == {old["key_id"], doc["key_id"]}
+    assert {r["key_id"]: r for r in listing(config)}[old["key_id"]]["revoked_at"] == ends_text
 
 
 def test_rotate_human_output(config: str) -> None:

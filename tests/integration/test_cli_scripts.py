@@ -165,11 +165,10 @@ def test_apikey_json_is_complete(config: Path) -> None:
     }
     assert listed[created["id"]]["revoked_at"] == rotated["grace_ends_at"]
 
-    # rotating the key in its grace again: the old one keeps its earlier end, and says so
-    again = one_document(
-        run("apikey", "rotate", created["id"], "--grace", "2h", "--config", str(config), "--json")
-    )
-    assert again["grace_ends_at"] == rotated["grace_ends_at"]
+    # the key in its grace has a successor: it is not rotated again, and that says why
+    again = run("apikey", "rotate", created["id"], "--grace", "2h", "--config", str(config))
+    assert again.returncode == 1 and "rotated already" in again.stderr, again.stderr
+    assert again.stdout == ""
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,10 @@ def revoke(key_id: str, config: str | None, as_json: bool) -> None:
 @json_option
 @friendly
 def rotate(key_id: str, grace: float | None, config: str | None, as_json: bool) -> None:
-    """Replace a key with a new one (same name, scopes and expiry)."""
+    """Replace a key with a new one (same name, scopes and expiry).
+
+    A key rotated already (in its grace period) is not rotated again: rotate the key that
+    replaced it, or revoke this one."""
     settings = settings_from(config)
 
     async def act(store: Store) -> dict[str, Any]:

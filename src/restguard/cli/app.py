@@ -261,7 +261,8 @@ def rotate(
 
     The new credential is a new secret (hmac-sha256) or the new public key given with
     --public-key; the name, scopes and algorithm stay. The old key_id stops working at once,
-    or after --grace."""
+    or after --grace. An app rotated already (in its grace period) is not rotated again:
+    rotate the key_id that replaced it, or revoke this one."""
     pem = _read_pem(public_key)
     settings = settings_from(config)
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from restguard.credentials.apikey import check_name, generate_key, new_record
 from restguard.keys.hashing import token_digest
-from restguard.manage.errors import Conflict, Invalid, NotFound, Stale
+from restguard.manage.errors import Invalid, NotFound
 from restguard.manage.pages import page
+from restguard.manage.rotation import check_rotatable, rotation_lost
 from restguard.manage.values import check_scopes, iso
-from restguard.manage.versions import changed_meanwhile, etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
 from restguard.store.errors import StaleRecord, UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
 
@@ -144,16 +145,14 @@ async def revoke(
     old = await read(store, key_id)
     require_match(if_match, version(old))
     try:
-        rec = await store.api_keys.revoke(key_id, now, expected=old)
+        rec = await store.api_keys.revoke(
+            key_id, now, expected=old if pins_version(if_match) else None
+        )
     except UnknownRecord:
         raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
     except StaleRecord:
-        raise _stale(key_id) from None
+        raise changed_meanwhile(f"API key '{key_id}'") from None
     return public(rec, now)
-
-
-def _stale(key_id: str) -> Stale:
-    return changed_meanwhile(f"API key '{key_id}'")
 
 
 async def rotate(
@@ -164,13 +163,12 @@ async def rotate(
     if_match: str | None = None,
 ) -> dict[str, Any]:
     """A new key with the same name, scopes and expiry; the old one stops at once, or after
-    ``grace`` seconds. The old key is written only as it was read (checked, ``If-Match``
-    included): of two rotations (or a rotation and a revocation) at once one wins, and the
-    other makes no key (412 with ``If-Match``, else 409)."""
+    ``grace`` seconds. Only a live key that was never rotated (``manage.rotation``), and
+    written only as it was read: of two rotations (or a rotation and a revocation) at once
+    one wins, and the other makes no key (412 with an ``If-Match`` version, else 409)."""
     old = await read(store, key_id)
     require_match(if_match, version(old))
-    if old.revoked_at and old.revoked_at <= now:
-        raise Conflict(f"API key '{key_id}' is revoked; create a new one", field="id")
+    check_rotatable(f"API key '{key_id}'", old.revoked_at, now)
     new_id, key = generate_key()
     new = replace(
         old,
@@ -180,18 +178,11 @@ async def rotate(
         revoked_at=None,
         last_used_at=None,
     )
+    ends = now + timedelta(seconds=grace or 0)
     try:
-        await store.api_keys.rotate(old.id, new, now + timedelta(seconds=grace or 0), expected=old)
+        await store.api_keys.rotate(old.id, new, ends, expected=old)
     except UnknownRecord:
         raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
     except StaleRecord:
-        if if_match is not None:
-            raise _stale(key_id) from None
-        raise Conflict(
-            f"API key '{key_id}' changed while rotating it (rotated or revoked at the same "
-            "time); read it again",
-            field="id",
-        ) from None
-    # Read back: a key already in its grace period keeps the earlier end.
-    after = await store.api_keys.get(old.id)
-    return issued(new, key, after or old)
+        raise rotation_lost(f"API key '{key_id}'", if_match) from None
+    return issued(new, key, replace(old, revoked_at=ends))  # (it was live: now it ends then)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,8 +22,9 @@ from restguard.keys.master_check import ensure_master_key
 from restguard.keys.sealing import Sealer
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
+from restguard.manage.rotation import check_rotatable, rotation_lost
 from restguard.manage.values import MAX_SCOPES, iso
-from restguard.manage.versions import changed_meanwhile, etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
 from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import AppRecord, Store
 
@@ -211,7 +213,7 @@ async def revoke(
     412, never overwritten."""
     old = await read(store, key_id)
     require_match(if_match, version(old))
-    expected = None if if_match is None else old
+    expected = old if pins_version(if_match) else None
     try:
         rec = await store.apps.revoke(key_id, now, expected=expected)
     except UnknownRecord:
@@ -232,14 +234,14 @@ async def rotate(
 ) -> dict[str, Any]:
     """A new key_id and credential (a new secret, or the new ``public_key``) with the same
     name, scopes and algorithm; the old key_id stops at once, or after ``grace`` seconds.
-    The old app is written only as it was read (checked, ``If-Match`` included): of two
-    rotations (or a rotation and a revocation) at once one wins, and the other makes no app
-    (412 with ``If-Match``, else 409), so a revoked app never gets a live successor."""
+    Only a live app that was never rotated (``manage.rotation``), and written only as it was
+    read: of two rotations (or a rotation and a revocation) at once one wins, and the other
+    makes no app (412 with an ``If-Match`` version, else 409), so a revoked app never gets a
+    live successor."""
     pem = pem_bytes(public_key)
     old = await read(store, key_id)
     require_match(if_match, version(old))
-    if old.revoked_at and old.revoked_at <= now:
-        raise Conflict(f"app '{key_id}' is revoked; create a new one", field="id")
+    check_rotatable(f"app '{key_id}'", old.revoked_at, now)
     seal: Sealer | None = None
     if old.alg == HMAC_SHA256 and pem is None:
         seal = sealer()
@@ -248,18 +250,11 @@ async def rotate(
         new, secret = rotated_app(old, pem, now=now, sealer=seal)
     except ValueError as exc:
         raise _invalid(exc) from None
+    ends = now + timedelta(seconds=grace or 0)
     try:
-        await store.apps.rotate(old.key_id, new, now + timedelta(seconds=grace or 0), expected=old)
+        await store.apps.rotate(old.key_id, new, ends, expected=old)
     except UnknownRecord:
         raise _not_found(key_id) from None
     except StaleRecord:
-        if if_match is not None:
-            raise changed_meanwhile(f"app '{key_id}'") from None
-        raise Conflict(
-            f"app '{key_id}' changed while rotating it (rotated or revoked at the same time); "
-            "read it again",
-            field="id",
-        ) from None
-    # Read back: an app already in its grace period keeps the earlier end.
-    after = await store.apps.get(old.key_id)
-    return issued(new, secret, after or old)
+        raise rotation_lost(f"app '{key_id}'", if_match) from None
+    return issued(new, secret, replace(old, revoked_at=ends))  # (it was live: now it ends then)

@@ -17,7 +17,7 @@ from typing import Any
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import iso
-from restguard.manage.versions import changed_meanwhile, etag, require_match
+from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
 from restguard.oauth2.clients import GRANTS, TOKEN_FORMATS, is_active, new_client
 from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import OAuthClientRecord, Store
@@ -217,8 +217,9 @@ async def revoke(
     if if_match is not None:
         old = await read(store, client_id)
         require_match(if_match, version(old))
+    expected = old if pins_version(if_match) else None
     try:
-        rec = await store.oauth2_clients.revoke(client_id, now, expected=old)
+        rec = await store.oauth2_clients.revoke(client_id, now, expected=expected)
     except UnknownRecord:
         raise _unknown(client_id) from None
     except StaleRecord:

@@ -53,6 +53,13 @@ def changed_meanwhile(what: str) -> Stale:
     )
 
 
+def pins_version(if_match: str | None) -> bool:
+    """Whether ``If-Match`` names versions (then a write must find the record as read), rather
+    than being absent or ``*`` (any version: the record need only exist). Call it after
+    ``require_match``, which refuses a malformed value."""
+    return if_match is not None and parse_if_match(if_match) is not None
+
+
 def require_match(if_match: str | None, current: str) -> None:
     """Refuse (412) unless ``If-Match`` is absent, ``*`` (the record exists) or lists
     ``current``."""

@@ -107,16 +107,17 @@ class SqlIssuerStore(IssuerStore):
         return await self._run("issuers.list", work)
 
     async def remove(self, issuer_id: str) -> IssuerRecord:
-        """Delete and return the issuer; ``UnknownRecord`` if absent (nothing changes)."""
+        """Delete and return the issuer; ``UnknownRecord`` if absent (nothing changes). One
+        ``DELETE ... RETURNING``: of two removals at once exactly one gets the record (a read
+        before the delete would let both report it removed)."""
 
         def work() -> IssuerRecord:
+            statement = delete(issuers).where(issuers.c.id == issuer_id).returning(*issuers.c)
             with self._engine.begin() as conn:
-                query = select(issuers).where(issuers.c.id == issuer_id)
-                row = conn.execute(query).mappings().first()
-                if row is None:
-                    raise UnknownRecord(f"no issuer has id {issuer_id!r}")
-                conn.execute(delete(issuers).where(issuers.c.id == issuer_id))
-                return _issuer_record(row)
+                row = conn.execute(statement).mappings().first()
+            if row is None:
+                raise UnknownRecord(f"no issuer has id {issuer_id!r}")
+            return _issuer_record(row)
 
         return await self._run("issuers.remove", work, write=True)
 
