@@ -17,9 +17,11 @@ touches a socket (Redis and the database still do, where a route needs them).
 
 The number is the process's CPU time (user + system, every thread: the audit writer and the
 store's too) per request, the median of the rounds; ratios are to the public route in the
-same round. Routes: public, API key, JWT (RS256, keys held), API key with a Redis rate limit,
-and RFC 9421 signed GETs (hmac-sha256, a fresh nonce each) with the nonces in Redis and, in a
-second gateway on the same data without ``[storage] redis``, in the database (batched).
+same round. Routes: public, API key, JWT (RS256, keys held), restguard's own OAuth 2.0 access
+tokens (a JWT, and an opaque ``rg_at_`` token; issued by the gateway's own ``AccessTokens`` to
+the bench's client-credentials clients, as its token endpoint would), API key with a Redis rate
+limit, and RFC 9421 signed GETs (hmac-sha256, a fresh nonce each) with the nonces in Redis and,
+in a second gateway on the same data without ``[storage] redis``, in the database (batched).
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ bench.use_tree_under_test()
 
 from restguard.cli.serve import settle_garbage_collector  # noqa: E402
 from restguard.config import load  # noqa: E402
+from restguard.credentials.opaque_tokens import OpaqueTokens  # noqa: E402
 from restguard.gateway.http1 import ClientConnection  # noqa: E402
 from restguard.gateway.identity import IdentityHeaders  # noqa: E402
 from restguard.gateway.server import Gateway, make_gateway  # noqa: E402
 from restguard.gateway.upstream import UpstreamConnection  # noqa: E402
+from restguard.oauth2.access_tokens import AccessTokens  # noqa: E402
 from restguard.observe import Metrics  # noqa: E402
 from restguard.wiring import open_runtime  # noqa: E402
 
@@ -231,7 +235,27 @@ def report(routes: list[tuple[str, Route]], results: dict[str, list[float]], rou
         print(f"{route.label:48} {statistics.median(values):10.1f} {shown:>9}")
 
 
-def routes_for(setup: bench.Setup, per_round: int, warm: int) -> list[tuple[str, Route]]:
+async def own_tokens(gw: Gateway, setup: bench.Setup) -> tuple[str, str]:
+    """A JWT and an opaque access token of restguard's own authorization server, for the
+    bench's two client-credentials clients (subject: the client, as that grant gives)."""
+    runtime: Any = gw.runtime  # type: ignore[attr-defined]
+    url = runtime.settings.server.public_url
+    store = runtime.store
+    tokens = AccessTokens(
+        runtime.keys, url, url, runtime.clock, opaque=OpaqueTokens(store.oauth2_access_tokens)
+    )
+    issued = []
+    for client_id in (setup.client_id, setup.opaque[0]):
+        client = await store.oauth2_clients.get(client_id)
+        assert client is not None, client_id
+        token = await tokens.issue_for(client, subject=client_id, scopes=["bench:read"])
+        issued.append(token.access_token)
+    return issued[0], issued[1]
+
+
+def routes_for(
+    setup: bench.Setup, per_round: int, warm: int, own: tuple[str, str]
+) -> list[tuple[str, Route]]:
     key_id, secret = setup.app
     signer = bench.Signer(key_id, secret, AUTHORITY, "/keyed/item", Path("."))
     count = max(per_round, warm)
@@ -247,6 +271,22 @@ def routes_for(setup: bench.Setup, per_round: int, warm: int) -> list[tuple[str,
                 "jwt",
                 "JWT (RS256, keys held)",
                 same(request("/keyed/item", f"Authorization: Bearer {setup.jwt}")),
+            ),
+        ),
+        (
+            "redis",
+            Route(
+                "oauth2",
+                "oauth2 (own JWT, EdDSA)",
+                same(request("/keyed/item", f"Authorization: Bearer {own[0]}")),
+            ),
+        ),
+        (
+            "redis",
+            Route(
+                "opaque",
+                "oauth2 (opaque token)",
+                same(request("/keyed/item", f"Authorization: Bearer {own[1]}")),
             ),
         ),
         (
@@ -287,7 +327,8 @@ async def amain(per_round: int, rounds: int) -> None:
             "db": await gateway_for(without_redis(setup.config)),
         }
         try:
-            routes = routes_for(setup, per_round, min(per_round, 2000))
+            own = await own_tokens(gateways["redis"], setup)
+            routes = routes_for(setup, per_round, min(per_round, 2000), own)
             results = await measure(gateways, routes, per_round, rounds)
         finally:
             for gw in gateways.values():
