@@ -84,9 +84,3 @@ def _authorization(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
 def _scheme_token(auth: bytes) -> bytes | None:
     scheme, _, rest = auth.replace(b"\t", b" ").partition(b" ")
     return rest.strip(b" ") if scheme.lower() == b"bearer" else None
-
-
-def _bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-    """The Bearer token of ``headers``, read afresh (no memo)."""
-    auth = _authorization(headers)
-    return None if auth is None else _scheme_token(auth)

@@ -16,7 +16,7 @@ from restguard.manage.errors import Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.rotation import check_rotatable, rotation_lost
 from restguard.manage.values import check_scopes, iso
-from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
+from restguard.manage.versions import changed_meanwhile, checked, etag, require_match
 from restguard.store.errors import StaleRecord, UnknownRecord
 from restguard.store.ports import ApiKeyRecord, Store
 
@@ -137,17 +137,11 @@ async def revoke(
     """Revoke at once (a key in its grace period stops now too); idempotent. With
     ``if_match``, the version check and the write are one statement: a change in between is
     412, never overwritten."""
-    if if_match is None:
-        try:
-            return public(await store.api_keys.revoke(key_id, now), now)
-        except UnknownRecord:
-            raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
-    old = await read(store, key_id)
-    require_match(if_match, version(old))
+    expected = None
+    if if_match is not None:
+        expected = checked(if_match, await read(store, key_id), version)
     try:
-        rec = await store.api_keys.revoke(
-            key_id, now, expected=old if pins_version(if_match) else None
-        )
+        rec = await store.api_keys.revoke(key_id, now, expected=expected)
     except UnknownRecord:
         raise NotFound(f"no API key has the id '{key_id}'", field="id") from None
     except StaleRecord:

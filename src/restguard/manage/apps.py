@@ -24,7 +24,7 @@ from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.rotation import check_rotatable, rotation_lost
 from restguard.manage.values import MAX_SCOPES, iso
-from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
+from restguard.manage.versions import changed_meanwhile, checked, etag, require_match
 from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import AppRecord, Store
 
@@ -211,9 +211,7 @@ async def revoke(
     """Revoke at once (an app in its grace period stops now too); idempotent. With
     ``if_match``, the version check and the write are one statement: a change in between is
     412, never overwritten."""
-    old = await read(store, key_id)
-    require_match(if_match, version(old))
-    expected = old if pins_version(if_match) else None
+    expected = checked(if_match, await read(store, key_id), version)
     try:
         rec = await store.apps.revoke(key_id, now, expected=expected)
     except UnknownRecord:

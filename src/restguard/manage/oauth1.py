@@ -26,7 +26,7 @@ from restguard.manage.apps import pem_bytes
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import MAX_SCOPES, iso
-from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
+from restguard.manage.versions import changed_meanwhile, checked, etag
 from restguard.oauth2.users import normalize_username
 from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import OAuth1ConsumerRecord, OAuth1TokenRecord, Store
@@ -228,9 +228,7 @@ async def revoke_consumer(
     """Revoke a consumer and every token issued to it, at once; idempotent. With
     ``if_match``, the version check and the write are one statement (412 for a change in
     between)."""
-    old = await read_consumer(store, consumer_key)
-    require_match(if_match, consumer_version(old))
-    expected = old if pins_version(if_match) else None
+    expected = checked(if_match, await read_consumer(store, consumer_key), consumer_version)
     try:
         rec = await store.oauth1_consumers.revoke(consumer_key, now, expected=expected)
     except UnknownRecord:
@@ -334,9 +332,7 @@ async def revoke_token(
     """Revoke token credentials (or temporary credentials) at once; idempotent. With
     ``if_match``, the version check and the write are one statement (412 for a change in
     between, such as temporary credentials authorized with other scopes)."""
-    old = await read_token(store, token)
-    require_match(if_match, token_version(old))
-    expected = old if pins_version(if_match) else None
+    expected = checked(if_match, await read_token(store, token), token_version)
     try:
         rec = await store.oauth1_tokens.revoke(token, now, expected=expected)
     except UnknownRecord:

@@ -17,7 +17,7 @@ from typing import Any
 from restguard.manage.errors import Conflict, Invalid, NotFound
 from restguard.manage.pages import page
 from restguard.manage.values import iso
-from restguard.manage.versions import changed_meanwhile, etag, pins_version, require_match
+from restguard.manage.versions import changed_meanwhile, checked, etag
 from restguard.oauth2.clients import GRANTS, TOKEN_FORMATS, is_active, new_client
 from restguard.store.errors import DuplicateRecord, StaleRecord, UnknownRecord
 from restguard.store.ports import OAuthClientRecord, Store
@@ -213,11 +213,9 @@ async def revoke(
     """Revoke at once: its secret and tokens are refused on every instance within one second;
     idempotent (an earlier revocation keeps its time). With ``if_match``, the version check
     and the write are one statement: a change in between is 412, never overwritten."""
-    old = None
+    expected = None
     if if_match is not None:
-        old = await read(store, client_id)
-        require_match(if_match, version(old))
-    expected = old if pins_version(if_match) else None
+        expected = checked(if_match, await read(store, client_id), version)
     try:
         rec = await store.oauth2_clients.revoke(client_id, now, expected=expected)
     except UnknownRecord:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from restguard.manage.errors import Invalid, Stale
 
 # RFC 9110 §8.8.3: entity-tag = [ weak ] opaque-tag; opaque-tag = DQUOTE *etagc DQUOTE;
 # etagc = %x21 / %x23-7E / obs-text. Lists are comma separated (§5.6.1).
+R = TypeVar("R")
+
 _TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 
 
@@ -56,8 +59,15 @@ def changed_meanwhile(what: str) -> Stale:
 def pins_version(if_match: str | None) -> bool:
     """Whether ``If-Match`` names versions (then a write must find the record as read), rather
     than being absent or ``*`` (any version: the record need only exist). Call it after
-    ``require_match``, which refuses a malformed value."""
+    ``require_match`` (as ``checked`` does), which refuses a malformed value."""
     return if_match is not None and parse_if_match(if_match) is not None
+
+
+def checked(if_match: str | None, record: R, version: Callable[[R], str]) -> R | None:
+    """``require_match`` for ``record``, then what the write must still find: ``record`` when
+    ``If-Match`` names versions, None when it is absent or ``*``."""
+    require_match(if_match, version(record))
+    return record if pins_version(if_match) else None
 
 
 def require_match(if_match: str | None, current: str) -> None:

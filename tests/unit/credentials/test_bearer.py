@@ -44,7 +44,8 @@ def _view(headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]]) 
 
 def _fresh(headers: list[tuple[bytes, bytes]]) -> bytes | type[InvalidRequest] | None:
     try:
-        return bearer._bearer_token(headers)
+        auth = bearer._authorization(headers)  # (read afresh: no memo)
+        return None if auth is None else bearer._scheme_token(auth)
     except InvalidRequest:
         return InvalidRequest
 
