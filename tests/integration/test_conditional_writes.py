@@ -13,22 +13,26 @@ app or key never gets a live successor, and of two rotations at once one wins.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import pkgutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 import restguard.manage
+from restguard.errors import BackendUnavailable
 from restguard.keys.sealing import Sealer
 from restguard.manage import apikeys, apps, issuers, oauth1, oauth2_clients, users
 from restguard.manage.errors import Conflict, NotFound, Stale
 from restguard.store.ports import OAuth1TokenRecord
-from restguard.store.sql import SqlStore
+from restguard.store.sql import SqlStore, migrate, open_store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LATER = NOW + timedelta(hours=1)
@@ -304,3 +308,34 @@ async def test_without_if_match_the_change_still_wins(store: SqlStore, name: str
     with pytest.raises(race.refused_unconditional):
         await race.act(store, ident, None)
     assert seen and await race.state(store, ident) == seen[0]
+
+
+@pytest.mark.parametrize("verb", ["revoke", "rotate"])
+async def test_a_row_another_transaction_holds_stalls_no_write_past_its_deadline(
+    postgres_url: str, verb: str
+) -> None:
+    """PostgreSQL: another instance's revocation of the app is not committed yet, so the
+    conditional write waits on its row lock. It answers 503 by its deadline; once the other
+    commits, its revocation stands and no successor exists (the timed-out statement, if it
+    still ran, found the row changed)."""
+    migrate(postgres_url)
+    store = open_store(postgres_url, timeout=0.5)
+    holder = psycopg.connect(postgres_url)
+    try:
+        ident, tag = await _app(store)
+        held_at = NOW - timedelta(minutes=1)
+        holder.execute("UPDATE apps SET revoked_at = %s WHERE key_id = %s", (held_at, ident))
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            if verb == "revoke":
+                await apps.revoke(store, NOW, ident, tag)
+            else:
+                await apps.rotate(store, NOW, seal, ident, if_match=tag)
+        assert time.monotonic() - started < 3.0
+        holder.commit()
+        await asyncio.sleep(0.6)  # (past the statement timeout: nothing of it is left)
+        left = await store.apps.list()
+        assert [(a.key_id, a.revoked_at) for a in left] == [(ident, held_at)]
+    finally:
+        holder.close()
+        store.close()
